@@ -1,0 +1,1 @@
+//! DDCC certificate encodings.

@@ -1,0 +1,1 @@
+//! FHIRPath (N1) over FHIR JSON.
