@@ -1,1 +1,3 @@
 //! DDCC certificate encodings.
+pub mod signer;
+pub use signer::{Algorithm, SignError, Signer};
