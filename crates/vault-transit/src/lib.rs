@@ -1,0 +1,1 @@
+//! Vault transit signer.
