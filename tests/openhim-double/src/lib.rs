@@ -1,0 +1,1 @@
+//! OpenHIM core test double.
