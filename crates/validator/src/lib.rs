@@ -1,0 +1,1 @@
+//! FHIR profile validation.
