@@ -4,19 +4,21 @@
 //! [`SigningIdentity`]) for signatures. Nothing here touches the network or the file
 //! system, except [`local::LocalSigner`], whose key store is a directory.
 
+pub mod bundle_sig;
 pub mod cbor;
 pub mod country;
 pub mod error;
 pub mod eudcc;
 pub mod hc1;
-
+pub mod icao;
 pub mod icao9303;
 pub mod identity;
 pub mod jcs;
 pub mod jws;
 pub mod local;
-
+pub mod pdf;
 pub mod qr;
+pub mod shc;
 
 pub mod signer;
 pub mod x509;
