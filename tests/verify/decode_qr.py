@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Decode QR PNGs back to text with zxing-cpp (independent of our encoder).
 
-Prints one JSON object per image: {"file", "text", "ec_level", "version"}.
+Prints one JSON object per image: {"file", "texts": [...], "ec_levels": [...]}
+(every QR symbol found in the image, e.g. all codes on a rendered PDF page).
 usage: decode_qr.py IMAGE...
 exit status 1 when any image holds no readable QR code.
 """
@@ -21,12 +22,10 @@ def main() -> int:
             print(f"FAIL {path}: no QR code found", file=sys.stderr)
             ok = False
             continue
-        r = found[0]
         print(json.dumps({
             "file": path,
-            "text": r.text,
-            "ec_level": getattr(r, "ec_level", ""),
-            "version": getattr(r, "symbology_identifier", ""),
+            "texts": [r.text for r in found],
+            "ec_levels": [getattr(r, "ec_level", "") for r in found],
         }))
     return 0 if ok else 1
 
