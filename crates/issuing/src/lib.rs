@@ -5,5 +5,6 @@
 //! decides what to store and how to answer.
 
 pub mod input;
+pub mod issue;
 pub mod pipeline;
 pub mod questionnaire;

@@ -18,6 +18,32 @@ pub struct Pipeline {
     pub document_map: String,
     pub document_profile: String,
     pub also_accepted: AlsoAccepted,
+    /// The edition's QR format code system (`serialized`, `image`, `pdf`).
+    pub qr_format_system: String,
+    /// Which contents each QR DocumentReference carries, in order.
+    pub qr_contents: Vec<QrContent>,
+}
+
+/// One content of a QR DocumentReference.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QrContent {
+    /// The payload text (`HC1:…`) itself.
+    Serialized,
+    Png,
+    Svg,
+    Pdf,
+}
+
+impl QrContent {
+    fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "serialized" => QrContent::Serialized,
+            "png" => QrContent::Png,
+            "svg" => QrContent::Svg,
+            "pdf" => QrContent::Pdf,
+            _ => return None,
+        })
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -60,6 +86,27 @@ impl Pipelines {
                     );
                 }
             }
+            let mut qr_contents = Vec::new();
+            for c in row
+                .get("qrContents")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                let name = c.as_str().unwrap_or("");
+                qr_contents.push(QrContent::parse(name).ok_or_else(|| {
+                    PipelineError::Config(format!(
+                        "pipeline {i}: unknown qrContents entry '{name}'"
+                    ))
+                })?);
+            }
+            if !qr_contents.contains(&QrContent::Serialized)
+                || !qr_contents.contains(&QrContent::Png)
+            {
+                return Err(PipelineError::Config(format!(
+                    "pipeline {i}: qrContents must include 'serialized' and 'png' (the profiles require both)"
+                )));
+            }
             out.push(Pipeline {
                 questionnaire: field("questionnaire")?,
                 edition: field("edition")?,
@@ -68,6 +115,8 @@ impl Pipelines {
                 document_map: field("documentMap")?,
                 document_profile: field("documentProfile")?,
                 also_accepted: also,
+                qr_format_system: field("qrFormatSystem")?,
+                qr_contents,
             });
         }
         Ok(Pipelines(out))
