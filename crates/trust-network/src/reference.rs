@@ -257,7 +257,7 @@ mod tests {
         assert_eq!(changed.update[0].uuid.as_deref(), Some("u-a"));
         assert_eq!(changed.update[0].thumbprint, a2.thumbprint);
 
-        let removed = plan(&[a.clone()], &listed, &p, prefix);
+        let removed = plan(std::slice::from_ref(&a), &listed, &p, prefix);
         assert_eq!(removed.delete, vec!["u-b".to_string()]);
     }
 
