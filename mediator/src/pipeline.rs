@@ -163,16 +163,22 @@ where
                 let ops = OPS_PATHS.contains(&req.path());
                 let recorder = Recorder::default();
                 req.extensions_mut().insert(recorder.clone());
-                let http_req = req.request().clone();
                 let limit = state.config.server.max_body_bytes;
 
                 let res: ServiceResponse<BoxBody> =
                     if content_length(&req).is_some_and(|n| n > limit as u64) {
                         req.into_response(ApiError::PayloadTooLarge { limit }.error_response())
                     } else {
+                        // Handlers and extractors turn their errors into responses (Ok);
+                        // an Err can only come from a layer between us and the router,
+                        // and actix answers it with the error's own response. The
+                        // request cannot be cloned beforehand (the router needs it unique).
                         match service.call(req).await {
                             Ok(r) => r.map_into_boxed_body(),
-                            Err(e) => ServiceResponse::new(http_req, e.error_response()),
+                            Err(e) => {
+                                tracing::warn!(error = %e, "inner service failed");
+                                return Err(e);
+                            }
                         }
                     };
                 let res = normalise_error(res);
