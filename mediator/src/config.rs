@@ -1,0 +1,486 @@
+//! Service configuration: embedded defaults, then an optional TOML file, then
+//! environment variables (the reference mediator's names where they exist).
+//!
+//! Other modules extend [`Config`] by adding a section struct with
+//! `#[serde(default)]`, a field here, and their variables in [`Config::apply_env`].
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Default listening port of the reference mediator.
+pub const DEFAULT_PORT: u16 = 4321;
+/// Default request body limit: 5 MiB.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 5 * 1024 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("invalid value for {name}: {message}")]
+    Env { name: String, message: String },
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub openhim: OpenHimConfig,
+    pub log: LogConfig,
+    /// Where the service keeps local state (embedded store, key material exports…).
+    pub data_dir: PathBuf,
+    /// `STANDALONE`: `None` means "decide from whether an OpenHIM URL is configured".
+    pub standalone: Option<bool>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            server: ServerConfig::default(),
+            openhim: OpenHimConfig::default(),
+            log: LogConfig::default(),
+            data_dir: PathBuf::from("./data"),
+            standalone: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// `SERVER_HOST`: address to bind.
+    pub host: String,
+    /// `SERVER_PORT`.
+    pub port: u16,
+    /// `DDCC_MAX_BODY_BYTES`: larger request bodies get 413.
+    pub max_body_bytes: usize,
+    /// `DDCC_PUBLIC_BASE_URL`: the externally visible base URL (links in issued documents).
+    pub public_base_url: Option<String>,
+    /// `DDCC_WORKERS`: actix worker threads; 0 = one per core.
+    pub workers: usize,
+    /// `DDCC_SHUTDOWN_TIMEOUT_SECS`: grace period for in-flight requests on SIGTERM.
+    pub shutdown_timeout_secs: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            host: "0.0.0.0".into(),
+            port: DEFAULT_PORT,
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            public_base_url: None,
+            workers: 0,
+            shutdown_timeout_secs: 30,
+        }
+    }
+}
+
+/// How the mediator authenticates to the OpenHIM API (contract §2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OpenHimAuth {
+    /// `Authorization: Basic` (cores ≥ 7.1, or older ones configured for it).
+    Basic,
+    /// The legacy `auth-*` sha512 token headers (cores 5.x–7.0; deprecated in 8.x).
+    Token,
+}
+
+impl std::str::FromStr for OpenHimAuth {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "basic" => Ok(Self::Basic),
+            "token" => Ok(Self::Token),
+            other => Err(format!("expected basic or token, got {other:?}")),
+        }
+    }
+}
+
+#[derive(Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OpenHimConfig {
+    /// `OPENHIM_URL`: the core's API; `None` (and no `STANDALONE`) means standalone.
+    pub url: Option<String>,
+    /// `OPENHIM_USERNAME`.
+    pub username: String,
+    /// `OPENHIM_PASSWORD`.
+    pub password: String,
+    /// `OPENHIM_AUTH`.
+    pub auth: OpenHimAuth,
+    /// `TRUST_SELF_SIGNED`: accept the core's self-signed certificate.
+    pub trust_self_signed: bool,
+    /// `MEDIATOR_HOST`: replaces every `host` in the registration document.
+    pub mediator_host: Option<String>,
+    /// `MEDIATOR_PORT`: replaces every `port` in the registration document
+    /// (defaults to the listening port).
+    pub mediator_port: Option<u16>,
+    /// `OPENHIM_MEDIATOR_CONFIG`: a mediatorConfig.json to send instead of the embedded one.
+    pub mediator_config: Option<PathBuf>,
+    /// `OPENHIM_HEARTBEAT_MS`.
+    pub heartbeat_ms: u64,
+    /// `OPENHIM_REGISTER_INITIAL_MS`: first retry delay after a failed registration.
+    pub register_initial_ms: u64,
+    /// `OPENHIM_REGISTER_MAX_MS`: cap of the retry delay.
+    pub register_max_ms: u64,
+    /// `OPENHIM_REQUEST_TIMEOUT_MS`: timeout of each API call.
+    pub request_timeout_ms: u64,
+}
+
+impl std::fmt::Debug for OpenHimConfig {
+    // Hand-written so the password never reaches a log line.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpenHimConfig")
+            .field("url", &self.url)
+            .field("username", &self.username)
+            .field("password", &"<redacted>")
+            .field("auth", &self.auth)
+            .field("trust_self_signed", &self.trust_self_signed)
+            .field("mediator_host", &self.mediator_host)
+            .field("mediator_port", &self.mediator_port)
+            .field("mediator_config", &self.mediator_config)
+            .field("heartbeat_ms", &self.heartbeat_ms)
+            .field("register_initial_ms", &self.register_initial_ms)
+            .field("register_max_ms", &self.register_max_ms)
+            .field("request_timeout_ms", &self.request_timeout_ms)
+            .finish()
+    }
+}
+
+impl Default for OpenHimConfig {
+    fn default() -> Self {
+        Self {
+            url: None,
+            username: "root@openhim.org".into(),
+            password: "openhim-password".into(),
+            auth: OpenHimAuth::Basic,
+            trust_self_signed: false,
+            mediator_host: None,
+            mediator_port: None,
+            mediator_config: None,
+            heartbeat_ms: 10_000,
+            register_initial_ms: 1_000,
+            register_max_ms: 60_000,
+            request_timeout_ms: 10_000,
+        }
+    }
+}
+
+impl OpenHimConfig {
+    pub fn heartbeat_interval(&self) -> Duration {
+        Duration::from_millis(self.heartbeat_ms.max(1))
+    }
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.request_timeout_ms.max(1))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Compact,
+    Json,
+}
+
+impl std::str::FromStr for LogFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "compact" | "text" => Ok(Self::Compact),
+            "json" => Ok(Self::Json),
+            other => Err(format!("expected compact or json, got {other:?}")),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// `DDCC_LOG_FORMAT`.
+    pub format: LogFormat,
+    /// `RUST_LOG` / `DDCC_LOG`: a tracing-subscriber filter.
+    pub filter: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Compact,
+            filter: "info".into(),
+        }
+    }
+}
+
+/// Where each effective setting came from, for the start-up log line.
+#[derive(Debug, Clone, Default)]
+pub struct Provenance {
+    pub file: Option<PathBuf>,
+    pub env_vars: Vec<String>,
+}
+
+impl Config {
+    /// Defaults ← `file` (if given) ← process environment.
+    pub fn load(file: Option<&Path>) -> Result<(Self, Provenance), ConfigError> {
+        Self::load_with(file, |k| std::env::var(k).ok())
+    }
+
+    /// As [`Config::load`] with an injectable environment, for tests.
+    pub fn load_with(
+        file: Option<&Path>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<(Self, Provenance), ConfigError> {
+        let mut prov = Provenance::default();
+        let mut cfg = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                })?;
+                prov.file = Some(path.to_path_buf());
+                Self::from_toml(&text).map_err(|message| ConfigError::Parse {
+                    path: path.to_path_buf(),
+                    message,
+                })?
+            }
+            None => Self::default(),
+        };
+        prov.env_vars = cfg.apply_env(env)?;
+        Ok((cfg, prov))
+    }
+
+    pub fn from_toml(text: &str) -> Result<Self, String> {
+        toml::from_str(text).map_err(|e| e.to_string())
+    }
+
+    /// Applies environment overrides; returns the names of the variables used.
+    pub fn apply_env(
+        &mut self,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Vec<String>, ConfigError> {
+        let mut used = Vec::new();
+        let mut get = |name: &str| -> Option<String> {
+            // An empty variable counts as unset: compose files often pass `VAR=`.
+            let v = env(name).filter(|v| !v.trim().is_empty())?;
+            used.push(name.to_string());
+            Some(v)
+        };
+        if let Some(v) = get("SERVER_HOST") {
+            self.server.host = v;
+        }
+        if let Some(v) = get("SERVER_PORT") {
+            self.server.port = parse("SERVER_PORT", &v)?;
+        }
+        if let Some(v) = get("DDCC_MAX_BODY_BYTES") {
+            self.server.max_body_bytes = parse("DDCC_MAX_BODY_BYTES", &v)?;
+        }
+        if let Some(v) = get("DDCC_PUBLIC_BASE_URL") {
+            self.server.public_base_url = Some(v);
+        }
+        if let Some(v) = get("DDCC_WORKERS") {
+            self.server.workers = parse("DDCC_WORKERS", &v)?;
+        }
+        if let Some(v) = get("DDCC_SHUTDOWN_TIMEOUT_SECS") {
+            self.server.shutdown_timeout_secs = parse("DDCC_SHUTDOWN_TIMEOUT_SECS", &v)?;
+        }
+        if let Some(v) = get("DDCC_DATA_DIR") {
+            self.data_dir = PathBuf::from(v);
+        }
+        if let Some(v) = get("STANDALONE") {
+            self.standalone = Some(parse_bool("STANDALONE", &v)?);
+        }
+        if let Some(v) = get("OPENHIM_URL") {
+            self.openhim.url = Some(v);
+        }
+        if let Some(v) = get("OPENHIM_USERNAME") {
+            self.openhim.username = v;
+        }
+        if let Some(v) = get("OPENHIM_PASSWORD") {
+            self.openhim.password = v;
+        }
+        if let Some(v) = get("OPENHIM_AUTH") {
+            self.openhim.auth = parse("OPENHIM_AUTH", &v)?;
+        }
+        if let Some(v) = get("TRUST_SELF_SIGNED") {
+            self.openhim.trust_self_signed = parse_bool("TRUST_SELF_SIGNED", &v)?;
+        }
+        if let Some(v) = get("MEDIATOR_HOST") {
+            self.openhim.mediator_host = Some(v);
+        }
+        if let Some(v) = get("MEDIATOR_PORT") {
+            self.openhim.mediator_port = Some(parse("MEDIATOR_PORT", &v)?);
+        }
+        if let Some(v) = get("OPENHIM_MEDIATOR_CONFIG") {
+            self.openhim.mediator_config = Some(PathBuf::from(v));
+        }
+        if let Some(v) = get("OPENHIM_HEARTBEAT_MS") {
+            self.openhim.heartbeat_ms = parse("OPENHIM_HEARTBEAT_MS", &v)?;
+        }
+        if let Some(v) = get("OPENHIM_REGISTER_INITIAL_MS") {
+            self.openhim.register_initial_ms = parse("OPENHIM_REGISTER_INITIAL_MS", &v)?;
+        }
+        if let Some(v) = get("OPENHIM_REGISTER_MAX_MS") {
+            self.openhim.register_max_ms = parse("OPENHIM_REGISTER_MAX_MS", &v)?;
+        }
+        if let Some(v) = get("OPENHIM_REQUEST_TIMEOUT_MS") {
+            self.openhim.request_timeout_ms = parse("OPENHIM_REQUEST_TIMEOUT_MS", &v)?;
+        }
+        if let Some(v) = get("DDCC_LOG_FORMAT") {
+            self.log.format = parse("DDCC_LOG_FORMAT", &v)?;
+        }
+        if let Some(v) = get("DDCC_LOG").or_else(|| get("RUST_LOG")) {
+            self.log.filter = v;
+        }
+        Ok(used)
+    }
+
+    /// Standalone when asked to be, or when no OpenHIM core is configured at all.
+    pub fn is_standalone(&self) -> bool {
+        self.standalone.unwrap_or(self.openhim.url.is_none())
+    }
+
+    /// The OpenHIM API URL to use when not standalone (the reference default if unset).
+    pub fn openhim_url(&self) -> &str {
+        self.openhim
+            .url
+            .as_deref()
+            .unwrap_or("https://localhost:8080")
+    }
+
+    /// One human-readable line describing the choices made, for the start-up log.
+    pub fn summary(&self, prov: &Provenance) -> String {
+        let source = match (&prov.file, prov.env_vars.is_empty()) {
+            (None, true) => "embedded defaults (no config file, no environment overrides)".to_string(),
+            (Some(f), true) => format!("config file {}", f.display()),
+            (None, false) => format!("embedded defaults + env {}", prov.env_vars.join(",")),
+            (Some(f), false) => format!(
+                "config file {} + env {}",
+                f.display(),
+                prov.env_vars.join(",")
+            ),
+        };
+        let mode = if self.is_standalone() {
+            "standalone (plain FHIR responses, no OpenHIM registration)".to_string()
+        } else {
+            format!(
+                "behind OpenHIM at {} (auth {:?}, trust_self_signed {})",
+                self.openhim_url(),
+                self.openhim.auth,
+                self.openhim.trust_self_signed
+            )
+        };
+        format!(
+            "configuration from {source}; listening on {}:{}; mode {mode}; data dir {}; max body {} bytes",
+            self.server.host,
+            self.server.port,
+            self.data_dir.display(),
+            self.server.max_body_bytes
+        )
+    }
+}
+
+fn parse<T: std::str::FromStr>(name: &str, v: &str) -> Result<T, ConfigError>
+where
+    T::Err: std::fmt::Display,
+{
+    v.trim().parse::<T>().map_err(|e| ConfigError::Env {
+        name: name.into(),
+        message: e.to_string(),
+    })
+}
+
+pub fn parse_bool(name: &str, v: &str) -> Result<bool, ConfigError> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" => Ok(false),
+        other => Err(ConfigError::Env {
+            name: name.into(),
+            message: format!("expected true or false, got {other:?}"),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |k| map.get(k).cloned()
+    }
+
+    #[test]
+    fn no_configuration_means_standalone_on_defaults() {
+        let (cfg, prov) = Config::load_with(None, env(&[])).expect("defaults load");
+        assert!(cfg.is_standalone());
+        assert_eq!(cfg.server.port, 4321);
+        assert_eq!(cfg.server.max_body_bytes, 5 * 1024 * 1024);
+        assert_eq!(cfg.data_dir, PathBuf::from("./data"));
+        assert!(prov.env_vars.is_empty());
+        assert!(cfg.summary(&prov).contains("embedded defaults"));
+    }
+
+    #[test]
+    fn env_overrides_file_and_url_turns_off_standalone() {
+        let dir = std::env::temp_dir().join(format!("ddcc-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("tmp dir");
+        let file = dir.join("c.toml");
+        std::fs::write(
+            &file,
+            "data_dir = \"/var/ddcc\"\n[server]\nport = 9000\n[openhim]\nauth = \"token\"\n",
+        )
+        .expect("write");
+        let (cfg, prov) = Config::load_with(
+            Some(&file),
+            env(&[
+                ("SERVER_PORT", "9100"),
+                ("OPENHIM_URL", "https://core:8080"),
+                ("TRUST_SELF_SIGNED", "true"),
+                ("MEDIATOR_HOST", ""),
+            ]),
+        )
+        .expect("load");
+        assert_eq!(cfg.server.port, 9100);
+        assert_eq!(cfg.data_dir, PathBuf::from("/var/ddcc"));
+        assert_eq!(cfg.openhim.auth, OpenHimAuth::Token);
+        assert!(cfg.openhim.trust_self_signed);
+        assert!(!cfg.is_standalone());
+        assert_eq!(cfg.openhim.mediator_host, None, "empty env var counts as unset");
+        assert_eq!(prov.env_vars.len(), 3);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn explicit_standalone_wins_over_url() {
+        let (cfg, _) = Config::load_with(
+            None,
+            env(&[("OPENHIM_URL", "https://core:8080"), ("STANDALONE", "1")]),
+        )
+        .expect("load");
+        assert!(cfg.is_standalone());
+    }
+
+    #[test]
+    fn bad_values_are_typed_errors() {
+        let err = Config::load_with(None, env(&[("SERVER_PORT", "http")])).unwrap_err();
+        assert!(matches!(err, ConfigError::Env { ref name, .. } if name == "SERVER_PORT"));
+        let err = Config::load_with(None, env(&[("OPENHIM_AUTH", "jwt")])).unwrap_err();
+        assert!(matches!(err, ConfigError::Env { ref name, .. } if name == "OPENHIM_AUTH"));
+        assert!(Config::from_toml("[server]\nbogus = 1\n").is_err());
+    }
+
+    #[test]
+    fn password_is_not_in_debug_output() {
+        let mut cfg = Config::default();
+        cfg.openhim.password = "s3cret-value".into();
+        assert!(!format!("{cfg:?}").contains("s3cret-value"));
+    }
+}

@@ -1,0 +1,19 @@
+//! ddcc-mediator: an OpenHIM mediator and FHIR integration hub issuing WHO DDCC
+//! certificates. See `server::build_app` for how the pieces fit together.
+
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod metrics;
+pub mod openhim;
+pub mod pipeline;
+pub mod readiness;
+pub mod routes;
+pub mod server;
+pub mod state;
+pub mod telemetry;
+
+pub use config::Config;
+pub use error::{ApiError, Issue};
+pub use openhim::{MediatorStatus, Orchestration, Recorder};
+pub use state::AppState;

@@ -1,0 +1,179 @@
+//! A request through the double's router reaches the mediator; the double
+//! records the transaction from our envelope (contract §6, §7).
+
+mod common;
+
+use common::{openhim_config, start_mediator, wait_until, URN};
+use ddcc_mediator::config::OpenHimAuth;
+use ddcc_mediator::openhim::RegistrationState;
+use openhim_double::OpenHimDouble;
+use serde_json::{json, Value};
+
+async fn setup() -> (OpenHimDouble, common::Running) {
+    let double = OpenHimDouble::start().await.expect("double");
+    let downstream = format!("{}/heartbeat", double.api_url());
+    let m = start_mediator(openhim_config(double.api_url(), OpenHimAuth::Basic), &downstream).await;
+    wait_until(10, "registered", || m.state.openhim.state() == RegistrationState::Registered).await;
+    // Install our default channels the way an admin does in the console (§4).
+    let installed = double.install_channels(URN, &[]).expect("install");
+    assert_eq!(installed, 2);
+    double.add_client("ddcc-client", "client-pw", &["ddcc"]);
+    double.add_client("other-client", "other-pw", &["other"]);
+    (double, m)
+}
+
+#[actix_web::test]
+async fn routed_request_is_recorded_from_our_envelope() {
+    let (double, m) = setup().await;
+    let http = reqwest::Client::new();
+    let body = json!({"resourceType": "QuestionnaireResponse", "status": "completed"});
+    let resp = http
+        .post(format!("{}/ddcc/echo?x=1", double.router_url()))
+        .basic_auth("ddcc-client", Some("client-pw"))
+        .header("content-type", "application/fhir+json")
+        .body(body.to_string())
+        .send()
+        .await
+        .expect("routed");
+    assert_eq!(resp.status().as_u16(), 201, "client gets response.status");
+    let tx_header = resp
+        .headers()
+        .get("x-openhim-transactionid")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+        .expect("transaction id header");
+    assert_eq!(
+        resp.headers().get("content-type").and_then(|v| v.to_str().ok()),
+        Some("application/fhir+json"),
+        "client gets the real content type, not the envelope's"
+    );
+    let client_body = resp.text().await.expect("body");
+    let parsed: Value = serde_json::from_str(&client_body).expect("FHIR JSON");
+    assert_eq!(parsed["resourceType"], "Parameters");
+
+    let txs = double.transactions();
+    assert_eq!(txs.len(), 1);
+    let tx = &txs[0];
+    println!("{}", serde_json::to_string_pretty(tx).unwrap_or_default());
+    assert_eq!(tx["_id"], tx_header.as_str());
+    assert!(tx.get("metadataRejected").is_none(), "the core accepted our metadata");
+    assert_eq!(tx["status"], "Successful");
+    assert_eq!(tx["mediatorURN"], URN);
+    assert_eq!(tx["clientID"], "ddcc-client");
+    assert_eq!(tx["channelID"], "DDCC Mediator - DDCC operations");
+    // response.body stored as the string we sent (not `[object Object]`).
+    assert_eq!(tx["response"]["body"].as_str(), Some(client_body.as_str()));
+    assert_eq!(tx["response"]["status"], 201);
+    assert!(tx["response"]["timestamp"].is_string());
+    // Our orchestration first, then the core's own one for the primary route.
+    let orchs = tx["orchestrations"].as_array().expect("orchestrations");
+    assert_eq!(orchs.len(), 2);
+    assert_eq!(orchs[0]["name"], "Downstream heartbeat");
+    assert!(orchs[0]["request"]["timestamp"].is_string());
+    assert_eq!(orchs[0]["request"]["path"], "/heartbeat");
+    assert_eq!(orchs[0]["response"]["status"], 200);
+    assert_eq!(orchs[1]["name"], "DDCC Mediator");
+    // Properties come from the handler through the recorder; the mediator saw
+    // the core's transaction id header (§6.4).
+    assert_eq!(tx["properties"]["test"], "yes");
+    assert_eq!(tx["properties"]["seenTransactionId"], tx_header.as_str());
+    m.stop().await;
+    double.stop().await;
+}
+
+#[actix_web::test]
+async fn errors_and_failed_downstream_calls_set_the_transaction_status() {
+    let (double, m) = setup().await;
+    let http = reqwest::Client::new();
+
+    // Malformed JSON: 400 OperationOutcome → Completed.
+    let resp = http
+        .post(format!("{}/ddcc/echo", double.router_url()))
+        .basic_auth("ddcc-client", Some("client-pw"))
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .expect("routed");
+    assert_eq!(resp.status().as_u16(), 400);
+    let oo: Value = resp.json().await.expect("json");
+    assert_eq!(oo["resourceType"], "OperationOutcome");
+
+    // Downstream unreachable: 502 → Failed with `error` (auto-retry flag).
+    let resp = http
+        .get(format!("{}/ddcc/fail", double.router_url()))
+        .basic_auth("ddcc-client", Some("client-pw"))
+        .send()
+        .await
+        .expect("routed");
+    assert_eq!(resp.status().as_u16(), 502);
+
+    let txs = double.transactions();
+    assert_eq!(txs.len(), 2);
+    assert_eq!(txs[0]["status"], "Completed");
+    assert!(txs[0]["response"]["body"].as_str().is_some_and(|b| b.contains("OperationOutcome")));
+    assert_eq!(txs[1]["status"], "Failed");
+    assert_eq!(txs[1]["autoRetry"], true);
+    assert!(txs[1]["error"]["message"].is_string());
+    let orchs = txs[1]["orchestrations"].as_array().expect("orchestrations");
+    assert_eq!(orchs[0]["name"], "Unreachable service");
+    assert!(orchs[0]["error"]["message"].is_string());
+    assert!(orchs[0]["request"]["timestamp"].is_string());
+
+    // Unknown route on the mediator, through an allowed channel: 404 OperationOutcome.
+    let resp = http
+        .get(format!("{}/fhir/NoSuchThing", double.router_url()))
+        .basic_auth("ddcc-client", Some("client-pw"))
+        .send()
+        .await
+        .expect("routed");
+    assert_eq!(resp.status().as_u16(), 404);
+    let oo: Value = resp.json().await.expect("json");
+    assert_eq!(oo["issue"][0]["code"], "not-found");
+    assert_eq!(double.transactions()[2]["status"], "Completed");
+    m.stop().await;
+    double.stop().await;
+}
+
+#[actix_web::test]
+async fn the_router_enforces_channels_and_client_roles() {
+    let (double, m) = setup().await;
+    let http = reqwest::Client::new();
+    let url = format!("{}/ddcc/echo", double.router_url());
+    // Wrong role → 401 with WWW-Authenticate (§6.3).
+    let resp = http
+        .post(&url)
+        .basic_auth("other-client", Some("other-pw"))
+        .json(&json!({}))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(resp.status().as_u16(), 401);
+    assert!(resp.headers().contains_key("www-authenticate"));
+    // Wrong password, and no credentials → 401.
+    for rb in [
+        http.post(&url).basic_auth("ddcc-client", Some("nope")),
+        http.post(&url),
+    ] {
+        assert_eq!(rb.json(&json!({})).send().await.expect("sent").status().as_u16(), 401);
+    }
+    // Method not in the channel → no channel → 404; anchored pattern: /x/ddcc/ does not match.
+    let resp = http
+        .delete(&url)
+        .basic_auth("ddcc-client", Some("client-pw"))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(resp.status().as_u16(), 404);
+    let resp = http
+        .post(format!("{}/x/ddcc/echo", double.router_url()))
+        .basic_auth("ddcc-client", Some("client-pw"))
+        .json(&json!({}))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(resp.status().as_u16(), 404);
+    assert!(double.transactions().is_empty());
+    m.stop().await;
+    double.stop().await;
+}
