@@ -63,6 +63,28 @@ impl<'a> TokenStream<'a> {
         self.current().text == text
     }
 
+    pub(crate) fn peek_next(&self) -> &'a Token {
+        &self.tokens[(self.pos + 1).min(self.tokens.len() - 1)]
+    }
+
+    /// Takes a constant, joining a sign with the number after it (`-1`), which the
+    /// lexer keeps apart because `-` is also an operator.
+    fn take_constant(&mut self) -> Token {
+        let sign = self.current();
+        if matches!(sign.text.as_str(), "-" | "+")
+            && self.peek_next().text.bytes().next().is_some_and(|b| b.is_ascii_digit())
+        {
+            let sign = self.take();
+            let mut number = self.take();
+            number.text = format!("{}{}", sign.text, number.text);
+            number.line = sign.line;
+            number.column = sign.column;
+            number.comments = sign.comments;
+            return number;
+        }
+        self.take()
+    }
+
     pub(crate) fn take(&mut self) -> Token {
         let tok = self.current().clone();
         if self.pos + 1 < self.tokens.len() {
@@ -402,14 +424,17 @@ impl<'a> Parser<'a> {
                 }
             };
             self.ts.take();
-            let tgt = self.read_prefix(&prefixes)?;
-            self.ts.expect(":")?;
-            let tcode = self.read_code()?;
-            let i = group_index(&mut groups, &src, Some(&tgt));
-            groups[i].3.push(json!({
-                "code": code,
-                "target": [{"code": tcode, "equivalence": equivalence}]
-            }));
+            // `--` (unmatched) names no target concept.
+            let (tgt, target) = if equivalence == "unmatched" {
+                (None, json!({ "equivalence": equivalence }))
+            } else {
+                let tgt = self.read_prefix(&prefixes)?;
+                self.ts.expect(":")?;
+                let tcode = self.read_code()?;
+                (Some(tgt), json!({ "code": tcode, "equivalence": equivalence }))
+            };
+            let i = group_index(&mut groups, &src, tgt.as_deref());
+            groups[i].3.push(json!({ "code": code, "target": [target] }));
         }
         self.ts.take();
         let groups: Vec<Value> = groups
@@ -621,7 +646,10 @@ impl<'a> Parser<'a> {
         } else {
             generated_rule_name(&sources)
         };
-        let semi = self.ts.expect(";")?;
+        if !self.ts.has(";") {
+            return Err(self.ts.expected("'->', 'then', a rule name or ';'"));
+        }
+        let semi = self.ts.take();
         let doc = match self.options.dialect {
             Dialect::IgPublisher => self.trailing_comment(semi.line),
             Dialect::Matchbox2022 => leading_doc,
@@ -775,7 +803,7 @@ impl<'a> Parser<'a> {
             if self.ts.at_end() {
                 return Err(self.ts.expected("a value"));
             }
-            Some(self.ts.take())
+            Some(self.ts.take_constant())
         } else {
             start.take()
         };
@@ -896,7 +924,7 @@ impl<'a> Parser<'a> {
             self.ts.take();
             Ok(json!({ "valueString": unquote(&tok)? }))
         } else if tok.is_constant() {
-            self.ts.take();
+            let tok = self.ts.take_constant();
             constant_parameter(&tok)
         } else if tok.is_name() || tok.text.starts_with('`') {
             self.ts.take();
@@ -939,12 +967,14 @@ fn constant_parameter(tok: &Token) -> Result<Value, ParseError> {
         return Ok(json!({ "valueString": unquote(tok)? }));
     }
     let t = tok.text.as_str();
-    if let Ok(i) = t.parse::<i32>() {
-        if t.bytes().all(|b| b.is_ascii_digit()) {
+    let digits = t.strip_prefix(['-', '+']).unwrap_or(t);
+    let numeric = !digits.is_empty() && digits.bytes().next().is_some_and(|b| b.is_ascii_digit());
+    if numeric && digits.bytes().all(|b| b.is_ascii_digit()) {
+        if let Ok(i) = t.parse::<i32>() {
             return Ok(json!({ "valueInteger": i }));
         }
     }
-    if t.bytes().all(|b| b.is_ascii_digit() || b == b'.') && t.contains('.') {
+    if numeric && digits.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
         if let Ok(d) = t.parse::<f64>() {
             return Ok(json!({ "valueDecimal": d }));
         }
