@@ -42,10 +42,15 @@ fn syntax_cases_compile_to_expected_structuremaps() {
     assert!(sources.len() >= 5, "the case folder lost its cases");
     let mut differences = Vec::new();
     for source in &sources {
-        let name = source.file_stem().and_then(|s| s.to_str()).unwrap_or("?").to_string();
+        let name = source
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or("?")
+            .to_string();
         let text = fs::read_to_string(source).expect("case readable");
         let expected: Value = serde_json::from_str(
-            &fs::read_to_string(source.with_extension("json")).expect("expected JSON beside the case"),
+            &fs::read_to_string(source.with_extension("json"))
+                .expect("expected JSON beside the case"),
         )
         .expect("expected JSON parses");
         match fml::parse::parse_map(&text) {
@@ -62,8 +67,17 @@ fn syntax_cases_compile_to_expected_structuremaps() {
     }
     println!(
         "{} of {} cases equal",
-        sources.len() - differences.iter().map(|d| d.split(':').next()).collect::<std::collections::HashSet<_>>().len(),
+        sources.len()
+            - differences
+                .iter()
+                .map(|d| d.split(':').next())
+                .collect::<std::collections::HashSet<_>>()
+                .len(),
         sources.len()
     );
-    assert!(differences.is_empty(), "{} differences (listed above)", differences.len());
+    assert!(
+        differences.is_empty(),
+        "{} differences (listed above)",
+        differences.len()
+    );
 }

@@ -33,7 +33,9 @@ impl Token {
     /// `%` constants, signs, booleans and `{}`.
     pub fn is_constant(&self) -> bool {
         match self.text.as_bytes().first() {
-            Some(b'\'' | b'"' | b'@' | b'%' | b'-' | b'+' | b'0'..=b'9') => true,
+            Some(b'\'' | b'"' | b'@' | b'%' | b'0'..=b'9') => true,
+            // A sign, not `->` or `--`.
+            Some(b'-' | b'+') => self.text.len() == 1,
             Some(_) => matches!(self.text.as_str(), "true" | "false" | "{}"),
             None => false,
         }
@@ -133,10 +135,8 @@ pub(crate) fn tokenize(src: &str) -> Result<Vec<Token>, ParseError> {
                     }
                 }
             }
-            '.' => {
-                if cur.peek() == Some('.') {
-                    cur.bump();
-                }
+            '.' if cur.peek() == Some('.') => {
+                cur.bump();
             }
             '0'..='9' => {
                 let mut dotted = false;
@@ -182,10 +182,8 @@ pub(crate) fn tokenize(src: &str) -> Result<Vec<Token>, ParseError> {
                     cur.bump();
                 }
             }
-            '{' => {
-                if cur.peek() == Some('}') {
-                    cur.bump();
-                }
+            '{' if cur.peek() == Some('}') => {
+                cur.bump();
             }
             '"' | '\'' | '`' => read_quoted(&mut cur, ch, line, column)?,
             '@' => {

@@ -72,7 +72,12 @@ impl<'a> TokenStream<'a> {
     fn take_constant(&mut self) -> Token {
         let sign = self.current();
         if matches!(sign.text.as_str(), "-" | "+")
-            && self.peek_next().text.bytes().next().is_some_and(|b| b.is_ascii_digit())
+            && self
+                .peek_next()
+                .text
+                .bytes()
+                .next()
+                .is_some_and(|b| b.is_ascii_digit())
         {
             let sign = self.take();
             let mut number = self.take();
@@ -167,6 +172,42 @@ fn capitalize(s: &str) -> String {
     match chars.next() {
         Some(c) => c.to_uppercase().chain(chars).collect(),
         None => String::new(),
+    }
+}
+
+/// A ConceptMap group under construction: one per (source, target) system pair.
+struct ConceptMapGroup {
+    source: String,
+    target: Option<String>,
+    unmapped: Map<String, Value>,
+    elements: Vec<Value>,
+}
+
+impl ConceptMapGroup {
+    /// The group for `source` → `target`, created in first-seen order. A group
+    /// opened by `unmapped for` (no target yet) adopts the first target seen.
+    fn find_or_add(groups: &mut Vec<ConceptMapGroup>, source: &str, target: Option<&str>) -> usize {
+        let found = groups.iter().position(|g| {
+            g.source == source
+                && (target.is_none() || g.target.is_none() || g.target.as_deref() == target)
+        });
+        match found {
+            Some(i) => {
+                if groups[i].target.is_none() {
+                    groups[i].target = target.map(str::to_string);
+                }
+                i
+            }
+            None => {
+                groups.push(ConceptMapGroup {
+                    source: source.to_string(),
+                    target: target.map(str::to_string),
+                    unmapped: Map::new(),
+                    elements: Vec::new(),
+                });
+                groups.len() - 1
+            }
+        }
     }
 }
 
@@ -361,35 +402,12 @@ impl<'a> Parser<'a> {
             let v = self.ts.read_constant("a prefix url")?;
             prefixes.push((n, v));
         }
-        // Groups keyed by (source system, target system), in first-seen order.
-        let mut groups: Vec<(String, Option<String>, Map<String, Value>, Vec<Value>)> = Vec::new();
-        let group_index =
-            |groups: &mut Vec<(String, Option<String>, Map<String, Value>, Vec<Value>)>,
-             src: &str,
-             tgt: Option<&str>|
-             -> usize {
-                if let Some(i) = groups.iter().position(|g| {
-                    g.0 == src && (tgt.is_none() || g.1.is_none() || g.1.as_deref() == tgt)
-                }) {
-                    if groups[i].1.is_none() {
-                        groups[i].1 = tgt.map(str::to_string);
-                    }
-                    i
-                } else {
-                    groups.push((
-                        src.to_string(),
-                        tgt.map(str::to_string),
-                        Map::new(),
-                        Vec::new(),
-                    ));
-                    groups.len() - 1
-                }
-            };
+        let mut groups: Vec<ConceptMapGroup> = Vec::new();
         while self.ts.has("unmapped") {
             self.ts.take();
             self.ts.expect("for")?;
             let src = self.read_prefix(&prefixes)?;
-            let i = group_index(&mut groups, &src, None);
+            let i = ConceptMapGroup::find_or_add(&mut groups, &src, None);
             self.ts.expect("=")?;
             if !self.ts.has("provided") {
                 return Err(self
@@ -397,7 +415,7 @@ impl<'a> Parser<'a> {
                     .expected("'provided' (the only supported unmapped mode)"));
             }
             self.ts.take();
-            insert(&mut groups[i].2, "mode", "provided");
+            insert(&mut groups[i].unmapped, "mode", "provided");
         }
         while !self.ts.has("}") {
             if self.ts.at_end() {
@@ -431,27 +449,32 @@ impl<'a> Parser<'a> {
                 let tgt = self.read_prefix(&prefixes)?;
                 self.ts.expect(":")?;
                 let tcode = self.read_code()?;
-                (Some(tgt), json!({ "code": tcode, "equivalence": equivalence }))
+                (
+                    Some(tgt),
+                    json!({ "code": tcode, "equivalence": equivalence }),
+                )
             };
-            let i = group_index(&mut groups, &src, tgt.as_deref());
-            groups[i].3.push(json!({ "code": code, "target": [target] }));
+            let i = ConceptMapGroup::find_or_add(&mut groups, &src, tgt.as_deref());
+            groups[i]
+                .elements
+                .push(json!({ "code": code, "target": [target] }));
         }
         self.ts.take();
         let groups: Vec<Value> = groups
             .into_iter()
-            .map(|(src, tgt, unmapped, elements)| {
-                let mut g = Map::new();
-                insert(&mut g, "source", src);
-                if let Some(t) = tgt {
-                    insert(&mut g, "target", t);
+            .map(|g| {
+                let mut out = Map::new();
+                insert(&mut out, "source", g.source);
+                if let Some(t) = g.target {
+                    insert(&mut out, "target", t);
                 }
-                if !elements.is_empty() {
-                    insert(&mut g, "element", elements);
+                if !g.elements.is_empty() {
+                    insert(&mut out, "element", g.elements);
                 }
-                if !unmapped.is_empty() {
-                    insert(&mut g, "unmapped", Value::Object(unmapped));
+                if !g.unmapped.is_empty() {
+                    insert(&mut out, "unmapped", Value::Object(g.unmapped));
                 }
-                Value::Object(g)
+                Value::Object(out)
             })
             .collect();
         Ok(json!({"resourceType": "ConceptMap", "id": id, "status": "draft", "group": groups}))
