@@ -103,7 +103,7 @@ fn depth_guard(ts: &TokenStream<'_>, depth: usize) -> Result<(), ParseError> {
 fn parse_seq(ts: &mut TokenStream<'_>, proximal: bool, depth: usize) -> Result<Seq, ParseError> {
     depth_guard(ts, depth)?;
     if matches!(ts.current().text.as_str(), "-" | "+") {
-        let op = ts.take().text;
+        let op = ts.take().text.clone();
         let rest = parse_seq(ts, proximal, depth + 1)?;
         return Ok(Seq {
             terms: vec![Term {
@@ -121,7 +121,7 @@ fn parse_seq(ts: &mut TokenStream<'_>, proximal: bool, depth: usize) -> Result<S
     };
     if proximal {
         while is_operator(ts.current()) {
-            seq.ops.push(ts.take().text);
+            seq.ops.push(ts.take().text.clone());
             let next = parse_seq(ts, false, depth + 1)?;
             // A non-proximal parse yields exactly one term (or a unary wrapper).
             seq.terms.extend(next.terms);
@@ -188,7 +188,7 @@ fn gather(seq: Seq, level: &[&str]) -> Seq {
 
 fn parse_term(ts: &mut TokenStream<'_>, depth: usize) -> Result<Term, ParseError> {
     depth_guard(ts, depth)?;
-    let tok = ts.current().clone();
+    let tok = ts.current();
     if tok.text.is_empty() {
         return Err(ts.expected("a FHIRPath expression"));
     }
@@ -196,7 +196,7 @@ fn parse_term(ts: &mut TokenStream<'_>, depth: usize) -> Result<Term, ParseError
         ts.take();
         let text = constant_text(&tok)?;
         let numeric = tok.text.as_bytes().first().is_some_and(u8::is_ascii_digit);
-        let next = ts.current().clone();
+        let next = ts.current();
         if numeric && next.text.starts_with(['\'', '"']) {
             ts.take();
             Primary::Constant(format!("{} '{}'", tok.text, escape_json(&unquote(&next)?)))
@@ -225,9 +225,9 @@ fn parse_term(ts: &mut TokenStream<'_>, depth: usize) -> Result<Term, ParseError
                 }
             }
             ts.take();
-            Primary::Function(tok.text, params)
+            Primary::Function(tok.text.clone(), params)
         } else {
-            Primary::Name(tok.text)
+            Primary::Name(tok.text.clone())
         }
     } else {
         return Err(ts.expected("a FHIRPath expression"));

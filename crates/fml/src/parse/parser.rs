@@ -80,18 +80,19 @@ impl<'a> TokenStream<'a> {
                 .is_some_and(|b| b.is_ascii_digit())
         {
             let sign = self.take();
-            let mut number = self.take();
-            number.text = format!("{}{}", sign.text, number.text);
-            number.line = sign.line;
-            number.column = sign.column;
-            number.comments = sign.comments;
-            return number;
+            let number = self.take();
+            return Token {
+                text: format!("{}{}", sign.text, number.text),
+                line: sign.line,
+                column: sign.column,
+                comments: sign.comments.clone(),
+            };
         }
-        self.take()
+        self.take().clone()
     }
 
-    pub(crate) fn take(&mut self) -> Token {
-        let tok = self.current().clone();
+    pub(crate) fn take(&mut self) -> &'a Token {
+        let tok = self.current();
         if self.pos + 1 < self.tokens.len() {
             self.pos += 1;
         }
@@ -112,7 +113,7 @@ impl<'a> TokenStream<'a> {
         self.error_here(format!("expected {what} but found {found}"))
     }
 
-    pub(crate) fn expect(&mut self, text: &str) -> Result<Token, ParseError> {
+    pub(crate) fn expect(&mut self, text: &str) -> Result<&'a Token, ParseError> {
         if self.has(text) {
             Ok(self.take())
         } else {
@@ -121,7 +122,7 @@ impl<'a> TokenStream<'a> {
     }
 
     /// A name token (identifier or quoted name).
-    fn take_name(&mut self, what: &str) -> Result<Token, ParseError> {
+    fn take_name(&mut self, what: &str) -> Result<&'a Token, ParseError> {
         let tok = self.current();
         if tok.is_name() || tok.text.starts_with(['"', '`']) {
             Ok(self.take())
@@ -137,7 +138,7 @@ impl<'a> TokenStream<'a> {
             let tok = self.take();
             unquote(&tok)
         } else if tok.is_name() {
-            Ok(self.take().text)
+            Ok(self.take().text.clone())
         } else {
             Err(self.expected(what))
         }
@@ -349,7 +350,7 @@ impl<'a> Parser<'a> {
             alias = Some(self.ts.take_name("an alias name")?);
         }
         self.ts.expect("as")?;
-        let mode_tok = self.ts.current().clone();
+        let mode_tok = self.ts.current();
         let mode = mode_tok.text.as_str();
         if !matches!(mode, "source" | "target" | "queried" | "produced") {
             return Err(self
@@ -384,7 +385,7 @@ impl<'a> Parser<'a> {
 
     fn parse_concept_map(&mut self) -> Result<Value, ParseError> {
         self.ts.expect("conceptmap")?;
-        let id_tok = self.ts.current().clone();
+        let id_tok = self.ts.current();
         let id = self.ts.read_constant("a concept map id")?;
         if id.starts_with('#') {
             return Err(ParseError::new(
@@ -397,7 +398,7 @@ impl<'a> Parser<'a> {
         let mut prefixes: Vec<(String, String)> = Vec::new();
         while self.ts.has("prefix") {
             self.ts.take();
-            let n = self.ts.take_name("a prefix name")?.text;
+            let n = self.ts.take_name("a prefix name")?.text.clone();
             self.ts.expect("=")?;
             let v = self.ts.read_constant("a prefix url")?;
             prefixes.push((n, v));
@@ -481,7 +482,7 @@ impl<'a> Parser<'a> {
     }
 
     fn read_prefix(&mut self, prefixes: &[(String, String)]) -> Result<String, ParseError> {
-        let tok = self.ts.current().clone();
+        let tok = self.ts.current();
         match prefixes.iter().find(|(n, _)| *n == tok.text) {
             Some((_, url)) => {
                 self.ts.take();
@@ -505,16 +506,20 @@ impl<'a> Parser<'a> {
             ));
         }
         if tok.is_string() {
-            unquote(&tok)
+            unquote(tok)
         } else {
-            Ok(tok.text)
+            Ok(tok.text.clone())
         }
     }
 
     fn parse_group(&mut self) -> Result<Value, ParseError> {
         self.ts.expect("group")?;
         let mut group = Map::new();
-        insert(&mut group, "name", self.ts.take_name("a group name")?.text);
+        insert(
+            &mut group,
+            "name",
+            self.ts.take_name("a group name")?.text.clone(),
+        );
         self.ts.expect("(")?;
         let mut inputs = Vec::new();
         while !self.ts.has(")") {
@@ -530,14 +535,14 @@ impl<'a> Parser<'a> {
             insert(
                 &mut input,
                 "name",
-                self.ts.take_name("a parameter name")?.text,
+                self.ts.take_name("a parameter name")?.text.clone(),
             );
             if self.ts.has(":") {
                 self.ts.take();
                 insert(
                     &mut input,
                     "type",
-                    self.ts.take_name("a parameter type")?.text,
+                    self.ts.take_name("a parameter type")?.text.clone(),
                 );
             }
             insert(&mut input, "mode", mode);
@@ -553,7 +558,7 @@ impl<'a> Parser<'a> {
             insert(
                 &mut group,
                 "extends",
-                self.ts.take_name("a group name")?.text,
+                self.ts.take_name("a group name")?.text.clone(),
             );
         }
         let mut type_mode = "none";
@@ -656,9 +661,9 @@ impl<'a> Parser<'a> {
         let name = if self.ts.current().is_constant() {
             let tok = self.ts.take();
             let name = if tok.is_string() {
-                unquote(&tok)?
+                unquote(tok)?
             } else {
-                tok.text
+                tok.text.clone()
             };
             Some(match self.options.dialect {
                 // The current compiler drops '-' from explicit rule names, so that
@@ -725,11 +730,11 @@ impl<'a> Parser<'a> {
         }
         if self.ts.has(":") {
             self.ts.take();
-            let mut ty = self.ts.take_name("a type name")?.text;
+            let mut ty = self.ts.take_name("a type name")?.text.clone();
             while self.ts.has(".") {
                 self.ts.take();
                 ty.push('.');
-                ty.push_str(&self.ts.take_name("a type name")?.text);
+                ty.push_str(&self.ts.take_name("a type name")?.text.clone());
             }
             if self.ts.current().text.bytes().all(|b| b.is_ascii_digit()) && !self.ts.at_end() {
                 let min_tok = self.ts.take();
@@ -752,7 +757,7 @@ impl<'a> Parser<'a> {
                     ));
                 }
                 insert(&mut src, "min", min);
-                insert(&mut src, "max", max.text);
+                insert(&mut src, "max", max.text.clone());
             }
             insert(&mut src, "type", ty);
         }
@@ -762,7 +767,7 @@ impl<'a> Parser<'a> {
             let value = if tok.is_string() {
                 unquote(&tok)?
             } else if tok.is_constant() || tok.is_name() {
-                tok.text
+                tok.text.clone()
             } else {
                 return Err(ParseError::new(
                     tok.line,
@@ -776,14 +781,14 @@ impl<'a> Parser<'a> {
             insert(&mut src, "element", e);
         }
         if SOURCE_LIST_MODES.contains(&self.ts.current().text.as_str()) {
-            insert(&mut src, "listMode", self.ts.take().text);
+            insert(&mut src, "listMode", self.ts.take().text.clone());
         }
         if self.ts.has("as") {
             self.ts.take();
             insert(
                 &mut src,
                 "variable",
-                self.ts.take_name("a variable name")?.text,
+                self.ts.take_name("a variable name")?.text.clone(),
             );
         }
         for (keyword, key) in [
@@ -801,7 +806,7 @@ impl<'a> Parser<'a> {
 
     fn parse_target(&mut self) -> Result<Map<String, Value>, ParseError> {
         let mut tgt = Map::new();
-        let first = self.ts.current().clone();
+        let first = self.ts.current();
         if !(first.is_name() || first.text == "(" || first.text.starts_with(['"', '`'])) {
             return Err(self.ts.expected("a target"));
         }
@@ -810,15 +815,15 @@ impl<'a> Parser<'a> {
         let mut context = None;
         let mut element = None;
         if self.ts.has(".") {
-            context = start.take();
+            context = start.take().cloned();
             self.ts.take();
-            element = Some(element_name(&self.ts.take_name("an element name")?)?);
+            element = Some(element_name(self.ts.take_name("an element name")?)?);
         }
         let mut assigned = false;
         let mut is_constant = false;
         let name = if self.ts.has("=") {
             if let Some(s) = start.take() {
-                context = Some(s);
+                context = Some(s.clone());
             }
             self.ts.take();
             assigned = true;
@@ -828,7 +833,7 @@ impl<'a> Parser<'a> {
             }
             Some(self.ts.take_constant())
         } else {
-            start.take()
+            start.take().cloned()
         };
 
         let mut transform = None;
@@ -891,7 +896,7 @@ impl<'a> Parser<'a> {
                     while self.ts.has(".") {
                         self.ts.take();
                         id.push('.');
-                        id.push_str(&self.ts.take_name("an element name")?.text);
+                        id.push_str(&self.ts.take_name("an element name")?.text.clone());
                     }
                     params.push(json!({ "valueId": id }));
                 }
@@ -911,7 +916,7 @@ impl<'a> Parser<'a> {
             insert(
                 &mut tgt,
                 "variable",
-                self.ts.take_name("a variable name")?.text,
+                self.ts.take_name("a variable name")?.text.clone(),
             );
         }
         let mut list_modes = Vec::new();
@@ -919,12 +924,12 @@ impl<'a> Parser<'a> {
             self.ts.current().text.as_str(),
             "first" | "last" | "share" | "collate"
         ) {
-            let mode = self.ts.take().text;
+            let mode = self.ts.take().text.clone();
             if mode == "share" {
                 insert(
                     &mut tgt,
                     "listRuleId",
-                    self.ts.take_name("a list rule id")?.text,
+                    self.ts.take_name("a list rule id")?.text.clone(),
                 );
             }
             list_modes.push(Value::from(mode));
@@ -942,7 +947,7 @@ impl<'a> Parser<'a> {
     }
 
     fn parse_parameter(&mut self) -> Result<Value, ParseError> {
-        let tok = self.ts.current().clone();
+        let tok = self.ts.current();
         if tok.is_string() && !tok.text.starts_with('`') {
             self.ts.take();
             Ok(json!({ "valueString": unquote(&tok)? }))
@@ -958,7 +963,7 @@ impl<'a> Parser<'a> {
     }
 
     fn parse_dependent(&mut self) -> Result<Value, ParseError> {
-        let name = self.ts.take_name("a group name")?.text;
+        let name = self.ts.take_name("a group name")?.text.clone();
         self.ts.expect("(")?;
         let mut vars = Vec::new();
         if !self.ts.has(")") {
