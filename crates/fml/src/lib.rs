@@ -1,1 +1,3 @@
 //! FHIR Mapping Language engine.
+
+pub mod parse;
