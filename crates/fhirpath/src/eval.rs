@@ -227,8 +227,8 @@ impl<'e, 'a> Evaluator<'e, 'a> {
                         push_borrowed(&mut out, v, ty);
                     } else {
                         for (k, v) in map {
-                            if let Some(suffix) = choice_suffix(k, name) {
-                                push_borrowed(&mut out, v, Some(type_from_suffix(suffix)));
+                            if let Some(ty) = self.choice_type(parent.as_deref(), k, name) {
+                                push_borrowed(&mut out, v, Some(ty));
                             }
                         }
                     }
@@ -241,8 +241,8 @@ impl<'e, 'a> Evaluator<'e, 'a> {
                             push_owned(&mut out, v, ty);
                         } else {
                             for (k, v) in map {
-                                if let Some(suffix) = choice_suffix(k, name) {
-                                    push_owned(&mut out, v, Some(type_from_suffix(suffix)));
+                                if let Some(ty) = self.choice_type(parent.as_deref(), k, name) {
+                                    push_owned(&mut out, v, Some(ty));
                                 }
                             }
                         }
@@ -252,6 +252,24 @@ impl<'e, 'a> Evaluator<'e, 'a> {
             }
         }
         out
+    }
+
+    /// The type when `key` is the choice element `name[x]` (`valueString` for
+    /// `value`): the suffix must name a type the element allows, or, when the
+    /// parent type is unknown, a FHIR type at all (so `resourceType` is no `resource[x]`).
+    fn choice_type(&self, parent: Option<&str>, key: &str, name: &str) -> Option<String> {
+        let ty = type_from_suffix(choice_suffix(key, name)?);
+        let allowed = parent.and_then(|p| {
+            self.env
+                .model()
+                .and_then(|m| m.element_types(p, name))
+                .or_else(|| model::r4().element_types(p, name))
+        });
+        let ok = match allowed {
+            Some(types) => types.iter().any(|t| *t == ty),
+            None => model::r4().is_type_name(&ty),
+        };
+        ok.then_some(ty)
     }
 
     fn child_type(&self, parent: Option<&str>, name: &str) -> Option<String> {

@@ -177,40 +177,18 @@ fn to_quantity(i: &Item<'_>) -> Option<(Decimal, String)> {
     }
 }
 
-/// `toQuantity(unit)`: only identities and calendar/UCUM synonyms convert here.
+/// `toQuantity(unit)`: metric prefixes and durations convert; other units only to themselves.
 fn convert_unit(v: Decimal, from: &str, to: &str) -> Option<(Decimal, String)> {
     if from == to {
         return Some((v, to.to_string()));
     }
-    fn syn(u: &str) -> &str {
-        match u {
-            "week" | "weeks" => "wk",
-            "day" | "days" => "d",
-            "hour" | "hours" => "h",
-            "minute" | "minutes" => "min",
-            "second" | "seconds" => "s",
-            "millisecond" | "milliseconds" => "ms",
-            "year" | "years" => "a",
-            "month" | "months" => "mo",
-            o => o,
-        }
-    }
-    if syn(from) == syn(to) {
-        return Some((v, to.to_string()));
-    }
-    let secs = |u: &str| -> Option<f64> {
-        Some(match syn(u) {
-            "ms" => 0.001,
-            "s" => 1.0,
-            "min" => 60.0,
-            "h" => 3600.0,
-            "d" => 86400.0,
-            "wk" => 604800.0,
-            _ => return None,
-        })
+    let f = crate::units::factor(from, to)?;
+    let d = if f == 1.0 {
+        v
+    } else {
+        Decimal::from_f64(v.to_f64() * f)?
     };
-    let (a, c) = (secs(from)?, secs(to)?);
-    Decimal::from_f64(v.to_f64() * a / c).map(|d| (d, to.to_string()))
+    Some((d, to.to_string()))
 }
 
 /// JavaScript replacement syntax (`$1`, `$<name>`, `$&`, `$$`) to the regex crate's.

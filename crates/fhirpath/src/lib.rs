@@ -25,6 +25,7 @@ pub mod model;
 mod ops;
 mod parser;
 mod temporal;
+mod units;
 mod value;
 
 /// A parsed FHIRPath expression.

@@ -112,6 +112,13 @@ impl ModelInfo for R4Model {
     }
 }
 
+impl R4Model {
+    /// Is `t` an R4 resource or data type name (`Coding`, `string`, `Patient`)?
+    pub fn is_type_name(&self, t: &str) -> bool {
+        self.parent.contains_key(t) || matches!(t, "Element" | "Resource" | "BackboneElement")
+    }
+}
+
 /// The shared R4 model (parsed once on first use).
 pub fn r4() -> &'static R4Model {
     static MODEL: OnceLock<R4Model> = OnceLock::new();

@@ -392,7 +392,7 @@ impl Temporal {
                 }
             }
         }
-        if t.year < 1 || t.year > 9999 {
+        if t.has_date && (t.year < 1 || t.year > 9999) {
             return None;
         }
         Some(t)

@@ -174,6 +174,29 @@ fn canonical_unit(u: &str) -> &str {
     }
 }
 
+/// Order of two quantities after converting the second to the first's unit;
+/// `None` when the units are not commensurable.
+fn quantity_order(v1: &Decimal, u1: &str, v2: &Decimal, u2: &str) -> Option<Ordering> {
+    if canonical_unit(u1) == canonical_unit(u2) {
+        return v1.cmp_value(v2);
+    }
+    // a calendar year or month is not the UCUM `a`/`mo` for `=`
+    if matches!(canonical_unit(u1), "year" | "month")
+        || matches!(canonical_unit(u2), "year" | "month")
+    {
+        return None;
+    }
+    let f = crate::units::factor(u2, u1)?;
+    let converted = Decimal::from_f64(v2.to_f64() * f)?;
+    // compare at the precision float conversion leaves exact
+    let (x, y) = (v1.to_f64(), converted.to_f64());
+    if (x - y).abs() <= 1e-12 * x.abs().max(y.abs()) {
+        Some(Ordering::Equal)
+    } else {
+        x.partial_cmp(&y)
+    }
+}
+
 fn temporal_pair(a: &Item<'_>, b: &Item<'_>) -> Option<(Temporal, Temporal)> {
     let ta = temporal(a).or_else(|| {
         let s = as_str(a)?;
@@ -213,10 +236,7 @@ pub(crate) fn equal(a: &Item<'_>, b: &Item<'_>) -> Option<bool> {
         (Item::String(x), Item::String(y)) => Some(x == y),
         (Item::Quantity { .. }, _) | (_, Item::Quantity { .. }) => {
             let ((v1, u1), (v2, u2)) = (as_quantity(&a)?, as_quantity(&b)?);
-            if canonical_unit(&u1) != canonical_unit(&u2) {
-                return Some(false);
-            }
-            Some(v1.cmp_value(&v2) == Some(Ordering::Equal))
+            Some(quantity_order(&v1, &u1, &v2, &u2) == Some(Ordering::Equal))
         }
         _ => match (json_of(&a), json_of(&b)) {
             (Some(x), Some(y)) => Some(x == y),
@@ -225,10 +245,12 @@ pub(crate) fn equal(a: &Item<'_>, b: &Item<'_>) -> Option<bool> {
     }
 }
 
+/// Every whitespace character counts as a space; runs are not collapsed (the
+/// spec treats whitespace characters as equivalent; FHIRPath.js agrees).
 fn normalise_ws(s: &str) -> String {
-    s.split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ")
+    s.chars()
+        .map(|c| if c.is_whitespace() { ' ' } else { c })
+        .collect::<String>()
         .to_lowercase()
 }
 
@@ -277,13 +299,7 @@ pub(crate) fn compare(a: &Item<'_>, b: &Item<'_>) -> Result<Option<Ordering>, St
     match (&a, &b) {
         (Item::String(x), Item::String(y)) => Ok(Some(x.cmp(y))),
         _ => match (as_quantity(&a), as_quantity(&b)) {
-            (Some((v1, u1)), Some((v2, u2))) => {
-                if canonical_unit(&u1) == canonical_unit(&u2) {
-                    Ok(v1.cmp_value(&v2))
-                } else {
-                    Ok(None)
-                }
-            }
+            (Some((v1, u1)), Some((v2, u2))) => Ok(quantity_order(&v1, &u1, &v2, &u2)),
             _ => Err(format!(
                 "cannot compare {} with {}",
                 type_label(&a),
