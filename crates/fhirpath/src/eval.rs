@@ -95,7 +95,7 @@ impl<'e, 'a> Evaluator<'e, 'a> {
                     Some(r) => self.eval(r, focus, frame)?,
                     None => focus.to_vec(),
                 };
-                self.call(name, input, args, focus, frame)
+                self.call(name, input, args, frame)
             }
             Kind::Indexer(recv, idx) => {
                 let base = self.eval(recv, focus, frame)?;
@@ -266,7 +266,7 @@ impl<'e, 'a> Evaluator<'e, 'a> {
                 .or_else(|| model::r4().element_types(p, name))
         });
         let ok = match allowed {
-            Some(types) => types.iter().any(|t| *t == ty),
+            Some(types) => types.contains(&ty),
             None => model::r4().is_type_name(&ty),
         };
         ok.then_some(ty)

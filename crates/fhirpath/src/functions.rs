@@ -7,6 +7,7 @@ use crate::value::{self, as_str, prim, quantity_text};
 use crate::{Decimal, Error, Item};
 use serde_json::Value;
 use std::borrow::Cow;
+use std::collections::HashMap;
 
 fn b<'a>(v: bool) -> R<Items<'a>> {
     Ok(vec![Item::Boolean(v)])
@@ -107,8 +108,8 @@ fn to_boolean(i: &Item<'_>) -> Option<bool> {
         Item::Integer(1) => Some(true),
         Item::Integer(0) => Some(false),
         Item::Decimal(d) => match d.to_f64() {
-            x if x == 1.0 => Some(true),
-            x if x == 0.0 => Some(false),
+            1.0 => Some(true),
+            0.0 => Some(false),
             _ => None,
         },
         Item::String(s) => match s.to_lowercase().as_str() {
@@ -141,7 +142,7 @@ const CALENDAR: &[&str] = &[
 
 fn parse_quantity_text(t: &str) -> Option<(Decimal, String)> {
     let t = t.trim();
-    let (num, rest) = match t.find(|c: char| c == ' ' || c == '\'') {
+    let (num, rest) = match t.find([' ', '\'']) {
         Some(p) => (&t[..p], t[p..].trim()),
         None => (t, ""),
     };
@@ -318,17 +319,55 @@ impl<'e, 'a> Evaluator<'e, 'a> {
         self.eval(e, std::slice::from_ref(item), &f)
     }
 
+    /// Dispatches by family so that only one family's locals sit on the stack
+    /// per nesting level (debug builds give every match arm its own slots).
     pub(crate) fn call(
         &self,
         name: &str,
         input: Items<'a>,
         args: &[Expr],
-        _focus: &[Item<'a>],
+        frame: &Frame<'a>,
+    ) -> R<Items<'a>> {
+        match name {
+            "empty" | "exists" | "all" | "allTrue" | "anyTrue" | "allFalse" | "anyFalse"
+            | "subsetOf" | "supersetOf" | "count" | "distinct" | "isDistinct" => {
+                self.f_existence(name, input, args, frame)
+            }
+            "where" | "select" | "repeat" | "ofType" | "is" | "as" => {
+                self.f_filtering(name, input, args, frame)
+            }
+            "single" | "first" | "last" | "tail" | "skip" | "take" | "intersect" | "exclude"
+            | "union" | "combine" => self.f_subsetting(name, input, args, frame),
+            "iif" | "toBoolean" | "convertsToBoolean" | "toInteger" | "convertsToInteger"
+            | "toDecimal" | "convertsToDecimal" | "toString" | "convertsToString" | "toDate"
+            | "convertsToDate" | "toDateTime" | "convertsToDateTime" | "toTime"
+            | "convertsToTime" | "toQuantity" | "convertsToQuantity" => {
+                self.f_conversion(name, input, args, frame)
+            }
+            "indexOf" | "substring" | "startsWith" | "endsWith" | "contains" | "upper"
+            | "lower" | "length" | "trim" | "toChars" | "replace" | "matches" | "matchesFull"
+            | "replaceMatches" | "split" | "join" => self.f_strings(name, input, args, frame),
+            "abs" | "ceiling" | "floor" | "truncate" | "exp" | "ln" | "sqrt" | "round" | "log"
+            | "power" => self.f_math(name, input, args, frame),
+            "children" | "descendants" => self.f_tree(name, input, args, frame),
+            "trace" | "now" | "today" | "timeOfDay" | "aggregate" | "sum" | "min" | "max"
+            | "avg" | "not" | "type" => self.f_utility(name, input, args, frame),
+            "extension" | "hasValue" | "getValue" | "memberOf" | "resolve" | "htmlChecks"
+            | "htmlchecks" | "conformsTo" => self.f_fhir(name, input, args, frame),
+            _ => Err(Error::UnknownFunction(name.to_string())),
+        }
+    }
+
+    #[inline(never)]
+    fn f_existence(
+        &self,
+        name: &str,
+        input: Items<'a>,
+        args: &[Expr],
         frame: &Frame<'a>,
     ) -> R<Items<'a>> {
         let no_args = |min: usize, max: usize| arity(name, args, min, max);
         match name {
-            // existence
             "empty" => {
                 no_args(0, 0)?;
                 b(input.is_empty())
@@ -393,7 +432,20 @@ impl<'e, 'a> Evaluator<'e, 'a> {
                 let n = input.len();
                 b(value::distinct(input).len() == n)
             }
-            // filtering and projection
+            _ => Err(Error::UnknownFunction(name.to_string())),
+        }
+    }
+
+    #[inline(never)]
+    fn f_filtering(
+        &self,
+        name: &str,
+        input: Items<'a>,
+        args: &[Expr],
+        frame: &Frame<'a>,
+    ) -> R<Items<'a>> {
+        let no_args = |min: usize, max: usize| arity(name, args, min, max);
+        match name {
             "where" => {
                 no_args(1, 1)?;
                 let mut out = Vec::new();
@@ -415,17 +467,32 @@ impl<'e, 'a> Evaluator<'e, 'a> {
             "repeat" => {
                 no_args(1, 1)?;
                 let mut out: Items<'a> = Vec::new();
+                // document nodes are deduplicated through a structural hash so that a
+                // deep or wide document stays linear; other values by FHIRPath equality
+                let mut memo = HashMap::new();
+                let mut by_hash: HashMap<u64, Vec<&'a Value>> = HashMap::new();
                 let mut queue = input;
-                let mut rounds = 0usize;
                 while !queue.is_empty() {
-                    rounds += 1;
-                    if rounds > 10_000 || out.len() > 1_000_000 {
-                        return eval_err("repeat() does not terminate");
+                    if out.len() > 1_000_000 {
+                        return eval_err("repeat() produced more than a million items");
                     }
                     let mut next = Vec::new();
                     for (i, it) in queue.iter().enumerate() {
                         for r in self.lambda(&args[0], it, i, frame)? {
-                            if !value::contains_item(&out, &r) {
+                            let new = match &r {
+                                Item::Node { value, .. } => {
+                                    let h = value::structural_hash(value, &mut memo);
+                                    let same = by_hash.entry(h).or_default();
+                                    if same.iter().any(|v| value::json_eq(v, value)) {
+                                        false
+                                    } else {
+                                        same.push(value);
+                                        true
+                                    }
+                                }
+                                _ => !value::contains_item(&out, &r),
+                            };
+                            if new {
                                 out.push(r.clone());
                                 next.push(r);
                             }
@@ -451,7 +518,20 @@ impl<'e, 'a> Evaluator<'e, 'a> {
                     Some(i) => b(self.is_type(&i, &ty)),
                 }
             }
-            // subsetting
+            _ => Err(Error::UnknownFunction(name.to_string())),
+        }
+    }
+
+    #[inline(never)]
+    fn f_subsetting(
+        &self,
+        name: &str,
+        input: Items<'a>,
+        args: &[Expr],
+        frame: &Frame<'a>,
+    ) -> R<Items<'a>> {
+        let no_args = |min: usize, max: usize| arity(name, args, min, max);
+        match name {
             "single" => {
                 no_args(0, 0)?;
                 Ok(singleton(&input)?.into_iter().collect())
@@ -505,7 +585,20 @@ impl<'e, 'a> Evaluator<'e, 'a> {
                     all
                 })
             }
-            // conversion
+            _ => Err(Error::UnknownFunction(name.to_string())),
+        }
+    }
+
+    #[inline(never)]
+    fn f_conversion(
+        &self,
+        name: &str,
+        input: Items<'a>,
+        args: &[Expr],
+        frame: &Frame<'a>,
+    ) -> R<Items<'a>> {
+        let no_args = |min: usize, max: usize| arity(name, args, min, max);
+        match name {
             "iif" => {
                 no_args(2, 3)?;
                 if input.len() > 1 {
@@ -590,7 +683,20 @@ impl<'e, 'a> Evaluator<'e, 'a> {
                     .into_iter()
                     .collect())
             }
-            // strings
+            _ => Err(Error::UnknownFunction(name.to_string())),
+        }
+    }
+
+    #[inline(never)]
+    fn f_strings(
+        &self,
+        name: &str,
+        input: Items<'a>,
+        args: &[Expr],
+        frame: &Frame<'a>,
+    ) -> R<Items<'a>> {
+        let no_args = |min: usize, max: usize| arity(name, args, min, max);
+        match name {
             "indexOf" => self.string_fn(input, args, frame, |st, a| {
                 let sub = a[0].as_deref()?;
                 Some(match st.find(sub) {
@@ -721,7 +827,20 @@ impl<'e, 'a> Evaluator<'e, 'a> {
                 }
                 Ok(vec![s(parts.join(&sep))])
             }
-            // math
+            _ => Err(Error::UnknownFunction(name.to_string())),
+        }
+    }
+
+    #[inline(never)]
+    fn f_math(
+        &self,
+        name: &str,
+        input: Items<'a>,
+        args: &[Expr],
+        frame: &Frame<'a>,
+    ) -> R<Items<'a>> {
+        let no_args = |min: usize, max: usize| arity(name, args, min, max);
+        match name {
             "abs" | "ceiling" | "floor" | "truncate" | "exp" | "ln" | "sqrt" => {
                 no_args(0, 0)?;
                 let Some(i) = singleton(&input)? else {
@@ -783,7 +902,20 @@ impl<'e, 'a> Evaluator<'e, 'a> {
                     .into_iter()
                     .collect())
             }
-            // tree navigation
+            _ => Err(Error::UnknownFunction(name.to_string())),
+        }
+    }
+
+    #[inline(never)]
+    fn f_tree(
+        &self,
+        name: &str,
+        input: Items<'a>,
+        args: &[Expr],
+        _frame: &Frame<'a>,
+    ) -> R<Items<'a>> {
+        let no_args = |min: usize, max: usize| arity(name, args, min, max);
+        match name {
             "children" => {
                 no_args(0, 0)?;
                 Ok(self.children(&input))
@@ -802,7 +934,20 @@ impl<'e, 'a> Evaluator<'e, 'a> {
                 }
                 Ok(out)
             }
-            // utility
+            _ => Err(Error::UnknownFunction(name.to_string())),
+        }
+    }
+
+    #[inline(never)]
+    fn f_utility(
+        &self,
+        name: &str,
+        input: Items<'a>,
+        args: &[Expr],
+        frame: &Frame<'a>,
+    ) -> R<Items<'a>> {
+        let no_args = |min: usize, max: usize| arity(name, args, min, max);
+        match name {
             "trace" => {
                 no_args(1, 2)?;
                 Ok(input)
@@ -874,7 +1019,20 @@ impl<'e, 'a> Evaluator<'e, 'a> {
                     })
                     .collect())
             }
-            // FHIR additions
+            _ => Err(Error::UnknownFunction(name.to_string())),
+        }
+    }
+
+    #[inline(never)]
+    fn f_fhir(
+        &self,
+        name: &str,
+        input: Items<'a>,
+        args: &[Expr],
+        frame: &Frame<'a>,
+    ) -> R<Items<'a>> {
+        let no_args = |min: usize, max: usize| arity(name, args, min, max);
+        match name {
             "extension" => {
                 no_args(1, 1)?;
                 let Some(url) = self.arg_string(args, 0, &input, frame)? else {

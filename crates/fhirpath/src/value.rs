@@ -239,10 +239,51 @@ pub(crate) fn equal(a: &Item<'_>, b: &Item<'_>) -> Option<bool> {
             Some(quantity_order(&v1, &u1, &v2, &u2) == Some(Ordering::Equal))
         }
         _ => match (json_of(&a), json_of(&b)) {
-            (Some(x), Some(y)) => Some(x == y),
+            (Some(x), Some(y)) => Some(json_eq(x, y)),
             _ => Some(false),
         },
     }
+}
+
+/// Deep JSON equality without recursion (documents built in code can be deeper
+/// than any stack); objects compare regardless of key order.
+pub(crate) fn json_eq(a: &Value, b: &Value) -> bool {
+    let mut stack = vec![(a, b)];
+    while let Some((x, y)) = stack.pop() {
+        if std::ptr::eq(x, y) {
+            continue;
+        }
+        match (x, y) {
+            (Value::Array(p), Value::Array(q)) => {
+                if p.len() != q.len() {
+                    return false;
+                }
+                stack.extend(p.iter().zip(q));
+            }
+            (Value::Object(p), Value::Object(q)) => {
+                if p.len() != q.len() {
+                    return false;
+                }
+                for (k, v) in p {
+                    match q.get(k) {
+                        Some(w) => stack.push((v, w)),
+                        None => return false,
+                    }
+                }
+            }
+            (Value::Number(p), Value::Number(q)) => {
+                if p != q && p.as_f64() != q.as_f64() {
+                    return false;
+                }
+            }
+            _ => {
+                if x != y {
+                    return false;
+                }
+            }
+        }
+    }
+    true
 }
 
 /// Every whitespace character counts as a space; runs are not collapsed (the
@@ -402,4 +443,58 @@ pub(crate) fn distinct<'a>(items: Vec<Item<'a>>) -> Vec<Item<'a>> {
         }
     }
     out
+}
+
+/// A hash consistent with [`json_eq`] (key order ignored, `1` = `1.0`), computed
+/// bottom-up without recursion; `memo` caches subtrees by address so a chain of
+/// nested nodes costs linear time overall.
+pub(crate) fn structural_hash(
+    v: &Value,
+    memo: &mut std::collections::HashMap<*const Value, u64>,
+) -> u64 {
+    use std::hash::{Hash, Hasher};
+    fn h<T: Hash>(t: T) -> u64 {
+        let mut s = std::collections::hash_map::DefaultHasher::new();
+        t.hash(&mut s);
+        s.finish()
+    }
+    let mut stack = vec![(v, false)];
+    while let Some((n, children_done)) = stack.pop() {
+        let key = n as *const Value;
+        if memo.contains_key(&key) {
+            continue;
+        }
+        let leaf = match n {
+            Value::Null => Some(h(0u8)),
+            Value::Bool(b) => Some(h((1u8, b))),
+            Value::Number(x) => Some(h((2u8, x.as_f64().map(f64::to_bits)))),
+            Value::String(x) => Some(h((3u8, x))),
+            _ => None,
+        };
+        if let Some(x) = leaf {
+            memo.insert(key, x);
+            continue;
+        }
+        if !children_done {
+            stack.push((n, true));
+            match n {
+                Value::Array(a) => stack.extend(a.iter().map(|c| (c, false))),
+                Value::Object(o) => stack.extend(o.values().map(|c| (c, false))),
+                _ => {}
+            }
+            continue;
+        }
+        let child = |c: &Value, memo: &std::collections::HashMap<*const Value, u64>| {
+            memo.get(&(c as *const Value)).copied().unwrap_or(0)
+        };
+        let x = match n {
+            Value::Array(a) => a.iter().fold(h(4u8), |acc, c| h((acc, child(c, memo)))),
+            Value::Object(o) => o.iter().fold(h((5u8, o.len())), |acc, (k, c)| {
+                acc.wrapping_add(h((k, child(c, memo))))
+            }),
+            _ => 0,
+        };
+        memo.insert(key, x);
+    }
+    memo.get(&(v as *const Value)).copied().unwrap_or(0)
 }
