@@ -192,7 +192,8 @@ fn convert_unit(v: Decimal, from: &str, to: &str) -> Option<(Decimal, String)> {
     Some((d, to.to_string()))
 }
 
-/// JavaScript replacement syntax (`$1`, `$<name>`, `$&`, `$$`) to the regex crate's.
+/// JavaScript replacement syntax (`$1`, `$<name>`, `$&`, `$$`) and Java's `${name}`
+/// to the regex crate's.
 fn js_replacement(r: &str) -> String {
     let mut out = String::new();
     let mut it = r.chars().peekable();
@@ -209,6 +210,30 @@ fn js_replacement(r: &str) -> String {
             Some('&') => {
                 it.next();
                 out.push_str("${0}");
+            }
+            // Java's `${name}`: the IG maps were written for Matchbox (HAPI), where
+            // this names a group; FHIRPath.js would leave it as text
+            Some('{') => {
+                let mut name = String::new();
+                let mut closed = false;
+                let mut look = it.clone();
+                look.next();
+                for ch in look.by_ref() {
+                    if ch == '}' {
+                        closed = true;
+                        break;
+                    }
+                    name.push(ch);
+                }
+                if closed
+                    && !name.is_empty()
+                    && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                {
+                    it = look;
+                    out.push_str(&format!("${{{name}}}"));
+                } else {
+                    out.push_str("$$");
+                }
             }
             Some('<') => {
                 let mut name = String::new();
@@ -601,9 +626,6 @@ impl<'e, 'a> Evaluator<'e, 'a> {
         match name {
             "iif" => {
                 no_args(2, 3)?;
-                if input.len() > 1 {
-                    return eval_err("iif() needs a single input");
-                }
                 let cond = self.eval(&args[0], &input, frame)?;
                 let branch = if to_bool(&cond)? == Some(true) {
                     args.get(1)

@@ -246,6 +246,12 @@ add(P, "name.text.replaceMatches('$', ' ')", "'urn:hcid:123'.replaceMatches('[Uu
 add(Q, ans("dose") + ".toInteger() + 1", "(" + ans("sex") + ".code = 'male')", "(" + ans("sex") + ".code = 'male').not()",
     "(" + ans("centre") + ".contains('Site'))")
 
+# replacement syntaxes: JavaScript `$<name>`, Java/Matchbox `${name}`, numbered groups
+add(I, "patient.reference.replaceMatches('.*Patient/(?<id>[A-Za-z0-9\\\\-\\\\.]{1,64})$', '$<id>')",
+    "patient.reference.replaceMatches('.*Patient/(?<id>[A-Za-z0-9\\\\-\\\\.]{1,64})$', '${id}')",
+    "patient.reference.replaceMatches('(\\\\w+)/(\\\\w+)', '$2@$1')", "patient.reference.replaceMatches('/', '$$')",
+    "patient.reference.replaceMatches('[a-z]+', '<$&>')", "(1 | 2).iif(true, 'y', 'n')")
+
 seen_ids = set()
 out = []
 for n, e in enumerate(E):
