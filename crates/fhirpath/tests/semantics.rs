@@ -41,14 +41,11 @@ fn show(items: &[Item<'_>]) -> Value {
     )
 }
 
-fn run_table(
-    env: &dyn for<'a> Fn(&'a Value, &str) -> Result<Vec<Item<'a>>, Error>,
-    cases: &[(&str, Value)],
-) {
+fn run_table(cases: &[(&str, Value)]) {
     let d = doc();
     let mut bad = Vec::new();
     for (src, want) in cases {
-        match env(&d, src) {
+        match plain(&d, src) {
             Ok(items) => {
                 let got = show(&items);
                 if &got != want {
@@ -75,109 +72,102 @@ fn plain<'a>(d: &'a Value, src: &str) -> Result<Vec<Item<'a>>, Error> {
 
 #[test]
 fn grammar() {
-    run_table(
-        &plain,
-        &[
-            ("1 + 2 * 3", json!([7])),
-            ("(1 + 2) * 3", json!([9])),
-            ("10 - 4 - 3", json!([3])),
-            ("2 * 3 div 2", json!([3])),
-            ("-2 + 5", json!([3])),
-            ("-(2 + 5)", json!([-7])),
-            ("- -2", json!([2])),
-            ("+2", json!([2])),
-            ("1.50", json!(["dec:1.50"])),
-            ("-1.50", json!(["dec:-1.50"])),
-            ("1.50 + 1", json!(["dec:2.50"])),
-            ("0.1 + 0.2", json!(["dec:0.3"])),
-            ("1.10 * 2", json!(["dec:2.20"])),
-            ("5L", json!([5])),
-            ("'a\\'b\\\\c\\n'", json!(["a'b\\c\n"])),
-            ("'\\u00e9'", json!(["é"])),
-            ("`status`", json!(["completed"])),
-            ("Immunization.`lotNumber`", json!(["123"])),
-            ("@2021", json!(["2021"])),
-            (
-                "@2021-05-06T10:00:00.5+02:00",
-                json!(["2021-05-06T10:00:00.5+02:00"]),
-            ),
-            ("@T10:30:00", json!(["10:30:00"])),
-            ("5 'mg'", json!(["5 'mg'"])),
-            ("3 weeks", json!(["3 weeks"])),
-            ("{}", json!([])),
-            ("// comment\n 1 /* block */ + 1", json!([2])),
-            ("1 | 2 | 1", json!([1, 2])),
-            ("1 < 2 and 2 < 3", json!([true])),
-            ("true or false and false", json!([true])),
-            ("true xor true", json!([false])),
-            ("false implies 1 = 2", json!([true])),
-            ("1 in (1 | 2) and (1 | 2) contains 2", json!([true])),
-            ("1 + 1 is Integer", json!([true])),
-            ("1 | 2 is Integer", json!([1, true])),
-            ("(1 | 2)[1]", json!([2])),
-            ("note[2].text", json!(["c"])),
-            ("note.text[0]", json!(["a"])),
-            ("status.length() > 3", json!([true])),
-            ("Immunization.status", json!(["completed"])),
-            ("FHIR.Immunization.status", json!([])),
-            ("$this.id", json!(["imm1"])),
-            ("%resource.id", json!(["imm1"])),
-            ("%context.id", json!(["imm1"])),
-            ("%ucum", json!(["http://unitsofmeasure.org"])),
-            (
-                "%`vs-administrative-gender`",
-                json!(["http://hl7.org/fhir/ValueSet/administrative-gender"]),
-            ),
-            ("%sct", json!(["http://snomed.info/sct"])),
-        ],
-    );
+    run_table(&[
+        ("1 + 2 * 3", json!([7])),
+        ("(1 + 2) * 3", json!([9])),
+        ("10 - 4 - 3", json!([3])),
+        ("2 * 3 div 2", json!([3])),
+        ("-2 + 5", json!([3])),
+        ("-(2 + 5)", json!([-7])),
+        ("- -2", json!([2])),
+        ("+2", json!([2])),
+        ("1.50", json!(["dec:1.50"])),
+        ("-1.50", json!(["dec:-1.50"])),
+        ("1.50 + 1", json!(["dec:2.50"])),
+        ("0.1 + 0.2", json!(["dec:0.3"])),
+        ("1.10 * 2", json!(["dec:2.20"])),
+        ("5L", json!([5])),
+        ("'a\\'b\\\\c\\n'", json!(["a'b\\c\n"])),
+        ("'\\u00e9'", json!(["é"])),
+        ("`status`", json!(["completed"])),
+        ("Immunization.`lotNumber`", json!(["123"])),
+        ("@2021", json!(["2021"])),
+        (
+            "@2021-05-06T10:00:00.5+02:00",
+            json!(["2021-05-06T10:00:00.5+02:00"]),
+        ),
+        ("@T10:30:00", json!(["10:30:00"])),
+        ("5 'mg'", json!(["5 'mg'"])),
+        ("3 weeks", json!(["3 weeks"])),
+        ("{}", json!([])),
+        ("// comment\n 1 /* block */ + 1", json!([2])),
+        ("1 | 2 | 1", json!([1, 2])),
+        ("1 < 2 and 2 < 3", json!([true])),
+        ("true or false and false", json!([true])),
+        ("true xor true", json!([false])),
+        ("false implies 1 = 2", json!([true])),
+        ("1 in (1 | 2) and (1 | 2) contains 2", json!([true])),
+        ("1 + 1 is Integer", json!([true])),
+        ("1 | 2 is Integer", json!([1, true])),
+        ("(1 | 2)[1]", json!([2])),
+        ("note[2].text", json!(["c"])),
+        ("note.text[0]", json!(["a"])),
+        ("status.length() > 3", json!([true])),
+        ("Immunization.status", json!(["completed"])),
+        ("FHIR.Immunization.status", json!([])),
+        ("$this.id", json!(["imm1"])),
+        ("%resource.id", json!(["imm1"])),
+        ("%context.id", json!(["imm1"])),
+        ("%ucum", json!(["http://unitsofmeasure.org"])),
+        (
+            "%`vs-administrative-gender`",
+            json!(["http://hl7.org/fhir/ValueSet/administrative-gender"]),
+        ),
+        ("%sct", json!(["http://snomed.info/sct"])),
+    ]);
 }
 
 #[test]
 fn navigation_and_types() {
-    run_table(
-        &plain,
-        &[
-            ("occurrence", json!(["2021-05-06"])),
-            ("occurrence is dateTime", json!([true])),
-            ("occurrence > @2021-05-01", json!([true])),
-            ("occurrence.toString()", json!(["2021-05-06"])),
-            ("extension.value.ofType(Coding).code", json!(["XM3DT5"])),
-            ("extension.value.ofType(code)", json!(["CHE"])),
-            ("extension.value.ofType(decimal)", json!([1.5])),
-            ("extension.value.ofType(decimal).toString()", json!(["1.5"])),
-            ("extension[1].value is code", json!([true])),
-            ("extension[1].value is string", json!([true])),
-            ("extension[1].value is String", json!([false])),
-            ("protocolApplied.doseNumber + 1", json!([2])),
-            ("protocolApplied.doseNumber is positiveInt", json!([true])),
-            ("protocolApplied.doseNumber is integer", json!([true])),
-            ("vaccineCode is CodeableConcept", json!([true])),
-            ("vaccineCode.coding.first() is Coding", json!([true])),
-            ("Immunization is DomainResource", json!([true])),
-            ("Immunization is Resource", json!([true])),
-            ("Immunization is Patient", json!([false])),
-            ("(Immunization as Resource).id", json!(["imm1"])),
-            ("lotNumber as string", json!(["123"])),
-            ("lotNumber as integer", json!([])),
-            ("resource", json!([])),
-            ("children().count()", json!([12])),
-            (
-                "descendants().ofType(Coding).code",
-                json!(["XM0GQ8", "1119349007", "XM3DT5"]),
-            ),
-            (
-                "vaccineCode.coding.where(system = %sct).code",
-                json!(["1119349007"]),
-            ),
-        ],
-    );
+    run_table(&[
+        ("occurrence", json!(["2021-05-06"])),
+        ("occurrence is dateTime", json!([true])),
+        ("occurrence > @2021-05-01", json!([true])),
+        ("occurrence.toString()", json!(["2021-05-06"])),
+        ("extension.value.ofType(Coding).code", json!(["XM3DT5"])),
+        ("extension.value.ofType(code)", json!(["CHE"])),
+        ("extension.value.ofType(decimal)", json!([1.5])),
+        ("extension.value.ofType(decimal).toString()", json!(["1.5"])),
+        ("extension[1].value is code", json!([true])),
+        ("extension[1].value is string", json!([true])),
+        ("extension[1].value is String", json!([false])),
+        ("protocolApplied.doseNumber + 1", json!([2])),
+        ("protocolApplied.doseNumber is positiveInt", json!([true])),
+        ("protocolApplied.doseNumber is integer", json!([true])),
+        ("vaccineCode is CodeableConcept", json!([true])),
+        ("vaccineCode.coding.first() is Coding", json!([true])),
+        ("Immunization is DomainResource", json!([true])),
+        ("Immunization is Resource", json!([true])),
+        ("Immunization is Patient", json!([false])),
+        ("(Immunization as Resource).id", json!(["imm1"])),
+        ("lotNumber as string", json!(["123"])),
+        ("lotNumber as integer", json!([])),
+        ("resource", json!([])),
+        ("children().count()", json!([12])),
+        (
+            "descendants().ofType(Coding).code",
+            json!(["XM0GQ8", "1119349007", "XM3DT5"]),
+        ),
+        (
+            "vaccineCode.coding.where(system = %sct).code",
+            json!(["1119349007"]),
+        ),
+    ]);
 }
 
 #[test]
 fn existence_filtering_subsetting_combining() {
     run_table(
-        &plain,
         &[
             ("note.exists()", json!([true])),
             ("note.exists(text = 'z')", json!([false])),
@@ -229,44 +219,40 @@ fn existence_filtering_subsetting_combining() {
 
 #[test]
 fn conversion() {
-    run_table(
-        &plain,
-        &[
-            ("'12'.toInteger() + 1", json!([13])),
-            ("'1.5'.toInteger()", json!([])),
-            ("lotNumber.toInteger()", json!([123])),
-            ("true.toInteger()", json!([1])),
-            ("'1.50'.toDecimal()", json!(["dec:1.50"])),
-            ("'yes'.toBoolean()", json!([true])),
-            ("'maybe'.convertsToBoolean()", json!([false])),
-            ("1.5.toString()", json!(["1.5"])),
-            ("(5 'mg').toString()", json!(["5 'mg'"])),
-            ("@2021-05.toString()", json!(["2021-05"])),
-            ("'2021-05-06'.toDate()", json!(["2021-05-06"])),
-            (
-                "'2021-05-06T10:00:00Z'.toDateTime()",
-                json!(["2021-05-06T10:00:00Z"]),
-            ),
-            ("'10:00'.toTime()", json!(["10:00"])),
-            ("'5 \\'mg\\''.toQuantity()", json!(["5 'mg'"])),
-            ("'4 days'.toQuantity()", json!(["4 days"])),
-            ("3.toQuantity()", json!(["3 '1'"])),
-            ("(2 'h').toQuantity('min')", json!(["120 'min'"])),
-            ("(1500 'mg').toQuantity('g')", json!(["1.5 'g'"])),
-            ("(1 'kg').toQuantity('m')", json!([])),
-            ("'abc'.convertsToQuantity()", json!([false])),
-            ("'2021'.convertsToDate()", json!([true])),
-            ("iif(lotNumber = '123', 'yes', 'no')", json!(["yes"])),
-            ("iif({}, 'yes')", json!([])),
-            ("iif(true, 'yes', 1 / 'x')", json!(["yes"])),
-        ],
-    );
+    run_table(&[
+        ("'12'.toInteger() + 1", json!([13])),
+        ("'1.5'.toInteger()", json!([])),
+        ("lotNumber.toInteger()", json!([123])),
+        ("true.toInteger()", json!([1])),
+        ("'1.50'.toDecimal()", json!(["dec:1.50"])),
+        ("'yes'.toBoolean()", json!([true])),
+        ("'maybe'.convertsToBoolean()", json!([false])),
+        ("1.5.toString()", json!(["1.5"])),
+        ("(5 'mg').toString()", json!(["5 'mg'"])),
+        ("@2021-05.toString()", json!(["2021-05"])),
+        ("'2021-05-06'.toDate()", json!(["2021-05-06"])),
+        (
+            "'2021-05-06T10:00:00Z'.toDateTime()",
+            json!(["2021-05-06T10:00:00Z"]),
+        ),
+        ("'10:00'.toTime()", json!(["10:00"])),
+        ("'5 \\'mg\\''.toQuantity()", json!(["5 'mg'"])),
+        ("'4 days'.toQuantity()", json!(["4 days"])),
+        ("3.toQuantity()", json!(["3 '1'"])),
+        ("(2 'h').toQuantity('min')", json!(["120 'min'"])),
+        ("(1500 'mg').toQuantity('g')", json!(["1.5 'g'"])),
+        ("(1 'kg').toQuantity('m')", json!([])),
+        ("'abc'.convertsToQuantity()", json!([false])),
+        ("'2021'.convertsToDate()", json!([true])),
+        ("iif(lotNumber = '123', 'yes', 'no')", json!(["yes"])),
+        ("iif({}, 'yes')", json!([])),
+        ("iif(true, 'yes', 1 / 'x')", json!(["yes"])),
+    ]);
 }
 
 #[test]
 fn strings_and_regexes() {
     run_table(
-        &plain,
         &[
             ("'abcdef'.indexOf('cd')", json!([2])),
             ("'abcdef'.substring(1, 2)", json!(["bc"])),
@@ -301,82 +287,76 @@ fn strings_and_regexes() {
 
 #[test]
 fn math() {
-    run_table(
-        &plain,
-        &[
-            ("(-3).abs()", json!([3])),
-            ("(-3.5).abs()", json!(["dec:3.5"])),
-            ("1.2.ceiling()", json!([2])),
-            ("1.8.floor()", json!([1])),
-            ("(-1.8).truncate()", json!([-1])),
-            ("0.exp()", json!(["dec:1"])),
-            ("1.ln()", json!(["dec:0"])),
-            ("8.log(2)", json!(["dec:3"])),
-            ("2.power(3)", json!([8])),
-            ("4.sqrt()", json!(["dec:2"])),
-            ("3.14159.round(3)", json!(["dec:3.142"])),
-            ("7 div 2", json!([3])),
-            ("7 mod 2", json!([1])),
-            ("7 / 2", json!(["dec:3.5"])),
-            ("5 / 0", json!([])),
-            ("(1 | 2 | 3).sum()", json!([6])),
-            ("(1 | 2 | 3).avg()", json!(["dec:2"])),
-            ("(1 | 5 | 3).max()", json!([5])),
-        ],
-    );
+    run_table(&[
+        ("(-3).abs()", json!([3])),
+        ("(-3.5).abs()", json!(["dec:3.5"])),
+        ("1.2.ceiling()", json!([2])),
+        ("1.8.floor()", json!([1])),
+        ("(-1.8).truncate()", json!([-1])),
+        ("0.exp()", json!(["dec:1"])),
+        ("1.ln()", json!(["dec:0"])),
+        ("8.log(2)", json!(["dec:3"])),
+        ("2.power(3)", json!([8])),
+        ("4.sqrt()", json!(["dec:2"])),
+        ("3.14159.round(3)", json!(["dec:3.142"])),
+        ("7 div 2", json!([3])),
+        ("7 mod 2", json!([1])),
+        ("7 / 2", json!(["dec:3.5"])),
+        ("5 / 0", json!([])),
+        ("(1 | 2 | 3).sum()", json!([6])),
+        ("(1 | 2 | 3).avg()", json!(["dec:2"])),
+        ("(1 | 5 | 3).max()", json!([5])),
+    ]);
 }
 
 #[test]
 fn dates_times_and_logic() {
-    run_table(
-        &plain,
-        &[
-            ("@2021-01-31 + 1 month", json!(["2021-02-28"])),
-            ("@2020-02-29 + 1 year", json!(["2021-02-28"])),
-            ("@2021-01-01 - 1 day", json!(["2020-12-31"])),
-            (
-                "@2021-01-01T23:00:00Z + 2 hours",
-                json!(["2021-01-02T01:00:00+00:00"]),
-            ),
-            (
-                "@1970-01-01T00:00:00.000+00:00 + 1620000000 seconds",
-                json!(["2021-05-03T00:00:00.000+00:00"]),
-            ),
-            (
-                "@1970-01-01T00:00:00.000+00:00 + 1620000000 's'",
-                json!(["2021-05-03T00:00:00.000+00:00"]),
-            ),
-            ("@T23:30 + 1 hour", json!(["00:30"])),
-            ("@2021 + 18 months", json!(["2022"])),
-            ("@2021-01-01 + 36 hours", json!(["2021-01-02"])),
-            ("@2021-01-01 = @2021-01-01T00:00", json!([])),
-            ("@2021-01 < @2021-01-15", json!([])),
-            ("@2021-01 < @2021-02-15", json!([true])),
-            (
-                "@2021-01-01T10:00:00+02:00 = @2021-01-01T08:00:00Z",
-                json!([true]),
-            ),
-            ("@2021-01-01 ~ @2021-01-01T00:00", json!([false])),
-            ("@T10:00 < @T10:30", json!([true])),
-            ("{} and false", json!([false])),
-            ("{} and true", json!([])),
-            ("{} or true", json!([true])),
-            ("{} implies true", json!([true])),
-            ("true implies {}", json!([])),
-            ("{}.not()", json!([])),
-            ("(1 = 1).not()", json!([false])),
-            ("1 = 1.0", json!([true])),
-            ("1.0 ~ 1.04", json!([true])),
-            ("'A b' ~ 'a B'", json!([true])),
-            ("{} = {}", json!([])),
-            ("{} ~ {}", json!([true])),
-            ("5 'mg' = 0.005 'g'", json!([true])),
-            ("1 year = 1 'a'", json!([false])),
-            ("1 year ~ 1 'a'", json!([true])),
-            ("7 days = 1 week", json!([true])),
-            ("vaccineCode = vaccineCode", json!([true])),
-        ],
-    );
+    run_table(&[
+        ("@2021-01-31 + 1 month", json!(["2021-02-28"])),
+        ("@2020-02-29 + 1 year", json!(["2021-02-28"])),
+        ("@2021-01-01 - 1 day", json!(["2020-12-31"])),
+        (
+            "@2021-01-01T23:00:00Z + 2 hours",
+            json!(["2021-01-02T01:00:00+00:00"]),
+        ),
+        (
+            "@1970-01-01T00:00:00.000+00:00 + 1620000000 seconds",
+            json!(["2021-05-03T00:00:00.000+00:00"]),
+        ),
+        (
+            "@1970-01-01T00:00:00.000+00:00 + 1620000000 's'",
+            json!(["2021-05-03T00:00:00.000+00:00"]),
+        ),
+        ("@T23:30 + 1 hour", json!(["00:30"])),
+        ("@2021 + 18 months", json!(["2022"])),
+        ("@2021-01-01 + 36 hours", json!(["2021-01-02"])),
+        ("@2021-01-01 = @2021-01-01T00:00", json!([])),
+        ("@2021-01 < @2021-01-15", json!([])),
+        ("@2021-01 < @2021-02-15", json!([true])),
+        (
+            "@2021-01-01T10:00:00+02:00 = @2021-01-01T08:00:00Z",
+            json!([true]),
+        ),
+        ("@2021-01-01 ~ @2021-01-01T00:00", json!([false])),
+        ("@T10:00 < @T10:30", json!([true])),
+        ("{} and false", json!([false])),
+        ("{} and true", json!([])),
+        ("{} or true", json!([true])),
+        ("{} implies true", json!([true])),
+        ("true implies {}", json!([])),
+        ("{}.not()", json!([])),
+        ("(1 = 1).not()", json!([false])),
+        ("1 = 1.0", json!([true])),
+        ("1.0 ~ 1.04", json!([true])),
+        ("'A b' ~ 'a B'", json!([true])),
+        ("{} = {}", json!([])),
+        ("{} ~ {}", json!([true])),
+        ("5 'mg' = 0.005 'g'", json!([true])),
+        ("1 year = 1 'a'", json!([false])),
+        ("1 year ~ 1 'a'", json!([true])),
+        ("7 days = 1 week", json!([true])),
+        ("vaccineCode = vaccineCode", json!([true])),
+    ]);
 }
 
 #[test]
