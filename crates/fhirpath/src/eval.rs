@@ -167,13 +167,16 @@ impl<'e, 'a> Evaluator<'e, 'a> {
     }
 
     /// The FHIR type of an item, from its record or its JSON shape.
-    pub fn item_type(&self, item: &Item<'a>) -> Option<String> {
+    pub fn item_type<'i>(&self, item: &'i Item<'a>) -> Option<Cow<'i, str>> {
         match item {
-            Item::Node { value, type_name } => type_name
-                .as_ref()
-                .map(|t| t.to_string())
-                .or_else(|| guess_type(value)),
-            Item::Owned { value, type_name } => type_name.clone().or_else(|| guess_type(value)),
+            Item::Node { value, type_name } => match type_name {
+                Some(t) => Some(Cow::Borrowed(t.as_ref())),
+                None => guess_type(value).map(Cow::Borrowed),
+            },
+            Item::Owned { value, type_name } => match type_name {
+                Some(t) => Some(Cow::Borrowed(t.as_str())),
+                None => guess_type(value).map(|t| Cow::Owned(t.to_string())),
+            },
             _ => None,
         }
     }
@@ -346,10 +349,8 @@ fn choice_suffix<'k>(key: &'k str, name: &str) -> Option<&'k str> {
     }
 }
 
-fn guess_type(v: &Value) -> Option<String> {
-    v.get("resourceType")
-        .and_then(Value::as_str)
-        .map(str::to_string)
+fn guess_type(v: &Value) -> Option<&str> {
+    v.get("resourceType").and_then(Value::as_str)
 }
 
 fn push_borrowed<'a>(out: &mut Items<'a>, v: &'a Value, ty: Option<String>) {

@@ -1029,7 +1029,8 @@ impl<'e, 'a> Evaluator<'e, 'a> {
                             Some(t) => ("System", t.to_string()),
                             None => (
                                 "FHIR",
-                                self.item_type(i).unwrap_or_else(|| "Element".into()),
+                                self.item_type(i)
+                                    .map_or_else(|| "Element".to_string(), |t| t.into_owned()),
                             ),
                         };
                         Item::Owned {
