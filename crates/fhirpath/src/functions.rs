@@ -269,18 +269,34 @@ fn js_replacement(r: &str) -> String {
 }
 
 /// FHIRPath regexes follow JavaScript; `(?<name>` is accepted by the regex crate
-/// already, so only compilation limits need guarding.
+/// already, so only compilation limits need guarding. Compiled patterns are cached
+/// per thread: maps evaluate the same few patterns for every resource.
 fn regex(pattern: &str, whole: bool) -> R<regex::Regex> {
+    thread_local! {
+        static CACHE: std::cell::RefCell<HashMap<(String, bool), regex::Regex>> = std::cell::RefCell::new(HashMap::new());
+    }
+    let key = (pattern.to_string(), whole);
+    if let Some(re) = CACHE.with(|c| c.borrow().get(&key).cloned()) {
+        return Ok(re);
+    }
     let p = if whole {
         format!("^(?s:{pattern})$")
     } else {
         format!("(?s){pattern}")
     };
-    regex::RegexBuilder::new(&p)
+    let re = regex::RegexBuilder::new(&p)
         .size_limit(1 << 20)
         .nest_limit(100)
         .build()
-        .map_err(|e| Error::Eval(format!("invalid regular expression: {e}")))
+        .map_err(|e| Error::Eval(format!("invalid regular expression: {e}")))?;
+    CACHE.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.len() >= 256 {
+            c.clear();
+        }
+        c.insert(key, re.clone());
+    });
+    Ok(re)
 }
 
 fn chars_of(s: &str) -> Vec<char> {
