@@ -1,1 +1,4 @@
 //! FHIR Mapping Language engine.
+
+pub mod exec;
+pub mod model;
