@@ -831,11 +831,15 @@ impl<'r, 'o> Engine<'r, 'o> {
             }
             v
         };
+        // The rule's own variable is not bound while `where`/`check` run (Matchbox
+        // evaluates them with the enclosing variables and the item as focus): in
+        // `src.dt as docType where (docType = 'P')` the name `docType` is a path on
+        // the item, which is empty, so the condition is false. The IG's feature
+        // expectations (ICAO identifier without system) depend on this.
         if let Some(cond) = &src.condition {
             let mut kept = Vec::with_capacity(items.len());
             for it in items {
-                let v = bind(vars, &it);
-                if self.eval_bool(&cond.expr, &it, &v)? {
+                if self.eval_bool(&cond.expr, &it, vars)? {
                     kept.push(it);
                 }
             }
@@ -843,8 +847,7 @@ impl<'r, 'o> Engine<'r, 'o> {
         }
         if let Some(check) = &src.check {
             for it in &items {
-                let v = bind(vars, it);
-                if !self.eval_bool(&check.expr, it, &v)? {
+                if !self.eval_bool(&check.expr, it, vars)? {
                     return Err(format!("check failed: {}", check.text));
                 }
             }
@@ -1170,14 +1173,12 @@ impl<'r, 'o> Engine<'r, 'o> {
         else {
             return Ok(None);
         };
+        // Matchbox's translate builds the Coding from the target system and code only.
         let mut c = Map::new();
         if let Some(s) = &system {
             c.insert("system".into(), Value::String(s.clone()));
         }
         c.insert("code".into(), Value::String(code.clone()));
-        if let Some(d) = &display {
-            c.insert("display".into(), Value::String(d.clone()));
-        }
         Ok(Some(match field {
             Some("code") => prim(Value::String(code), "code"),
             Some("system") => prim(Value::String(system.unwrap_or_default()), "uri"),
@@ -1263,7 +1264,9 @@ impl<'r, 'o> Engine<'r, 'o> {
                 } else {
                     element.to_string()
                 };
-                let ty = chosen.or_else(|| (def.types.len() == 1).then(|| def.types[0].clone()));
+                let ty = chosen.or_else(|| {
+                    (def.types.len() == 1 && !def.choice).then(|| def.types[0].clone())
+                });
                 let dctx = ty.and_then(|t| defs.child_ctx(c, &def, &t));
                 (name, def.repeats && !def.choice, dctx)
             }
@@ -1277,12 +1280,18 @@ impl<'r, 'o> Engine<'r, 'o> {
             Val::Src { v, ty } => (Arc::new(v.clone()), ty),
             Val::Json { v, ty } => (v, ty),
         };
-        let content = if v.is_object() {
-            Content::Json(v)
+        let (content, ty) = if v.is_object() {
+            (Content::Json(v), ty.or(def_ctx))
         } else {
-            Content::Prim(Arc::unwrap_or_clone(v))
+            // A primitive takes the declared type of a non-choice element (Matchbox
+            // stores the text and writes it as that type: integer 1 into a string
+            // element is "1").
+            match def_ctx.filter(TypeCtx::is_primitive) {
+                Some(d) => (Content::Prim(coerce(&v, d.type_name())), Some(d)),
+                None => (Content::Prim(Arc::unwrap_or_clone(v)), ty),
+            }
         };
-        let id = self.tree.add(ty.or(def_ctx), content);
+        let id = self.tree.add(ty, content);
         self.insert_child(parent, &json_name, element, repeats, id, modes)?;
         Ok(id)
     }
@@ -1362,6 +1371,32 @@ impl<'r, 'o> Engine<'r, 'o> {
         let id = self.new_object(ctx);
         self.insert_child(parent, element, element, def.repeats, id, &[])?;
         Ok(id)
+    }
+}
+
+/// The JSON form of a primitive value in an element of primitive type `ty`.
+fn coerce(v: &Value, ty: &str) -> Value {
+    let text = match v {
+        Value::String(s) => Cow::Borrowed(s.as_str()),
+        Value::Number(n) => Cow::Owned(n.to_string()),
+        Value::Bool(b) => Cow::Owned(b.to_string()),
+        other => return other.clone(),
+    };
+    match ty {
+        "boolean" => match &*text {
+            "true" => Value::Bool(true),
+            "false" => Value::Bool(false),
+            _ => v.clone(),
+        },
+        "integer" | "positiveInt" | "unsignedInt" | "integer64" => text
+            .parse::<i64>()
+            .map(Value::from)
+            .unwrap_or_else(|_| v.clone()),
+        "decimal" => serde_json::from_str::<Value>(&text)
+            .ok()
+            .filter(Value::is_number)
+            .unwrap_or_else(|| v.clone()),
+        _ => Value::String(text.into_owned()),
     }
 }
 
