@@ -15,6 +15,7 @@ use fhirpath::Item;
 use serde_json::{Map, Value};
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::rc::Rc;
 use std::sync::Arc;
 
 /// Groups calling groups and rules nested in rules share this budget; the IG maps
@@ -38,35 +39,60 @@ enum Mode {
     Output,
 }
 
+/// Variables in scope: a persistent list, so binding a variable for each source
+/// item shares the enclosing scope instead of copying it.
 #[derive(Debug, Clone, Default)]
 struct Vars<'a, 'r> {
-    items: Vec<(&'r str, Mode, Val<'a>)>,
+    head: Option<Rc<VarNode<'a, 'r>>>,
+}
+
+#[derive(Debug)]
+struct VarNode<'a, 'r> {
+    name: &'r str,
+    mode: Mode,
+    val: Val<'a>,
+    next: Option<Rc<VarNode<'a, 'r>>>,
 }
 
 impl<'a, 'r> Vars<'a, 'r> {
-    fn add(&mut self, name: &'r str, mode: Mode, v: Val<'a>) {
-        // Re-binding a name replaces it (Matchbox's Variables.add).
-        if let Some(slot) = self
-            .items
-            .iter_mut()
-            .find(|(n, m, _)| *n == name && *m == mode)
-        {
-            slot.2 = v;
-        } else {
-            self.items.push((name, mode, v));
-        }
+    /// Bind `name`; a newer binding hides an older one of the same name and mode
+    /// (Matchbox's Variables.add replaces it).
+    fn add(&mut self, name: &'r str, mode: Mode, val: Val<'a>) {
+        let next = self.head.take();
+        self.head = Some(Rc::new(VarNode {
+            name,
+            mode,
+            val,
+            next,
+        }));
     }
     fn get(&self, name: &str, mode: Mode) -> Option<&Val<'a>> {
-        self.items
-            .iter()
-            .rev()
-            .find(|(n, m, _)| *n == name && *m == mode)
-            .map(|(_, _, v)| v)
+        let mut cur = self.head.as_deref();
+        while let Some(n) = cur {
+            if n.mode == mode && n.name == name {
+                return Some(&n.val);
+            }
+            cur = n.next.as_deref();
+        }
+        None
     }
     /// Sources first; a target may be read as a source.
     fn get_any(&self, name: &str) -> Option<&Val<'a>> {
         self.get(name, Mode::Input)
             .or_else(|| self.get(name, Mode::Output))
+    }
+}
+
+impl Drop for Vars<'_, '_> {
+    // Long chains would otherwise drop recursively.
+    fn drop(&mut self) {
+        let mut cur = self.head.take();
+        while let Some(node) = cur {
+            match Rc::try_unwrap(node) {
+                Ok(mut n) => cur = n.next.take(),
+                Err(_) => break,
+            }
+        }
     }
 }
 
@@ -301,7 +327,10 @@ impl<'r, 'o> Engine<'r, 'o> {
         match v {
             Val::Src { v, ty } => vec![Item::Node {
                 value: v,
-                type_name: ty.as_ref().map(|t| Cow::Owned(t.fhirpath_name().to_string())),
+                type_name: ty.as_ref().map(|t| match t.static_name() {
+                    Some(n) => Cow::Borrowed(n),
+                    None => Cow::Owned(t.fhirpath_name().to_string()),
+                }),
             }],
             Val::Json { v, ty } => {
                 let tn = ty.as_ref().map(|t| t.fhirpath_name().to_string());

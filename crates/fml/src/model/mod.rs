@@ -47,8 +47,11 @@ pub struct LogicalModel {
 /// Where a value sits in the type system.
 #[derive(Debug, Clone)]
 pub enum TypeCtx {
-    /// An R4 type name (`Coding`, `string`) or a backbone path (`Bundle.entry`).
-    R4(Arc<str>),
+    /// An R4 type name (`Coding`, `string`) or a backbone path (`Bundle.entry`),
+    /// interned in the static R4 table.
+    R4(&'static str),
+    /// A type name the model does not know (it has no elements).
+    Named(Arc<str>),
     /// A path inside a logical model; `path == root` is the model itself.
     Logical {
         model: Arc<LogicalModel>,
@@ -60,6 +63,7 @@ impl PartialEq for TypeCtx {
     fn eq(&self, other: &Self) -> bool {
         match (self, other) {
             (TypeCtx::R4(a), TypeCtx::R4(b)) => a == b,
+            (TypeCtx::Named(a), TypeCtx::Named(b)) => a == b,
             (
                 TypeCtx::Logical { model: m1, path: p1 },
                 TypeCtx::Logical { model: m2, path: p2 },
@@ -70,8 +74,12 @@ impl PartialEq for TypeCtx {
 }
 
 impl TypeCtx {
+    /// The R4 type or backbone path `name` (or an unknown name).
     pub fn r4(name: &str) -> TypeCtx {
-        TypeCtx::R4(Arc::from(name))
+        match r4().intern(name) {
+            Some(n) => TypeCtx::R4(n),
+            None => TypeCtx::Named(Arc::from(name)),
+        }
     }
 
     /// The FHIR type name: `Coding`, `string`, `BackboneElement` for nested
@@ -85,6 +93,7 @@ impl TypeCtx {
                     p
                 }
             }
+            TypeCtx::Named(n) => n,
             TypeCtx::Logical { model, path } => {
                 if **path == *model.root {
                     &model.type_name
@@ -95,11 +104,21 @@ impl TypeCtx {
         }
     }
 
+    /// The FHIRPath type name when it can be borrowed for the program's lifetime
+    /// (R4 types), so evaluation items need no allocation.
+    pub fn static_name(&self) -> Option<&'static str> {
+        match self {
+            TypeCtx::R4(p) => Some(p),
+            _ => None,
+        }
+    }
+
     /// The name FHIRPath sees as the node type: the type name, or for a nested
     /// element its path (so `ModelInfo` can answer questions about its children).
     pub fn fhirpath_name(&self) -> &str {
         match self {
             TypeCtx::R4(p) => p,
+            TypeCtx::Named(n) => n,
             TypeCtx::Logical { model, path } => {
                 if **path == *model.root {
                     &model.type_name
@@ -124,6 +143,7 @@ impl TypeCtx {
                     None
                 }
             }
+            TypeCtx::Named(_) => None,
             TypeCtx::Logical { model, path } => {
                 if **path == *model.root {
                     Some(&model.type_name)
@@ -142,10 +162,36 @@ pub fn is_primitive_name(name: &str) -> bool {
 
 /// The R4 base model, parsed once from the generated table.
 pub struct R4Model {
-    parents: HashMap<String, String>,
-    elements: HashMap<String, ElementDef>,
-    elsewhere: HashMap<String, String>,
+    parents: FastMap<String, String>,
+    /// Parent path (type name or backbone path) -> element name -> definition;
+    /// content references are resolved at load time.
+    children: FastMap<String, FastMap<String, ElementDef>>,
 }
+
+/// FxHash: the keys are short trusted strings from our own tables; SipHash's
+/// DoS resistance buys nothing here and costs a third of a lookup.
+#[derive(Default, Clone, Copy)]
+pub struct FxHasher(u64);
+
+impl std::hash::Hasher for FxHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        const K: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(c);
+            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(b)).wrapping_mul(K);
+        }
+        for &b in chunks.remainder() {
+            self.0 = (self.0.rotate_left(5) ^ u64::from(b)).wrapping_mul(K);
+        }
+    }
+}
+
+pub type FastMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<FxHasher>>;
 
 static R4_TABLE: &str = include_str!("r4.json");
 static R4: OnceLock<R4Model> = OnceLock::new();
@@ -160,7 +206,7 @@ impl R4Model {
         // The table is generated and committed; a malformed table is a build defect,
         // so an empty model (every lookup fails with a clear error) is the fallback.
         let v: Value = serde_json::from_str(text).unwrap_or(Value::Null);
-        let mut parents = HashMap::new();
+        let mut parents = FastMap::default();
         if let Some(p) = v.get("parents").and_then(Value::as_object) {
             for (k, val) in p {
                 if let Some(s) = val.as_str() {
@@ -168,13 +214,13 @@ impl R4Model {
                 }
             }
         }
-        let mut elements = HashMap::new();
+        let mut flat: FastMap<String, ElementDef> = FastMap::default();
         if let Some(e) = v.get("elements").and_then(Value::as_object) {
             for (path, val) in e {
                 let Some(spec) = val.as_str() else { continue };
                 let (types, flags) = spec.split_once(';').unwrap_or((spec, ""));
                 let name = path.rsplit('.').next().unwrap_or(path);
-                elements.insert(
+                flat.insert(
                     path.clone(),
                     ElementDef {
                         name: Arc::from(name),
@@ -186,24 +232,41 @@ impl R4Model {
                 );
             }
         }
-        let mut elsewhere = HashMap::new();
         if let Some(e) = v.get("elsewhere").and_then(Value::as_object) {
-            for (k, val) in e {
-                if let Some(s) = val.as_str() {
-                    elsewhere.insert(k.clone(), s.to_string());
-                }
+            for (path, target) in e {
+                // A content reference has the shape of the element it points to.
+                let Some(t) = target.as_str().and_then(|t| flat.get(t)) else {
+                    continue;
+                };
+                let mut d = t.clone();
+                d.name = Arc::from(path.rsplit('.').next().unwrap_or(path));
+                flat.insert(path.clone(), d);
             }
         }
-        R4Model {
-            parents,
-            elements,
-            elsewhere,
+        let mut children: FastMap<String, FastMap<String, ElementDef>> = FastMap::default();
+        for (path, d) in flat {
+            let Some((parent, name)) = path.rsplit_once('.') else {
+                continue;
+            };
+            children
+                .entry(parent.to_string())
+                .or_default()
+                .insert(name.to_string(), d);
         }
+        R4Model { parents, children }
+    }
+
+    /// The static copy of an R4 type name or backbone path.
+    pub fn intern(&'static self, name: &str) -> Option<&'static str> {
+        if let Some((k, _)) = self.parents.get_key_value(name) {
+            return Some(k);
+        }
+        self.children.get_key_value(name).map(|(k, _)| k.as_str())
     }
 
     /// Is `name` an R4 type (resource, data type or primitive)?
     pub fn has_type(&self, name: &str) -> bool {
-        self.parents.contains_key(name) || name == "Base" || name == "Resource"
+        self.parents.contains_key(name)
     }
 
     pub fn parent(&self, name: &str) -> Option<&str> {
@@ -239,32 +302,18 @@ impl R4Model {
     }
 
     /// The element `name` of the R4 type or backbone path `path`, looking through
-    /// base types and content references.
-    pub fn child(&self, path: &str, name: &str) -> Option<ElementDef> {
-        let mut buf = String::with_capacity(path.len() + name.len() + 1);
+    /// base types.
+    pub fn child(&'static self, path: &str, name: &str) -> Option<&'static ElementDef> {
         let mut cur: &str = path;
         for _ in 0..10 {
-            buf.clear();
-            buf.push_str(cur);
-            buf.push('.');
-            buf.push_str(name);
-            if let Some(e) = self.elements.get(buf.as_str()) {
-                return Some(e.clone());
-            }
-            if let Some(target) = self.elsewhere.get(buf.as_str()) {
-                // A content reference: same shape as the element it points to.
-                let mut e = self.elements.get(target.as_str())?.clone();
-                e.name = Arc::from(name);
+            if let Some(e) = self.children.get(cur).and_then(|m| m.get(name)) {
                 return Some(e);
             }
             // Backbone paths inherit from BackboneElement; type names from their parent.
             cur = if cur.contains('.') {
                 "BackboneElement"
             } else {
-                match self.parents.get(cur) {
-                    Some(p) => p.as_str(),
-                    None => return None,
-                }
+                self.parents.get(cur)?.as_str()
             };
         }
         None
@@ -416,6 +465,11 @@ impl Definitions {
     /// Resolve a type reference (a StructureDefinition URL, a profile URL, or an R4
     /// type name) to the position of its root.
     pub fn resolve_type(&self, reference: &str) -> Option<TypeCtx> {
+        if !reference.contains(':') {
+            if let Some(n) = r4().intern(reference) {
+                return Some(TypeCtx::R4(n));
+            }
+        }
         let reference = strip_version(reference);
         if let Some(m) = self.logical.get(reference) {
             return Some(TypeCtx::Logical {
@@ -442,8 +496,8 @@ impl Definitions {
 
     /// The type of a JSON resource from its `resourceType`.
     pub fn resolve_resource_type(&self, resource_type: &str) -> Option<TypeCtx> {
-        if r4().has_type(resource_type) {
-            return Some(TypeCtx::r4(resource_type));
+        if let Some(n) = r4().intern(resource_type) {
+            return Some(TypeCtx::R4(n));
         }
         self.logical_by_type.get(resource_type).map(|m| TypeCtx::Logical {
             model: m.clone(),
@@ -452,16 +506,17 @@ impl Definitions {
     }
 
     /// The element `name` of the type at `ctx`.
-    pub fn child(&self, ctx: &TypeCtx, name: &str) -> Option<ElementDef> {
+    pub fn child<'c>(&self, ctx: &'c TypeCtx, name: &str) -> Option<&'c ElementDef> {
         match ctx {
             TypeCtx::R4(path) => r4().child(path, name),
+            TypeCtx::Named(_) => None,
             TypeCtx::Logical { model, path } => {
                 let mut key = String::with_capacity(path.len() + name.len() + 1);
                 key.push_str(path);
                 key.push('.');
                 key.push_str(name);
                 if let Some(e) = model.elements.get(&key) {
-                    return Some(e.clone());
+                    return Some(e);
                 }
                 // Elements inherited from Element/BackboneElement (id, extension) are
                 // usually in the snapshot; fall back to the R4 base otherwise.
@@ -473,11 +528,11 @@ impl Definitions {
     /// Find an element by its JSON name, including a concrete choice name
     /// (`valueCoding` -> `value[x]` with type `Coding`). Returns the element and the
     /// chosen type for a choice.
-    pub fn child_by_json_name(
+    pub fn child_by_json_name<'c>(
         &self,
-        ctx: &TypeCtx,
+        ctx: &'c TypeCtx,
         json_name: &str,
-    ) -> Option<(ElementDef, Option<Arc<str>>)> {
+    ) -> Option<(&'c ElementDef, Option<Arc<str>>)> {
         if let Some(e) = self.child(ctx, json_name) {
             return Some((e, None));
         }
@@ -516,9 +571,9 @@ impl Definitions {
                     });
                 }
             }
-            TypeCtx::R4(_) => {
+            TypeCtx::R4(_) | TypeCtx::Named(_) => {
                 if nested {
-                    return Some(TypeCtx::R4(e.path.clone()));
+                    return Some(TypeCtx::r4(&e.path));
                 }
             }
         }
@@ -545,38 +600,45 @@ pub fn capitalize(ty: &str) -> String {
     }
 }
 
+fn element_type_names(e: &ElementDef) -> Vec<String> {
+    e.types
+        .iter()
+        .map(|t| {
+            if &**t == "BackboneElement" || &**t == "Element" {
+                e.path.to_string()
+            } else {
+                t.to_string()
+            }
+        })
+        .collect()
+}
+
 /// Type information for the FHIRPath evaluator over R4 and the loaded logical models.
 impl fhirpath::ModelInfo for Definitions {
     fn element_types(&self, parent_type: &str, element: &str) -> Option<Vec<String>> {
-        let ctx = if let Some(m) = self.logical_by_type.get(parent_type) {
-            TypeCtx::Logical {
-                model: m.clone(),
-                path: Arc::from(m.root.as_str()),
-            }
-        } else if let Some((head, _)) = parent_type.split_once('.') {
-            match self.logical_by_type.values().find(|m| m.root == head) {
-                Some(m) if m.elements.contains_key(parent_type) => TypeCtx::Logical {
-                    model: m.clone(),
-                    path: Arc::from(parent_type),
-                },
-                _ => TypeCtx::r4(parent_type),
-            }
-        } else {
-            TypeCtx::r4(parent_type)
-        };
-        let e = self.child(&ctx, element)?;
-        Some(
-            e.types
-                .iter()
-                .map(|t| {
-                    if &**t == "BackboneElement" || &**t == "Element" {
-                        e.path.to_string()
-                    } else {
-                        t.to_string()
+        let e = match r4().child(parent_type, element) {
+            Some(e) => e,
+            None => {
+                let ctx = if let Some(m) = self.logical_by_type.get(parent_type) {
+                    TypeCtx::Logical {
+                        model: m.clone(),
+                        path: Arc::from(m.root.as_str()),
                     }
-                })
-                .collect(),
-        )
+                } else {
+                    let (head, _) = parent_type.split_once('.')?;
+                    let m = self.logical_by_type.values().find(|m| m.root == head)?;
+                    if !m.elements.contains_key(parent_type) {
+                        return None;
+                    }
+                    TypeCtx::Logical {
+                        model: m.clone(),
+                        path: Arc::from(parent_type),
+                    }
+                };
+                return self.child(&ctx, element).map(element_type_names);
+            }
+        };
+        Some(element_type_names(e))
     }
 
     fn is_subtype(&self, ty: &str, base: &str) -> Option<bool> {
@@ -609,14 +671,14 @@ mod tests {
         assert!(d.child(&imm, "extension").is_some_and(|e| e.repeats));
         assert!(d.child(&TypeCtx::r4("Coding"), "id").is_some());
         assert!(d.child(&imm, "nonsense").is_none());
-        let (e, t) = d
-            .child_by_json_name(&TypeCtx::r4("Extension"), "valueCoding")
-            .expect("valueCoding");
+        let ext = TypeCtx::r4("Extension");
+        let (e, t) = d.child_by_json_name(&ext, "valueCoding").expect("valueCoding");
         assert_eq!(&*e.name, "value");
         assert_eq!(t.as_deref(), Some("Coding"));
         // content reference
-        let entry = d.child(&TypeCtx::r4("Bundle"), "entry").expect("entry");
-        let ectx = d.child_ctx(&TypeCtx::r4("Bundle"), &entry, "BackboneElement");
+        let bundle = TypeCtx::r4("Bundle");
+        let entry = d.child(&bundle, "entry").expect("entry");
+        let ectx = d.child_ctx(&bundle, entry, "BackboneElement");
         let ectx = ectx.expect("entry ctx");
         assert!(d.child(&ectx, "link").is_some_and(|e| e.repeats));
         assert!(r4().is_resource("Patient"));
