@@ -1,0 +1,159 @@
+//! The target side of a transform: an arena of nodes so that a variable bound to a
+//! created resource and the element it was assigned to are the same object (as in
+//! Matchbox, where `entry.resource = create('Patient') as p` and later writes to `p`
+//! show up in the entry).
+
+use crate::model::{Definitions, TypeCtx};
+use serde_json::{Map, Value};
+use std::sync::Arc;
+
+pub type NodeId = usize;
+
+#[derive(Debug, Clone)]
+pub enum Content {
+    /// Children in insertion order: JSON name, does it repeat, the values.
+    Obj(Vec<(String, bool, Vec<NodeId>)>),
+    /// A primitive value.
+    Prim(Value),
+    /// A complex value copied from a source; exploded into `Obj` when written into.
+    Json(Arc<Value>),
+}
+
+#[derive(Debug, Clone)]
+pub struct Node {
+    pub ctx: Option<TypeCtx>,
+    pub content: Content,
+}
+
+#[derive(Debug, Default)]
+pub struct Tree {
+    pub nodes: Vec<Node>,
+}
+
+/// Serialising a node graph that contains a cycle (`a.x = a`) must stop.
+const MAX_DEPTH: usize = 256;
+
+impl Tree {
+    pub fn add(&mut self, ctx: Option<TypeCtx>, content: Content) -> NodeId {
+        self.nodes.push(Node { ctx, content });
+        self.nodes.len() - 1
+    }
+
+    pub fn node(&self, id: NodeId) -> Option<&Node> {
+        self.nodes.get(id)
+    }
+
+    /// Children named `name` (or, for a choice base name, `name` + a type suffix).
+    pub fn children(&mut self, id: NodeId, name: &str, defs: &Definitions) -> Vec<NodeId> {
+        self.explode(id, defs);
+        let Some(Node {
+            content: Content::Obj(kids),
+            ..
+        }) = self.nodes.get(id)
+        else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for (n, _, ids) in kids {
+            if n == name || is_choice_of(n, name) {
+                out.extend_from_slice(ids);
+            }
+        }
+        out
+    }
+
+    /// Turn a copied JSON value into nodes so elements can be added to it.
+    pub fn explode(&mut self, id: NodeId, defs: &Definitions) {
+        let Some(Node {
+            content: Content::Json(v),
+            ctx,
+        }) = self.nodes.get(id)
+        else {
+            return;
+        };
+        let v = v.clone();
+        let ctx = ctx.clone();
+        let Value::Object(obj) = &*v else {
+            if let Some(n) = self.nodes.get_mut(id) {
+                n.content = Content::Prim((*v).clone());
+            }
+            return;
+        };
+        let mut kids = Vec::new();
+        for (k, val) in obj {
+            if k == "resourceType" {
+                continue;
+            }
+            let (repeats, items): (bool, Vec<&Value>) = match val {
+                Value::Array(a) => (true, a.iter().collect()),
+                other => (false, vec![other]),
+            };
+            let child_ctx = ctx
+                .as_ref()
+                .and_then(|c| crate::exec::engine::json_child_ctx(defs, c, k, items.first().copied()));
+            let mut ids = Vec::new();
+            for it in items {
+                let content = if it.is_object() {
+                    Content::Json(Arc::new(it.clone()))
+                } else {
+                    Content::Prim(it.clone())
+                };
+                ids.push(self.add(child_ctx.clone(), content));
+            }
+            kids.push((k.clone(), repeats, ids));
+        }
+        if let Some(n) = self.nodes.get_mut(id) {
+            n.content = Content::Obj(kids);
+        }
+    }
+
+    /// The node as FHIR JSON: `resourceType` first for resources and logical models.
+    pub fn to_json(&self, id: NodeId) -> Result<Value, String> {
+        self.to_json_depth(id, 0)
+    }
+
+    fn to_json_depth(&self, id: NodeId, depth: usize) -> Result<Value, String> {
+        if depth > MAX_DEPTH {
+            return Err("target tree too deep (cycle?)".into());
+        }
+        let node = self
+            .nodes
+            .get(id)
+            .ok_or_else(|| format!("dangling node {id}"))?;
+        match &node.content {
+            Content::Prim(v) => Ok(v.clone()),
+            Content::Json(v) => Ok((**v).clone()),
+            Content::Obj(kids) => {
+                let mut m = Map::new();
+                if let Some(rt) = node.ctx.as_ref().and_then(TypeCtx::resource_type) {
+                    m.insert("resourceType".into(), Value::String(rt.to_string()));
+                }
+                for (name, repeats, ids) in kids {
+                    if ids.is_empty() {
+                        continue;
+                    }
+                    if *repeats {
+                        let mut a = Vec::with_capacity(ids.len());
+                        for &c in ids {
+                            a.push(self.to_json_depth(c, depth + 1)?);
+                        }
+                        m.insert(name.clone(), Value::Array(a));
+                    } else if let Some(&last) = ids.last() {
+                        m.insert(name.clone(), self.to_json_depth(last, depth + 1)?);
+                    }
+                }
+                Ok(Value::Object(m))
+            }
+        }
+    }
+}
+
+/// `valueCoding` is a value of choice element `value`.
+pub fn is_choice_of(json_name: &str, base: &str) -> bool {
+    json_name.len() > base.len()
+        && json_name.starts_with(base)
+        && json_name[base.len()..]
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_uppercase())
+}
