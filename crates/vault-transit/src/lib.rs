@@ -1,1 +1,30 @@
-//! Vault transit signer.
+//! Vault/OpenBao transit signer and DSC lifecycle.
+//!
+//! The private key of the Document Signer Certificate (DSC) lives in a transit key
+//! (`ecdsa-p256`, not exportable). [`VaultTransitSigner`] implements the
+//! certificate core's [`ddcc_cert::signer::Signer`]: it hashes each message with
+//! SHA-256 locally and sends only the digest (`prehashed=true`,
+//! `marshaling_algorithm=jws`, so transit answers raw `r || s`). Concurrent
+//! requests are coalesced into `batch_input` calls so throughput is not bound by
+//! one HTTP round trip per signature.
+//!
+//! The transit HTTP API is called with `reqwest` directly rather than `vaultrs`:
+//! vaultrs 0.8 models `sign` with a single `input` (no `batch_input`) and has no
+//! endpoints for transit `keys/<k>/csr` and `keys/<k>/set-certificate`, which are
+//! the two things this crate exists for.
+
+mod client;
+mod config;
+mod dsc;
+mod error;
+mod health;
+mod signer;
+
+pub use config::{Auth, ConfigError, Secret, VaultConfig};
+pub use dsc::{
+    init_dsc, kid_of, show_dsc, DscError, DscInfo, DscRequest, SignerCaSource, EKU_RECOVERY,
+    EKU_TEST, EKU_VACCINATION,
+};
+pub use error::VaultError;
+pub use health::Health;
+pub use signer::{Stats, VaultTransitSigner};
