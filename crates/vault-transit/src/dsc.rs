@@ -176,7 +176,7 @@ pub async fn init_dsc(
     };
 
     let info = parse_chain(&chain_pem, version)?;
-    verify_dsc(&info, &public_key_pem, &req.ext_key_usage_oids)?;
+    verify_dsc(&info, &public_key_pem, req)?;
     client
         .call(
             Method::POST,
@@ -435,9 +435,11 @@ fn parse_chain(chain_pem: &str, key_version: u32) -> Result<DscInfo, DscError> {
 }
 
 /// Refuses to store a DSC that would not serve: another public key than the
-/// transit key's, missing EKUs (a PKI role without `ext_key_usage_oids`), or an
+/// transit key's, missing EKUs (a PKI role without `ext_key_usage_oids`), another
+/// subject country, or an
 /// issuer signature that does not verify against the next certificate.
-fn verify_dsc(info: &DscInfo, transit_pub_pem: &str, oids: &[String]) -> Result<(), DscError> {
+fn verify_dsc(info: &DscInfo, transit_pub_pem: &str, req: &DscRequest) -> Result<(), DscError> {
+    let oids = &req.ext_key_usage_oids;
     let bad = |m: String| DscError::Certificate(m);
     let (_, dsc) = X509Certificate::from_der(&info.certificate_der)
         .map_err(|e| bad(format!("DSC DER: {e}")))?;
@@ -457,6 +459,19 @@ fn verify_dsc(info: &DscInfo, transit_pub_pem: &str, oids: &[String]) -> Result<
     if !missing.is_empty() {
         return Err(bad(format!(
             "the DSC lacks extended key usages {missing:?} (a PKI role must list them in ext_key_usage_oids)"
+        )));
+    }
+    // Verifiers match the DSC's country against the issuer; a PKI role replaces
+    // the CSR subject with its own `country` setting.
+    let countries: Vec<&str> = dsc
+        .subject()
+        .iter_country()
+        .filter_map(|c| c.as_str().ok())
+        .collect();
+    if countries != [req.country.as_str()] {
+        return Err(bad(format!(
+            "the DSC subject country is {countries:?}, expected {:?} (set `country` on the PKI role)",
+            req.country
         )));
     }
     let chain = pem::parse_many(&info.chain_pem).map_err(|e| bad(format!("chain PEM: {e}")))?;
