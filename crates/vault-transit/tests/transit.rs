@@ -156,3 +156,29 @@ async fn unreachable_vault_is_unavailable_and_a_fresh_server_is_used_without_res
     let sig = signer.sign(b"after").await.expect("sign after restart");
     assert!(support::verifies(&point, b"after", &sig));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_with_the_configured_ca_works_and_an_untrusted_server_is_unavailable() {
+    let Some(bao) = support::start_tls().await else {
+        return;
+    };
+    bao.enable("transit", "transit").await;
+    bao.transit_key("dsc").await;
+    let point = bao.public_point("dsc", 1).await;
+    let cfg = bao.root_config("dsc");
+    assert!(cfg.addr.starts_with("https://"));
+    let signer = VaultTransitSigner::new(cfg.clone()).expect("signer");
+    let sig = signer.sign(b"over TLS").await.expect("sign over TLS");
+    assert!(support::verifies(&point, b"over TLS", &sig));
+
+    // Without the dev CA the platform trust store rejects the server.
+    let untrusted = VaultTransitSigner::new(vault_transit::VaultConfig {
+        ca_bundle_pem: None,
+        ..cfg
+    })
+    .expect("signer");
+    match untrusted.sign(b"x").await {
+        Err(SignError::Unavailable(m)) => assert!(m.to_lowercase().contains("certificate"), "{m}"),
+        other => panic!("expected Unavailable, got {other:?}"),
+    }
+}

@@ -21,6 +21,9 @@ pub struct Bao {
     pub unseal_key: String,
     log: PathBuf,
     http: reqwest::Client,
+    /// The dev-TLS CA, when started with TLS.
+    pub ca_pem: Option<Vec<u8>>,
+    tls_dir: Option<PathBuf>,
 }
 
 fn workspace_root() -> PathBuf {
@@ -54,8 +57,17 @@ pub fn bao_binary() -> Option<PathBuf> {
 /// Starts a dev server, or returns `None` (test skipped) when `bao` is missing
 /// and oracles are not required.
 pub async fn start() -> Option<Bao> {
+    start_with(false).await
+}
+
+/// Like [`start`], with `-dev-tls`: HTTPS with a CA the server generates.
+pub async fn start_tls() -> Option<Bao> {
+    start_with(true).await
+}
+
+async fn start_with(tls: bool) -> Option<Bao> {
     match bao_binary() {
-        Some(bin) => Some(Bao::start_on(bin, free_port()).await),
+        Some(bin) => Some(Bao::start_on(bin, free_port(), tls).await),
         None if std::env::var_os("DDCC_REQUIRE_ORACLES").is_some() => panic!(
             "OpenBao (`bao`) not found and DDCC_REQUIRE_ORACLES is set: run tests/tools/setup-openbao.sh"
         ),
@@ -72,18 +84,31 @@ pub fn free_port() -> u16 {
 }
 
 impl Bao {
-    pub async fn start_on(bin: PathBuf, port: u16) -> Bao {
-        let log = std::env::temp_dir().join(format!("ddcc-bao-{}-{port}.log", std::process::id()));
+    pub async fn start_on(bin: PathBuf, port: u16, tls: bool) -> Bao {
+        static SERIAL: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let tag = format!(
+            "{}-{port}-{}",
+            std::process::id(),
+            SERIAL.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        );
+        let log = std::env::temp_dir().join(format!("ddcc-bao-{tag}.log"));
         let out = std::fs::File::create(&log).expect("create bao log");
         let err = out.try_clone().expect("clone log handle");
+        let tls_dir = std::env::temp_dir().join(format!("ddcc-bao-tls-{tag}"));
+        let mut args = vec![
+            "server".to_owned(),
+            "-dev".to_owned(),
+            format!("-dev-root-token-id={ROOT_TOKEN}"),
+            format!("-dev-listen-address=127.0.0.1:{port}"),
+            "-dev-no-store-token".to_owned(),
+        ];
+        if tls {
+            std::fs::create_dir_all(&tls_dir).expect("TLS dir");
+            args.push("-dev-tls".to_owned());
+            args.push(format!("-dev-tls-cert-dir={}", tls_dir.display()));
+        }
         let child = Command::new(&bin)
-            .args([
-                "server",
-                "-dev",
-                &format!("-dev-root-token-id={ROOT_TOKEN}"),
-                &format!("-dev-listen-address=127.0.0.1:{port}"),
-                "-dev-no-store-token",
-            ])
+            .args(&args)
             .env_remove("VAULT_ADDR")
             .env_remove("BAO_ADDR")
             .stdin(Stdio::null())
@@ -95,11 +120,34 @@ impl Bao {
             child: Some(child),
             bin,
             port,
-            addr: format!("http://127.0.0.1:{port}"),
+            addr: format!("{}://127.0.0.1:{port}", if tls { "https" } else { "http" }),
             unseal_key: String::new(),
             log,
-            http: plain_http_client(),
+            http: plain_http_client(None),
+            ca_pem: None,
+            tls_dir: tls.then(|| tls_dir.clone()),
         };
+        if tls {
+            // The server writes its CA before it listens.
+            let ca_path = tls_dir.join("vault-ca.pem");
+            let deadline = Instant::now() + Duration::from_secs(30);
+            let ca = loop {
+                match std::fs::read(&ca_path) {
+                    Ok(pem) if pem.ends_with(b"-----\n") => break pem,
+                    _ => {
+                        assert!(
+                            Instant::now() < deadline,
+                            "no {}: {}",
+                            ca_path.display(),
+                            bao.log_text()
+                        );
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                }
+            };
+            bao.http = plain_http_client(Some(&ca));
+            bao.ca_pem = Some(ca);
+        }
         // Healthy first, banner (with the unseal key) a moment later.
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
@@ -138,7 +186,7 @@ impl Bao {
     pub async fn restart_fresh(&mut self) {
         self.kill();
         let bin = self.bin.clone();
-        let fresh = Bao::start_on(bin, self.port).await;
+        let fresh = Bao::start_on(bin, self.port, self.ca_pem.is_some()).await;
         self.kill();
         *self = fresh;
     }
@@ -227,7 +275,10 @@ impl Bao {
     }
 
     pub fn root_config(&self, key: &str) -> VaultConfig {
-        VaultConfig::new(self.addr.clone(), Auth::Token(Secret::new(ROOT_TOKEN)), key)
+        let mut cfg =
+            VaultConfig::new(self.addr.clone(), Auth::Token(Secret::new(ROOT_TOKEN)), key);
+        cfg.ca_bundle_pem = self.ca_pem.clone();
+        cfg
     }
 }
 
@@ -235,17 +286,27 @@ impl Drop for Bao {
     fn drop(&mut self) {
         self.kill();
         let _ = std::fs::remove_file(&self.log);
+        if let Some(d) = &self.tls_dir {
+            let _ = std::fs::remove_dir_all(d);
+        }
     }
 }
 
 /// The crate uses reqwest without a process-wide rustls provider; test
 /// clients talk plain HTTP but still need a TLS backend to build.
-pub fn plain_http_client() -> reqwest::Client {
+pub fn plain_http_client(ca_pem: Option<&[u8]>) -> reqwest::Client {
+    use rustls_pki_types::pem::PemObject;
     let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    if let Some(pem) = ca_pem {
+        for c in rustls_pki_types::CertificateDer::pem_slice_iter(pem) {
+            roots.add(c.expect("CA PEM")).expect("CA certificate");
+        }
+    }
     let tls = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .expect("TLS versions")
-        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_root_certificates(roots)
         .with_no_client_auth();
     reqwest::Client::builder()
         .tls_backend_preconfigured(tls)
