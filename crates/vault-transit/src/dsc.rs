@@ -78,6 +78,14 @@ impl DscInfo {
     pub fn kid_base64(&self) -> String {
         base64::engine::general_purpose::STANDARD.encode(self.kid)
     }
+
+    /// The DSC's SubjectPublicKeyInfo (DER): what a JWKS entry or a verifier
+    /// needs, identical to the transit key's public key.
+    pub fn public_key_spki_der(&self) -> Result<Vec<u8>, DscError> {
+        let (_, cert) = X509Certificate::from_der(&self.certificate_der)
+            .map_err(|e| DscError::Certificate(format!("DSC DER: {e}")))?;
+        Ok(cert.public_key().raw.to_vec())
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

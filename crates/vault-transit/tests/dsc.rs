@@ -83,6 +83,10 @@ async fn check_dsc(info: &DscInfo, sca_der: &[u8], ekus: &[&str], cfg: &VaultCon
 
     let signer = VaultTransitSigner::new(cfg.clone()).expect("signer");
     let sig = signer.sign(b"signed under the DSC").await.expect("sign");
+    assert_eq!(
+        info.public_key_spki_der().expect("SPKI"),
+        dsc.public_key().raw
+    );
     let point = support::spki_point(dsc.public_key().raw);
     assert!(support::verifies(&point, b"signed under the DSC", &sig));
 
