@@ -94,23 +94,29 @@ fn main() {
             batch_window: Duration::ZERO,
             ..base.clone()
         };
-        let window0 = VaultConfig {
-            batch_window: Duration::ZERO,
+        let window = VaultConfig {
+            batch_window: Duration::from_micros(500),
+            ..base.clone()
+        };
+        let in_flight = |n| VaultConfig {
+            max_in_flight: n,
             ..base.clone()
         };
         let runs = [
             measure("sequential, batching off", no_batch.clone(), 1, run_for).await,
-            measure("sequential, window 0", window0.clone(), 1, run_for).await,
+            measure("sequential, default", base.clone(), 1, run_for).await,
+            measure("sequential, window 500 us", window.clone(), 1, run_for).await,
+            measure("32 concurrent, batching off", no_batch, 32, run_for).await,
             measure(
-                "sequential, default (window 500 us)",
+                "32 concurrent, default (4 in flight)",
                 base.clone(),
-                1,
+                32,
                 run_for,
             )
             .await,
-            measure("32 concurrent, batching off", no_batch, 32, run_for).await,
-            measure("32 concurrent, window 0", window0, 32, run_for).await,
-            measure("32 concurrent, default (window 500 us)", base, 32, run_for).await,
+            measure("32 concurrent, 2 in flight", in_flight(2), 32, run_for).await,
+            measure("32 concurrent, 1 in flight", in_flight(1), 32, run_for).await,
+            measure("32 concurrent, window 500 us", window, 32, run_for).await,
         ];
         println!(
             "{:<42} {:>10} {:>9} {:>9} {:>11}",

@@ -62,11 +62,14 @@ pub struct VaultConfig {
     pub initial_backoff: Duration,
     /// Largest number of digests in one transit `batch_input` call.
     pub batch_max: usize,
-    /// How long the batcher waits for more requests after the first one, when an
-    /// HTTP slot is free. Zero sends at once (batches still form while all slots
-    /// are busy).
+    /// How long the batcher waits for more requests after the first one before
+    /// sending. Zero (the default) sends at once; batches still form from the
+    /// requests that queue while a call is in flight. Measured: a non-zero window
+    /// rounds up to tokio's 1 ms timer and cut sequential (~3.0k → ~0.5k/s) and
+    /// 32-way (~17.5k → ~9.7k/s) throughput.
     pub batch_window: Duration,
-    /// Concurrent batch calls in flight.
+    /// Concurrent batch calls in flight. Only full batches go out while another
+    /// call is in flight; partial ones wait and grow.
     pub max_in_flight: usize,
 }
 
@@ -85,7 +88,7 @@ impl VaultConfig {
             max_retries: 2,
             initial_backoff: Duration::from_millis(25),
             batch_max: 64,
-            batch_window: Duration::from_micros(500),
+            batch_window: Duration::ZERO,
             max_in_flight: 4,
         }
     }
@@ -249,6 +252,7 @@ mod tests {
             ("VAULT_ROLE_ID", "r"),
             ("VAULT_SECRET_ID", "s"),
             ("VAULT_BATCH_WINDOW_US", "250"),
+            ("VAULT_MAX_IN_FLIGHT", "2"),
         ]))
         .expect("valid config");
         assert!(
@@ -257,6 +261,7 @@ mod tests {
         assert_eq!(cfg.transit_mount, "transit");
         assert_eq!(cfg.key_name, "ddcc-dsc");
         assert_eq!(cfg.batch_window, Duration::from_micros(250));
+        assert_eq!(cfg.max_in_flight, 2);
     }
 
     #[test]

@@ -1,12 +1,12 @@
 //! The `Signer` implementation: callers hand a digest to a background batcher
 //! and wait for their own answer.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use ddcc_cert::signer::{Algorithm, BoxFuture, SignError, Signer};
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::sync::{mpsc, oneshot, Notify};
 use tokio::time::Instant;
 
 use crate::client::VaultClient;
@@ -105,13 +105,18 @@ impl Signer for VaultTransitSigner {
     }
 }
 
-/// Collects jobs into batches. A batch closes when it is full, when the window
-/// after its first job has passed, or — while every HTTP slot is busy — keeps
-/// growing until a slot frees, so batch size adapts to load.
+/// Collects jobs into batches. While no batch is in flight, a batch goes out at
+/// once (after the optional window), so a lone caller pays one round trip. While
+/// one is in flight, a partial batch keeps growing until that call returns; only
+/// full batches may add further calls, up to `max_in_flight`. Measured on 2
+/// cores at 32 callers: ~17.7k signatures/s with one partial batch in flight vs
+/// ~11.2k with four (more, smaller calls spend the CPU on HTTP overhead).
 async fn batcher(client: Arc<VaultClient>, mut rx: mpsc::Receiver<Job>) {
     let max = client.cfg.batch_max;
     let window = client.cfg.batch_window;
-    let slots = Arc::new(Semaphore::new(client.cfg.max_in_flight));
+    let max_in_flight = client.cfg.max_in_flight;
+    let in_flight = Arc::new(AtomicUsize::new(0));
+    let done = Arc::new(Notify::new());
     while let Some(first) = rx.recv().await {
         let mut batch = Vec::with_capacity(max);
         batch.push(first);
@@ -139,21 +144,30 @@ async fn batcher(client: Arc<VaultClient>, mut rx: mpsc::Receiver<Job>) {
                 }
             }
         }
-        let permit = loop {
+        loop {
+            let busy = in_flight.load(Ordering::Acquire);
+            if busy == 0 || (batch.len() >= max && busy < max_in_flight) {
+                break;
+            }
+            // `notify_one` stores a permit when nobody waits, so a completion
+            // between the load above and this wait is not lost.
             tokio::select! {
                 biased;
-                p = slots.clone().acquire_owned() => break p,
+                _ = done.notified() => {}
                 job = rx.recv(), if open && batch.len() < max => match job {
                     Some(job) => batch.push(job),
                     None => open = false,
                 },
             }
-        };
-        let Ok(permit) = permit else { return };
+        }
+        in_flight.fetch_add(1, Ordering::AcqRel);
         let client = client.clone();
+        let in_flight = in_flight.clone();
+        let done = done.clone();
         tokio::spawn(async move {
             run_batch(&client, batch).await;
-            drop(permit);
+            in_flight.fetch_sub(1, Ordering::AcqRel);
+            done.notify_one();
         });
     }
 }
