@@ -32,6 +32,16 @@ async fn prepared() -> Option<support::Bao> {
 
 /// Creates an AppRole role and returns (role_id, secret_id).
 async fn approle(bao: &support::Bao, role: &str, ttl: &str, max_ttl: &str) -> (String, String) {
+    approle_typed(bao, role, ttl, max_ttl, "service").await
+}
+
+async fn approle_typed(
+    bao: &support::Bao,
+    role: &str,
+    ttl: &str,
+    max_ttl: &str,
+    token_type: &str,
+) -> (String, String) {
     let (status, _) = bao
         .try_api(
             Method::POST,
@@ -51,6 +61,7 @@ async fn approle(bao: &support::Bao, role: &str, ttl: &str, max_ttl: &str) -> (S
             "token_ttl": ttl,
             "token_max_ttl": max_ttl,
             "secret_id_num_uses": 0,
+            "token_type": token_type,
         })),
     )
     .await;
@@ -147,6 +158,50 @@ async fn approle_with_a_least_privilege_policy_signs_only_its_key() {
     ))
     .expect("signer");
     assert!(matches!(wrong.sign(b"x").await, Err(SignError::Refused(_))));
+    let h = wrong.health().await;
+    assert!(h.reachable && !h.authenticated && !h.is_ready(), "{h:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_token_is_replaced_by_a_new_login_on_the_failing_request() {
+    let Some(bao) = prepared().await else { return };
+    let (role_id, secret_id) = approle(&bao, "mediator", "1h", "4h").await;
+    let point = bao.public_point("dsc", 1).await;
+    let signer =
+        VaultTransitSigner::new(approle_config(&bao, "dsc", role_id, secret_id)).expect("signer");
+    signer.sign(b"first").await.expect("first sign");
+    let logins = signer.stats().logins;
+    bao.api(
+        Method::POST,
+        "sys/leases/revoke-prefix/auth/approle/login",
+        None,
+    )
+    .await;
+    let sig = signer
+        .sign(b"after revocation")
+        .await
+        .expect("sign after revocation");
+    assert!(support::verifies(&point, b"after revocation", &sig));
+    assert_eq!(signer.stats().logins, logins + 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn non_renewable_batch_tokens_are_replaced_before_they_expire() {
+    let Some(bao) = prepared().await else { return };
+    let (role_id, secret_id) = approle_typed(&bao, "batch", "3s", "3s", "batch").await;
+    let point = bao.public_point("dsc", 1).await;
+    let signer =
+        VaultTransitSigner::new(approle_config(&bao, "dsc", role_id, secret_id)).expect("signer");
+    let (n, failures) = sign_for(&signer, &point, Duration::from_secs(7)).await;
+    let stats = signer.stats();
+    eprintln!("batch tokens: {n} signatures over 7 s, {stats:?}");
+    assert!(
+        failures.is_empty(),
+        "{} of {n} failed: {failures:?}",
+        failures.len()
+    );
+    assert_eq!(stats.renewals, 0, "batch tokens cannot be renewed");
+    assert!(stats.logins >= 3, "{stats:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -105,6 +105,19 @@ async fn sealed_vault_is_unavailable_and_recovers_after_unseal() {
         Err(SignError::Unavailable(m)) => assert!(m.contains("sealed"), "{m}"),
         other => panic!("expected Unavailable, got {other:?}"),
     }
+    // Every waiting caller of a failed batch gets its own answer; none hangs.
+    let signer = Arc::new(signer);
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..40u32 {
+        let s = signer.clone();
+        tasks.spawn(async move { s.sign(&i.to_be_bytes()).await });
+    }
+    let answers = tokio::time::timeout(Duration::from_secs(10), tasks.join_all())
+        .await
+        .expect("all callers answered");
+    assert!(answers
+        .iter()
+        .all(|a| matches!(a, Err(SignError::Unavailable(_)))));
     let h = signer.health().await;
     assert!(h.reachable && h.sealed && !h.is_ready(), "{h:?}");
 
