@@ -139,7 +139,15 @@ impl VaultClient {
             if !st.near_expiry(Instant::now()) {
                 return Ok((st.token, st.generation));
             }
-            return self.refresh(Some(st.generation), false).await;
+            return match self.refresh(Some(st.generation), false).await {
+                // A token in its last tenth may still serve this request; whether
+                // Vault is really gone, the request itself will tell.
+                Err(e) if Instant::now() < st.obtained + st.ttl.unwrap_or_default() => {
+                    tracing::debug!(error = %e, "token refresh failed; using the current token");
+                    Ok((st.token, st.generation))
+                }
+                other => other,
+            };
         }
         self.refresh(None, true).await
     }
