@@ -20,6 +20,8 @@ pub(crate) struct Counters {
     pub http_calls: AtomicU64,
     pub sign_calls: AtomicU64,
     pub signatures: AtomicU64,
+    pub largest_batch: AtomicU64,
+    pub peak_in_flight: AtomicU64,
     pub logins: AtomicU64,
     pub renewals: AtomicU64,
 }
@@ -468,6 +470,9 @@ impl VaultClient {
             self.cfg.key_name.trim_matches('/')
         );
         self.counters.sign_calls.fetch_add(1, Ordering::Relaxed);
+        self.counters
+            .largest_batch
+            .fetch_max(digests.len() as u64, Ordering::Relaxed);
         let v = self.call(Method::POST, &path, Some(&body)).await?;
         let results = v
             .pointer("/data/batch_results")

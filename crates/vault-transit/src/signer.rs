@@ -27,6 +27,10 @@ pub struct Stats {
     pub sign_calls: u64,
     /// Signatures received.
     pub signatures: u64,
+    /// Most digests sent in one transit call.
+    pub largest_batch: u64,
+    /// Most batch calls in flight at once.
+    pub peak_in_flight: u64,
     pub logins: u64,
     pub renewals: u64,
 }
@@ -68,6 +72,8 @@ impl VaultTransitSigner {
             http_calls: c.http_calls.load(Ordering::Relaxed),
             sign_calls: c.sign_calls.load(Ordering::Relaxed),
             signatures: c.signatures.load(Ordering::Relaxed),
+            largest_batch: c.largest_batch.load(Ordering::Relaxed),
+            peak_in_flight: c.peak_in_flight.load(Ordering::Relaxed),
             logins: c.logins.load(Ordering::Relaxed),
             renewals: c.renewals.load(Ordering::Relaxed),
         }
@@ -160,7 +166,11 @@ async fn batcher(client: Arc<VaultClient>, mut rx: mpsc::Receiver<Job>) {
                 },
             }
         }
-        in_flight.fetch_add(1, Ordering::AcqRel);
+        let now_in_flight = in_flight.fetch_add(1, Ordering::AcqRel) + 1;
+        client
+            .counters
+            .peak_in_flight
+            .fetch_max(now_in_flight as u64, Ordering::Relaxed);
         let client = client.clone();
         let in_flight = in_flight.clone();
         let done = done.clone();

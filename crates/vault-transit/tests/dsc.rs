@@ -92,6 +92,64 @@ async fn check_dsc(info: &DscInfo, sca_der: &[u8], ekus: &[&str], cfg: &VaultCon
 
     let shown = show_dsc(cfg).await.expect("show_dsc");
     assert_eq!(&shown, info);
+
+    openssl_verify(info, sca_der, ekus);
+}
+
+/// A second, independent X.509 implementation: `openssl verify` with the SCA as
+/// the only trust anchor, and its reading of the EKU extension.
+fn openssl_verify(info: &DscInfo, sca_der: &[u8], ekus: &[&str]) {
+    let Some(openssl) = std::env::var_os("PATH").and_then(|p| {
+        std::env::split_paths(&p)
+            .map(|d| d.join("openssl"))
+            .find(|p| p.is_file())
+    }) else {
+        assert!(
+            std::env::var_os("DDCC_REQUIRE_ORACLES").is_none(),
+            "openssl not found and DDCC_REQUIRE_ORACLES is set"
+        );
+        eprintln!("SKIP (part): openssl not found, DSC not cross-checked");
+        return;
+    };
+    let dir = std::env::temp_dir().join(format!(
+        "ddcc-dsc-check-{}-{}",
+        std::process::id(),
+        info.kid
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    ));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let sca = pem::encode(&pem::Pem::new("CERTIFICATE", sca_der.to_vec()));
+    std::fs::write(dir.join("sca.pem"), sca).expect("write SCA");
+    std::fs::write(dir.join("dsc.pem"), &info.certificate_pem).expect("write DSC");
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(&openssl)
+            .args(args)
+            .current_dir(&dir)
+            .output()
+            .expect("run openssl");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let (ok, text) = run(&["verify", "-x509_strict", "-CAfile", "sca.pem", "dsc.pem"]);
+    assert!(ok && text.contains("dsc.pem: OK"), "openssl verify: {text}");
+    let (ok, text) = run(&[
+        "x509",
+        "-in",
+        "dsc.pem",
+        "-noout",
+        "-ext",
+        "extendedKeyUsage",
+    ]);
+    assert!(ok, "openssl x509: {text}");
+    for oid in ekus {
+        assert!(text.contains(oid), "openssl sees no EKU {oid}: {text}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 fn offline_sca() -> (String, String, Vec<u8>) {

@@ -92,6 +92,39 @@ async fn concurrent_signs_are_coalesced_into_few_batch_calls() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_never_exceed_batch_max_and_full_batches_overlap() {
+    let Some(bao) = bao_with_key("dsc").await else {
+        return;
+    };
+    let mut cfg = bao.root_config("dsc");
+    cfg.batch_max = 16;
+    cfg.max_in_flight = 3;
+    let signer = Arc::new(VaultTransitSigner::new(cfg).expect("signer"));
+    let point = Arc::new(bao.public_point("dsc", 1).await);
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..1000u32 {
+        let (s, p) = (signer.clone(), point.clone());
+        tasks.spawn(async move {
+            let msg = i.to_le_bytes();
+            let sig = s.sign(&msg).await.expect("sign");
+            support::verifies(&p, &msg, &sig)
+        });
+    }
+    let verified = tasks.join_all().await;
+    assert_eq!(verified.len(), 1000);
+    assert!(verified.iter().all(|v| *v), "every signature verifies");
+    let stats = signer.stats();
+    eprintln!("1000 concurrent signatures, batch_max 16: {stats:?}");
+    assert_eq!(stats.signatures, 1000);
+    assert!(
+        stats.largest_batch <= 16 && stats.largest_batch >= 8,
+        "{stats:?}"
+    );
+    assert!(stats.sign_calls >= 1000 / 16, "{stats:?}");
+    assert!((2..=3).contains(&stats.peak_in_flight), "{stats:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sealed_vault_is_unavailable_and_recovers_after_unseal() {
     let Some(bao) = bao_with_key("dsc").await else {
         return;
