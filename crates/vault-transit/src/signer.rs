@@ -212,3 +212,46 @@ async fn token_upkeep(client: std::sync::Weak<VaultClient>, mut shutdown: onesho
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Auth, Secret};
+
+    fn cfg(addr: &str) -> VaultConfig {
+        VaultConfig::new(addr, Auth::Token(Secret::new("t")), "k")
+    }
+
+    #[test]
+    fn needs_a_runtime() {
+        assert!(matches!(
+            VaultTransitSigner::new(cfg("http://127.0.0.1:1")),
+            Err(ConfigError::NoRuntime)
+        ));
+    }
+
+    #[tokio::test]
+    async fn refuses_invalid_config_and_a_bad_ca_bundle() {
+        assert!(VaultTransitSigner::new(cfg("ftp://vault")).is_err());
+        let mut c = cfg("https://vault");
+        c.ca_bundle_pem = Some(b"not a certificate".to_vec());
+        assert!(matches!(
+            VaultTransitSigner::new(c),
+            Err(ConfigError::Invalid {
+                name: "VAULT_CACERT",
+                ..
+            })
+        ));
+    }
+
+    #[tokio::test]
+    async fn nothing_listening_is_unavailable_not_a_panic() {
+        // Port 1 on loopback: connection refused at once.
+        let mut c = cfg("http://127.0.0.1:1");
+        c.initial_backoff = Duration::from_millis(1);
+        let s = VaultTransitSigner::new(c).expect("signer");
+        assert!(matches!(s.sign(b"m").await, Err(SignError::Unavailable(_))));
+        let h = s.health().await;
+        assert!(!h.reachable && !h.is_ready());
+    }
+}
