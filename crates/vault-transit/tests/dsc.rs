@@ -361,3 +361,51 @@ async fn an_exportable_or_wrong_type_key_is_refused() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_key_rotation_the_pinned_signer_keeps_its_dsc_and_a_new_dsc_certifies_v2() {
+    let Some(bao) = with_transit().await else {
+        return;
+    };
+    let (key_pem, cert_pem, _) = offline_sca();
+    let sca = SignerCaSource::Offline {
+        key_pem: vault_transit::Secret::new(key_pem),
+        cert_pem,
+    };
+    let cfg = bao.root_config("ddcc-dsc");
+    let v1 = init_dsc(&cfg, &sca, &request(&[EKU_VACCINATION]))
+        .await
+        .expect("init v1");
+    assert_eq!(v1.key_version, 1);
+    let mut pinned_cfg = cfg.clone();
+    pinned_cfg.key_version = Some(v1.key_version);
+    let pinned = VaultTransitSigner::new(pinned_cfg.clone()).expect("signer");
+
+    bao.api(Method::POST, "transit/keys/ddcc-dsc/rotate", None)
+        .await;
+
+    // Pinned: still signs with version 1, verifiable with the v1 DSC.
+    let v1_point = support::spki_point(&v1.public_key_spki_der().expect("SPKI"));
+    let sig = pinned.sign(b"pinned").await.expect("sign");
+    assert!(support::verifies(&v1_point, b"pinned", &sig));
+    assert_eq!(show_dsc(&pinned_cfg).await.expect("show v1"), v1);
+
+    // Latest has no certificate until `keys init` runs again.
+    assert!(matches!(
+        show_dsc(&cfg).await,
+        Err(DscError::NoCertificate { version: 2, .. })
+    ));
+    let v2 = init_dsc(&cfg, &sca, &request(&[EKU_VACCINATION]))
+        .await
+        .expect("init v2");
+    assert_eq!(v2.key_version, 2);
+    assert_ne!(
+        v2.public_key_spki_der().expect("SPKI"),
+        v1.public_key_spki_der().expect("SPKI")
+    );
+    assert_eq!(show_dsc(&cfg).await.expect("show v2"), v2);
+    let unpinned = VaultTransitSigner::new(cfg).expect("signer");
+    let v2_point = support::spki_point(&v2.public_key_spki_der().expect("SPKI"));
+    let sig = unpinned.sign(b"latest").await.expect("sign");
+    assert!(support::verifies(&v2_point, b"latest", &sig));
+}
