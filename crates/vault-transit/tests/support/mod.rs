@@ -107,7 +107,24 @@ impl Bao {
             args.push("-dev-tls".to_owned());
             args.push(format!("-dev-tls-cert-dir={}", tls_dir.display()));
         }
-        let child = Command::new(&bin)
+        // Everything that can panic happens before the spawn or after `bao`
+        // owns the child, so a failing start never leaks a server.
+        let http = plain_http_client(None);
+        let mut cmd = Command::new(&bin);
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: prctl is async-signal-safe and touches no memory of ours.
+            unsafe {
+                cmd.pre_exec(|| {
+                    if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == -1 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
+        let child = cmd
             .args(&args)
             .env_remove("VAULT_ADDR")
             .env_remove("BAO_ADDR")
@@ -123,7 +140,7 @@ impl Bao {
             addr: format!("{}://127.0.0.1:{port}", if tls { "https" } else { "http" }),
             unseal_key: String::new(),
             log,
-            http: plain_http_client(None),
+            http,
             ca_pem: None,
             tls_dir: tls.then(|| tls_dir.clone()),
         };
