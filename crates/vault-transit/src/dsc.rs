@@ -379,12 +379,27 @@ fn sign_offline(
     let now = time::OffsetDateTime::now_utc();
     let validity = time::Duration::try_from(req.validity)
         .map_err(|_| DscError::Request("validity too large".into()))?;
+    let sca_not_after = pem::parse(cert_pem)
+        .ok()
+        .and_then(|p| {
+            X509Certificate::from_der(p.contents())
+                .ok()
+                .map(|(_, c)| c.validity().not_after.timestamp())
+        })
+        .ok_or_else(|| DscError::Certificate("SCA certificate does not parse".into()))?;
     let p = &mut csr.params;
     // Backdated a minute so verifiers with a slightly slow clock accept it at once.
     p.not_before = now - time::Duration::minutes(1);
     p.not_after = now
         .checked_add(validity)
         .ok_or_else(|| DscError::Request("validity too large".into()))?;
+    // A DSC outliving its SCA fails chain validation in verifiers for the
+    // remainder; Vault PKI refuses the same by default.
+    if p.not_after.unix_timestamp() > sca_not_after {
+        return Err(DscError::Request(
+            "the requested validity ends after the SCA certificate expires".into(),
+        ));
+    }
     p.is_ca = rcgen::IsCa::ExplicitNoCa;
     p.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature];
     p.extended_key_usages = req
@@ -552,6 +567,59 @@ mod tests {
             .get(&rcgen::DnType::CommonName)
             .cloned();
         assert_eq!(cn, Some(rcgen::DnValue::Utf8String("DSC".into())));
+    }
+
+    fn sca(days: i64) -> (String, String) {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
+        let mut params = rcgen::CertificateParams::default();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign];
+        let now = time::OffsetDateTime::now_utc();
+        params.not_before = now - time::Duration::days(1);
+        params.not_after = now + time::Duration::days(days);
+        let cert = params.self_signed(&key).expect("SCA");
+        (key.serialize_pem(), cert.pem())
+    }
+
+    /// The offline path without Vault: a CSR as transit would produce (here
+    /// from a local key), signed and checked like `init_dsc` does.
+    #[test]
+    fn offline_signing_yields_a_checked_dsc_and_respects_the_sca_expiry() {
+        let dsc_key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
+        let mut params = rcgen::CertificateParams::default();
+        params.distinguished_name = distinguished_name(&req());
+        let csr = params
+            .serialize_request(&dsc_key)
+            .and_then(|c| c.pem())
+            .expect("CSR");
+        let public_pem = dsc_key.public_key_pem();
+
+        let (key_pem, cert_pem) = sca(3650);
+        let chain = sign_offline(&Secret::new(key_pem), &cert_pem, &csr, &req()).expect("sign");
+        let info = parse_chain(&chain, 1).expect("chain");
+        verify_dsc(&info, &public_pem, &req()).expect("DSC passes its checks");
+
+        // Another key than the CSR's, or an EKU the DSC lacks, are refused.
+        let other = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
+        let other_pem = other.public_key_pem();
+        assert!(matches!(
+            verify_dsc(&info, &other_pem, &req()),
+            Err(DscError::Certificate(_))
+        ));
+        let more = DscRequest {
+            ext_key_usage_oids: vec![EKU_VACCINATION.into(), EKU_RECOVERY.into()],
+            ..req()
+        };
+        assert!(matches!(
+            verify_dsc(&info, &public_pem, &more),
+            Err(DscError::Certificate(_))
+        ));
+
+        let (key_pem, short_sca) = sca(0);
+        assert!(matches!(
+            sign_offline(&Secret::new(key_pem), &short_sca, &csr, &req()),
+            Err(DscError::Request(_))
+        ));
     }
 
     #[test]
