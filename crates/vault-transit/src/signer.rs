@@ -172,13 +172,28 @@ async fn batcher(client: Arc<VaultClient>, mut rx: mpsc::Receiver<Job>) {
             .peak_in_flight
             .fetch_max(now_in_flight as u64, Ordering::Relaxed);
         let client = client.clone();
-        let in_flight = in_flight.clone();
-        let done = done.clone();
+        let slot = InFlightSlot {
+            in_flight: in_flight.clone(),
+            done: done.clone(),
+        };
         tokio::spawn(async move {
             run_batch(&client, batch).await;
-            in_flight.fetch_sub(1, Ordering::AcqRel);
-            done.notify_one();
+            drop(slot);
         });
+    }
+}
+
+/// Frees the in-flight slot even if the batch task unwinds, so one bad batch
+/// cannot stall the batcher.
+struct InFlightSlot {
+    in_flight: Arc<AtomicUsize>,
+    done: Arc<Notify>,
+}
+
+impl Drop for InFlightSlot {
+    fn drop(&mut self) {
+        self.in_flight.fetch_sub(1, Ordering::AcqRel);
+        self.done.notify_one();
     }
 }
 
