@@ -37,6 +37,33 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// `STANDALONE`: `None` means "decide from whether an OpenHIM URL is configured".
     pub standalone: Option<bool>,
+    pub ddcc: DdccConfig,
+}
+
+/// What the service issues and from which artefacts.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DdccConfig {
+    /// `DDCC_PROFILES_DIR`: the FHIR artefacts to load (maps, definitions, terminology).
+    pub profiles_dir: PathBuf,
+    /// `DDCC_ISSUER_COUNTRY`: ISO 3166-1 alpha-2 of the issuing authority (CWT `iss`,
+    /// the development DSC's `C`). `XA` is a user-assigned code, safe for tests.
+    pub issuer_country: String,
+    /// `DDCC_ISSUER_NAME`: `v[0].is` of EU DCCs when the response names no issuer.
+    pub issuer_name: Option<String>,
+    /// `DDCC_CERTIFICATE_VALIDITY_DAYS`: lifetime when the response gives no end date.
+    pub certificate_validity_days: u32,
+}
+
+impl Default for DdccConfig {
+    fn default() -> Self {
+        Self {
+            profiles_dir: PathBuf::from("fhir-profiles"),
+            issuer_country: "XA".into(),
+            issuer_name: None,
+            certificate_validity_days: 365,
+        }
+    }
 }
 
 impl Default for Config {
@@ -47,6 +74,7 @@ impl Default for Config {
             log: LogConfig::default(),
             data_dir: PathBuf::from("./data"),
             standalone: None,
+            ddcc: DdccConfig::default(),
         }
     }
 }
@@ -328,6 +356,25 @@ impl Config {
         }
         if let Some(v) = get("OPENHIM_REQUEST_TIMEOUT_MS") {
             self.openhim.request_timeout_ms = parse("OPENHIM_REQUEST_TIMEOUT_MS", &v)?;
+        }
+        if let Some(v) = get("DDCC_PROFILES_DIR") {
+            self.ddcc.profiles_dir = PathBuf::from(v);
+        }
+        if let Some(v) = get("DDCC_ISSUER_COUNTRY") {
+            let v = v.trim().to_ascii_uppercase();
+            if v.len() != 2 || !v.bytes().all(|b| b.is_ascii_uppercase()) {
+                return Err(ConfigError::Env {
+                    name: "DDCC_ISSUER_COUNTRY".into(),
+                    message: format!("expected an ISO 3166-1 alpha-2 code, got {v:?}"),
+                });
+            }
+            self.ddcc.issuer_country = v;
+        }
+        if let Some(v) = get("DDCC_ISSUER_NAME") {
+            self.ddcc.issuer_name = Some(v);
+        }
+        if let Some(v) = get("DDCC_CERTIFICATE_VALIDITY_DAYS") {
+            self.ddcc.certificate_validity_days = parse("DDCC_CERTIFICATE_VALIDITY_DAYS", &v)?;
         }
         if let Some(v) = get("DDCC_LOG_FORMAT") {
             self.log.format = parse("DDCC_LOG_FORMAT", &v)?;

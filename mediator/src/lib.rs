@@ -3,6 +3,8 @@
 
 pub mod catalogue;
 pub mod cli;
+pub mod mapping;
+pub mod services;
 pub mod config;
 pub mod error;
 pub mod metrics;

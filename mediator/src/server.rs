@@ -7,6 +7,7 @@ use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
 use actix_web::{web, App, HttpRequest, HttpServer};
 
+use crate::services::Services;
 use crate::config::{Config, Provenance};
 use crate::error::{self, ApiError};
 use crate::openhim::{self, MediatorDoc, OpenHimClient, RunnerSettings};
@@ -35,6 +36,8 @@ pub enum ServeError {
     },
     #[error("server error: {0}")]
     Server(std::io::Error),
+    #[error(transparent)]
+    Services(#[from] crate::services::ServicesError),
 }
 
 async fn not_found(req: HttpRequest) -> Result<actix_web::HttpResponse, ApiError> {
@@ -116,7 +119,8 @@ pub fn start_openhim(state: &AppState) -> Result<Option<openhim::RunnerHandle>, 
 /// finish (actix's graceful shutdown), then stops the heartbeats.
 pub async fn serve(config: Config, provenance: Provenance) -> Result<(), ServeError> {
     tracing::info!("{}", config.summary(&provenance));
-    let state = build_state(config, |b| b)?;
+    let services = Services::build(&config).await?;
+    let state = build_state(config, |b| services.install(b))?;
     let runner = start_openhim(&state)?;
     let addr = format!("{}:{}", state.config.server.host, state.config.server.port);
     let app_state = state.clone();

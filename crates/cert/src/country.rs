@@ -1,7 +1,9 @@
 //! ISO 3166-1 alpha-3 ⇄ alpha-2. DDCC records countries in alpha-3 (`urn:iso:std:iso:3166`
 //! codes such as `USA`); the EU DCC wants alpha-2 "where possible".
 
-/// (alpha-3, alpha-2) for every officially assigned ISO 3166-1 code.
+/// (alpha-3, alpha-2) for every officially assigned ISO 3166-1 code, then the
+/// user-assigned XA..XS / XXA..XXS pairs the WHO trust network gives its virtual test
+/// participants (so test deployments never claim a real country).
 const TABLE: &str = "\
 AFG AF ALA AX ALB AL DZA DZ ASM AS AND AD AGO AO AIA AI ATA AQ ATG AG ARG AR ARM AM ABW AW \
 AUS AU AUT AT AZE AZ BHS BS BHR BH BGD BD BRB BB BLR BY BEL BE BLZ BZ BEN BJ BMU BM BTN BT \
@@ -22,7 +24,9 @@ SAU SA SEN SN SRB RS SYC SC SLE SL SGP SG SXM SX SVK SK SVN SI SLB SB SOM SO ZAF
 SSD SS ESP ES LKA LK SDN SD SUR SR SJM SJ SWE SE CHE CH SYR SY TWN TW TJK TJ TZA TZ THA TH \
 TLS TL TGO TG TKL TK TON TO TTO TT TUN TN TUR TR TKM TM TCA TC TUV TV UGA UG UKR UA ARE AE \
 GBR GB USA US UMI UM URY UY UZB UZ VUT VU VEN VE VNM VN VGB VG VIR VI WLF WF ESH EH YEM YE \
-ZMB ZM ZWE ZW";
+ZMB ZM ZWE ZW \
+XXA XA XXB XB XXC XC XXD XD XXE XE XXF XF XXG XG XXH XH XXI XI XXJ XJ XXK XK XXL XL \
+XXM XM XXN XN XXO XO XXP XP XXQ XQ XXR XR XXS XS";
 
 fn pairs() -> impl Iterator<Item = (&'static str, &'static str)> {
     let mut it = TABLE.split_ascii_whitespace();
@@ -56,14 +60,14 @@ mod tests {
     #[test]
     fn table_is_well_formed_and_unique() {
         let all: Vec<_> = pairs().collect();
-        assert_eq!(all.len(), 249, "ISO 3166-1 has 249 officially assigned codes");
+        assert_eq!(all.len(), 249 + 19, "249 officially assigned codes and 19 WHO test pairs");
         let mut a3: Vec<_> = all.iter().map(|p| p.0).collect();
         let mut a2: Vec<_> = all.iter().map(|p| p.1).collect();
         a3.sort();
         a3.dedup();
         a2.sort();
         a2.dedup();
-        assert_eq!((a3.len(), a2.len()), (249, 249));
+        assert_eq!((a3.len(), a2.len()), (249 + 19, 249 + 19));
         assert!(all.iter().all(|(x, y)| x.len() == 3 && y.len() == 2));
     }
 
@@ -75,6 +79,8 @@ mod tests {
         assert_eq!(to_alpha2("NL"), Some("NL"));
         assert_eq!(to_alpha3("NL"), Some("NLD"));
         assert_eq!(to_alpha2("XXX"), None);
+        assert_eq!(to_alpha2("XXA"), Some("XA"));
+        assert_eq!(to_alpha3("XS"), Some("XXS"));
         assert_eq!(to_alpha2(""), None);
     }
 }

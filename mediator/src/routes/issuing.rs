@@ -1,0 +1,164 @@
+//! Issuing: `$generateHealthCertificate` (one QuestionnaireResponse -> one signed
+//! DDCC document) and Submit Health Event (a batch of them, each entry answered on
+//! its own), with the reference mediator's `/ddcc/...` paths as aliases; the DSC
+//! for verifiers at `GET /ddcc/dsc`.
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{web, HttpResponse};
+use ddcc_cert::SigningIdentity;
+use ddcc_issuing::input::{self, InputError};
+use ddcc_issuing::issue::{IssueError, Issued, Issuer};
+use serde_json::{json, Value};
+
+use crate::error::{ApiError, Issue};
+use crate::openhim::{Orchestration, Recorder};
+use crate::services::SigningEndpoint;
+use crate::routes::mapping::{fhir_json, json_body, now_unix};
+use crate::state::AppState;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    for path in [
+        "/fhir/QuestionnaireResponse/$generateHealthCertificate",
+        "/fhir/Bundle/$generateHealthCertificate",
+        "/ddcc/generateHealthCertificate",
+    ] {
+        cfg.service(web::resource(path).route(web::post().to(generate)));
+    }
+    for path in ["/fhir/submitHealthEvent", "/ddcc/submitHealthEvent"] {
+        cfg.service(web::resource(path).route(web::post().to(submit_health_event)));
+    }
+    cfg.service(web::resource("/ddcc/dsc").route(web::get().to(dsc)));
+}
+
+/// The HTTP face of an issuing failure: one place decides statuses and issues.
+pub fn issue_error(e: IssueError) -> ApiError {
+    match e {
+        IssueError::Invalid(issues) => ApiError::Invalid {
+            status: 422,
+            issues: issues
+                .into_iter()
+                .map(|i| {
+                    let mut issue = Issue::error(i.code.as_fhir(), i.message).at(i.location);
+                    if let Some(link) = i.link_id {
+                        issue.diagnostics = issue.diagnostics.map(|d| format!("{d} (linkId '{link}')"));
+                    }
+                    issue
+                })
+                .collect(),
+        },
+        e @ (IssueError::NoQuestionnaire | IssueError::UnknownQuestionnaire(_)) => ApiError::Invalid {
+            status: 422,
+            issues: vec![Issue::error("not-supported", e.to_string()).at("QuestionnaireResponse.questionnaire")],
+        },
+        e @ (IssueError::Mapping(_) | IssueError::Unencodable(_)) => ApiError::Invalid {
+            status: 422,
+            issues: vec![Issue::error("processing", e.to_string())],
+        },
+        IssueError::SignerUnavailable(m) => ApiError::Unavailable {
+            service: "signer".into(),
+            message: m,
+        },
+        IssueError::Internal(m) => ApiError::internal(m),
+    }
+}
+
+pub fn input_error(e: InputError) -> ApiError {
+    let status = match e {
+        InputError::NoResourceType => 400,
+        _ => 422,
+    };
+    let mut issue = Issue::error(if status == 400 { "structure" } else { "invalid" }, e.to_string());
+    if let Some(loc) = e.location() {
+        issue = issue.at(loc);
+    }
+    ApiError::Invalid {
+        status,
+        issues: vec![issue],
+    }
+}
+
+/// Issue one certificate. Signing through Vault is a downstream call: it is recorded
+/// as an orchestration (the local development signer is not).
+async fn issue_one(
+    issuer: &Issuer,
+    signing: Option<&SigningEndpoint>,
+    response: &Value,
+    recorder: &Recorder,
+) -> Result<Issued, ApiError> {
+    let now = now_unix();
+    let prepared = issuer.prepare(response, now).map_err(issue_error)?;
+    let pending = signing.map(|s| Orchestration::begin("Vault transit: sign certificates", "POST", &s.url));
+    let result = issuer.sign(prepared, now).await;
+    if let Some(p) = pending {
+        recorder.orchestration(match &result {
+            Ok(_) => p.complete(200, Default::default(), None),
+            Err(e) => p.fail(e.to_string()),
+        });
+    }
+    result.map_err(issue_error)
+}
+
+async fn generate(state: AppState, recorder: Recorder, body: web::Bytes) -> Result<HttpResponse, ApiError> {
+    let issuer = state.require::<Issuer>("issuer")?;
+    let body = json_body(&body)?;
+    let response = input::questionnaire_response(&body).map_err(input_error)?;
+    let signing = state.service::<SigningEndpoint>();
+    let issued = issue_one(&issuer, signing.as_deref(), response, &recorder).await?;
+    recorder.property("edition", issued.edition.clone());
+    Ok(fhir_json(StatusCode::OK, &issued.document))
+}
+
+/// Submit Health Event: one response entry per request entry, in order, each with
+/// its own status; a bad entry never sinks the others.
+async fn submit_health_event(state: AppState, recorder: Recorder, body: web::Bytes) -> Result<HttpResponse, ApiError> {
+    let issuer = state.require::<Issuer>("issuer")?;
+    let body = json_body(&body)?;
+    let entries = input::batch_entries(&body).map_err(input_error)?;
+    let signing = state.service::<SigningEndpoint>();
+    let mut out = Vec::with_capacity(entries.len());
+    let (mut ok, mut failed) = (0, 0);
+    for entry in entries {
+        let result = match entry {
+            Ok(response) => issue_one(&issuer, signing.as_deref(), response, &recorder).await,
+            Err(e) => Err(input_error(e)),
+        };
+        out.push(match result {
+            Ok(issued) => {
+                ok += 1;
+                json!({
+                    "resource": issued.document,
+                    "response": {"status": "201 Created"},
+                })
+            }
+            Err(e) => {
+                failed += 1;
+                let status = actix_web::ResponseError::status_code(&e);
+                json!({
+                    "response": {
+                        "status": format!("{} {}", status.as_u16(), status.canonical_reason().unwrap_or("")),
+                        "outcome": e.outcome(),
+                    }
+                })
+            }
+        });
+    }
+    recorder.property("entries", format!("{ok} issued, {failed} refused"));
+    let bundle = json!({
+        "resourceType": "Bundle",
+        "id": uuid::Uuid::new_v4().to_string(),
+        "identifier": {"system": "urn:ietf:rfc:3986", "value": format!("urn:uuid:{}", uuid::Uuid::new_v4())},
+        "type": "batch-response",
+        "timestamp": ddcc_cert::rfc3339_utc(now_unix()),
+        "entry": out,
+    });
+    Ok(fhir_json(StatusCode::CREATED, &bundle))
+}
+
+/// The active DSC, so a verifier can be pointed at it.
+async fn dsc(state: AppState) -> Result<HttpResponse, ApiError> {
+    let identity = state.require::<SigningIdentity>("signer")?;
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CONTENT_TYPE, "application/x-pem-file"))
+        .insert_header(("x-ddcc-kid", identity.kid_b64()))
+        .body(identity.dsc_pem()))
+}
