@@ -56,7 +56,11 @@ mod tests {
     #[test]
     fn table_is_well_formed_and_unique() {
         let all: Vec<_> = pairs().collect();
-        assert_eq!(all.len(), 249, "ISO 3166-1 has 249 officially assigned codes");
+        assert_eq!(
+            all.len(),
+            249,
+            "ISO 3166-1 has 249 officially assigned codes"
+        );
         let mut a3: Vec<_> = all.iter().map(|p| p.0).collect();
         let mut a2: Vec<_> = all.iter().map(|p| p.1).collect();
         a3.sort();

@@ -47,7 +47,8 @@ pub fn data_from_core_data_set(cds: &Value, issuing_country: &str) -> Result<Val
     if vaccinations.is_empty() {
         return Err(missing("vaccination"));
     }
-    let hcid = s(cds, &["certificate", "hcid", "value"]).ok_or_else(|| missing("certificate.hcid"))?;
+    let hcid =
+        s(cds, &["certificate", "hcid", "value"]).ok_or_else(|| missing("certificate.hcid"))?;
     let hcid = hcid
         .get(..9)
         .filter(|p| p.eq_ignore_ascii_case("urn:hcid:"))
@@ -58,7 +59,10 @@ pub fn data_from_core_data_set(cds: &Value, issuing_country: &str) -> Result<Val
     }
 
     let mut pid = Map::new();
-    pid.insert("n".into(), json!(cut(s(cds, &["name"]).ok_or_else(|| missing("name"))?, 39)));
+    pid.insert(
+        "n".into(),
+        json!(cut(s(cds, &["name"]).ok_or_else(|| missing("name"))?, 39)),
+    );
     if let Some(dob) = s(cds, &["birthDate"]) {
         pid.insert("dob".into(), json!(cut(dob, 10)));
     }
@@ -79,26 +83,39 @@ pub fn data_from_core_data_set(cds: &Value, issuing_country: &str) -> Result<Val
     let mut ve: Vec<Value> = Vec::new();
     for v in vaccinations {
         let des = s(v, &["vaccine", "code"]).ok_or_else(|| missing("vaccination.vaccine"))?;
-        let nam = s(v, &["brand", "display"]).or_else(|| s(v, &["brand", "code"])).unwrap_or(des);
+        let nam = s(v, &["brand", "display"])
+            .or_else(|| s(v, &["brand", "code"]))
+            .unwrap_or(des);
         let dis = s(v, &["disease", "code"]).unwrap_or("RA01");
         let mut vd = Map::new();
         vd.insert(
             "dvc".into(),
-            json!(cut(s(v, &["date"]).ok_or_else(|| missing("vaccination.date"))?, 10)),
+            json!(cut(
+                s(v, &["date"]).ok_or_else(|| missing("vaccination.date"))?,
+                10
+            )),
         );
         let seq = v
             .get("dose")
-            .and_then(|d| d.as_u64().or_else(|| d.as_str().and_then(|x| x.parse().ok())))
+            .and_then(|d| {
+                d.as_u64()
+                    .or_else(|| d.as_str().and_then(|x| x.parse().ok()))
+            })
             .ok_or_else(|| missing("vaccination.dose"))?;
         vd.insert("seq".into(), json!(seq));
         let ctr = s(v, &["country", "code"]).ok_or_else(|| missing("vaccination.country"))?;
         vd.insert("ctr".into(), json!(alpha3(ctr)));
-        vd.insert("adm".into(), json!(cut(s(v, &["centre"]).unwrap_or("-"), 20)));
+        vd.insert(
+            "adm".into(),
+            json!(cut(s(v, &["centre"]).unwrap_or("-"), 20)),
+        );
         vd.insert("lot".into(), json!(cut(s(v, &["lot"]).unwrap_or("-"), 20)));
         if let Some(next) = s(v, &["nextDose"]) {
             vd.insert("dvn".into(), json!(cut(next, 10)));
         }
-        let pos = ve.iter().position(|e| e["des"] == des && e["nam"] == cut(nam, 20));
+        let pos = ve
+            .iter()
+            .position(|e| e["des"] == des && e["nam"] == cut(nam, 20));
         match pos {
             Some(i) => {
                 if let Some(Value::Array(list)) = ve[i].get_mut("vd") {
@@ -136,8 +153,16 @@ pub async fn issue(cds: &Value, signer: &SigningIdentity) -> Result<Value> {
 pub fn verify(vds: &Value) -> Result<()> {
     let bad = |m: &str| CertError::InvalidInput(m.to_string());
     let data = vds.get("data").ok_or_else(|| bad("VDS-NC has no data"))?;
-    let cer = jws::b64url_decode(vds.pointer("/sig/cer").and_then(Value::as_str).ok_or_else(|| bad("no sig.cer"))?)?;
-    let sig = jws::b64url_decode(vds.pointer("/sig/sigvl").and_then(Value::as_str).ok_or_else(|| bad("no sig.sigvl"))?)?;
+    let cer = jws::b64url_decode(
+        vds.pointer("/sig/cer")
+            .and_then(Value::as_str)
+            .ok_or_else(|| bad("no sig.cer"))?,
+    )?;
+    let sig = jws::b64url_decode(
+        vds.pointer("/sig/sigvl")
+            .and_then(Value::as_str)
+            .ok_or_else(|| bad("no sig.sigvl"))?,
+    )?;
     let key = crate::x509::p256_public_key(&cer)?;
     ring::signature::UnparsedPublicKey::new(&ring::signature::ECDSA_P256_SHA256_FIXED, &key)
         .verify(jcs::canonicalize(data)?.as_bytes(), &sig)

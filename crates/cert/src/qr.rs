@@ -59,14 +59,16 @@ pub fn matrix(text: &str, mode: QrMode) -> Result<QrMatrix> {
         if ok {
             Ok(())
         } else {
-            Err(CertError::InvalidInput(format!("payload is not valid for QR {what} mode")))
+            Err(CertError::InvalidInput(format!(
+                "payload is not valid for QR {what} mode"
+            )))
         }
     };
     match mode {
         QrMode::ShcNumeric => {
-            let digits = text
-                .strip_prefix("shc:/")
-                .ok_or_else(|| CertError::InvalidInput("SHC payload must start with shc:/".into()))?;
+            let digits = text.strip_prefix("shc:/").ok_or_else(|| {
+                CertError::InvalidInput("SHC payload must start with shc:/".into())
+            })?;
             check(digits.bytes().all(|b| b.is_ascii_digit()), "numeric")?;
             shc_matrix(digits.as_bytes())
         }
@@ -145,8 +147,9 @@ impl Default for Render {
 /// 1-bit greyscale PNG (0 = black): 8 pixels per byte keeps the image small and
 /// the encode cheap.
 pub fn png_matrix(m: &QrMatrix, r: Render) -> Result<Vec<u8>> {
-    let scale = r.scale.max(1) as usize;
-    let quiet = r.quiet as usize;
+    // Clamped so a configuration typo cannot ask for a gigapixel image.
+    let scale = r.scale.clamp(1, 32) as usize;
+    let quiet = r.quiet.min(16) as usize;
     let px = (m.size + 2 * quiet) * scale;
     let row_bytes = px.div_ceil(8);
     let mut data = vec![0xffu8; row_bytes * px];
@@ -182,9 +185,9 @@ pub fn png_matrix(m: &QrMatrix, r: Render) -> Result<Vec<u8>> {
 
 /// SVG with one path of unit squares (module units; scales without blur).
 pub fn svg_matrix(m: &QrMatrix, r: Render) -> String {
-    let quiet = r.quiet as usize;
+    let quiet = r.quiet.min(16) as usize;
     let dim = m.size + 2 * quiet;
-    let px = dim * r.scale.max(1) as usize;
+    let px = dim * r.scale.clamp(1, 32) as usize;
     let mut path = String::with_capacity(m.size * m.size * 4);
     for y in 0..m.size {
         let mut x = 0;
@@ -194,7 +197,13 @@ pub fn svg_matrix(m: &QrMatrix, r: Render) -> String {
                 while x < m.size && m.is_dark(x, y) {
                     x += 1;
                 }
-                path.push_str(&format!("M{} {}h{}v1h-{}z", start + quiet, y + quiet, x - start, x - start));
+                path.push_str(&format!(
+                    "M{} {}h{}v1h-{}z",
+                    start + quiet,
+                    y + quiet,
+                    x - start,
+                    x - start
+                ));
             } else {
                 x += 1;
             }
@@ -221,7 +230,10 @@ mod tests {
 
     #[test]
     fn modes_are_chosen_and_checked() {
-        assert_eq!(QrMode::for_payload("HC1:6BF+70790T9WJWG.FKY*4GO0"), QrMode::Alphanumeric);
+        assert_eq!(
+            QrMode::for_payload("HC1:6BF+70790T9WJWG.FKY*4GO0"),
+            QrMode::Alphanumeric
+        );
         assert_eq!(QrMode::for_payload("shc:/5676"), QrMode::ShcNumeric);
         assert_eq!(QrMode::for_payload("{\"data\":1}"), QrMode::Byte);
         assert!(matrix("hc1:lower", QrMode::Alphanumeric).is_err());

@@ -30,7 +30,9 @@ pub fn numeric_encode(jws: &str) -> Result<String> {
     out.push_str("shc:/");
     for b in jws.bytes() {
         if !(45..=122).contains(&b) {
-            return Err(CertError::InvalidInput("JWS has characters outside base64url/'.'".into()));
+            return Err(CertError::InvalidInput(
+                "JWS has characters outside base64url/'.'".into(),
+            ));
         }
         let v = b - 45;
         out.push(char::from(b'0' + v / 10));
@@ -46,7 +48,9 @@ pub fn numeric_decode(qr: &str) -> Result<String> {
         .ok_or_else(|| CertError::InvalidInput("missing shc:/ prefix".into()))?;
     let bytes = digits.as_bytes();
     if bytes.len() % 2 != 0 || !bytes.iter().all(u8::is_ascii_digit) {
-        return Err(CertError::InvalidInput("shc:/ body must be pairs of digits".into()));
+        return Err(CertError::InvalidInput(
+            "shc:/ body must be pairs of digits".into(),
+        ));
     }
     Ok(bytes
         .chunks(2)
@@ -71,7 +75,8 @@ pub fn minify_bundle(bundle: &Value) -> Result<Value> {
         }
         let r = e.get("resource");
         if let (Some(t), Some(id)) = (
-            r.and_then(|r| r.get("resourceType")).and_then(Value::as_str),
+            r.and_then(|r| r.get("resourceType"))
+                .and_then(Value::as_str),
             r.and_then(|r| r.get("id")).and_then(Value::as_str),
         ) {
             aliases.push((format!("{t}/{id}"), short));
@@ -206,10 +211,20 @@ mod tests {
         assert!(m["entry"][0]["resource"].get("id").is_none());
         assert!(m["entry"][0]["resource"].get("text").is_none());
         assert_eq!(m["entry"][0]["resource"]["name"][0]["text"], "A B");
-        assert_eq!(m["entry"][1]["resource"]["patient"]["reference"], "resource:0");
-        assert_eq!(m["entry"][2]["resource"]["patient"]["reference"], "resource:0");
-        assert!(m["entry"][1]["resource"]["vaccineCode"].get("text").is_none());
-        assert!(m["entry"][1]["resource"]["vaccineCode"]["coding"][0].get("display").is_none());
+        assert_eq!(
+            m["entry"][1]["resource"]["patient"]["reference"],
+            "resource:0"
+        );
+        assert_eq!(
+            m["entry"][2]["resource"]["patient"]["reference"],
+            "resource:0"
+        );
+        assert!(m["entry"][1]["resource"]["vaccineCode"]
+            .get("text")
+            .is_none());
+        assert!(m["entry"][1]["resource"]["vaccineCode"]["coding"][0]
+            .get("display")
+            .is_none());
         assert!(minify_bundle(&json!({"entry": 3})).is_err());
     }
 }
