@@ -101,23 +101,51 @@ fn fast_matrix(text: &str, mode: fast_qr::Mode) -> Result<QrMatrix> {
 
 fn shc_matrix(digits: &[u8]) -> Result<QrMatrix> {
     use qrcode::bits::Bits;
-    use qrcode::{EcLevel, QrCode, Version};
+    use qrcode::canvas::{Canvas, MaskPattern};
+    use qrcode::{EcLevel, Version};
+    const MASKS: [MaskPattern; 8] = [
+        MaskPattern::Checkerboard,
+        MaskPattern::HorizontalLines,
+        MaskPattern::VerticalLines,
+        MaskPattern::DiagonalLines,
+        MaskPattern::LargeCheckerboard,
+        MaskPattern::Fields,
+        MaskPattern::Diamonds,
+        MaskPattern::Meadow,
+    ];
     for v in 1..=40 {
-        let mut bits = Bits::new(Version::Normal(v));
+        let version = Version::Normal(v);
+        let mut bits = Bits::new(version);
         let fits = bits.push_byte_data(b"shc:/").is_ok()
             && bits.push_numeric_data(digits).is_ok()
             && bits.push_terminator(EcLevel::Q).is_ok();
         if !fits {
             continue;
         }
-        let code = QrCode::with_bits(bits, EcLevel::Q)
+        // Same steps as `QrCode::with_bits`, except the mask choice: qrcode's
+        // penalty scoring is the bulk of its run time, so the eight candidates
+        // are scored here on a flat bitmap (ISO/IEC 18004 §7.8.3 rules).
+        let (data, ec) = qrcode::ec::construct_codewords(&bits.into_bytes(), version, EcLevel::Q)
             .map_err(|e| CertError::Encoding(format!("QR: {e}")))?;
-        let size = code.width();
-        let dark = code
-            .to_colors()
-            .into_iter()
-            .map(|c| c == qrcode::Color::Dark)
-            .collect();
+        let mut canvas = Canvas::new(version, EcLevel::Q);
+        canvas.draw_all_functional_patterns();
+        canvas.draw_data(&data, &ec);
+        let size = version.width() as usize;
+        let mut best: Option<(u32, Vec<bool>)> = None;
+        for mask in MASKS {
+            let mut c = canvas.clone();
+            c.apply_mask(mask);
+            let dark: Vec<bool> = c
+                .into_colors()
+                .into_iter()
+                .map(|c| c == qrcode::Color::Dark)
+                .collect();
+            let score = penalty(&dark, size);
+            if best.as_ref().is_none_or(|(b, _)| score < *b) {
+                best = Some((score, dark));
+            }
+        }
+        let (_, dark) = best.ok_or_else(|| CertError::Encoding("no QR mask".into()))?;
         return Ok(QrMatrix {
             size,
             version: v as usize,
@@ -128,6 +156,61 @@ fn shc_matrix(digits: &[u8]) -> Result<QrMatrix> {
         "SHC with {} digits at level Q",
         digits.len()
     )))
+}
+
+/// ISO/IEC 18004 mask penalty: runs of five or more, 2×2 blocks, finder-like
+/// 1:1:3:1:1 patterns with four light modules, and dark/light balance.
+fn penalty(dark: &[bool], n: usize) -> u32 {
+    let at = |x: usize, y: usize| dark[y * n + x];
+    let mut score = 0u32;
+    // Rule 1 (rows and columns) and rule 3 share the line walk.
+    const FINDER_A: [bool; 11] = [
+        true, false, true, true, true, false, true, false, false, false, false,
+    ];
+    const FINDER_B: [bool; 11] = [
+        false, false, false, false, true, false, true, true, true, false, true,
+    ];
+    for horizontal in [true, false] {
+        for i in 0..n {
+            let cell = |j: usize| if horizontal { at(j, i) } else { at(i, j) };
+            let mut run = 1;
+            for j in 1..n {
+                if cell(j) == cell(j - 1) {
+                    run += 1;
+                } else {
+                    if run >= 5 {
+                        score += 3 + (run - 5);
+                    }
+                    run = 1;
+                }
+            }
+            if run >= 5 {
+                score += 3 + (run - 5);
+            }
+            if n >= 11 {
+                for j in 0..=(n - 11) {
+                    let matches = |p: &[bool; 11]| (0..11).all(|k| cell(j + k) == p[k]);
+                    if matches(&FINDER_A) || matches(&FINDER_B) {
+                        score += 40;
+                    }
+                }
+            }
+        }
+    }
+    // Rule 2: 2×2 blocks of one colour.
+    for y in 0..n.saturating_sub(1) {
+        for x in 0..n.saturating_sub(1) {
+            let c = at(x, y);
+            if at(x + 1, y) == c && at(x, y + 1) == c && at(x + 1, y + 1) == c {
+                score += 3;
+            }
+        }
+    }
+    // Rule 4: 10 points per 5 % away from half dark.
+    let total = (n * n) as u32;
+    let dark_count = dark.iter().filter(|d| **d).count() as u32;
+    let percent = dark_count * 100 / total.max(1);
+    score + percent.abs_diff(50) / 5 * 10
 }
 
 /// Rendering parameters: pixels per module and quiet-zone width in modules (the
@@ -224,6 +307,24 @@ pub fn svg(text: &str, mode: QrMode) -> Result<String> {
     Ok(svg_matrix(&matrix(text, mode)?, Render::default()))
 }
 
+/// PNG and SVG of one payload from a single matrix build (the matrix is the
+/// expensive part, so callers wanting both should use this).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QrImages {
+    pub png: Vec<u8>,
+    pub svg: String,
+    pub version: usize,
+}
+
+pub fn images(text: &str, mode: QrMode) -> Result<QrImages> {
+    let m = matrix(text, mode)?;
+    Ok(QrImages {
+        png: png_matrix(&m, Render::default())?,
+        svg: svg_matrix(&m, Render::default()),
+        version: m.version,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -266,6 +367,25 @@ mod tests {
         let bit = |x: usize, y: usize| buf[y * row_bytes + x / 8] & (0x80 >> (x % 8)) == 0;
         assert!(!bit(0, 0));
         assert!(bit(12, 12));
+    }
+
+    #[test]
+    fn images_match_single_renders() {
+        let i = images("HC1:ABC", QrMode::Alphanumeric).unwrap();
+        assert_eq!(i.png, png("HC1:ABC", QrMode::Alphanumeric).unwrap());
+        assert_eq!(i.svg, svg("HC1:ABC", QrMode::Alphanumeric).unwrap());
+        assert_eq!(i.version, 1);
+    }
+
+    #[test]
+    fn penalty_rules() {
+        // All light 21×21: 21 runs of 21 per direction (3+16 each), 400 blocks,
+        // 50 % off balance.
+        let light = vec![false; 21 * 21];
+        assert_eq!(penalty(&light, 21), 2 * 21 * 19 + 400 * 3 + 100);
+        // A checkerboard has no runs, blocks or finder patterns and is balanced.
+        let checker: Vec<bool> = (0..21 * 21).map(|i| (i % 21 + i / 21) % 2 == 0).collect();
+        assert_eq!(penalty(&checker, 21), 0);
     }
 
     #[test]

@@ -365,3 +365,33 @@ fn python_verifiers_reject_wrong_keys_and_tampering() {
         &[Path::new("--schema"), &schema, &bad_file]
     ));
 }
+
+/// Differential test of our RFC 8785 implementation against Python's `rfc8785`
+/// on awkward numbers, escapes and non-BMP keys, and on a real DDCC Bundle.
+#[test]
+fn jcs_matches_python_rfc8785() {
+    let Some(py) = python() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let tricky = r#"{
+      "numbers": [0, -0.0, 1, -1, 1.5, 0.1, 1e21, 1e20, 1.2345678901234568e20, 1e-7, 0.000001,
+                  5e-324, 1.7976931348623157e308, 9007199254740991, -9007199254740991, 3.14159,
+                  1424953923781206.25, 333333333.33333329, 2.5e-5, 100, 1E2],
+      "strings": ["\u0000\u001f\u007f", "\"\\/", "\b\f\n\r\t", "€ 😀 \u2028 \ufb33", "ä"],
+      "\ud83d\ude00": 1, "\u20ac": 2, "\r": 3, "1": 4, "\u0080": 5, "\u00f6": 6, "\ufb33": 7,
+      "nested": {"b": [true, false, null, {}, []], "a": {"z": 1, "y": {"x": "deep"}}}
+    }"#;
+    let mut inputs = vec![(
+        write(tmp.path(), "tricky.json", tricky),
+        serde_json::from_str::<Value>(tricky).unwrap(),
+    )];
+    let doc = fixture("document-bundle-en.json");
+    inputs.push((
+        write(tmp.path(), "bundle.json", serde_json::to_vec(&doc).unwrap()),
+        doc,
+    ));
+    for (path, value) in inputs {
+        let theirs = run(&py, "jcs_canonical.py", &[&path]);
+        let ours = ddcc_cert::jcs::canonicalize(&value).unwrap();
+        assert_eq!(ours, theirs, "{}", path.display());
+    }
+}
