@@ -111,6 +111,39 @@ fn bench(c: &mut Criterion) {
         b.iter(|| qr::svg_matrix(black_box(&m), qr::Render::default()))
     });
     g.finish();
+
+    // SHC: two segments (byte `shc:/` + numeric) need qrcode's segment API; our
+    // mask scoring replaces qrcode's `apply_best_mask`.
+    let card = block_on(shc::issue(&shc_bundle, "https://x.example", 0, &id)).expect("shc");
+    let digits = card
+        .qr_numeric
+        .trim_start_matches("shc:/")
+        .as_bytes()
+        .to_vec();
+    let shc_m = qr::matrix(&card.qr_numeric, qr::QrMode::ShcNumeric).expect("qr");
+    eprintln!(
+        "SHC: {} chars, QR version {}",
+        card.qr_numeric.len(),
+        shc_m.version
+    );
+    let mut g = c.benchmark_group("qr_shc_level_q");
+    g.sample_size(30)
+        .measurement_time(Duration::from_secs(4))
+        .warm_up_time(Duration::from_secs(1));
+    g.bench_function("ours_segments_plus_mask_scoring", |b| {
+        b.iter(|| qr::matrix(black_box(&card.qr_numeric), qr::QrMode::ShcNumeric).expect("qr"))
+    });
+    g.bench_function("qrcode_with_bits", |b| {
+        b.iter(|| {
+            let v = qrcode::Version::Normal(shc_m.version as i16);
+            let mut bits = qrcode::bits::Bits::new(v);
+            bits.push_byte_data(b"shc:/").expect("bits");
+            bits.push_numeric_data(black_box(&digits)).expect("bits");
+            bits.push_terminator(qrcode::EcLevel::Q).expect("bits");
+            qrcode::QrCode::with_bits(bits, qrcode::EcLevel::Q).expect("qr")
+        })
+    });
+    g.finish();
 }
 
 criterion_group!(benches, bench);

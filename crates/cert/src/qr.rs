@@ -115,6 +115,20 @@ fn shc_matrix(digits: &[u8]) -> Result<QrMatrix> {
     ];
     for v in 1..=40 {
         let version = Version::Normal(v);
+        // Skip versions that cannot hold the data before building any bits:
+        // mode indicators, character-count fields (width by version class),
+        // 8 bits per prefix byte, 10 bits per 3 digits (4/7 for the remainder).
+        let (cc_byte, cc_num) = match v {
+            1..=9 => (8, 10),
+            10..=26 => (16, 12),
+            _ => (16, 14),
+        };
+        let numeric_bits = digits.len() / 3 * 10 + [0, 4, 7][digits.len() % 3];
+        let needed = 4 + cc_byte + 8 * 5 + 4 + cc_num + numeric_bits;
+        let capacity = Bits::new(version).max_len(EcLevel::Q).unwrap_or(0);
+        if needed > capacity {
+            continue;
+        }
         let mut bits = Bits::new(version);
         let fits = bits.push_byte_data(b"shc:/").is_ok()
             && bits.push_numeric_data(digits).is_ok()
@@ -163,37 +177,34 @@ fn shc_matrix(digits: &[u8]) -> Result<QrMatrix> {
 fn penalty(dark: &[bool], n: usize) -> u32 {
     let at = |x: usize, y: usize| dark[y * n + x];
     let mut score = 0u32;
-    // Rule 1 (rows and columns) and rule 3 share the line walk.
-    const FINDER_A: [bool; 11] = [
-        true, false, true, true, true, false, true, false, false, false, false,
-    ];
-    const FINDER_B: [bool; 11] = [
-        false, false, false, false, true, false, true, true, true, false, true,
-    ];
+    // Rules 1 and 3 share one walk per row and column; rule 3 keeps the last 11
+    // modules as bits and compares them with both finder-like patterns.
+    const FINDER_A: u16 = 0b101_1101_0000;
+    const FINDER_B: u16 = 0b000_0101_1101;
     for horizontal in [true, false] {
         for i in 0..n {
             let cell = |j: usize| if horizontal { at(j, i) } else { at(i, j) };
-            let mut run = 1;
-            for j in 1..n {
-                if cell(j) == cell(j - 1) {
+            let mut run = 0;
+            let mut prev = None;
+            let mut window: u16 = 0;
+            for j in 0..n {
+                let c = cell(j);
+                if Some(c) == prev {
                     run += 1;
                 } else {
                     if run >= 5 {
                         score += 3 + (run - 5);
                     }
                     run = 1;
+                    prev = Some(c);
+                }
+                window = ((window << 1) | u16::from(c)) & 0x7ff;
+                if j >= 10 && (window == FINDER_A || window == FINDER_B) {
+                    score += 40;
                 }
             }
             if run >= 5 {
                 score += 3 + (run - 5);
-            }
-            if n >= 11 {
-                for j in 0..=(n - 11) {
-                    let matches = |p: &[bool; 11]| (0..11).all(|k| cell(j + k) == p[k]);
-                    if matches(&FINDER_A) || matches(&FINDER_B) {
-                        score += 40;
-                    }
-                }
             }
         }
     }
@@ -386,6 +397,18 @@ mod tests {
         // A checkerboard has no runs, blocks or finder patterns and is balanced.
         let checker: Vec<bool> = (0..21 * 21).map(|i| (i % 21 + i / 21) % 2 == 0).collect();
         assert_eq!(penalty(&checker, 21), 0);
+        // One finder-like 1:1:3:1:1 run with four light modules in row 0.
+        let mut m = checker.clone();
+        let pattern = [1, 0, 1, 1, 1, 0, 1, 0, 0, 0, 0];
+        for (x, p) in pattern.iter().enumerate() {
+            m[x] = *p == 1;
+        }
+        let base: u32 = {
+            let mut rows_only = m.clone();
+            rows_only[..11].copy_from_slice(&checker[..11]);
+            penalty(&rows_only, 21)
+        };
+        assert!(penalty(&m, 21) >= base + 40);
     }
 
     #[test]
