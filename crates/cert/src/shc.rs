@@ -167,6 +167,39 @@ pub async fn issue(
     Ok(ShcResult { jws, qr_numeric })
 }
 
+/// Verify a card (`shc:/…` or compact JWS) with an uncompressed P-256 key and
+/// return the VC payload. The inflated size is bounded against hostile input.
+pub fn verify(card: &str, public_key: &[u8]) -> Result<Value> {
+    use std::io::Read;
+    let bad = |m: &str| CertError::InvalidInput(m.to_string());
+    let compact = if card.starts_with("shc:/") {
+        numeric_decode(card)?
+    } else {
+        card.to_string()
+    };
+    let mut parts = compact.split('.');
+    let (Some(h), Some(p), Some(sig), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(bad("not a compact JWS"));
+    };
+    let header: Value = serde_json::from_slice(&jws::b64url_decode(h)?)
+        .map_err(|e| bad(&format!("JWS header: {e}")))?;
+    if header["alg"] != "ES256" || header["zip"] != "DEF" {
+        return Err(bad("SHC header must be alg ES256, zip DEF"));
+    }
+    ring::signature::UnparsedPublicKey::new(&ring::signature::ECDSA_P256_SHA256_FIXED, public_key)
+        .verify(format!("{h}.{p}").as_bytes(), &jws::b64url_decode(sig)?)
+        .map_err(|_| bad("SHC signature does not verify"))?;
+    let compressed = jws::b64url_decode(p)?;
+    let mut inflated = Vec::new();
+    flate2::read::DeflateDecoder::new(&compressed[..])
+        .take(1 << 20)
+        .read_to_end(&mut inflated)
+        .map_err(|e| bad(&format!("inflate: {e}")))?;
+    serde_json::from_slice(&inflated).map_err(|e| bad(&format!("VC JSON: {e}")))
+}
+
 /// The issuer's public JWK.
 pub fn jwk(signer: &SigningIdentity) -> Result<Value> {
     jws::ec_public_jwk(&signer.public_key)
