@@ -23,7 +23,11 @@ pub fn signing_payload(bundle: &Value) -> Result<String> {
         Value::Object(m) => {
             m.remove("signature");
         }
-        _ => return Err(CertError::InvalidInput("bundle is not a JSON object".into())),
+        _ => {
+            return Err(CertError::InvalidInput(
+                "bundle is not a JSON object".into(),
+            ))
+        }
     }
     jcs::canonicalize(&b)
 }
@@ -67,7 +71,9 @@ pub fn verify(bundle: &Value, public_key: &[u8]) -> Result<()> {
         .decode(data)
         .map_err(|e| bad(&format!("signature.data base64: {e}")))?;
     let jws = String::from_utf8(jws_bytes).map_err(|_| bad("signature.data is not text"))?;
-    let (h, rest) = jws.split_once("..").ok_or_else(|| bad("JWS is not detached"))?;
+    let (h, rest) = jws
+        .split_once("..")
+        .ok_or_else(|| bad("JWS is not detached"))?;
     let sig = jws::b64url_decode(rest)?;
     let input = format!("{h}.{}", jws::b64url(signing_payload(bundle)?.as_bytes()));
     ring::signature::UnparsedPublicKey::new(&ring::signature::ECDSA_P256_SHA256_FIXED, public_key)

@@ -122,6 +122,26 @@ fn positive_int(v: Option<&Value>) -> Option<u64> {
     }
 }
 
+/// The EU `dob`: `YYYY`, `YYYY-MM` or `YYYY-MM-DD` in 1900–2099, or empty when
+/// unknown (a FHIR dateTime is cut to its date).
+fn eu_dob(birth: &str) -> Result<String> {
+    let d: String = birth.chars().take(10).collect();
+    let b = d.as_bytes();
+    let shape_ok = matches!(b.len(), 0 | 4 | 7 | 10)
+        && b.iter().enumerate().all(|(i, c)| match i {
+            4 | 7 => *c == b'-',
+            _ => c.is_ascii_digit(),
+        })
+        && (b.is_empty() || b.starts_with(b"19") || b.starts_with(b"20"));
+    if shape_ok {
+        Ok(d)
+    } else {
+        Err(CertError::InvalidInput(format!(
+            "birthDate {birth:?} is not an EU DCC date of birth"
+        )))
+    }
+}
+
 /// `YYYY-MM-DD` from a FHIR date or dateTime.
 fn date_only(s: &str) -> Option<String> {
     let d = s.get(..10)?;
@@ -208,17 +228,25 @@ pub fn uvci(country_alpha2: &str, unique_id: &str, checksum: bool) -> Result<Str
         .filter(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == '/')
         .collect();
     if opaque.is_empty() {
-        return Err(CertError::InvalidInput("UVCI unique identifier is empty".into()));
+        return Err(CertError::InvalidInput(
+            "UVCI unique identifier is empty".into(),
+        ));
     }
-    let mut out = format!("URN:UVCI:01:{}:{opaque}", country_alpha2.to_ascii_uppercase());
+    let mut out = format!(
+        "URN:UVCI:01:{}:{opaque}",
+        country_alpha2.to_ascii_uppercase()
+    );
     if checksum {
-        let c = uvci_check_char(&out)
-            .ok_or_else(|| CertError::InvalidInput("UVCI has characters outside its charset".into()))?;
+        let c = uvci_check_char(&out).ok_or_else(|| {
+            CertError::InvalidInput("UVCI has characters outside its charset".into())
+        })?;
         out.push('#');
         out.push(c);
     }
     if out.len() > 80 {
-        return Err(CertError::InvalidInput("UVCI longer than 80 characters".into()));
+        return Err(CertError::InvalidInput(
+            "UVCI longer than 80 characters".into(),
+        ));
     }
     Ok(out)
 }
@@ -230,11 +258,11 @@ pub fn from_core_data_set(cds: &Value, opts: &DccOptions) -> Result<Value> {
         (f, g) => (f.clone(), g.clone()),
     };
     let nam = person_name(family.as_deref(), given.as_deref())?;
-    let dob = str_at(cds, &["birthDate"]).unwrap_or("");
-    let dob = if dob.len() > 10 { &dob[..10] } else { dob };
+    let dob = eu_dob(str_at(cds, &["birthDate"]).unwrap_or(""))?;
 
     let vac = vaccination(cds)?;
-    let vaccine = str_at(vac, &["vaccine", "code"]).ok_or_else(|| missing("vaccination.vaccine"))?;
+    let vaccine =
+        str_at(vac, &["vaccine", "code"]).ok_or_else(|| missing("vaccination.vaccine"))?;
     let brand = str_at(vac, &["brand", "code"]);
     let mp = brand
         .and_then(|b| lookup(BRAND_TO_MP, b))
@@ -325,9 +353,25 @@ mod tests {
     }
 
     #[test]
+    fn dob_forms() {
+        assert_eq!(eu_dob("1979-04-14").unwrap(), "1979-04-14");
+        assert_eq!(eu_dob("1950").unwrap(), "1950");
+        assert_eq!(eu_dob("1901-08").unwrap(), "1901-08");
+        assert_eq!(eu_dob("2003-03-03T10:00:00Z").unwrap(), "2003-03-03");
+        assert_eq!(eu_dob("").unwrap(), "");
+        assert!(eu_dob("1850-01-01").is_err());
+        assert!(eu_dob("２００３-03-03").is_err());
+        assert!(eu_dob("03/03/2003").is_err());
+    }
+
+    #[test]
     fn missing_fields_are_errors_not_panics() {
         assert!(from_core_data_set(&json!({}), &DccOptions::default()).is_err());
-        assert!(from_core_data_set(&json!({"name": "A B", "vaccination": []}), &DccOptions::default()).is_err());
+        assert!(from_core_data_set(
+            &json!({"name": "A B", "vaccination": []}),
+            &DccOptions::default()
+        )
+        .is_err());
         assert!(from_core_data_set(&json!(null), &DccOptions::default()).is_err());
     }
 }

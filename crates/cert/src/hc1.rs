@@ -156,7 +156,9 @@ pub fn verify(hc1: &str, public_key: &[u8]) -> Result<Decoded> {
     let hcert = claims
         .rest
         .iter()
-        .find(|(name, _)| *name == coset::RegisteredLabelWithPrivate::Assigned(iana::CwtClaimName::Hcert))
+        .find(|(name, _)| {
+            *name == coset::RegisteredLabelWithPrivate::Assigned(iana::CwtClaimName::Hcert)
+        })
         .map(|(_, v)| v)
         .ok_or_else(|| CertError::InvalidInput("hcert claim missing".into()))?;
     let inner = match hcert {

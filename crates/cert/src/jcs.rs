@@ -176,7 +176,9 @@ mod tests {
         let keys: Vec<String> = {
             let c = canonicalize(&v).unwrap();
             let back: serde_json::Map<String, Value> = serde_json::from_str(&c).unwrap();
-            back.values().map(|v| v.as_str().unwrap().to_string()).collect()
+            back.values()
+                .map(|v| v.as_str().unwrap().to_string())
+                .collect()
         };
         assert_eq!(
             keys,

@@ -38,12 +38,16 @@ pub async fn sign_compact(
 /// The public JWK (EC P-256) of an uncompressed point, with `kid`, `use`, `alg`.
 pub fn ec_public_jwk(point: &[u8]) -> Result<Value> {
     if point.len() != 65 || point[0] != 4 {
-        return Err(CertError::InvalidInput("not an uncompressed P-256 point".into()));
+        return Err(CertError::InvalidInput(
+            "not an uncompressed P-256 point".into(),
+        ));
     }
     let x = b64url(&point[1..33]);
     let y = b64url(&point[33..]);
     let kid = jwk_thumbprint(&x, &y);
-    Ok(json!({"kty": "EC", "kid": kid, "use": "sig", "alg": "ES256", "crv": "P-256", "x": x, "y": y}))
+    Ok(
+        json!({"kty": "EC", "kid": kid, "use": "sig", "alg": "ES256", "crv": "P-256", "x": x, "y": y}),
+    )
 }
 
 /// RFC 7638 thumbprint of an EC key: SHA-256 over the required members in
@@ -65,7 +69,10 @@ mod tests {
         let y = "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0";
         let members = serde_json::json!({"y": y, "x": x, "kty": "EC", "crv": "P-256"});
         let jcs = crate::jcs::canonicalize(&members).unwrap();
-        assert_eq!(jwk_thumbprint(x, y), b64url(&Sha256::digest(jcs.as_bytes())));
+        assert_eq!(
+            jwk_thumbprint(x, y),
+            b64url(&Sha256::digest(jcs.as_bytes()))
+        );
         assert!(ec_public_jwk(&[4u8; 10]).is_err());
     }
 }

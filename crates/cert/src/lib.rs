@@ -53,6 +53,26 @@ pub fn rfc3339_utc(unix_seconds: i64) -> String {
 
 #[cfg(test)]
 mod tests {
+    /// The mediator awaits these inside a multi-threaded runtime: their futures
+    /// must be `Send`. Constructing (not polling) them is enough for the check.
+    #[test]
+    fn issuing_futures_are_send() {
+        fn is_send<T: Send>(_: &T) {}
+        let dir = tempfile::tempdir().unwrap();
+        let id = crate::local::LocalSigner::load_or_create(dir.path(), "NL").unwrap();
+        let v = serde_json::json!({});
+        let claims = crate::hc1::CwtClaims {
+            iss: "NL".into(),
+            iat: 0,
+            exp: 1,
+        };
+        let p = crate::hc1::HcertPayload::Who(v.clone());
+        is_send(&crate::hc1::issue(&p, &claims, &id));
+        is_send(&crate::shc::issue(&v, "https://x", 0, &id));
+        is_send(&crate::bundle_sig::sign(&v, &id, "Organization/x", 0));
+        is_send(&crate::icao::issue(&v, &id));
+    }
+
     #[test]
     fn rfc3339_known_instants() {
         assert_eq!(super::rfc3339_utc(0), "1970-01-01T00:00:00Z");

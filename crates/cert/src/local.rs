@@ -171,7 +171,10 @@ fn create_store(dir: &Path, alpha2: &str) -> Result<()> {
 #[cfg(unix)]
 fn create_dir_private(dir: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::DirBuilderExt;
-    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
 }
 
 #[cfg(not(unix))]
@@ -216,11 +219,17 @@ mod tests {
         let second = open(&store, "USA").unwrap();
         assert!(!second.created);
         assert_eq!(first.identity.dsc_der, second.identity.dsc_der);
-        assert_eq!(first.identity.kid, crate::kid_for_dsc(&second.identity.dsc_der));
+        assert_eq!(
+            first.identity.kid,
+            crate::kid_for_dsc(&second.identity.dsc_der)
+        );
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(store.join(KEY_FILE)).unwrap().permissions().mode();
+            let mode = std::fs::metadata(store.join(KEY_FILE))
+                .unwrap()
+                .permissions()
+                .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
         let sig = block_on(second.identity.sign(b"hello")).unwrap();
@@ -234,7 +243,10 @@ mod tests {
         let der = &first.identity.dsc_der;
         for last in 1u8..=3 {
             let oid = [0x2b, 6, 1, 4, 1, 0x8e, 0x37, 0x8f, 0x65, 1, last];
-            assert!(der.windows(oid.len()).any(|w| w == oid), "EKU .{last} missing");
+            assert!(
+                der.windows(oid.len()).any(|w| w == oid),
+                "EKU .{last} missing"
+            );
         }
     }
 

@@ -150,7 +150,10 @@ fn text_line(content: &mut Vec<u8>, x: f32, y: f32, size: f32, s: &str) {
 }
 
 fn layout(cert: &PdfCertificate) -> Vec<Page> {
-    let mut pages = vec![Page { content: Vec::new(), images: Vec::new() }];
+    let mut pages = vec![Page {
+        content: Vec::new(),
+        images: Vec::new(),
+    }];
     let mut y = PAGE_H - MARGIN - 10.0;
     {
         let c = &mut pages[0].content;
@@ -174,7 +177,10 @@ fn layout(cert: &PdfCertificate) -> Vec<Page> {
     }
     for d in &cert.doses {
         if y < MARGIN + 40.0 {
-            pages.push(Page { content: Vec::new(), images: Vec::new() });
+            pages.push(Page {
+                content: Vec::new(),
+                images: Vec::new(),
+            });
             y = PAGE_H - MARGIN;
         }
         let Some(page) = pages.last_mut() else { break };
@@ -187,7 +193,13 @@ fn layout(cert: &PdfCertificate) -> Vec<Page> {
             Some(b) => format!("{} ({b})", d.vaccine),
             None => d.vaccine.clone(),
         };
-        text_line(&mut page.content, MARGIN, y, 12.0, &format!("{dose}: {vaccine}, {}", d.date));
+        text_line(
+            &mut page.content,
+            MARGIN,
+            y,
+            12.0,
+            &format!("{dose}: {vaccine}, {}", d.date),
+        );
         y -= 15.0;
         let mut detail = Vec::new();
         if let Some(c) = &d.country {
@@ -199,7 +211,13 @@ fn layout(cert: &PdfCertificate) -> Vec<Page> {
         if let Some(l) = &d.lot {
             detail.push(format!("Lot: {l}"));
         }
-        text_line(&mut page.content, MARGIN + 15.0, y, 10.0, &detail.join("   "));
+        text_line(
+            &mut page.content,
+            MARGIN + 15.0,
+            y,
+            10.0,
+            &detail.join("   "),
+        );
         y -= 22.0;
     }
     // QR codes two per row.
@@ -208,13 +226,20 @@ fn layout(cert: &PdfCertificate) -> Vec<Page> {
         if col == 0 {
             y -= QR_SIZE + 20.0;
             if y < MARGIN {
-                pages.push(Page { content: Vec::new(), images: Vec::new() });
+                pages.push(Page {
+                    content: Vec::new(),
+                    images: Vec::new(),
+                });
                 y = PAGE_H - MARGIN - QR_SIZE - 20.0;
             }
         }
         let x = MARGIN + col as f32 * (QR_SIZE + 35.0);
         let Some(page) = pages.last_mut() else { break };
-        let _ = writeln!(page.content, "q {QR_SIZE} 0 0 {QR_SIZE} {x} {} cm /Im{i} Do Q", y + 15.0);
+        let _ = writeln!(
+            page.content,
+            "q {QR_SIZE} 0 0 {QR_SIZE} {x} {} cm /Im{i} Do Q",
+            y + 15.0
+        );
         text_line(&mut page.content, x, y, 10.0, &cert.qrs[i].label);
         page.images.push(i);
     }
@@ -248,10 +273,19 @@ pub fn render(cert: &PdfCertificate) -> Result<Vec<u8>> {
     let image_obj = |i: usize| 4 + 2 * n_pages + i;
     let mut objects: Vec<Vec<u8>> = Vec::new();
     objects.push(b"<< /Type /Catalog /Pages 2 0 R >>".to_vec());
-    let kids: Vec<String> = (0..n_pages).map(|p| format!("{} 0 R", page_obj(p))).collect();
-    objects.push(format!("<< /Type /Pages /Kids [{}] /Count {n_pages} >>", kids.join(" ")).into_bytes());
+    let kids: Vec<String> = (0..n_pages)
+        .map(|p| format!("{} 0 R", page_obj(p)))
+        .collect();
     objects.push(
-        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>".to_vec(),
+        format!(
+            "<< /Type /Pages /Kids [{}] /Count {n_pages} >>",
+            kids.join(" ")
+        )
+        .into_bytes(),
+    );
+    objects.push(
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>"
+            .to_vec(),
     );
     for (p, page) in pages.iter().enumerate() {
         let xobjects: String = page
@@ -298,7 +332,9 @@ pub fn render(cert: &PdfCertificate) -> Result<Vec<u8>> {
         out.extend_from_slice(b"\nendobj\n");
     }
     let xref = out.len();
-    out.extend_from_slice(format!("xref\n0 {}\n0000000000 65535 f \n", objects.len() + 1).as_bytes());
+    out.extend_from_slice(
+        format!("xref\n0 {}\n0000000000 65535 f \n", objects.len() + 1).as_bytes(),
+    );
     for off in offsets {
         out.extend_from_slice(format!("{off:010} 00000 n \n").as_bytes());
     }
@@ -330,12 +366,23 @@ mod tests {
         let cert = PdfCertificate {
             title: "T".into(),
             name: "N".into(),
-            qrs: vec![PdfQr { label: "who".into(), matrix: m }],
+            qrs: vec![PdfQr {
+                label: "who".into(),
+                matrix: m,
+            }],
             ..Default::default()
         };
         let pdf = render(&cert).unwrap();
         let text = String::from_utf8_lossy(&pdf);
-        let xref_at: usize = text.rsplit("startxref\n").next().unwrap().lines().next().unwrap().parse().unwrap();
+        let xref_at: usize = text
+            .rsplit("startxref\n")
+            .next()
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
         assert!(pdf[xref_at..].starts_with(b"xref"));
         let entries: Vec<usize> = text[xref_at..]
             .lines()

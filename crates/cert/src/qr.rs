@@ -59,14 +59,16 @@ pub fn matrix(text: &str, mode: QrMode) -> Result<QrMatrix> {
         if ok {
             Ok(())
         } else {
-            Err(CertError::InvalidInput(format!("payload is not valid for QR {what} mode")))
+            Err(CertError::InvalidInput(format!(
+                "payload is not valid for QR {what} mode"
+            )))
         }
     };
     match mode {
         QrMode::ShcNumeric => {
-            let digits = text
-                .strip_prefix("shc:/")
-                .ok_or_else(|| CertError::InvalidInput("SHC payload must start with shc:/".into()))?;
+            let digits = text.strip_prefix("shc:/").ok_or_else(|| {
+                CertError::InvalidInput("SHC payload must start with shc:/".into())
+            })?;
             check(digits.bytes().all(|b| b.is_ascii_digit()), "numeric")?;
             shc_matrix(digits.as_bytes())
         }
@@ -99,23 +101,65 @@ fn fast_matrix(text: &str, mode: fast_qr::Mode) -> Result<QrMatrix> {
 
 fn shc_matrix(digits: &[u8]) -> Result<QrMatrix> {
     use qrcode::bits::Bits;
-    use qrcode::{EcLevel, QrCode, Version};
+    use qrcode::canvas::{Canvas, MaskPattern};
+    use qrcode::{EcLevel, Version};
+    const MASKS: [MaskPattern; 8] = [
+        MaskPattern::Checkerboard,
+        MaskPattern::HorizontalLines,
+        MaskPattern::VerticalLines,
+        MaskPattern::DiagonalLines,
+        MaskPattern::LargeCheckerboard,
+        MaskPattern::Fields,
+        MaskPattern::Diamonds,
+        MaskPattern::Meadow,
+    ];
     for v in 1..=40 {
-        let mut bits = Bits::new(Version::Normal(v));
+        let version = Version::Normal(v);
+        // Skip versions that cannot hold the data before building any bits:
+        // mode indicators, character-count fields (width by version class),
+        // 8 bits per prefix byte, 10 bits per 3 digits (4/7 for the remainder).
+        let (cc_byte, cc_num) = match v {
+            1..=9 => (8, 10),
+            10..=26 => (16, 12),
+            _ => (16, 14),
+        };
+        let numeric_bits = digits.len() / 3 * 10 + [0, 4, 7][digits.len() % 3];
+        let needed = 4 + cc_byte + 8 * 5 + 4 + cc_num + numeric_bits;
+        let capacity = Bits::new(version).max_len(EcLevel::Q).unwrap_or(0);
+        if needed > capacity {
+            continue;
+        }
+        let mut bits = Bits::new(version);
         let fits = bits.push_byte_data(b"shc:/").is_ok()
             && bits.push_numeric_data(digits).is_ok()
             && bits.push_terminator(EcLevel::Q).is_ok();
         if !fits {
             continue;
         }
-        let code = QrCode::with_bits(bits, EcLevel::Q)
+        // Same steps as `QrCode::with_bits`, except the mask choice: qrcode's
+        // penalty scoring is the bulk of its run time, so the eight candidates
+        // are scored here on a flat bitmap (ISO/IEC 18004 §7.8.3 rules).
+        let (data, ec) = qrcode::ec::construct_codewords(&bits.into_bytes(), version, EcLevel::Q)
             .map_err(|e| CertError::Encoding(format!("QR: {e}")))?;
-        let size = code.width();
-        let dark = code
-            .to_colors()
-            .into_iter()
-            .map(|c| c == qrcode::Color::Dark)
-            .collect();
+        let mut canvas = Canvas::new(version, EcLevel::Q);
+        canvas.draw_all_functional_patterns();
+        canvas.draw_data(&data, &ec);
+        let size = version.width() as usize;
+        let mut best: Option<(u32, Vec<bool>)> = None;
+        for mask in MASKS {
+            let mut c = canvas.clone();
+            c.apply_mask(mask);
+            let dark: Vec<bool> = c
+                .into_colors()
+                .into_iter()
+                .map(|c| c == qrcode::Color::Dark)
+                .collect();
+            let score = penalty(&dark, size);
+            if best.as_ref().is_none_or(|(b, _)| score < *b) {
+                best = Some((score, dark));
+            }
+        }
+        let (_, dark) = best.ok_or_else(|| CertError::Encoding("no QR mask".into()))?;
         return Ok(QrMatrix {
             size,
             version: v as usize,
@@ -126,6 +170,58 @@ fn shc_matrix(digits: &[u8]) -> Result<QrMatrix> {
         "SHC with {} digits at level Q",
         digits.len()
     )))
+}
+
+/// ISO/IEC 18004 mask penalty: runs of five or more, 2×2 blocks, finder-like
+/// 1:1:3:1:1 patterns with four light modules, and dark/light balance.
+fn penalty(dark: &[bool], n: usize) -> u32 {
+    let at = |x: usize, y: usize| dark[y * n + x];
+    let mut score = 0u32;
+    // Rules 1 and 3 share one walk per row and column; rule 3 keeps the last 11
+    // modules as bits and compares them with both finder-like patterns.
+    const FINDER_A: u16 = 0b101_1101_0000;
+    const FINDER_B: u16 = 0b000_0101_1101;
+    for horizontal in [true, false] {
+        for i in 0..n {
+            let cell = |j: usize| if horizontal { at(j, i) } else { at(i, j) };
+            let mut run = 0;
+            let mut prev = None;
+            let mut window: u16 = 0;
+            for j in 0..n {
+                let c = cell(j);
+                if Some(c) == prev {
+                    run += 1;
+                } else {
+                    if run >= 5 {
+                        score += 3 + (run - 5);
+                    }
+                    run = 1;
+                    prev = Some(c);
+                }
+                window = ((window << 1) | u16::from(c)) & 0x7ff;
+                if j >= 10 && (window == FINDER_A || window == FINDER_B) {
+                    score += 40;
+                }
+            }
+            if run >= 5 {
+                score += 3 + (run - 5);
+            }
+        }
+    }
+    // Rule 2: 2×2 blocks of one colour.
+    for y in 0..n.saturating_sub(1) {
+        for x in 0..n.saturating_sub(1) {
+            let c = at(x, y);
+            if at(x + 1, y) == c && at(x, y + 1) == c && at(x + 1, y + 1) == c {
+                score += 3;
+            }
+        }
+    }
+    // Rule 4: 10 points per 5 % away from half dark.
+    let total = (n * n) as u32;
+    let dark_count = dark.iter().filter(|d| **d).count() as u32;
+    let percent = dark_count * 100 / total.max(1);
+    score + percent.abs_diff(50) / 5 * 10
 }
 
 /// Rendering parameters: pixels per module and quiet-zone width in modules (the
@@ -145,8 +241,9 @@ impl Default for Render {
 /// 1-bit greyscale PNG (0 = black): 8 pixels per byte keeps the image small and
 /// the encode cheap.
 pub fn png_matrix(m: &QrMatrix, r: Render) -> Result<Vec<u8>> {
-    let scale = r.scale.max(1) as usize;
-    let quiet = r.quiet as usize;
+    // Clamped so a configuration typo cannot ask for a gigapixel image.
+    let scale = r.scale.clamp(1, 32) as usize;
+    let quiet = r.quiet.min(16) as usize;
     let px = (m.size + 2 * quiet) * scale;
     let row_bytes = px.div_ceil(8);
     let mut data = vec![0xffu8; row_bytes * px];
@@ -182,9 +279,9 @@ pub fn png_matrix(m: &QrMatrix, r: Render) -> Result<Vec<u8>> {
 
 /// SVG with one path of unit squares (module units; scales without blur).
 pub fn svg_matrix(m: &QrMatrix, r: Render) -> String {
-    let quiet = r.quiet as usize;
+    let quiet = r.quiet.min(16) as usize;
     let dim = m.size + 2 * quiet;
-    let px = dim * r.scale.max(1) as usize;
+    let px = dim * r.scale.clamp(1, 32) as usize;
     let mut path = String::with_capacity(m.size * m.size * 4);
     for y in 0..m.size {
         let mut x = 0;
@@ -194,7 +291,13 @@ pub fn svg_matrix(m: &QrMatrix, r: Render) -> String {
                 while x < m.size && m.is_dark(x, y) {
                     x += 1;
                 }
-                path.push_str(&format!("M{} {}h{}v1h-{}z", start + quiet, y + quiet, x - start, x - start));
+                path.push_str(&format!(
+                    "M{} {}h{}v1h-{}z",
+                    start + quiet,
+                    y + quiet,
+                    x - start,
+                    x - start
+                ));
             } else {
                 x += 1;
             }
@@ -215,13 +318,34 @@ pub fn svg(text: &str, mode: QrMode) -> Result<String> {
     Ok(svg_matrix(&matrix(text, mode)?, Render::default()))
 }
 
+/// PNG and SVG of one payload from a single matrix build (the matrix is the
+/// expensive part, so callers wanting both should use this).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QrImages {
+    pub png: Vec<u8>,
+    pub svg: String,
+    pub version: usize,
+}
+
+pub fn images(text: &str, mode: QrMode) -> Result<QrImages> {
+    let m = matrix(text, mode)?;
+    Ok(QrImages {
+        png: png_matrix(&m, Render::default())?,
+        svg: svg_matrix(&m, Render::default()),
+        version: m.version,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn modes_are_chosen_and_checked() {
-        assert_eq!(QrMode::for_payload("HC1:6BF+70790T9WJWG.FKY*4GO0"), QrMode::Alphanumeric);
+        assert_eq!(
+            QrMode::for_payload("HC1:6BF+70790T9WJWG.FKY*4GO0"),
+            QrMode::Alphanumeric
+        );
         assert_eq!(QrMode::for_payload("shc:/5676"), QrMode::ShcNumeric);
         assert_eq!(QrMode::for_payload("{\"data\":1}"), QrMode::Byte);
         assert!(matrix("hc1:lower", QrMode::Alphanumeric).is_err());
@@ -254,6 +378,37 @@ mod tests {
         let bit = |x: usize, y: usize| buf[y * row_bytes + x / 8] & (0x80 >> (x % 8)) == 0;
         assert!(!bit(0, 0));
         assert!(bit(12, 12));
+    }
+
+    #[test]
+    fn images_match_single_renders() {
+        let i = images("HC1:ABC", QrMode::Alphanumeric).unwrap();
+        assert_eq!(i.png, png("HC1:ABC", QrMode::Alphanumeric).unwrap());
+        assert_eq!(i.svg, svg("HC1:ABC", QrMode::Alphanumeric).unwrap());
+        assert_eq!(i.version, 1);
+    }
+
+    #[test]
+    fn penalty_rules() {
+        // All light 21×21: 21 runs of 21 per direction (3+16 each), 400 blocks,
+        // 50 % off balance.
+        let light = vec![false; 21 * 21];
+        assert_eq!(penalty(&light, 21), 2 * 21 * 19 + 400 * 3 + 100);
+        // A checkerboard has no runs, blocks or finder patterns and is balanced.
+        let checker: Vec<bool> = (0..21 * 21).map(|i| (i % 21 + i / 21) % 2 == 0).collect();
+        assert_eq!(penalty(&checker, 21), 0);
+        // One finder-like 1:1:3:1:1 run with four light modules in row 0.
+        let mut m = checker.clone();
+        let pattern = [1, 0, 1, 1, 1, 0, 1, 0, 0, 0, 0];
+        for (x, p) in pattern.iter().enumerate() {
+            m[x] = *p == 1;
+        }
+        let base: u32 = {
+            let mut rows_only = m.clone();
+            rows_only[..11].copy_from_slice(&checker[..11]);
+            penalty(&rows_only, 21)
+        };
+        assert!(penalty(&m, 21) >= base + 40);
     }
 
     #[test]

@@ -30,7 +30,9 @@ pub fn numeric_encode(jws: &str) -> Result<String> {
     out.push_str("shc:/");
     for b in jws.bytes() {
         if !(45..=122).contains(&b) {
-            return Err(CertError::InvalidInput("JWS has characters outside base64url/'.'".into()));
+            return Err(CertError::InvalidInput(
+                "JWS has characters outside base64url/'.'".into(),
+            ));
         }
         let v = b - 45;
         out.push(char::from(b'0' + v / 10));
@@ -46,7 +48,9 @@ pub fn numeric_decode(qr: &str) -> Result<String> {
         .ok_or_else(|| CertError::InvalidInput("missing shc:/ prefix".into()))?;
     let bytes = digits.as_bytes();
     if bytes.len() % 2 != 0 || !bytes.iter().all(u8::is_ascii_digit) {
-        return Err(CertError::InvalidInput("shc:/ body must be pairs of digits".into()));
+        return Err(CertError::InvalidInput(
+            "shc:/ body must be pairs of digits".into(),
+        ));
     }
     Ok(bytes
         .chunks(2)
@@ -71,7 +75,8 @@ pub fn minify_bundle(bundle: &Value) -> Result<Value> {
         }
         let r = e.get("resource");
         if let (Some(t), Some(id)) = (
-            r.and_then(|r| r.get("resourceType")).and_then(Value::as_str),
+            r.and_then(|r| r.get("resourceType"))
+                .and_then(Value::as_str),
             r.and_then(|r| r.get("id")).and_then(Value::as_str),
         ) {
             aliases.push((format!("{t}/{id}"), short));
@@ -162,6 +167,39 @@ pub async fn issue(
     Ok(ShcResult { jws, qr_numeric })
 }
 
+/// Verify a card (`shc:/…` or compact JWS) with an uncompressed P-256 key and
+/// return the VC payload. The inflated size is bounded against hostile input.
+pub fn verify(card: &str, public_key: &[u8]) -> Result<Value> {
+    use std::io::Read;
+    let bad = |m: &str| CertError::InvalidInput(m.to_string());
+    let compact = if card.starts_with("shc:/") {
+        numeric_decode(card)?
+    } else {
+        card.to_string()
+    };
+    let mut parts = compact.split('.');
+    let (Some(h), Some(p), Some(sig), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(bad("not a compact JWS"));
+    };
+    let header: Value = serde_json::from_slice(&jws::b64url_decode(h)?)
+        .map_err(|e| bad(&format!("JWS header: {e}")))?;
+    if header["alg"] != "ES256" || header["zip"] != "DEF" {
+        return Err(bad("SHC header must be alg ES256, zip DEF"));
+    }
+    ring::signature::UnparsedPublicKey::new(&ring::signature::ECDSA_P256_SHA256_FIXED, public_key)
+        .verify(format!("{h}.{p}").as_bytes(), &jws::b64url_decode(sig)?)
+        .map_err(|_| bad("SHC signature does not verify"))?;
+    let compressed = jws::b64url_decode(p)?;
+    let mut inflated = Vec::new();
+    flate2::read::DeflateDecoder::new(&compressed[..])
+        .take(1 << 20)
+        .read_to_end(&mut inflated)
+        .map_err(|e| bad(&format!("inflate: {e}")))?;
+    serde_json::from_slice(&inflated).map_err(|e| bad(&format!("VC JSON: {e}")))
+}
+
 /// The issuer's public JWK.
 pub fn jwk(signer: &SigningIdentity) -> Result<Value> {
     jws::ec_public_jwk(&signer.public_key)
@@ -206,10 +244,20 @@ mod tests {
         assert!(m["entry"][0]["resource"].get("id").is_none());
         assert!(m["entry"][0]["resource"].get("text").is_none());
         assert_eq!(m["entry"][0]["resource"]["name"][0]["text"], "A B");
-        assert_eq!(m["entry"][1]["resource"]["patient"]["reference"], "resource:0");
-        assert_eq!(m["entry"][2]["resource"]["patient"]["reference"], "resource:0");
-        assert!(m["entry"][1]["resource"]["vaccineCode"].get("text").is_none());
-        assert!(m["entry"][1]["resource"]["vaccineCode"]["coding"][0].get("display").is_none());
+        assert_eq!(
+            m["entry"][1]["resource"]["patient"]["reference"],
+            "resource:0"
+        );
+        assert_eq!(
+            m["entry"][2]["resource"]["patient"]["reference"],
+            "resource:0"
+        );
+        assert!(m["entry"][1]["resource"]["vaccineCode"]
+            .get("text")
+            .is_none());
+        assert!(m["entry"][1]["resource"]["vaccineCode"]["coding"][0]
+            .get("display")
+            .is_none());
         assert!(minify_bundle(&json!({"entry": 3})).is_err());
     }
 }

@@ -109,7 +109,12 @@ mod tests {
 
     #[test]
     fn rejects_garbage_without_panicking() {
-        for input in [&b""[..], &[0x30], &[0x30, 0x84, 0xff, 0xff, 0xff, 0xff], &[0x30, 0x02, 0x30, 0x05]] {
+        for input in [
+            &b""[..],
+            &[0x30],
+            &[0x30, 0x84, 0xff, 0xff, 0xff, 0xff],
+            &[0x30, 0x02, 0x30, 0x05],
+        ] {
             assert!(p256_public_key(input).is_err());
         }
     }

@@ -9,7 +9,9 @@ use ddcc_cert::{eudcc, hc1, icao9303, kid_for_dsc, x509};
 use serde_json::Value;
 
 fn b64(s: &str) -> Vec<u8> {
-    base64::engine::general_purpose::STANDARD.decode(s).unwrap_or_default()
+    base64::engine::general_purpose::STANDARD
+        .decode(s)
+        .unwrap_or_default()
 }
 
 /// kid = SHA-256(DSC DER)[..8] for every DSC of the EU test data, and our HC1
@@ -27,7 +29,8 @@ fn eu_test_vectors_kid_and_signature() {
     let (mut kids, mut verified) = (0, 0);
     for f in files {
         let file = f["file"].as_str().unwrap_or("?");
-        let (Some(pem_rel), Some(want_kid)) = (f["dsc_pem"].as_str(), f["dsc_kid_b64"].as_str()) else {
+        let (Some(pem_rel), Some(want_kid)) = (f["dsc_pem"].as_str(), f["dsc_kid_b64"].as_str())
+        else {
             continue;
         };
         let Ok(pem) = std::fs::read_to_string(root.join(pem_rel)) else {
@@ -52,7 +55,9 @@ fn eu_test_vectors_kid_and_signature() {
             continue;
         }
         let raw = read_json(&root.join(file));
-        let Some(prefix) = raw["PREFIX"].as_str() else { continue };
+        let Some(prefix) = raw["PREFIX"].as_str() else {
+            continue;
+        };
         let key = match x509::p256_public_key(&der) {
             Ok(k) => k,
             Err(e) => {
@@ -75,7 +80,10 @@ fn eu_test_vectors_kid_and_signature() {
             Err(e) => diffs.push(format!("{file}: does not verify: {e}")),
         }
     }
-    println!("{kids} DSC kids checked, {verified} EU HC1s verified, {} differences", diffs.len());
+    println!(
+        "{kids} DSC kids checked, {verified} EU HC1s verified, {} differences",
+        diffs.len()
+    );
     assert!(diffs.is_empty(), "{diffs:#?}");
     assert!(kids > 50 && verified > 50);
 }
@@ -89,7 +97,10 @@ fn vaccine_fallback_matches_ig_concept_map() {
         eprintln!("skip: ../shared absent (IG ConceptMaps)");
         return;
     };
-    let cm = read_json(&shared.join("conformance/ddcc-ig/terminology/ConceptMap-who-ddcc-map-icd11-eudcc-vaccines.json"));
+    let cm =
+        read_json(&shared.join(
+            "conformance/ddcc-ig/terminology/ConceptMap-who-ddcc-map-icd11-eudcc-vaccines.json",
+        ));
     let mut equivalent = Vec::new();
     for g in cm["group"].as_array().into_iter().flatten() {
         for e in g["element"].as_array().into_iter().flatten() {
@@ -117,11 +128,14 @@ fn vaccine_fallback_matches_ig_concept_map() {
 /// example payloads (Latin and Arabic cases).
 #[test]
 fn eu_schema_examples_transliterate() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/data/eu-dcc-schema/examples");
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/data/eu-dcc-schema/examples");
     let mut diffs = Vec::new();
     let mut checked = 0;
     for kind in ["vaccination", "test", "recovery"] {
-        let Ok(rd) = std::fs::read_dir(dir.join(kind)) else { continue };
+        let Ok(rd) = std::fs::read_dir(dir.join(kind)) else {
+            continue;
+        };
         for f in rd.flatten() {
             let v = read_json(&f.path());
             for (plain, std_) in [("fn", "fnt"), ("gn", "gnt")] {
@@ -129,7 +143,10 @@ fn eu_schema_examples_transliterate() {
                     checked += 1;
                     let got = icao9303::transliterate(p);
                     if got != want {
-                        diffs.push(format!("{}: {p:?} -> {got}, want {want}", f.path().display()));
+                        diffs.push(format!(
+                            "{}: {p:?} -> {got}, want {want}",
+                            f.path().display()
+                        ));
                     }
                 }
             }

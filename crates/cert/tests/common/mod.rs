@@ -40,7 +40,11 @@ pub fn read_json(path: &Path) -> Value {
 }
 
 pub fn fixture(name: &str) -> Value {
-    read_json(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(name))
+    read_json(
+        &Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/data")
+            .join(name),
+    )
 }
 
 /// Core data sets to issue from: the committed fixtures plus, when `../shared` is
@@ -63,7 +67,10 @@ pub fn core_data_sets() -> Vec<(String, Value)> {
                     other => vec![other],
                 };
                 for (i, item) in items.into_iter().enumerate() {
-                    let name = f.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                    let name = f
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default();
                     out.push((format!("shared:{name}#{i}"), item));
                 }
             }
