@@ -3,16 +3,16 @@
 
 pub mod catalogue;
 pub mod cli;
-pub mod mapping;
-pub mod services;
 pub mod config;
 pub mod error;
+pub mod mapping;
 pub mod metrics;
 pub mod openhim;
 pub mod pipeline;
 pub mod readiness;
 pub mod routes;
 pub mod server;
+pub mod services;
 pub mod state;
 pub mod telemetry;
 

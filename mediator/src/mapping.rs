@@ -70,7 +70,9 @@ impl MappingService {
     }
 
     fn load_uploads(&self, dir: &Path) {
-        let Ok(rd) = std::fs::read_dir(dir) else { return };
+        let Ok(rd) = std::fs::read_dir(dir) else {
+            return;
+        };
         let mut paths: Vec<PathBuf> = rd
             .flatten()
             .map(|e| e.path())
@@ -88,7 +90,11 @@ impl MappingService {
     }
 
     fn snapshot(&self) -> Arc<MapRegistry> {
-        self.maps.read().unwrap_or_else(|e| e.into_inner()).registry.clone()
+        self.maps
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .registry
+            .clone()
     }
 
     /// Compile FML and add it; with `persist`, also write it to the upload folder.
@@ -102,21 +108,38 @@ impl MappingService {
     }
 
     /// Add a StructureMap resource (JSON).
-    pub fn add(&self, sm: Value, fml: Option<String>, persist: bool) -> Result<Value, MappingError> {
-        let url = sm.get("url").and_then(Value::as_str).unwrap_or_default().to_string();
+    pub fn add(
+        &self,
+        sm: Value,
+        fml: Option<String>,
+        persist: bool,
+    ) -> Result<Value, MappingError> {
+        let url = sm
+            .get("url")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
         if self.catalogue_urls.iter().any(|u| u == &url) {
             return Err(MappingError::Protected(url));
         }
         let mut guard = self.maps.write().unwrap_or_else(|e| e.into_inner());
         let mut registry = (*guard.registry).clone();
-        registry.add_map(&sm).map_err(|e| MappingError::Compile(e.to_string()))?;
+        registry
+            .add_map(&sm)
+            .map_err(|e| MappingError::Compile(e.to_string()))?;
         if persist {
             if let (Some(dir), Some(text)) = (&self.upload_dir, &fml) {
                 persist_fml(dir, &sm, text)?;
             }
         }
         guard.registry = Arc::new(registry);
-        guard.sources.insert(url, LoadedMap { structure_map: sm.clone(), fml });
+        guard.sources.insert(
+            url,
+            LoadedMap {
+                structure_map: sm.clone(),
+                fml,
+            },
+        );
         Ok(sm)
     }
 
@@ -137,12 +160,25 @@ impl MappingService {
 
     pub fn all(&self) -> Vec<Value> {
         let guard = self.maps.read().unwrap_or_else(|e| e.into_inner());
-        let mut v: Vec<Value> = guard.sources.values().map(|m| m.structure_map.clone()).collect();
-        v.sort_by(|a, b| a.get("url").and_then(Value::as_str).cmp(&b.get("url").and_then(Value::as_str)));
+        let mut v: Vec<Value> = guard
+            .sources
+            .values()
+            .map(|m| m.structure_map.clone())
+            .collect();
+        v.sort_by(|a, b| {
+            a.get("url")
+                .and_then(Value::as_str)
+                .cmp(&b.get("url").and_then(Value::as_str))
+        });
         v
     }
 
-    pub fn transform(&self, map_url: &str, source: &Value, now_unix: i64) -> Result<Value, TransformError> {
+    pub fn transform(
+        &self,
+        map_url: &str,
+        source: &Value,
+        now_unix: i64,
+    ) -> Result<Value, TransformError> {
         let registry = self.snapshot();
         let options = TransformOptions {
             now: Some(iso_now(now_unix)),
@@ -155,24 +191,36 @@ impl MappingService {
 /// Uploads are named by id (or a digest of the URL): one file per map, replaced in
 /// place, written to a temporary file first so a crash never leaves half a map.
 fn persist_fml(dir: &Path, sm: &Value, text: &str) -> Result<(), MappingError> {
-    let id = sm.get("id").and_then(Value::as_str).map(str::to_string).unwrap_or_else(|| {
-        let url = sm.get("url").and_then(Value::as_str).unwrap_or_default();
-        format!("{:016x}", fxhash(url))
-    });
+    let id = sm
+        .get("id")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .unwrap_or_else(|| {
+            let url = sm.get("url").and_then(Value::as_str).unwrap_or_default();
+            format!("{:016x}", fxhash(url))
+        });
     let safe: String = id
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '.' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     std::fs::create_dir_all(dir).map_err(|e| MappingError::Persist(e.to_string()))?;
     let tmp = dir.join(format!(".{safe}.fml.tmp"));
     std::fs::write(&tmp, text).map_err(|e| MappingError::Persist(e.to_string()))?;
-    std::fs::rename(&tmp, dir.join(format!("{safe}.fml"))).map_err(|e| MappingError::Persist(e.to_string()))
+    std::fs::rename(&tmp, dir.join(format!("{safe}.fml")))
+        .map_err(|e| MappingError::Persist(e.to_string()))
 }
 
 fn fxhash(s: &str) -> u64 {
     // FNV-1a: a stable file name, not a security property.
-    s.bytes()
-        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3))
+    s.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3)
+    })
 }
 
 impl Mapper for MappingService {

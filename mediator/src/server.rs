@@ -7,13 +7,13 @@ use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
 use actix_web::{web, App, HttpRequest, HttpServer};
 
-use crate::services::Services;
 use crate::config::{Config, Provenance};
 use crate::error::{self, ApiError};
 use crate::openhim::{self, MediatorDoc, OpenHimClient, RunnerSettings};
 use crate::pipeline::Pipeline;
 use crate::readiness::DataDirCheck;
 use crate::routes;
+use crate::services::Services;
 use crate::state::{AppState, AppStateBuilder};
 
 #[derive(Debug, thiserror::Error)]

@@ -62,10 +62,13 @@ impl Services {
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Self, ServicesError> {
         let dir = &config.ddcc.profiles_dir;
-        let catalogue = Arc::new(Catalogue::load(dir).map_err(|source| ServicesError::Catalogue {
-            dir: dir.display().to_string(),
-            source,
-        })?);
+        let catalogue =
+            Arc::new(
+                Catalogue::load(dir).map_err(|source| ServicesError::Catalogue {
+                    dir: dir.display().to_string(),
+                    source,
+                })?,
+            );
         tracing::info!(
             maps = catalogue.map_sources.len(),
             definitions = catalogue.structure_definitions.len(),
@@ -73,26 +76,34 @@ impl Services {
             dir = %dir.display(),
             "loaded FHIR artefacts"
         );
-        let mapping = Arc::new(MappingService::new(&catalogue, Some(config.data_dir.join("structuremaps"))));
+        let mapping = Arc::new(MappingService::new(
+            &catalogue,
+            Some(config.data_dir.join("structuremaps")),
+        ));
 
         let country = &config.ddcc.issuer_country;
         let (identity, signer_kind) = if env("VAULT_ADDR").is_some_and(|v| !v.trim().is_empty()) {
-            let mut vcfg = VaultConfig::from_lookup(&env).map_err(|e| ServicesError::VaultConfig(e.to_string()))?;
+            let mut vcfg = VaultConfig::from_lookup(&env)
+                .map_err(|e| ServicesError::VaultConfig(e.to_string()))?;
             // Pin the key version the DSC certifies: a rotation in Vault must not
             // produce signatures under a kid no DSC matches.
             let dsc = vault_transit::show_dsc(&vcfg)
                 .await
                 .map_err(|e| ServicesError::VaultDsc(e.to_string()))?;
             vcfg.key_version = Some(dsc.key_version);
-            let signer = Arc::new(VaultTransitSigner::new(vcfg).map_err(|e| ServicesError::VaultConfig(e.to_string()))?);
-            let identity = SigningIdentity::new(signer.clone(), dsc.certificate_der.clone(), country)
-                .map_err(|e| ServicesError::VaultDsc(e.to_string()))?;
+            let signer = Arc::new(
+                VaultTransitSigner::new(vcfg)
+                    .map_err(|e| ServicesError::VaultConfig(e.to_string()))?,
+            );
+            let identity =
+                SigningIdentity::new(signer.clone(), dsc.certificate_der.clone(), country)
+                    .map_err(|e| ServicesError::VaultDsc(e.to_string()))?;
             tracing::info!(kid = %identity.kid_b64(), "signing through Vault transit");
             (identity, SignerKind::Vault(signer))
         } else {
             let keys = config.data_dir.join("keys");
-            let identity =
-                LocalSigner::load_or_create(&keys, country).map_err(|e| ServicesError::LocalKey(e.to_string()))?;
+            let identity = LocalSigner::load_or_create(&keys, country)
+                .map_err(|e| ServicesError::LocalKey(e.to_string()))?;
             tracing::warn!(
                 kid = %identity.kid_b64(),
                 dir = %keys.display(),
@@ -130,7 +141,12 @@ impl Services {
             builder = builder
                 .with_readiness(Arc::new(VaultCheck(signer.clone())))
                 .with_service(Arc::new(SigningEndpoint {
-                    url: format!("{}/v1/{}/sign/{}", cfg.addr.trim_end_matches('/'), cfg.transit_mount.trim_matches('/'), cfg.key_name),
+                    url: format!(
+                        "{}/v1/{}/sign/{}",
+                        cfg.addr.trim_end_matches('/'),
+                        cfg.transit_mount.trim_matches('/'),
+                        cfg.key_name
+                    ),
                 }));
         }
         builder

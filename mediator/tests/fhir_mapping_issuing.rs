@@ -17,7 +17,9 @@ fn root() -> PathBuf {
 }
 
 fn shared() -> Option<PathBuf> {
-    let p = std::env::var_os("DDCC_SHARED").map(PathBuf::from).unwrap_or_else(|| root().join("../shared"));
+    let p = std::env::var_os("DDCC_SHARED")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("../shared"));
     if p.is_dir() {
         Some(p)
     } else {
@@ -33,7 +35,11 @@ fn read(p: &std::path::Path) -> Value {
 fn config() -> Config {
     let mut c = Config::default();
     c.standalone = Some(true);
-    c.data_dir = std::env::temp_dir().join(format!("ddcc-issuing-test-{}-{:x}", std::process::id(), fastrand::u64(..)));
+    c.data_dir = std::env::temp_dir().join(format!(
+        "ddcc-issuing-test-{}-{:x}",
+        std::process::id(),
+        fastrand::u64(..)
+    ));
     c.ddcc.profiles_dir = root().join("fhir-profiles");
     c
 }
@@ -42,17 +48,30 @@ fn config() -> Config {
 async fn start(
     cfg: Config,
 ) -> (
-    impl actix_web::dev::Service<actix_http::Request, Response = actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, Error = actix_web::Error>,
+    impl actix_web::dev::Service<
+        actix_http::Request,
+        Response = actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>,
+        Error = actix_web::Error,
+    >,
     SigningIdentity,
 ) {
-    let services = Services::build_with_env(&cfg, |_| None).await.expect("services");
+    let services = Services::build_with_env(&cfg, |_| None)
+        .await
+        .expect("services");
     let identity = services.identity.clone();
     let state = server::build_state(cfg, |b| services.install(b)).expect("state");
-    (test::init_service(server::build_app(state, |_| {})).await, identity)
+    (
+        test::init_service(server::build_app(state, |_| {})).await,
+        identity,
+    )
 }
 
 async fn post_json(
-    app: &impl actix_web::dev::Service<actix_http::Request, Response = actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, Error = actix_web::Error>,
+    app: &impl actix_web::dev::Service<
+        actix_http::Request,
+        Response = actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>,
+        Error = actix_web::Error,
+    >,
     path: &str,
     body: &Value,
 ) -> (u16, Value) {
@@ -64,7 +83,10 @@ async fn post_json(
     let resp = test::call_service(app, req).await;
     let status = resp.status().as_u16();
     let bytes = test::read_body(resp).await;
-    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
 }
 
 fn english_response() -> Option<Value> {
@@ -99,7 +121,12 @@ fn check_signed_document(doc: &Value, identity: &SigningIdentity) -> Vec<String>
             continue;
         };
         use base64::Engine;
-        let text = String::from_utf8(base64::engine::general_purpose::STANDARD.decode(data).unwrap()).unwrap();
+        let text = String::from_utf8(
+            base64::engine::general_purpose::STANDARD
+                .decode(data)
+                .unwrap(),
+        )
+        .unwrap();
         match hc1::verify(&text, &identity.public_key) {
             Ok(_) => hc1s += 1,
             Err(e) => problems.push(format!("HC1 does not verify: {e}")),
@@ -116,14 +143,23 @@ async fn generate_for_both_editions_signs_everything() {
     let Some(qr) = english_response() else { return };
     let (app, identity) = start(config()).await;
     for (label, questionnaire) in [
-        ("1.0.0", "http://smart.who.int/ddcc/DDCCVSCoreDataSetQuestionnaire"),
-        ("0.2.1", "http://worldhealthorganization.github.io/ddcc/DDCCVSCoreDataSetQuestionnaire"),
+        (
+            "1.0.0",
+            "http://smart.who.int/ddcc/DDCCVSCoreDataSetQuestionnaire",
+        ),
+        (
+            "0.2.1",
+            "http://worldhealthorganization.github.io/ddcc/DDCCVSCoreDataSetQuestionnaire",
+        ),
     ] {
         let mut qr = qr.clone();
         qr["questionnaire"] = questionnaire.into();
         let params = json!({"resourceType": "Parameters", "parameter": [{"name": "response", "resource": qr}]});
         for (path, body) in [
-            ("/fhir/QuestionnaireResponse/$generateHealthCertificate", &qr),
+            (
+                "/fhir/QuestionnaireResponse/$generateHealthCertificate",
+                &qr,
+            ),
             ("/ddcc/generateHealthCertificate", &params),
         ] {
             let (status, doc) = post_json(&app, path, body).await;
@@ -136,7 +172,9 @@ async fn generate_for_both_editions_signs_everything() {
 
 #[actix_web::test]
 async fn nonconforming_responses_get_422_naming_each_link_id() {
-    let Some(mut qr) = english_response() else { return };
+    let Some(mut qr) = english_response() else {
+        return;
+    };
     let (app, _) = start(config()).await;
     let items = qr["item"].as_array_mut().unwrap();
     items.retain(|i| i["linkId"] != "lot" && i["linkId"] != "pha");
@@ -145,7 +183,12 @@ async fn nonconforming_responses_get_422_naming_each_link_id() {
             i["answer"] = json!([{"valueDate": "2021-02-30"}]);
         }
     }
-    let (status, outcome) = post_json(&app, "/fhir/QuestionnaireResponse/$generateHealthCertificate", &qr).await;
+    let (status, outcome) = post_json(
+        &app,
+        "/fhir/QuestionnaireResponse/$generateHealthCertificate",
+        &qr,
+    )
+    .await;
     assert_eq!(status, 422, "{outcome}");
     let text = outcome.to_string();
     for link in ["'lot'", "'pha'", "'date'"] {
@@ -160,12 +203,21 @@ async fn refusals_are_operation_outcomes() {
     let mut unknown = qr.clone();
     unknown["questionnaire"] = "http://example.org/Questionnaire/other".into();
     for (what, body, want) in [
-        ("Parameters without response", json!({"resourceType": "Parameters"}), 422),
+        (
+            "Parameters without response",
+            json!({"resourceType": "Parameters"}),
+            422,
+        ),
         ("a Patient", json!({"resourceType": "Patient"}), 422),
         ("no resourceType", json!({"a": 1}), 400),
         ("unknown Questionnaire", unknown, 422),
     ] {
-        let (status, outcome) = post_json(&app, "/fhir/QuestionnaireResponse/$generateHealthCertificate", &body).await;
+        let (status, outcome) = post_json(
+            &app,
+            "/fhir/QuestionnaireResponse/$generateHealthCertificate",
+            &body,
+        )
+        .await;
         assert_eq!(status, want, "{what}: {outcome}");
         assert_eq!(outcome["resourceType"], "OperationOutcome", "{what}");
     }
@@ -186,14 +238,30 @@ async fn submit_health_event_answers_each_entry_in_order() {
     assert_eq!(status, 201, "{resp}");
     assert_eq!(resp["type"], "batch-response");
     assert!(resp["identifier"]["value"].is_string());
-    let statuses: Vec<&str> = resp["entry"].as_array().unwrap().iter().map(|e| e["response"]["status"].as_str().unwrap()).collect();
+    let statuses: Vec<&str> = resp["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["response"]["status"].as_str().unwrap())
+        .collect();
     assert_eq!(statuses.len(), 3);
     assert!(statuses[0].starts_with("201"), "{statuses:?}");
-    assert!(statuses[1].starts_with("422") && statuses[2].starts_with("422"), "{statuses:?}");
+    assert!(
+        statuses[1].starts_with("422") && statuses[2].starts_with("422"),
+        "{statuses:?}"
+    );
     assert!(check_signed_document(&resp["entry"][0]["resource"], &identity).is_empty());
-    assert_eq!(resp["entry"][1]["response"]["outcome"]["resourceType"], "OperationOutcome");
+    assert_eq!(
+        resp["entry"][1]["response"]["outcome"]["resourceType"],
+        "OperationOutcome"
+    );
 
-    let (status, resp) = post_json(&app, "/ddcc/submitHealthEvent", &json!({"resourceType": "Bundle", "type": "batch"})).await;
+    let (status, resp) = post_json(
+        &app,
+        "/ddcc/submitHealthEvent",
+        &json!({"resourceType": "Bundle", "type": "batch"}),
+    )
+    .await;
     assert_eq!(status, 422, "{resp}");
 }
 
@@ -209,7 +277,12 @@ async fn transform_like_matchbox() {
 
     let (status, o) = post_json(&app, "/fhir/StructureMap/$transform", &qr).await;
     assert_eq!(status, 400, "{o}");
-    let (status, o) = post_json(&app, "/fhir/StructureMap/$transform?source=http://example.org/nope", &qr).await;
+    let (status, o) = post_json(
+        &app,
+        "/fhir/StructureMap/$transform?source=http://example.org/nope",
+        &qr,
+    )
+    .await;
     assert_eq!(status, 422, "{o}");
     assert!(o.to_string().contains("http://example.org/nope"));
 }
@@ -235,8 +308,12 @@ group Copy(source src : Patient, target tgt : Patient) {
     let sm: Value = serde_json::from_slice(&test::read_body(resp).await).unwrap();
     assert_eq!(sm["resourceType"], "StructureMap");
 
-    let req = TestRequest::get().uri("/fhir/StructureMap?url=http://example.org/StructureMap/PatientName").to_request();
-    let found: Value = serde_json::from_slice(&test::read_body(test::call_service(&app, req).await).await).unwrap();
+    let req = TestRequest::get()
+        .uri("/fhir/StructureMap?url=http://example.org/StructureMap/PatientName")
+        .to_request();
+    let found: Value =
+        serde_json::from_slice(&test::read_body(test::call_service(&app, req).await).await)
+            .unwrap();
     assert_eq!(found["total"], 1);
 
     let (status, out) = post_json(
@@ -245,7 +322,11 @@ group Copy(source src : Patient, target tgt : Patient) {
         &json!({"resourceType": "Patient", "birthDate": "2000-01-02"}),
     )
     .await;
-    assert_eq!((status, out["birthDate"].as_str()), (200, Some("2000-01-02")), "{out}");
+    assert_eq!(
+        (status, out["birthDate"].as_str()),
+        (200, Some("2000-01-02")),
+        "{out}"
+    );
 
     // The upload survives a restart.
     let (app2, _) = start(cfg).await;
@@ -265,9 +346,14 @@ group Copy(source src : Patient, target tgt : Patient) {
     let resp = test::call_service(&app, req).await;
     assert_eq!(resp.status().as_u16(), 400);
     let o: Value = serde_json::from_slice(&test::read_body(resp).await).unwrap();
-    assert!(o.to_string().contains("line ") && o.to_string().contains("column "), "{o}");
+    assert!(
+        o.to_string().contains("line ") && o.to_string().contains("column "),
+        "{o}"
+    );
 
-    let ours = std::fs::read_to_string(root().join("fhir-profiles/maps/QRespToDDCCCoreDataSetVS.fml")).unwrap();
+    let ours =
+        std::fs::read_to_string(root().join("fhir-profiles/maps/QRespToDDCCCoreDataSetVS.fml"))
+            .unwrap();
     let req = TestRequest::post()
         .uri("/fhir/StructureMap")
         .insert_header((CONTENT_TYPE, "text/fhir-mapping"))
@@ -282,7 +368,10 @@ async fn dsc_is_served_for_verifiers() {
     let req = TestRequest::get().uri("/ddcc/dsc").to_request();
     let resp = test::call_service(&app, req).await;
     assert_eq!(resp.status().as_u16(), 200);
-    assert_eq!(resp.headers().get("x-ddcc-kid").unwrap().to_str().unwrap(), identity.kid_b64());
+    assert_eq!(
+        resp.headers().get("x-ddcc-kid").unwrap().to_str().unwrap(),
+        identity.kid_b64()
+    );
     let pem = String::from_utf8(test::read_body(resp).await.to_vec()).unwrap();
     assert_eq!(pem, identity.dsc_pem());
 }

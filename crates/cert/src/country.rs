@@ -60,7 +60,11 @@ mod tests {
     #[test]
     fn table_is_well_formed_and_unique() {
         let all: Vec<_> = pairs().collect();
-        assert_eq!(all.len(), 249 + 19, "249 officially assigned codes and 19 WHO test pairs");
+        assert_eq!(
+            all.len(),
+            249 + 19,
+            "249 officially assigned codes and 19 WHO test pairs"
+        );
         let mut a3: Vec<_> = all.iter().map(|p| p.0).collect();
         let mut a2: Vec<_> = all.iter().map(|p| p.1).collect();
         a3.sort();

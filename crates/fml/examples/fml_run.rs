@@ -5,7 +5,9 @@ use serde_json::Value;
 use std::path::Path;
 
 fn load_dir(dir: &Path, f: &mut dyn FnMut(&Value)) {
-    let Ok(rd) = std::fs::read_dir(dir) else { return };
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
     for e in rd.flatten() {
         let p = e.path();
         if p.is_dir() {

@@ -12,8 +12,8 @@ use serde_json::{json, Value};
 
 use crate::error::{ApiError, Issue};
 use crate::openhim::{Orchestration, Recorder};
-use crate::services::SigningEndpoint;
 use crate::routes::mapping::{fhir_json, json_body, now_unix};
+use crate::services::SigningEndpoint;
 use crate::state::AppState;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -40,16 +40,20 @@ pub fn issue_error(e: IssueError) -> ApiError {
                 .map(|i| {
                     let mut issue = Issue::error(i.code.as_fhir(), i.message).at(i.location);
                     if let Some(link) = i.link_id {
-                        issue.diagnostics = issue.diagnostics.map(|d| format!("{d} (linkId '{link}')"));
+                        issue.diagnostics =
+                            issue.diagnostics.map(|d| format!("{d} (linkId '{link}')"));
                     }
                     issue
                 })
                 .collect(),
         },
-        e @ (IssueError::NoQuestionnaire | IssueError::UnknownQuestionnaire(_)) => ApiError::Invalid {
-            status: 422,
-            issues: vec![Issue::error("not-supported", e.to_string()).at("QuestionnaireResponse.questionnaire")],
-        },
+        e @ (IssueError::NoQuestionnaire | IssueError::UnknownQuestionnaire(_)) => {
+            ApiError::Invalid {
+                status: 422,
+                issues: vec![Issue::error("not-supported", e.to_string())
+                    .at("QuestionnaireResponse.questionnaire")],
+            }
+        }
         e @ (IssueError::Mapping(_) | IssueError::Unencodable(_)) => ApiError::Invalid {
             status: 422,
             issues: vec![Issue::error("processing", e.to_string())],
@@ -67,7 +71,14 @@ pub fn input_error(e: InputError) -> ApiError {
         InputError::NoResourceType => 400,
         _ => 422,
     };
-    let mut issue = Issue::error(if status == 400 { "structure" } else { "invalid" }, e.to_string());
+    let mut issue = Issue::error(
+        if status == 400 {
+            "structure"
+        } else {
+            "invalid"
+        },
+        e.to_string(),
+    );
     if let Some(loc) = e.location() {
         issue = issue.at(loc);
     }
@@ -87,7 +98,8 @@ async fn issue_one(
 ) -> Result<Issued, ApiError> {
     let now = now_unix();
     let prepared = issuer.prepare(response, now).map_err(issue_error)?;
-    let pending = signing.map(|s| Orchestration::begin("Vault transit: sign certificates", "POST", &s.url));
+    let pending =
+        signing.map(|s| Orchestration::begin("Vault transit: sign certificates", "POST", &s.url));
     let result = issuer.sign(prepared, now).await;
     if let Some(p) = pending {
         recorder.orchestration(match &result {
@@ -98,7 +110,11 @@ async fn issue_one(
     result.map_err(issue_error)
 }
 
-async fn generate(state: AppState, recorder: Recorder, body: web::Bytes) -> Result<HttpResponse, ApiError> {
+async fn generate(
+    state: AppState,
+    recorder: Recorder,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
     let issuer = state.require::<Issuer>("issuer")?;
     let body = json_body(&body)?;
     let response = input::questionnaire_response(&body).map_err(input_error)?;
@@ -110,7 +126,11 @@ async fn generate(state: AppState, recorder: Recorder, body: web::Bytes) -> Resu
 
 /// Submit Health Event: one response entry per request entry, in order, each with
 /// its own status; a bad entry never sinks the others.
-async fn submit_health_event(state: AppState, recorder: Recorder, body: web::Bytes) -> Result<HttpResponse, ApiError> {
+async fn submit_health_event(
+    state: AppState,
+    recorder: Recorder,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
     let issuer = state.require::<Issuer>("issuer")?;
     let body = json_body(&body)?;
     let entries = input::batch_entries(&body).map_err(input_error)?;

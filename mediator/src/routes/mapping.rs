@@ -44,7 +44,9 @@ pub(crate) fn json_body(body: &[u8]) -> Result<Value, ApiError> {
     let v: Value = serde_json::from_slice(body)
         .map_err(|e| ApiError::bad_request(format!("request body is not valid JSON: {e}")))?;
     if !v.is_object() {
-        return Err(ApiError::bad_request("request body must be a JSON object (a FHIR resource)"));
+        return Err(ApiError::bad_request(
+            "request body must be a JSON object (a FHIR resource)",
+        ));
     }
     Ok(v)
 }
@@ -82,13 +84,23 @@ async fn transform(
         .source
         .as_deref()
         .filter(|s| !s.trim().is_empty())
-        .ok_or_else(|| ApiError::bad_request("query parameter 'source' (the StructureMap canonical) is required"))?;
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                "query parameter 'source' (the StructureMap canonical) is required",
+            )
+        })?;
     let input = json_body(&body)?;
-    let out = svc.transform(map, &input, now_unix()).map_err(|e| mapping_error(e.into()))?;
+    let out = svc
+        .transform(map, &input, now_unix())
+        .map_err(|e| mapping_error(e.into()))?;
     Ok(fhir_json(actix_web::http::StatusCode::OK, &out))
 }
 
-async fn create(state: AppState, req: HttpRequest, body: web::Bytes) -> Result<HttpResponse, ApiError> {
+async fn create(
+    state: AppState,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
     let svc = service(&state)?;
     let content_type = req
         .headers()
@@ -97,7 +109,8 @@ async fn create(state: AppState, req: HttpRequest, body: web::Bytes) -> Result<H
         .unwrap_or("")
         .to_ascii_lowercase();
     let sm = if content_type.starts_with("text/fhir-mapping") {
-        let text = std::str::from_utf8(&body).map_err(|_| ApiError::bad_request("FML text must be UTF-8"))?;
+        let text = std::str::from_utf8(&body)
+            .map_err(|_| ApiError::bad_request("FML text must be UTF-8"))?;
         svc.add_fml(text, true).map_err(mapping_error)?
     } else if content_type.contains("json") {
         let v = json_body(&body)?;

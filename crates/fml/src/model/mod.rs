@@ -65,8 +65,14 @@ impl PartialEq for TypeCtx {
             (TypeCtx::R4(a), TypeCtx::R4(b)) => a == b,
             (TypeCtx::Named(a), TypeCtx::Named(b)) => a == b,
             (
-                TypeCtx::Logical { model: m1, path: p1 },
-                TypeCtx::Logical { model: m2, path: p2 },
+                TypeCtx::Logical {
+                    model: m1,
+                    path: p1,
+                },
+                TypeCtx::Logical {
+                    model: m2,
+                    path: p2,
+                },
             ) => Arc::ptr_eq(m1, m2) && p1 == p2,
             _ => false,
         }
@@ -478,10 +484,9 @@ impl Definitions {
             });
         }
         if let Some(base) = self.profiles.get(reference) {
-            return self.resolve_type(base).or_else(|| {
-                r4().has_type(base)
-                    .then(|| TypeCtx::r4(base))
-            });
+            return self
+                .resolve_type(base)
+                .or_else(|| r4().has_type(base).then(|| TypeCtx::r4(base)));
         }
         if let Some(name) = reference.strip_prefix(FHIR_SD_BASE) {
             if r4().has_type(name) {
@@ -499,10 +504,12 @@ impl Definitions {
         if let Some(n) = r4().intern(resource_type) {
             return Some(TypeCtx::R4(n));
         }
-        self.logical_by_type.get(resource_type).map(|m| TypeCtx::Logical {
-            model: m.clone(),
-            path: Arc::from(m.root.as_str()),
-        })
+        self.logical_by_type
+            .get(resource_type)
+            .map(|m| TypeCtx::Logical {
+                model: m.clone(),
+                path: Arc::from(m.root.as_str()),
+            })
     }
 
     /// The element `name` of the type at `ctx`.
@@ -672,7 +679,9 @@ mod tests {
         assert!(d.child(&TypeCtx::r4("Coding"), "id").is_some());
         assert!(d.child(&imm, "nonsense").is_none());
         let ext = TypeCtx::r4("Extension");
-        let (e, t) = d.child_by_json_name(&ext, "valueCoding").expect("valueCoding");
+        let (e, t) = d
+            .child_by_json_name(&ext, "valueCoding")
+            .expect("valueCoding");
         assert_eq!(&*e.name, "value");
         assert_eq!(t.as_deref(), Some("Coding"));
         // content reference
