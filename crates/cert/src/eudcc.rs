@@ -157,10 +157,12 @@ fn truncate_chars(s: &str, max: usize) -> String {
     s.chars().take(max).collect()
 }
 
-/// Split "Given Names Family" at the last whitespace.
+/// Split "Given Names Family" at the last whitespace, or at the last middle dot
+/// (a foreign name written in Chinese or Japanese script: 奥卢斯·阿杰里乌斯).
 fn split_name(full: &str) -> (Option<String>, Option<String>) {
     let full = full.trim();
-    match full.rsplit_once(char::is_whitespace) {
+    let at = |c: char| c.is_whitespace() || matches!(c, '·' | '・' | '‧');
+    match full.rsplit_once(at) {
         Some((given, family)) => (
             Some(family.trim().to_string()),
             Some(given.trim().to_string()).filter(|s| !s.is_empty()),
@@ -170,9 +172,10 @@ fn split_name(full: &str) -> (Option<String>, Option<String>) {
     }
 }
 
-/// The person-name group `nam` with ICAO 9303 standardised forms. Fails when neither
-/// part transliterates (e.g. Han script): the schema needs `fnt` or `gnt`, and an
-/// empty one would not let a border officer match a passport.
+/// The person-name group `nam` with ICAO 9303 standardised forms (Han script as
+/// Hanyu Pinyin). Fails when neither part transliterates (a script without a
+/// table): the schema needs `fnt` or `gnt`, and an empty one would not let a border
+/// officer match a passport.
 pub fn person_name(family: Option<&str>, given: Option<&str>) -> Result<Value> {
     let mut nam = Map::new();
     if let Some(f) = family.filter(|s| !s.trim().is_empty()) {
@@ -349,7 +352,16 @@ mod tests {
             (Some("Agerius".into()), Some("Aulus".into()))
         );
         assert_eq!(split_name("Cher"), (Some("Cher".into()), None));
-        assert!(person_name(Some("李"), Some("明")).is_err());
+        assert_eq!(
+            split_name("奥卢斯·阿杰里乌斯"),
+            (Some("阿杰里乌斯".into()), Some("奥卢斯".into()))
+        );
+        let nam = person_name(Some("李"), Some("明")).unwrap();
+        assert_eq!(
+            (nam["fnt"].as_str(), nam["gnt"].as_str()),
+            (Some("LI"), Some("MING"))
+        );
+        assert!(person_name(Some("สมชาย"), None).is_err());
     }
 
     #[test]

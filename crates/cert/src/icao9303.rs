@@ -149,11 +149,24 @@ fn map_char(c: char, out: &mut String) {
         out.push_str(t);
     } else if let Some((_, t)) = ARABIC.iter().find(|(k, _)| *k == c) {
         out.push_str(t);
-    } else if c.is_whitespace() || matches!(c, '-' | '‐' | '‑' | '–' | ',' | '<') {
+    } else if let Some(p) = pinyin::ToPinyin::to_pinyin(&c) {
+        // Doc 9303 gives no table for Han script; PRC passports write the MRZ name in
+        // Hanyu Pinyin without tones, syllables of one name part run together.
+        out.push_str(&p.plain().to_ascii_uppercase());
+    } else if c.is_whitespace() || is_name_separator(c) {
         out.push('<');
     }
     // Apostrophes, dots and unsupported scripts are dropped (Doc 9303: punctuation
     // is omitted, e.g. d'Artagnan → DARTAGNAN).
+}
+
+/// Characters that separate name parts: hyphens, commas, and the middle dots that
+/// Chinese and Japanese use between the parts of a foreign name (奥卢斯·阿杰里乌斯).
+pub fn is_name_separator(c: char) -> bool {
+    matches!(
+        c,
+        '-' | '‐' | '‑' | '–' | ',' | '<' | '·' | '・' | '‧' | '•'
+    )
 }
 
 /// Transliterate a name part into the MRZ alphabet.
@@ -185,6 +198,12 @@ mod tests {
     use super::transliterate as t;
 
     #[test]
+    fn han_script_as_pinyin() {
+        assert_eq!(t("王小明"), "WANGXIAOMING");
+        assert_eq!(t("奥卢斯·阿杰里乌斯"), "AOLUSI<AJIELIWUSI");
+    }
+
+    #[test]
     fn latin_rules() {
         assert_eq!(t("Jiřina-Maria Alena"), "JIRINA<MARIA<ALENA");
         assert_eq!(t("d'Červenková Panklová"), "DCERVENKOVA<PANKLOVA");
@@ -202,7 +221,7 @@ mod tests {
         assert_eq!(t("Авл Агерий"), "AVL<AGERII");
         assert_eq!(t("Щукин Юрьевич"), "SHCHUKIN<IUREVICH");
         assert_eq!(t("محمد"), "MXHMD");
-        assert_eq!(t("李"), "");
+        assert_eq!(t("สมชาย"), "", "Thai has no table: dropped, not guessed");
     }
 
     #[test]

@@ -357,7 +357,8 @@ mod tests {
         assert_eq!(pdf_text("a(b)c\\"), b"(a\\(b\\)c\\\\)".to_vec());
         assert_eq!(pdf_text("Jos\u{e9}"), b"(Jos\xe9)".to_vec());
         assert_eq!(pdf_text("Авл"), b"(AVL)".to_vec());
-        assert_eq!(pdf_text("李"), b"(?)".to_vec());
+        assert_eq!(pdf_text("李"), b"(LI)".to_vec());
+        assert_eq!(pdf_text("สม"), b"(??)".to_vec());
     }
 
     #[test]
