@@ -216,7 +216,7 @@ impl Catalogue {
             }
         })?;
         for p in pipelines.iter() {
-            for url in [&p.core_data_set_map, &p.document_map] {
+            for url in [&p.core_data_set_map, &p.document_map, &p.shc_map] {
                 if maps.map(url).is_none() {
                     return Err(CatalogueError::Invalid {
                         path: pipelines_path.clone(),

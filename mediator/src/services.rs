@@ -115,6 +115,7 @@ impl Services {
         let settings = IssuerSettings {
             validity_seconds: i64::from(config.ddcc.certificate_validity_days) * 86_400,
             issuer_name: config.ddcc.issuer_name.clone(),
+            shc_issuer_url: shc_issuer_url(config),
             ..Default::default()
         };
         let issuer = Arc::new(Issuer::new(
@@ -154,6 +155,18 @@ impl Services {
             .with_service(self.mapping)
             .with_service(self.issuer)
             .with_service(Arc::new(self.identity))
+    }
+}
+
+/// The SMART Health Card `iss`: the public base without its `/fhir` suffix, since
+/// verifiers fetch `<iss>/.well-known/jwks.json` and we serve that at the root.
+pub fn shc_issuer_url(config: &Config) -> String {
+    match &config.server.public_base_url {
+        Some(base) => base
+            .trim_end_matches('/')
+            .trim_end_matches("/fhir")
+            .to_string(),
+        None => format!("http://{}:{}", config.server.host, config.server.port),
     }
 }
 

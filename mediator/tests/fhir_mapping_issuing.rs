@@ -5,7 +5,7 @@
 
 use actix_web::http::header::CONTENT_TYPE;
 use actix_web::test::{self, TestRequest};
-use ddcc_cert::{bundle_sig, hc1, SigningIdentity};
+use ddcc_cert::{bundle_sig, hc1, icao, shc, SigningIdentity};
 use ddcc_mediator::config::Config;
 use ddcc_mediator::server;
 use ddcc_mediator::services::Services;
@@ -94,8 +94,9 @@ fn english_response() -> Option<Value> {
     Some(read(&s.join("conformance/ddcc-ig/examples/QuestionnaireResponse-DDCCVSQuestionnaireResponseExample.json")))
 }
 
-/// Every HC1 in the document decodes and verifies with the DSC's key, and the
-/// Bundle signature verifies over the JCS form of the Bundle.
+/// Every QR payload in the document (who and dcc HC1, SMART Health Card, ICAO
+/// VDS-NC) decodes and verifies with the DSC's key, and the Bundle signature
+/// verifies over the JCS form of the Bundle.
 fn check_signed_document(doc: &Value, identity: &SigningIdentity) -> Vec<String> {
     let mut problems = Vec::new();
     if doc["resourceType"] != "Bundle" || doc["type"] != "document" {
@@ -104,7 +105,7 @@ fn check_signed_document(doc: &Value, identity: &SigningIdentity) -> Vec<String>
     if let Err(e) = bundle_sig::verify(doc, &identity.public_key) {
         problems.push(format!("Bundle.signature: {e}"));
     }
-    let mut hc1s = 0;
+    let mut verified = Vec::new();
     for e in doc["entry"].as_array().into_iter().flatten() {
         let r = &e["resource"];
         if r["resourceType"] != "DocumentReference" {
@@ -127,13 +128,31 @@ fn check_signed_document(doc: &Value, identity: &SigningIdentity) -> Vec<String>
                 .unwrap(),
         )
         .unwrap();
-        match hc1::verify(&text, &identity.public_key) {
-            Ok(_) => hc1s += 1,
-            Err(e) => problems.push(format!("HC1 does not verify: {e}")),
+        let kind = r["type"]["coding"][0]["code"]
+            .as_str()
+            .or_else(|| r["category"][0]["coding"][0]["code"].as_str())
+            .unwrap_or("?")
+            .to_string();
+        let result = match kind.as_str() {
+            "who" | "dcc" => hc1::verify(&text, &identity.public_key).map(|_| ()),
+            "shc" => shc::verify(&text, &identity.public_key).map(|_| ()),
+            "icao" => serde_json::from_str(&text)
+                .map_err(|e| ddcc_cert::CertError::InvalidInput(e.to_string()))
+                .and_then(|v: Value| icao::verify(&v)),
+            other => Err(ddcc_cert::CertError::InvalidInput(format!(
+                "unknown QR kind {other}"
+            ))),
+        };
+        match result {
+            Ok(()) => verified.push(kind),
+            Err(e) => problems.push(format!("{kind} does not verify: {e}")),
         }
     }
-    if hc1s != 2 {
-        problems.push(format!("expected 2 verified HC1s (who, dcc), got {hc1s}"));
+    verified.sort();
+    if verified != ["dcc", "icao", "shc", "who"] {
+        problems.push(format!(
+            "expected who, dcc, shc and icao verified, got {verified:?}"
+        ));
     }
     problems
 }

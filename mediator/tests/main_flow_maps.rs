@@ -165,7 +165,10 @@ fn document_checks(doc: &Value, legacy: bool) -> Vec<(String, bool)> {
             imm.first()
                 .is_some_and(|i| i["protocolApplied"][0]["doseNumberPositiveInt"].is_u64()),
         ),
-        ("two QR DocumentReferences".into(), docrefs.len() == 2),
+        (
+            "four QR DocumentReferences (who, dcc, shc, icao)".into(),
+            docrefs.len() == 4,
+        ),
         (
             "DocumentReference authenticator".into(),
             !docrefs.is_empty()

@@ -12,7 +12,7 @@ use base64::Engine;
 use ddcc_cert::hc1::{self, CwtClaims, HcertPayload};
 use ddcc_cert::pdf::{PdfCertificate, PdfQr};
 use ddcc_cert::qr::{self, QrMode};
-use ddcc_cert::{bundle_sig, eudcc, CertError, SignError, SigningIdentity};
+use ddcc_cert::{bundle_sig, eudcc, icao, shc, CertError, SignError, SigningIdentity};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -72,6 +72,10 @@ pub enum QrKind {
     Who,
     /// EU DCC 1.3.0 HCERT (`HC1:`).
     Dcc,
+    /// SMART Health Card (`shc:/`).
+    Shc,
+    /// ICAO VDS-NC (JSON).
+    Icao,
 }
 
 impl QrKind {
@@ -79,12 +83,23 @@ impl QrKind {
         match self {
             QrKind::Who => "who",
             QrKind::Dcc => "dcc",
+            QrKind::Shc => "shc",
+            QrKind::Icao => "icao",
         }
     }
     fn label(self) -> &'static str {
         match self {
             QrKind::Who => "WHO DDCC",
             QrKind::Dcc => "EU DCC",
+            QrKind::Shc => "SMART Health Card",
+            QrKind::Icao => "ICAO VDS-NC",
+        }
+    }
+    /// Media type of the serialized payload.
+    fn content_type(self) -> &'static str {
+        match self {
+            QrKind::Icao => "application/json",
+            _ => "text/plain",
         }
     }
 }
@@ -93,7 +108,7 @@ impl QrKind {
 #[derive(Debug, Clone)]
 pub struct IssuedQr {
     pub kind: QrKind,
-    /// The QR text (`HC1:…`).
+    /// The QR text (`HC1:…`, `shc:/…`, VDS-NC JSON).
     pub payload: String,
     pub png: Vec<u8>,
     pub svg: String,
@@ -123,6 +138,9 @@ pub struct IssuerSettings {
     /// `v[0].is` of the EU DCC when the core data set names no issuer.
     pub issuer_name: Option<String>,
     pub uvci_checksum: bool,
+    /// The SMART Health Card issuer (`iss`): the base URL under which
+    /// `/.well-known/jwks.json` serves our keys.
+    pub shc_issuer_url: String,
 }
 
 impl Default for IssuerSettings {
@@ -131,6 +149,7 @@ impl Default for IssuerSettings {
             validity_seconds: 365 * 86_400,
             issuer_name: None,
             uvci_checksum: true,
+            shc_issuer_url: "http://localhost:4321".into(),
         }
     }
 }
@@ -141,6 +160,8 @@ pub struct Prepared {
     pub pipeline: Pipeline,
     pub core_data_set: Value,
     pub document: Value,
+    /// The FHIR Bundle the SMART Health Card carries.
+    pub shc_bundle: Value,
 }
 
 pub struct Issuer {
@@ -209,10 +230,14 @@ impl Issuer {
         let document = self
             .mapper
             .transform(&pipeline.document_map, &core_data_set, now_unix)?;
+        let shc_bundle = self
+            .mapper
+            .transform(&pipeline.shc_map, &core_data_set, now_unix)?;
         Ok(Prepared {
             pipeline: pipeline.clone(),
             core_data_set,
             document,
+            shc_bundle,
         })
     }
 
@@ -222,6 +247,7 @@ impl Issuer {
             pipeline,
             core_data_set: cds,
             mut document,
+            shc_bundle,
         } = prepared;
         let claims = CwtClaims {
             iss: self.identity.country.clone(),
@@ -240,14 +266,29 @@ impl Issuer {
             .and_then(Value::as_str)
             .map(str::to_string);
 
-        // The two signatures are independent: ask for them together, so a remote
+        // The four signatures are independent: ask for them together, so a remote
         // signer can batch them into one round trip.
-        let (who, dcc) = futures_util::future::join(
-            hc1::issue(&HcertPayload::Who(cds.clone()), &claims, &self.identity),
-            hc1::issue(&HcertPayload::Dcc(dcc_payload), &claims, &self.identity),
+        let who_payload = HcertPayload::Who(cds.clone());
+        let dcc_payload = HcertPayload::Dcc(dcc_payload);
+        let (who, dcc, shc_card, vds) = futures_util::future::join4(
+            hc1::issue(&who_payload, &claims, &self.identity),
+            hc1::issue(&dcc_payload, &claims, &self.identity),
+            shc::issue(
+                &shc_bundle,
+                &self.settings.shc_issuer_url,
+                now_unix,
+                &self.identity,
+            ),
+            icao::issue(&cds, &self.identity),
         )
         .await;
-        let payloads = [(QrKind::Who, who?), (QrKind::Dcc, dcc?)];
+        let vds = serde_json::to_string(&vds?).map_err(|e| IssueError::Internal(e.to_string()))?;
+        let payloads = [
+            (QrKind::Who, who?),
+            (QrKind::Dcc, dcc?),
+            (QrKind::Shc, shc_card?.qr_numeric),
+            (QrKind::Icao, vds),
+        ];
 
         let mut qrs = Vec::with_capacity(payloads.len());
         let mut pdf_qrs = Vec::with_capacity(payloads.len());
@@ -402,9 +443,11 @@ fn fill_qr_contents(
         .qr_contents
         .iter()
         .map(|c| match c {
-            QrContent::Serialized => {
-                content("text/plain", b64.encode(q.payload.as_bytes()), "serialized")
-            }
+            QrContent::Serialized => content(
+                q.kind.content_type(),
+                b64.encode(q.payload.as_bytes()),
+                "serialized",
+            ),
             QrContent::Png => content("image/png", b64.encode(&q.png), "image"),
             QrContent::Svg => content("image/svg+xml", b64.encode(q.svg.as_bytes()), "image"),
             QrContent::Pdf => content("application/pdf", b64.encode(pdf), "pdf"),

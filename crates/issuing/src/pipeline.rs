@@ -16,6 +16,8 @@ pub struct Pipeline {
     pub core_data_set_map: String,
     /// Core data set -> document Bundle in this edition.
     pub document_map: String,
+    /// Core data set -> the FHIR Bundle inside the SMART Health Card.
+    pub shc_map: String,
     pub document_profile: String,
     pub also_accepted: AlsoAccepted,
     /// The edition's QR format code system (`serialized`, `image`, `pdf`).
@@ -113,6 +115,7 @@ impl Pipelines {
                 target_structure_map: field("targetStructureMap")?,
                 core_data_set_map: field("coreDataSetMap")?,
                 document_map: field("documentMap")?,
+                shc_map: field("shcMap")?,
                 document_profile: field("documentProfile")?,
                 also_accepted: also,
                 qr_format_system: field("qrFormatSystem")?,

@@ -27,7 +27,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     for path in ["/fhir/submitHealthEvent", "/ddcc/submitHealthEvent"] {
         cfg.service(web::resource(path).route(web::post().to(submit_health_event)));
     }
-    cfg.service(web::resource("/ddcc/dsc").route(web::get().to(dsc)));
+    cfg.service(web::resource("/ddcc/dsc").route(web::get().to(dsc)))
+        .service(web::resource("/.well-known/jwks.json").route(web::get().to(jwks)));
 }
 
 /// The HTTP face of an issuing failure: one place decides statuses and issues.
@@ -181,4 +182,15 @@ async fn dsc(state: AppState) -> Result<HttpResponse, ApiError> {
         .insert_header((header::CONTENT_TYPE, "application/x-pem-file"))
         .insert_header(("x-ddcc-kid", identity.kid_b64()))
         .body(identity.dsc_pem()))
+}
+
+/// The SMART Health Card issuer key set, at `<iss>/.well-known/jwks.json`.
+async fn jwks(state: AppState) -> Result<HttpResponse, ApiError> {
+    let identity = state.require::<SigningIdentity>("signer")?;
+    let set = ddcc_cert::shc::jwks(&[&identity]).map_err(|e| ApiError::internal(e.to_string()))?;
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CONTENT_TYPE, "application/json"))
+        // Verifiers fetch this from browsers and apps on other origins.
+        .insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"))
+        .body(set.to_string()))
 }
