@@ -8,7 +8,11 @@ use clap::{Args, Parser, Subcommand};
 use crate::config::Config;
 
 #[derive(Debug, Parser)]
-#[command(name = "ddcc-mediator", version, about = "OpenHIM mediator and FHIR integration hub issuing WHO DDCC certificates")]
+#[command(
+    name = "ddcc-mediator",
+    version,
+    about = "OpenHIM mediator and FHIR integration hub issuing WHO DDCC certificates"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

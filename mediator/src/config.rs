@@ -354,7 +354,9 @@ impl Config {
     /// One human-readable line describing the choices made, for the start-up log.
     pub fn summary(&self, prov: &Provenance) -> String {
         let source = match (&prov.file, prov.env_vars.is_empty()) {
-            (None, true) => "embedded defaults (no config file, no environment overrides)".to_string(),
+            (None, true) => {
+                "embedded defaults (no config file, no environment overrides)".to_string()
+            }
             (Some(f), true) => format!("config file {}", f.display()),
             (None, false) => format!("embedded defaults + env {}", prov.env_vars.join(",")),
             (Some(f), false) => format!(
@@ -453,7 +455,10 @@ mod tests {
         assert_eq!(cfg.openhim.auth, OpenHimAuth::Token);
         assert!(cfg.openhim.trust_self_signed);
         assert!(!cfg.is_standalone());
-        assert_eq!(cfg.openhim.mediator_host, None, "empty env var counts as unset");
+        assert_eq!(
+            cfg.openhim.mediator_host, None,
+            "empty env var counts as unset"
+        );
         assert_eq!(prov.env_vars.len(), 3);
         let _ = std::fs::remove_dir_all(dir);
     }

@@ -230,7 +230,11 @@ mod tests {
                 "not-supported",
             ),
             (ApiError::PayloadTooLarge { limit: 10 }, 413, "too-long"),
-            (ApiError::UnsupportedMediaType("x".into()), 415, "not-supported"),
+            (
+                ApiError::UnsupportedMediaType("x".into()),
+                415,
+                "not-supported",
+            ),
             (
                 ApiError::Unavailable {
                     service: "vault".into(),

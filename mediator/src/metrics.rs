@@ -55,7 +55,9 @@ impl Metrics {
     pub fn render(&self, openhim: &OpenHimStatus) -> String {
         let g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         let mut out = String::new();
-        out.push_str("# HELP ddcc_http_requests_total HTTP requests by route, method and status.\n");
+        out.push_str(
+            "# HELP ddcc_http_requests_total HTTP requests by route, method and status.\n",
+        );
         out.push_str("# TYPE ddcc_http_requests_total counter\n");
         for ((route, method, status), n) in &g.requests {
             let _ = writeln!(
@@ -81,8 +83,16 @@ impl Metrics {
                 "ddcc_http_request_duration_seconds_bucket{{route=\"{r}\",le=\"+Inf\"}} {}",
                 h.count
             );
-            let _ = writeln!(out, "ddcc_http_request_duration_seconds_sum{{route=\"{r}\"}} {}", h.sum);
-            let _ = writeln!(out, "ddcc_http_request_duration_seconds_count{{route=\"{r}\"}} {}", h.count);
+            let _ = writeln!(
+                out,
+                "ddcc_http_request_duration_seconds_sum{{route=\"{r}\"}} {}",
+                h.sum
+            );
+            let _ = writeln!(
+                out,
+                "ddcc_http_request_duration_seconds_count{{route=\"{r}\"}} {}",
+                h.count
+            );
         }
         drop(g);
         let state = openhim.state();
@@ -102,22 +112,52 @@ impl Metrics {
             );
         }
         let counters = [
-            ("ddcc_openhim_registration_attempts_total", &openhim.registration_attempts, "Registration requests sent."),
-            ("ddcc_openhim_registration_failures_total", &openhim.registration_failures, "Registration requests that failed."),
-            ("ddcc_openhim_heartbeats_total", &openhim.heartbeats, "Successful heartbeats."),
-            ("ddcc_openhim_heartbeat_failures_total", &openhim.heartbeat_failures, "Failed heartbeats (including 404)."),
-            ("ddcc_openhim_config_updates_total", &openhim.config_updates, "Run-time config updates applied."),
-            ("ddcc_openhim_config_rejections_total", &openhim.config_rejections, "Run-time config values rejected."),
+            (
+                "ddcc_openhim_registration_attempts_total",
+                &openhim.registration_attempts,
+                "Registration requests sent.",
+            ),
+            (
+                "ddcc_openhim_registration_failures_total",
+                &openhim.registration_failures,
+                "Registration requests that failed.",
+            ),
+            (
+                "ddcc_openhim_heartbeats_total",
+                &openhim.heartbeats,
+                "Successful heartbeats.",
+            ),
+            (
+                "ddcc_openhim_heartbeat_failures_total",
+                &openhim.heartbeat_failures,
+                "Failed heartbeats (including 404).",
+            ),
+            (
+                "ddcc_openhim_config_updates_total",
+                &openhim.config_updates,
+                "Run-time config updates applied.",
+            ),
+            (
+                "ddcc_openhim_config_rejections_total",
+                &openhim.config_rejections,
+                "Run-time config values rejected.",
+            ),
         ];
         for (name, v, help) in counters {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", v.load(Ordering::Relaxed));
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+                v.load(Ordering::Relaxed)
+            );
         }
         out
     }
 }
 
 fn esc(s: &str) -> String {
-    s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    s.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 #[cfg(test)]
@@ -133,9 +173,14 @@ mod tests {
         let st = OpenHimStatus::default();
         st.set_state(RegistrationState::Registered);
         let text = m.render(&st);
-        assert!(text.contains("ddcc_http_requests_total{route=\"/health\",method=\"GET\",status=\"200\"} 2"));
-        assert!(text.contains("ddcc_http_request_duration_seconds_bucket{route=\"/health\",le=\"0.005\"} 1"));
-        assert!(text.contains("ddcc_http_request_duration_seconds_bucket{route=\"/health\",le=\"0.1\"} 2"));
+        assert!(text.contains(
+            "ddcc_http_requests_total{route=\"/health\",method=\"GET\",status=\"200\"} 2"
+        ));
+        assert!(text.contains(
+            "ddcc_http_request_duration_seconds_bucket{route=\"/health\",le=\"0.005\"} 1"
+        ));
+        assert!(text
+            .contains("ddcc_http_request_duration_seconds_bucket{route=\"/health\",le=\"0.1\"} 2"));
         assert!(text.contains("ddcc_http_request_duration_seconds_count{route=\"/health\"} 2"));
         assert!(text.contains("ddcc_openhim_registration_state{state=\"registered\"} 1"));
         assert!(text.contains("ddcc_openhim_registration_state{state=\"registering\"} 0"));

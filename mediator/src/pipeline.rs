@@ -67,8 +67,7 @@ fn header_token(req: &ServiceRequest, name: &str) -> Option<String> {
     let v = req.headers().get(name)?.to_str().ok()?.trim();
     (!v.is_empty()
         && v.len() <= 128
-        && v
-            .chars()
+        && v.chars()
             .all(|c| c.is_ascii_alphanumeric() || "-_.:@".contains(c)))
     .then(|| v.to_string())
 }
@@ -104,7 +103,9 @@ fn normalise_error(res: ServiceResponse<BoxBody>) -> ServiceResponse<BoxBody> {
     }
     let detail = res.response().error().map(|e| e.to_string());
     let err = match status {
-        StatusCode::NOT_FOUND => ApiError::NotFound(format!("no route for {}", res.request().path())),
+        StatusCode::NOT_FOUND => {
+            ApiError::NotFound(format!("no route for {}", res.request().path()))
+        }
         StatusCode::METHOD_NOT_ALLOWED => ApiError::MethodNotAllowed {
             method: res.request().method().to_string(),
             path: res.request().path().to_string(),
@@ -115,9 +116,9 @@ fn normalise_error(res: ServiceResponse<BoxBody>) -> ServiceResponse<BoxBody> {
                 .app_data::<AppState>()
                 .map_or(0, |s| s.config.server.max_body_bytes),
         },
-        StatusCode::UNSUPPORTED_MEDIA_TYPE => {
-            ApiError::UnsupportedMediaType(detail.unwrap_or_else(|| "unsupported media type".into()))
-        }
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::UnsupportedMediaType(
+            detail.unwrap_or_else(|| "unsupported media type".into()),
+        ),
         s if s.is_server_error() => ApiError::Internal(detail.unwrap_or_else(|| s.to_string())),
         s => ApiError::Invalid {
             status: s.as_u16(),
@@ -246,7 +247,14 @@ fn envelope_or_plain(
     body: actix_web::web::Bytes,
 ) -> ServiceResponse<BoxBody> {
     let recorded = recorder.snapshot();
-    match envelope::build(state.urn(), status, &headers, &body, &recorded, SystemTime::now()) {
+    match envelope::build(
+        state.urn(),
+        status,
+        &headers,
+        &body,
+        &recorded,
+        SystemTime::now(),
+    ) {
         Some(env) => ServiceResponse::new(req, envelope::response(&env, tx)),
         None => {
             tracing::debug!("binary response passed through without envelope");

@@ -59,7 +59,10 @@ impl ReadinessRegistry {
             let (ok, detail) = match outcome {
                 Ok(Ok(d)) => (true, d),
                 Ok(Err(e)) => (false, e),
-                Err(_) => (false, format!("no answer within {}s", CHECK_TIMEOUT.as_secs())),
+                Err(_) => (
+                    false,
+                    format!("no answer within {}s", CHECK_TIMEOUT.as_secs()),
+                ),
             };
             CheckResult {
                 name: c.name().to_string(),

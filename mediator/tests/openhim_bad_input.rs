@@ -34,21 +34,139 @@ fn cases() -> Vec<Case> {
         code,
     };
     vec![
-        c("malformed JSON", "POST", "/ddcc/echo", Some("application/json"), b"{not json", 400, "invalid"),
-        c("truncated JSON", "POST", "/ddcc/echo", Some("application/fhir+json"), b"[1,2", 400, "invalid"),
-        c("empty JSON body", "POST", "/ddcc/echo", Some("application/json"), b"", 400, "invalid"),
-        c("invalid UTF-8", "POST", "/ddcc/echo", Some("application/json"), &[b'"', 0xff, 0xfe, b'"'], 400, "invalid"),
-        c("wrong content type", "POST", "/ddcc/echo", Some("text/plain"), b"{}", 415, "not-supported"),
-        c("missing content type", "POST", "/ddcc/echo", None, b"{}", 415, "not-supported"),
-        c("unparsable content type", "POST", "/ddcc/echo", Some("@@@"), b"{}", 415, "not-supported"),
-        Case { body: big_json.clone(), ..c("oversize JSON", "POST", "/ddcc/echo", Some("application/json"), b"", 413, "too-long") },
-        Case { body: vec![b'a'; 2 * LIMIT], ..c("oversize raw body", "POST", "/ddcc/raw", Some("text/plain"), b"", 413, "too-long") },
+        c(
+            "malformed JSON",
+            "POST",
+            "/ddcc/echo",
+            Some("application/json"),
+            b"{not json",
+            400,
+            "invalid",
+        ),
+        c(
+            "truncated JSON",
+            "POST",
+            "/ddcc/echo",
+            Some("application/fhir+json"),
+            b"[1,2",
+            400,
+            "invalid",
+        ),
+        c(
+            "empty JSON body",
+            "POST",
+            "/ddcc/echo",
+            Some("application/json"),
+            b"",
+            400,
+            "invalid",
+        ),
+        c(
+            "invalid UTF-8",
+            "POST",
+            "/ddcc/echo",
+            Some("application/json"),
+            &[b'"', 0xff, 0xfe, b'"'],
+            400,
+            "invalid",
+        ),
+        c(
+            "wrong content type",
+            "POST",
+            "/ddcc/echo",
+            Some("text/plain"),
+            b"{}",
+            415,
+            "not-supported",
+        ),
+        c(
+            "missing content type",
+            "POST",
+            "/ddcc/echo",
+            None,
+            b"{}",
+            415,
+            "not-supported",
+        ),
+        c(
+            "unparsable content type",
+            "POST",
+            "/ddcc/echo",
+            Some("@@@"),
+            b"{}",
+            415,
+            "not-supported",
+        ),
+        Case {
+            body: big_json.clone(),
+            ..c(
+                "oversize JSON",
+                "POST",
+                "/ddcc/echo",
+                Some("application/json"),
+                b"",
+                413,
+                "too-long",
+            )
+        },
+        Case {
+            body: vec![b'a'; 2 * LIMIT],
+            ..c(
+                "oversize raw body",
+                "POST",
+                "/ddcc/raw",
+                Some("text/plain"),
+                b"",
+                413,
+                "too-long",
+            )
+        },
         c("unknown route", "GET", "/nope", None, b"", 404, "not-found"),
-        c("unknown FHIR route", "POST", "/fhir/Patient/$nothing", Some("application/fhir+json"), b"{}", 404, "not-found"),
-        c("path traversal", "GET", "/ddcc/../../etc/passwd", None, b"", 404, "not-found"),
-        c("wrong method", "GET", "/ddcc/echo", None, b"", 405, "not-supported"),
-        c("wrong method on ops", "DELETE", "/health", None, b"", 405, "not-supported"),
-        c("wrong method on metrics", "POST", "/metrics", Some("text/plain"), b"x", 405, "not-supported"),
+        c(
+            "unknown FHIR route",
+            "POST",
+            "/fhir/Patient/$nothing",
+            Some("application/fhir+json"),
+            b"{}",
+            404,
+            "not-found",
+        ),
+        c(
+            "path traversal",
+            "GET",
+            "/ddcc/../../etc/passwd",
+            None,
+            b"",
+            404,
+            "not-found",
+        ),
+        c(
+            "wrong method",
+            "GET",
+            "/ddcc/echo",
+            None,
+            b"",
+            405,
+            "not-supported",
+        ),
+        c(
+            "wrong method on ops",
+            "DELETE",
+            "/health",
+            None,
+            b"",
+            405,
+            "not-supported",
+        ),
+        c(
+            "wrong method on metrics",
+            "POST",
+            "/metrics",
+            Some("text/plain"),
+            b"x",
+            405,
+            "not-supported",
+        ),
     ]
 }
 
@@ -65,7 +183,9 @@ fn config(standalone: bool) -> Config {
 /// client of this mode sees it, unwrapping the envelope behind OpenHIM.
 async fn run(standalone: bool) -> Vec<String> {
     let state = server::build_state(config(standalone), |b| {
-        b.with_service(std::sync::Arc::new(common::Downstream("http://127.0.0.1:9/".into())))
+        b.with_service(std::sync::Arc::new(common::Downstream(
+            "http://127.0.0.1:9/".into(),
+        )))
     })
     .expect("state");
     let app = test::init_service(server::build_app(state, common::test_routes)).await;
@@ -98,15 +218,30 @@ async fn run(standalone: bool) -> Vec<String> {
             }
             let env: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
             let Some(b) = env["response"]["body"].as_str() else {
-                differences.push(format!("{} [openhim]: response.body is not a string", case.name));
+                differences.push(format!(
+                    "{} [openhim]: response.body is not a string",
+                    case.name
+                ));
                 continue;
             };
-            if env["status"] != if case.status >= 500 { "Failed" } else { "Completed" } {
-                differences.push(format!("{} [openhim]: envelope status {}", case.name, env["status"]));
+            if env["status"]
+                != if case.status >= 500 {
+                    "Failed"
+                } else {
+                    "Completed"
+                }
+            {
+                differences.push(format!(
+                    "{} [openhim]: envelope status {}",
+                    case.name, env["status"]
+                ));
             }
             (
                 env["response"]["status"].as_u64().unwrap_or(0) as u16,
-                env["response"]["headers"]["content-type"].as_str().unwrap_or("").to_string(),
+                env["response"]["headers"]["content-type"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string(),
                 b.as_bytes().to_vec(),
             )
         } else {
@@ -115,7 +250,10 @@ async fn run(standalone: bool) -> Vec<String> {
         let oo: Value = serde_json::from_slice(&inner).unwrap_or(Value::Null);
         let mode = if standalone { "standalone" } else { "openhim" };
         if status != case.status {
-            differences.push(format!("{} [{mode}]: status {status}, expected {}", case.name, case.status));
+            differences.push(format!(
+                "{} [{mode}]: status {status}, expected {}",
+                case.name, case.status
+            ));
         }
         if ct != "application/fhir+json" {
             differences.push(format!("{} [{mode}]: content type {ct:?}", case.name));
@@ -139,7 +277,11 @@ async fn bad_input_yields_4xx_operation_outcomes() {
     for d in &differences {
         println!("DIFF {d}");
     }
-    println!("{} cases × 2 modes, {} differences", cases().len(), differences.len());
+    println!(
+        "{} cases × 2 modes, {} differences",
+        cases().len(),
+        differences.len()
+    );
     assert!(differences.is_empty());
 }
 
@@ -160,7 +302,9 @@ async fn standalone_health_ready_and_request_ids() {
     .await;
     assert_eq!(resp.status().as_u16(), 200);
     assert_eq!(
-        resp.headers().get("x-request-id").and_then(|v| v.to_str().ok()),
+        resp.headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok()),
         Some("abc-123")
     );
     let ready: Value = test::read_body_json(resp).await;
@@ -176,7 +320,9 @@ async fn standalone_health_ready_and_request_ids() {
     )
     .await;
     assert_ne!(
-        resp.headers().get("x-request-id").and_then(|v| v.to_str().ok()),
+        resp.headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok()),
         Some("a b\"c")
     );
 }

@@ -18,29 +18,53 @@ fn registered(m: &common::Running) -> bool {
 #[actix_web::test]
 async fn registers_with_basic_auth_and_sends_heartbeats() {
     let double = OpenHimDouble::start().await.expect("double");
-    let m = start_mediator(openhim_config(double.api_url(), OpenHimAuth::Basic), double.api_url()).await;
+    let m = start_mediator(
+        openhim_config(double.api_url(), OpenHimAuth::Basic),
+        double.api_url(),
+    )
+    .await;
     wait_until(10, "registered", || registered(&m)).await;
     let hb_path = format!("/mediators/{URN}/heartbeat");
-    wait_until(10, "two heartbeats", || double.requests_to("POST", &hb_path).len() >= 2).await;
+    wait_until(10, "two heartbeats", || {
+        double.requests_to("POST", &hb_path).len() >= 2
+    })
+    .await;
 
     let regs = double.requests_to("POST", "/mediators");
     assert_eq!(regs.len(), 1);
     assert_eq!(regs[0].status, 201);
     assert_eq!(regs[0].auth, "basic");
     // Basic auth needs no pre-flight call (§5, mediator-utils note).
-    assert!(double.requests_to("GET", "/authenticate/root@openhim.org").is_empty());
+    assert!(double
+        .requests_to("GET", "/authenticate/root@openhim.org")
+        .is_empty());
     let hbs = double.requests_to("POST", &hb_path);
     assert!(hbs.iter().all(|r| r.status == 200 && r.auth == "basic"));
 
     let doc = double.mediator(URN).expect("stored");
     assert_eq!(doc["version"], env!("CARGO_PKG_VERSION"));
-    let port = m.url.rsplit(':').next().expect("port").parse::<u64>().expect("num");
-    assert_eq!(doc["endpoints"][0]["host"], "127.0.0.1", "MEDIATOR_HOST applied");
+    let port = m
+        .url
+        .rsplit(':')
+        .next()
+        .expect("port")
+        .parse::<u64>()
+        .expect("num");
+    assert_eq!(
+        doc["endpoints"][0]["host"], "127.0.0.1",
+        "MEDIATOR_HOST applied"
+    );
     assert_eq!(doc["endpoints"][0]["port"], port);
-    assert_eq!(doc["defaultChannelConfig"][0]["routes"][0]["host"], "127.0.0.1");
+    assert_eq!(
+        doc["defaultChannelConfig"][0]["routes"][0]["host"],
+        "127.0.0.1"
+    );
     assert!(doc["_uptime"].is_number());
     // The first heartbeat asked for config, so run-time config equals the stored one.
-    assert_eq!(m.state.runtime_config().get_str("qrErrorCorrectionLevel"), Some("Q"));
+    assert_eq!(
+        m.state.runtime_config().get_str("qrErrorCorrectionLevel"),
+        Some("Q")
+    );
     m.stop().await;
     double.stop().await;
 }
@@ -48,17 +72,32 @@ async fn registers_with_basic_auth_and_sends_heartbeats() {
 #[actix_web::test]
 async fn registers_with_the_legacy_token_scheme() {
     let double = OpenHimDouble::start().await.expect("double");
-    let m = start_mediator(openhim_config(double.api_url(), OpenHimAuth::Token), double.api_url()).await;
+    let m = start_mediator(
+        openhim_config(double.api_url(), OpenHimAuth::Token),
+        double.api_url(),
+    )
+    .await;
     wait_until(10, "registered", || registered(&m)).await;
     let hb_path = format!("/mediators/{URN}/heartbeat");
-    wait_until(10, "a heartbeat", || !double.requests_to("POST", &hb_path).is_empty()).await;
+    wait_until(10, "a heartbeat", || {
+        !double.requests_to("POST", &hb_path).is_empty()
+    })
+    .await;
     let regs = double.requests_to("POST", "/mediators");
     assert_eq!(regs.len(), 1);
     assert_eq!(regs[0].auth, "token");
     assert_eq!(regs[0].status, 201);
-    assert!(double.requests_to("POST", &hb_path).iter().all(|r| r.auth == "token" && r.status == 200));
+    assert!(double
+        .requests_to("POST", &hb_path)
+        .iter()
+        .all(|r| r.auth == "token" && r.status == 200));
     // The salt is fetched once and the hash reused (§2.3 step 2).
-    assert_eq!(double.requests_to("GET", "/authenticate/root@openhim.org").len(), 1);
+    assert_eq!(
+        double
+            .requests_to("GET", "/authenticate/root@openhim.org")
+            .len(),
+        1
+    );
     m.stop().await;
     double.stop().await;
 }
@@ -72,7 +111,11 @@ async fn token_scheme_fails_for_a_user_without_token_passport() {
     cfg.openhim.password = "pw".into();
     let m = start_mediator(cfg, double.api_url()).await;
     wait_until(10, "three failed attempts", || {
-        m.state.openhim.registration_failures.load(Ordering::Relaxed) >= 3
+        m.state
+            .openhim
+            .registration_failures
+            .load(Ordering::Relaxed)
+            >= 3
     })
     .await;
     assert_eq!(m.state.openhim.state(), RegistrationState::Registering);
@@ -101,17 +144,33 @@ async fn failed_registrations_back_off_with_growing_delays_then_succeed() {
     let regs = double.requests_to("POST", "/mediators");
     let statuses: Vec<u16> = regs.iter().map(|r| r.status).collect();
     assert_eq!(statuses, vec![503, 503, 503, 503, 503, 201]);
-    assert_eq!(m.state.openhim.registration_failures.load(Ordering::Relaxed), 5);
+    assert_eq!(
+        m.state
+            .openhim
+            .registration_failures
+            .load(Ordering::Relaxed),
+        5
+    );
     let gaps: Vec<Duration> = regs.windows(2).map(|w| w[1].at - w[0].at).collect();
     println!("gaps between attempts: {gaps:?}");
     // Bases 100, 200, 400, 800, 800 ms, each jittered into [0.75, 1]×base:
     // every gap is at least its jittered minimum, and gaps never shrink before the cap.
     let bases = [100u64, 200, 400, 800, 800];
     for (gap, base) in gaps.iter().zip(bases) {
-        assert!(*gap >= Duration::from_millis(base * 3 / 4), "{gap:?} < 0.75×{base}ms");
+        assert!(
+            *gap >= Duration::from_millis(base * 3 / 4),
+            "{gap:?} < 0.75×{base}ms"
+        );
     }
     for i in 0..3 {
-        assert!(gaps[i + 1] >= gaps[i], "gap {} ({:?}) < gap {} ({:?})", i + 1, gaps[i + 1], i, gaps[i]);
+        assert!(
+            gaps[i + 1] >= gaps[i],
+            "gap {} ({:?}) < gap {} ({:?})",
+            i + 1,
+            gaps[i + 1],
+            i,
+            gaps[i]
+        );
     }
     m.stop().await;
     double.stop().await;
@@ -120,7 +179,11 @@ async fn failed_registrations_back_off_with_growing_delays_then_succeed() {
 #[actix_web::test]
 async fn reregistration_of_a_newer_version_keeps_operator_config() {
     let double = OpenHimDouble::start().await.expect("double");
-    let m = start_mediator(openhim_config(double.api_url(), OpenHimAuth::Basic), double.api_url()).await;
+    let m = start_mediator(
+        openhim_config(double.api_url(), OpenHimAuth::Basic),
+        double.api_url(),
+    )
+    .await;
     wait_until(10, "registered", || registered(&m)).await;
     m.stop().await;
 
@@ -156,7 +219,10 @@ async fn reregistration_of_a_newer_version_keeps_operator_config() {
 
     let stored = double.mediator(URN).expect("stored");
     assert_eq!(stored["version"], "99.0.0");
-    assert_eq!(stored["config"]["qrErrorCorrectionLevel"], "H", "operator value kept");
+    assert_eq!(
+        stored["config"]["qrErrorCorrectionLevel"], "H",
+        "operator value kept"
+    );
     assert_eq!(stored["config"]["certificateValidityDays"], 30);
     assert_eq!(stored["config"]["signingKeyName"], "ops-key");
     assert_eq!(stored["config"]["newSetting"], "fresh-default");
@@ -166,7 +232,11 @@ async fn reregistration_of_a_newer_version_keeps_operator_config() {
     assert_eq!(rc.get_bool("forwardToFhirServer"), Some(true));
 
     // An older binary registering again changes nothing.
-    let m3 = start_mediator(openhim_config(double.api_url(), OpenHimAuth::Basic), double.api_url()).await;
+    let m3 = start_mediator(
+        openhim_config(double.api_url(), OpenHimAuth::Basic),
+        double.api_url(),
+    )
+    .await;
     wait_until(10, "registered", || registered(&m3)).await;
     assert_eq!(double.mediator(URN).expect("stored")["version"], "99.0.0");
     m3.stop().await;
@@ -177,21 +247,40 @@ async fn reregistration_of_a_newer_version_keeps_operator_config() {
 #[actix_web::test]
 async fn config_change_reaches_the_mediator_on_the_next_heartbeat() {
     let double = OpenHimDouble::start().await.expect("double");
-    let m = start_mediator(openhim_config(double.api_url(), OpenHimAuth::Basic), double.api_url()).await;
-    wait_until(10, "first heartbeat", || m.state.openhim.heartbeats.load(Ordering::Relaxed) >= 1).await;
-    assert_eq!(m.state.runtime_config().get_str("qrErrorCorrectionLevel"), Some("Q"));
+    let m = start_mediator(
+        openhim_config(double.api_url(), OpenHimAuth::Basic),
+        double.api_url(),
+    )
+    .await;
+    wait_until(10, "first heartbeat", || {
+        m.state.openhim.heartbeats.load(Ordering::Relaxed) >= 1
+    })
+    .await;
+    assert_eq!(
+        m.state.runtime_config().get_str("qrErrorCorrectionLevel"),
+        Some("Q")
+    );
     let mut rx = m.state.subscribe_runtime_config();
     rx.borrow_and_update();
 
     double
-        .set_mediator_config(URN, json!({"qrErrorCorrectionLevel": "L", "certificateValidityDays": 90}))
+        .set_mediator_config(
+            URN,
+            json!({"qrErrorCorrectionLevel": "L", "certificateValidityDays": 90}),
+        )
         .expect("valid");
     wait_until(10, "config applied", || {
         m.state.runtime_config().get_str("qrErrorCorrectionLevel") == Some("L")
     })
     .await;
-    assert!(rx.has_changed().expect("sender alive"), "watchers are notified");
-    assert_eq!(m.state.runtime_config().get_u64("certificateValidityDays"), Some(90));
+    assert!(
+        rx.has_changed().expect("sender alive"),
+        "watchers are notified"
+    );
+    assert_eq!(
+        m.state.runtime_config().get_u64("certificateValidityDays"),
+        Some(90)
+    );
 
     // A value that fails its definition (smuggled past the double's own check)
     // is rejected; the previous value stays and the valid key still applies.
@@ -209,7 +298,10 @@ async fn config_change_reaches_the_mediator_on_the_next_heartbeat() {
         m.state.runtime_config().get_u64("certificateValidityDays") == Some(7)
     })
     .await;
-    assert_eq!(m.state.runtime_config().get_str("qrErrorCorrectionLevel"), Some("L"));
+    assert_eq!(
+        m.state.runtime_config().get_str("qrErrorCorrectionLevel"),
+        Some("L")
+    );
     assert!(m.state.openhim.config_rejections.load(Ordering::Relaxed) >= 1);
     m.stop().await;
     double.stop().await;
@@ -218,16 +310,26 @@ async fn config_change_reaches_the_mediator_on_the_next_heartbeat() {
 #[actix_web::test]
 async fn heartbeat_404_leads_to_reregistration() {
     let double = OpenHimDouble::start().await.expect("double");
-    let m = start_mediator(openhim_config(double.api_url(), OpenHimAuth::Basic), double.api_url()).await;
+    let m = start_mediator(
+        openhim_config(double.api_url(), OpenHimAuth::Basic),
+        double.api_url(),
+    )
+    .await;
     wait_until(10, "registered", || registered(&m)).await;
-    wait_until(10, "first heartbeat", || m.state.openhim.heartbeats.load(Ordering::Relaxed) >= 1).await;
+    wait_until(10, "first heartbeat", || {
+        m.state.openhim.heartbeats.load(Ordering::Relaxed) >= 1
+    })
+    .await;
     assert!(double.delete_mediator(URN));
     wait_until(10, "registered again", || {
         m.state.openhim.registrations.load(Ordering::Relaxed) >= 2 && double.mediator(URN).is_some()
     })
     .await;
     let hb_path = format!("/mediators/{URN}/heartbeat");
-    assert!(double.requests_to("POST", &hb_path).iter().any(|r| r.status == 404));
+    assert!(double
+        .requests_to("POST", &hb_path)
+        .iter()
+        .any(|r| r.status == 404));
     assert_eq!(double.requests_to("POST", "/mediators").len(), 2);
     m.stop().await;
     double.stop().await;
@@ -236,11 +338,31 @@ async fn heartbeat_404_leads_to_reregistration() {
 #[actix_web::test]
 async fn stopping_ends_heartbeats_and_metrics_show_the_state() {
     let double = OpenHimDouble::start().await.expect("double");
-    let mut m = start_mediator(openhim_config(double.api_url(), OpenHimAuth::Basic), double.api_url()).await;
-    wait_until(10, "heartbeats", || m.state.openhim.heartbeats.load(Ordering::Relaxed) >= 2).await;
-    let metrics = reqwest::get(format!("{}/metrics", m.url)).await.expect("metrics").text().await.expect("text");
-    assert!(metrics.contains("ddcc_openhim_registration_state{state=\"registered\"} 1"), "{metrics}");
-    let ready: serde_json::Value = reqwest::get(format!("{}/ready", m.url)).await.expect("ready").json().await.expect("json");
+    let mut m = start_mediator(
+        openhim_config(double.api_url(), OpenHimAuth::Basic),
+        double.api_url(),
+    )
+    .await;
+    wait_until(10, "heartbeats", || {
+        m.state.openhim.heartbeats.load(Ordering::Relaxed) >= 2
+    })
+    .await;
+    let metrics = reqwest::get(format!("{}/metrics", m.url))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics.contains("ddcc_openhim_registration_state{state=\"registered\"} 1"),
+        "{metrics}"
+    );
+    let ready: serde_json::Value = reqwest::get(format!("{}/ready", m.url))
+        .await
+        .expect("ready")
+        .json()
+        .await
+        .expect("json");
     assert_eq!(ready["openhim"], "registered");
     assert_eq!(ready["mode"], "openhim");
 

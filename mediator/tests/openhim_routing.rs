@@ -12,8 +12,15 @@ use serde_json::{json, Value};
 async fn setup() -> (OpenHimDouble, common::Running) {
     let double = OpenHimDouble::start().await.expect("double");
     let downstream = format!("{}/heartbeat", double.api_url());
-    let m = start_mediator(openhim_config(double.api_url(), OpenHimAuth::Basic), &downstream).await;
-    wait_until(10, "registered", || m.state.openhim.state() == RegistrationState::Registered).await;
+    let m = start_mediator(
+        openhim_config(double.api_url(), OpenHimAuth::Basic),
+        &downstream,
+    )
+    .await;
+    wait_until(10, "registered", || {
+        m.state.openhim.state() == RegistrationState::Registered
+    })
+    .await;
     // Install our default channels the way an admin does in the console (§4).
     let installed = double.install_channels(URN, &[]).expect("install");
     assert_eq!(installed, 2);
@@ -43,7 +50,9 @@ async fn routed_request_is_recorded_from_our_envelope() {
         .map(str::to_string)
         .expect("transaction id header");
     assert_eq!(
-        resp.headers().get("content-type").and_then(|v| v.to_str().ok()),
+        resp.headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok()),
         Some("application/fhir+json"),
         "client gets the real content type, not the envelope's"
     );
@@ -56,7 +65,10 @@ async fn routed_request_is_recorded_from_our_envelope() {
     let tx = &txs[0];
     println!("{}", serde_json::to_string_pretty(tx).unwrap_or_default());
     assert_eq!(tx["_id"], tx_header.as_str());
-    assert!(tx.get("metadataRejected").is_none(), "the core accepted our metadata");
+    assert!(
+        tx.get("metadataRejected").is_none(),
+        "the core accepted our metadata"
+    );
     assert_eq!(tx["status"], "Successful");
     assert_eq!(tx["mediatorURN"], URN);
     assert_eq!(tx["clientID"], "ddcc-client");
@@ -111,7 +123,9 @@ async fn errors_and_failed_downstream_calls_set_the_transaction_status() {
     let txs = double.transactions();
     assert_eq!(txs.len(), 2);
     assert_eq!(txs[0]["status"], "Completed");
-    assert!(txs[0]["response"]["body"].as_str().is_some_and(|b| b.contains("OperationOutcome")));
+    assert!(txs[0]["response"]["body"]
+        .as_str()
+        .is_some_and(|b| b.contains("OperationOutcome")));
     assert_eq!(txs[1]["status"], "Failed");
     assert_eq!(txs[1]["autoRetry"], true);
     assert!(txs[1]["error"]["message"].is_string());
@@ -155,7 +169,15 @@ async fn the_router_enforces_channels_and_client_roles() {
         http.post(&url).basic_auth("ddcc-client", Some("nope")),
         http.post(&url),
     ] {
-        assert_eq!(rb.json(&json!({})).send().await.expect("sent").status().as_u16(), 401);
+        assert_eq!(
+            rb.json(&json!({}))
+                .send()
+                .await
+                .expect("sent")
+                .status()
+                .as_u16(),
+            401
+        );
     }
     // Method not in the channel → no channel → 404; anchored pattern: /x/ddcc/ does not match.
     let resp = http

@@ -36,7 +36,11 @@ impl Backoff {
     pub fn next_delay(&mut self, jitter: f64) -> Duration {
         let base = self.base();
         self.attempt = self.attempt.saturating_add(1);
-        let j = if jitter.is_finite() { jitter.clamp(0.0, 1.0) } else { 0.0 };
+        let j = if jitter.is_finite() {
+            jitter.clamp(0.0, 1.0)
+        } else {
+            0.0
+        };
         base.mul_f64(0.75 + 0.25 * j)
     }
 

@@ -244,7 +244,9 @@ pub fn parse_heartbeat_body(bytes: &[u8]) -> Heartbeat {
 }
 
 fn random_hex(bytes: usize) -> String {
-    (0..bytes).map(|_| format!("{:02x}", fastrand::u8(..))).collect()
+    (0..bytes)
+        .map(|_| format!("{:02x}", fastrand::u8(..)))
+        .collect()
 }
 
 #[cfg(test)]

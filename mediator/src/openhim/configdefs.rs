@@ -108,11 +108,18 @@ pub fn check_value(def: &ConfigDef, value: &Value) -> Result<(), ConfigValueErro
 fn check_scalar(def: &ConfigDef, value: &Value) -> Result<(), ConfigValueError> {
     let p = &def.param;
     match def.kind {
-        ParamType::String | ParamType::Bigstring | ParamType::Password => {
-            value.as_str().map(|_| ()).ok_or_else(|| wrong(p, "a string"))
-        }
-        ParamType::Number => value.as_f64().map(|_| ()).ok_or_else(|| wrong(p, "a number")),
-        ParamType::Bool => value.as_bool().map(|_| ()).ok_or_else(|| wrong(p, "a boolean")),
+        ParamType::String | ParamType::Bigstring | ParamType::Password => value
+            .as_str()
+            .map(|_| ())
+            .ok_or_else(|| wrong(p, "a string")),
+        ParamType::Number => value
+            .as_f64()
+            .map(|_| ())
+            .ok_or_else(|| wrong(p, "a number")),
+        ParamType::Bool => value
+            .as_bool()
+            .map(|_| ())
+            .ok_or_else(|| wrong(p, "a boolean")),
         ParamType::Option => {
             let s = value.as_str().ok_or_else(|| wrong(p, "a string option"))?;
             if def.values.iter().any(|v| v == s) {

@@ -82,9 +82,9 @@ pub fn build(
     // `error` makes the core flag the transaction for auto-retry (§7.1): only when
     // the handler asked for it or the request failed on our side.
     let error = recorded.error.clone().map(|e| json!(e)).or_else(|| {
-        status.is_server_error().then(|| {
-            json!({ "message": first_diagnostics(body).unwrap_or_else(|| status.to_string()) })
-        })
+        status.is_server_error().then(
+            || json!({ "message": first_diagnostics(body).unwrap_or_else(|| status.to_string()) }),
+        )
     });
     if let (Some(e), Some(obj)) = (error, env.as_object_mut()) {
         obj.insert("error".into(), e);
@@ -145,7 +145,10 @@ mod tests {
             orchestrations: os,
             ..Default::default()
         };
-        assert_eq!(compute_status(200, &r(vec![ok.clone()])), MediatorStatus::Successful);
+        assert_eq!(
+            compute_status(200, &r(vec![ok.clone()])),
+            MediatorStatus::Successful
+        );
         assert_eq!(compute_status(201, &r(vec![])), MediatorStatus::Successful);
         assert_eq!(compute_status(404, &r(vec![])), MediatorStatus::Completed);
         assert_eq!(
@@ -167,8 +170,13 @@ mod tests {
     #[test]
     fn envelope_has_string_body_and_all_required_fields() {
         let rec = Recorded {
-            orchestrations: vec![Orchestration::begin("FHIR", "POST", "http://fhir:8080/fhir")
-                .complete(201, BTreeMap::new(), Some("{}".into()))],
+            orchestrations: vec![
+                Orchestration::begin("FHIR", "POST", "http://fhir:8080/fhir").complete(
+                    201,
+                    BTreeMap::new(),
+                    Some("{}".into()),
+                ),
+            ],
             properties: properties(&[("documentType", "Bundle")]),
             ..Default::default()
         };
@@ -185,7 +193,10 @@ mod tests {
         assert_eq!(env["status"], "Successful");
         assert_eq!(env["response"]["status"], 201);
         assert_eq!(env["response"]["body"], "{}");
-        assert_eq!(env["response"]["headers"]["content-type"], "application/fhir+json");
+        assert_eq!(
+            env["response"]["headers"]["content-type"],
+            "application/fhir+json"
+        );
         assert!(env["response"]["headers"].get("content-length").is_none());
         assert!(env["response"]["timestamp"].is_string());
         assert_eq!(env["orchestrations"][0]["name"], "FHIR");

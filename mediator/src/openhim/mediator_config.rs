@@ -45,12 +45,11 @@ impl MediatorDoc {
 
     pub fn from_value(doc: Value) -> Result<Self, MediatorConfigError> {
         let field = |k: &str| doc.get(k).and_then(Value::as_str).map(str::to_string);
-        let urn = field("urn").ok_or_else(|| MediatorConfigError::Invalid("urn is required".into()))?;
-        let version = field("version")
-            .filter(|v| is_semver(v))
-            .ok_or_else(|| {
-                MediatorConfigError::Invalid("version is required, in SemVer form x.y.z".into())
-            })?;
+        let urn =
+            field("urn").ok_or_else(|| MediatorConfigError::Invalid("urn is required".into()))?;
+        let version = field("version").filter(|v| is_semver(v)).ok_or_else(|| {
+            MediatorConfigError::Invalid("version is required, in SemVer form x.y.z".into())
+        })?;
         if field("name").is_none() {
             return Err(MediatorConfigError::Invalid("name is required".into()));
         }
@@ -104,7 +103,11 @@ impl MediatorDoc {
         };
         let mut doc = Self::parse(&text)?;
         let port = cfg.openhim.mediator_port.unwrap_or(cfg.server.port);
-        substitute(&mut doc.doc, cfg.openhim.mediator_host.as_deref(), Some(port));
+        substitute(
+            &mut doc.doc,
+            cfg.openhim.mediator_host.as_deref(),
+            Some(port),
+        );
         Ok(doc)
     }
 }
@@ -116,9 +119,11 @@ pub fn is_semver(v: &str) -> bool {
     let core = v.split(['-', '+']).next().unwrap_or("");
     let parts: Vec<&str> = core.split('.').collect();
     parts.len() == 3
-        && parts
-            .iter()
-            .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()) && (p.len() == 1 || !p.starts_with('0')))
+        && parts.iter().all(|p| {
+            !p.is_empty()
+                && p.chars().all(|c| c.is_ascii_digit())
+                && (p.len() == 1 || !p.starts_with('0'))
+        })
 }
 
 /// Replaces every `host` (and `port`) field anywhere in the document, as the
@@ -137,9 +142,7 @@ pub fn substitute(v: &mut Value, host: Option<&str>, port: Option<u16>) {
                 }
             }
         }
-        Value::Array(items) => items
-            .iter_mut()
-            .for_each(|c| substitute(c, host, port)),
+        Value::Array(items) => items.iter_mut().for_each(|c| substitute(c, host, port)),
         _ => {}
     }
 }
@@ -153,11 +156,16 @@ mod tests {
         let doc = MediatorDoc::parse(EMBEDDED).expect("embedded mediatorConfig.json is valid");
         assert_eq!(doc.version, env!("CARGO_PKG_VERSION"));
         assert!(doc.urn.starts_with("urn:mediator:"));
-        let channels = doc.doc["defaultChannelConfig"].as_array().expect("channels");
+        let channels = doc.doc["defaultChannelConfig"]
+            .as_array()
+            .expect("channels");
         assert!(!channels.is_empty());
         for ch in channels {
             let pattern = ch["urlPattern"].as_str().expect("urlPattern");
-            assert!(pattern.starts_with('^') && pattern.ends_with('$'), "{pattern}");
+            assert!(
+                pattern.starts_with('^') && pattern.ends_with('$'),
+                "{pattern}"
+            );
             assert!(!ch["methods"].as_array().expect("methods").is_empty());
             let primaries = ch["routes"]
                 .as_array()
@@ -179,7 +187,10 @@ mod tests {
         assert!(!text.contains("\"localhost\""));
         assert!(!text.contains("4321"));
         assert_eq!(doc.doc["endpoints"][0]["host"], "ddcc-mediator");
-        assert_eq!(doc.doc["defaultChannelConfig"][0]["routes"][0]["port"], 9999);
+        assert_eq!(
+            doc.doc["defaultChannelConfig"][0]["routes"][0]["port"],
+            9999
+        );
     }
 
     #[test]
@@ -196,8 +207,14 @@ mod tests {
     fn invalid_documents_fail_early() {
         assert!(MediatorDoc::parse("{").is_err());
         assert!(MediatorDoc::parse(r#"{"version":"1.0.0","name":"n","endpoints":[{}]}"#).is_err());
-        assert!(MediatorDoc::parse(r#"{"urn":"u","version":"1.0","name":"n","endpoints":[{}]}"#).is_err());
-        assert!(MediatorDoc::parse(r#"{"urn":"u","version":"1.0.0","name":"n","endpoints":[]}"#).is_err());
+        assert!(
+            MediatorDoc::parse(r#"{"urn":"u","version":"1.0","name":"n","endpoints":[{}]}"#)
+                .is_err()
+        );
+        assert!(
+            MediatorDoc::parse(r#"{"urn":"u","version":"1.0.0","name":"n","endpoints":[]}"#)
+                .is_err()
+        );
         assert!(MediatorDoc::parse(
             r#"{"urn":"u","version":"1.0.0","name":"n","endpoints":[{}],"config":{"x":1}}"#
         )

@@ -288,8 +288,12 @@ mod tests {
 
     #[test]
     fn begin_splits_urls_without_credentials() {
-        let o = Orchestration::begin("FHIR", "post", "http://u:p@fhir:8080/fhir/Bundle?_format=json")
-            .complete(201, BTreeMap::new(), Some("{}".into()));
+        let o = Orchestration::begin(
+            "FHIR",
+            "post",
+            "http://u:p@fhir:8080/fhir/Bundle?_format=json",
+        )
+        .complete(201, BTreeMap::new(), Some("{}".into()));
         assert_eq!(o.request.host.as_deref(), Some("fhir"));
         assert_eq!(o.request.port.as_deref(), Some("8080"));
         assert_eq!(o.request.path, "/fhir/Bundle");
@@ -297,7 +301,9 @@ mod tests {
         assert_eq!(o.request.method, "POST");
         assert!(!o.failed());
         let v = serde_json::to_value(&o).expect("serialises");
-        assert!(v["request"]["timestamp"].as_str().is_some_and(|t| t.ends_with('Z')));
+        assert!(v["request"]["timestamp"]
+            .as_str()
+            .is_some_and(|t| t.ends_with('Z')));
         assert!(v["response"]["timestamp"].is_string());
         assert!(!v.to_string().contains("u:p"));
     }

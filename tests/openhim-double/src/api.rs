@@ -7,7 +7,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use base64::Engine as _;
 use serde_json::{json, Value};
 
-use crate::model::{self, HeartbeatReply, Registration, RecordedRequest};
+use crate::model::{self, HeartbeatReply, RecordedRequest, Registration};
 use crate::{lock, Core, Options, Shared};
 
 pub struct ApiCtx {
@@ -69,7 +69,11 @@ fn header<'a>(req: &'a HttpRequest, name: &str) -> Option<&'a str> {
 }
 
 /// §2.2/§2.3: returns the authenticated user's email or a 401.
-fn authenticate(core: &Core, req: &HttpRequest, opts: &Options) -> Result<(String, AuthKind), Reply> {
+fn authenticate(
+    core: &Core,
+    req: &HttpRequest,
+    opts: &Options,
+) -> Result<(String, AuthKind), Reply> {
     let has_token_headers = req
         .headers()
         .keys()
@@ -108,7 +112,11 @@ fn authenticate(core: &Core, req: &HttpRequest, opts: &Options) -> Result<(Strin
     }
     let Some(creds) = header(req, "authorization")
         .and_then(|h| h.strip_prefix("Basic "))
-        .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b.trim()).ok())
+        .and_then(|b| {
+            base64::engine::general_purpose::STANDARD
+                .decode(b.trim())
+                .ok()
+        })
         .and_then(|b| String::from_utf8(b).ok())
     else {
         return Err(Reply::empty(401));
@@ -207,10 +215,9 @@ fn route(
         ("GET", ["authenticate", email]) => {
             // §2.3 step 1: 404 when unknown or without a token passport.
             let reply = match core.users.iter().find(|u| &u.email == email) {
-                Some(u) if u.token_salt.is_some() => Reply::json(
-                    200,
-                    &json!({"salt": u.token_salt, "ts": model::iso_now()}),
-                ),
+                Some(u) if u.token_salt.is_some() => {
+                    Reply::json(200, &json!({"salt": u.token_salt, "ts": model::iso_now()}))
+                }
                 _ => Reply::empty(404),
             };
             return (reply, AuthKind::None);
@@ -223,10 +230,7 @@ fn route(
         Err(r) => return (r, AuthKind::None),
     };
     // §2.5: every /mediators* endpoint needs group admin.
-    let admin = core
-        .users
-        .iter()
-        .any(|u| u.email == email && u.is_admin());
+    let admin = core.users.iter().any(|u| u.email == email && u.is_admin());
     if !admin {
         return (Reply::empty(403), kind);
     }
@@ -235,7 +239,10 @@ fn route(
     let reply = match (method, segs.as_slice()) {
         ("POST", ["mediators"]) => {
             let Some(doc) = json_body() else {
-                return (Reply::text(400, "Could not add Mediator via the API: invalid JSON"), kind);
+                return (
+                    Reply::text(400, "Could not add Mediator via the API: invalid JSON"),
+                    kind,
+                );
             };
             match model::register(&mut core.mediators, &doc) {
                 Ok(Registration::Created | Registration::Updated | Registration::Unchanged) => {

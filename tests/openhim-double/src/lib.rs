@@ -193,7 +193,10 @@ impl OpenHimDouble {
 
     /// The stored document, unmasked, with the core-only fields.
     pub fn mediator(&self, urn: &str) -> Option<Value> {
-        lock(&self.core).mediators.get(urn).map(|m| m.to_json(false))
+        lock(&self.core)
+            .mediators
+            .get(urn)
+            .map(|m| m.to_json(false))
     }
 
     /// Same rules as `PUT /mediators/:urn/config` (§4).

@@ -28,7 +28,9 @@ pub fn iso_now() -> String {
 }
 
 pub fn random_hex(bytes: usize) -> String {
-    (0..bytes).map(|_| format!("{:02x}", fastrand::u8(..))).collect()
+    (0..bytes)
+        .map(|_| format!("{:02x}", fastrand::u8(..)))
+        .collect()
 }
 
 /// An API user (§2.2). `local_password` stands for the 8.x local passport;
@@ -161,14 +163,12 @@ pub fn check_config_defs(defs: &Value) -> Result<(), String> {
                     }
                 }
             }
-            "option" => {
-                if d
-                    .get("values")
+            "option"
+                if d.get("values")
                     .and_then(Value::as_array)
-                    .is_none_or(Vec::is_empty)
-                {
-                    return Err("Must specify a values array for option param".into());
-                }
+                    .is_none_or(Vec::is_empty) =>
+            {
+                return Err("Must specify a values array for option param".into());
             }
             _ => {}
         }
@@ -229,7 +229,9 @@ pub fn check_config(defs: &Value, config: &Value) -> Result<(), String> {
         }
         if def.get("array").and_then(Value::as_bool) == Some(true) {
             let Some(items) = v.as_array() else {
-                return Err(format!("Expected config param {param} to be an array of type"));
+                return Err(format!(
+                    "Expected config param {param} to be an array of type"
+                ));
             };
             for item in items {
                 check_scalar(def, param, item)?;
@@ -296,7 +298,9 @@ pub fn register(
                 .and_then(Value::as_array)
                 .is_none_or(Vec::is_empty)
             {
-                return Err(format!("{PREFIX}ValidationError: At least 1 endpoint is required"));
+                return Err(format!(
+                    "{PREFIX}ValidationError: At least 1 endpoint is required"
+                ));
             }
             if obj.get("name").and_then(Value::as_str).is_none() {
                 return Err(format!(
@@ -340,7 +344,9 @@ pub fn register(
             // §3.3 merge: existing non-null values win, new keys take the
             // incoming default, keys only in the old config are dropped.
             if let Some(Value::Object(incoming)) = obj.get("config") {
-                let old = old_config.and_then(|c| c.as_object().cloned()).unwrap_or_default();
+                let old = old_config
+                    .and_then(|c| c.as_object().cloned())
+                    .unwrap_or_default();
                 let mut merged = Map::new();
                 for (k, v) in incoming {
                     match old.get(k) {
@@ -359,7 +365,11 @@ pub fn register(
 
 /// §4 `PUT /mediators/:urn/config`: masked values come back from the store.
 pub fn put_config(m: &mut Mediator, mut config: Value) -> Result<(), String> {
-    let defs = m.doc.get("configDefs").cloned().unwrap_or(Value::Array(vec![]));
+    let defs = m
+        .doc
+        .get("configDefs")
+        .cloned()
+        .unwrap_or(Value::Array(vec![]));
     if let (Some(new), Some(Value::Object(old))) = (config.as_object_mut(), m.doc.get("config")) {
         for (k, v) in new.iter_mut() {
             if v.as_str() == Some(MASK) {
@@ -457,11 +467,21 @@ mod tests {
             &json!({"urn": "u", "version": "1.0.0", "configDefs": [], "config": {"x": 1}}),
         )
         .unwrap_err();
-        assert!(e.contains("No config definition found for parameter x"), "{e}");
-        let e = register(&mut s, &json!({"urn": "u", "version": "1.0.0", "name": "n"})).unwrap_err();
+        assert!(
+            e.contains("No config definition found for parameter x"),
+            "{e}"
+        );
+        let e = register(
+            &mut s,
+            &json!({"urn": "u", "version": "1.0.0", "name": "n"}),
+        )
+        .unwrap_err();
         assert!(e.contains("At least 1 endpoint is required"), "{e}");
-        let e = register(&mut s, &json!({"urn": "u", "version": "1.0.0", "endpoints": [{"name": "e"}]}))
-            .unwrap_err();
+        let e = register(
+            &mut s,
+            &json!({"urn": "u", "version": "1.0.0", "endpoints": [{"name": "e"}]}),
+        )
+        .unwrap_err();
         assert!(e.contains("name: Path `name` is required."), "{e}");
         assert!(s.is_empty());
     }
@@ -469,12 +489,21 @@ mod tests {
     #[test]
     fn reregistration_rules() {
         let mut s = BTreeMap::new();
-        assert_eq!(register(&mut s, &doc("1.0.0", json!({"a": "x", "b": 1}))), Ok(Registration::Created));
+        assert_eq!(
+            register(&mut s, &doc("1.0.0", json!({"a": "x", "b": 1}))),
+            Ok(Registration::Created)
+        );
         let m = s.get_mut("urn:mediator:t").expect("stored");
         put_config(m, json!({"a": "operator", "b": 2})).expect("valid");
         // Same or lower version: nothing changes.
-        assert_eq!(register(&mut s, &doc("1.0.0", json!({"a": "new"}))), Ok(Registration::Unchanged));
-        assert_eq!(register(&mut s, &doc("0.9.0", json!({"a": "new"}))), Ok(Registration::Unchanged));
+        assert_eq!(
+            register(&mut s, &doc("1.0.0", json!({"a": "new"}))),
+            Ok(Registration::Unchanged)
+        );
+        assert_eq!(
+            register(&mut s, &doc("0.9.0", json!({"a": "new"}))),
+            Ok(Registration::Unchanged)
+        );
         // Newer: operator value kept, new key gets default, dropped key gone.
         assert_eq!(
             register(&mut s, &doc("v1.1.0", json!({"a": "default", "c": true}))),
@@ -491,9 +520,15 @@ mod tests {
         register(&mut s, &doc("1.0.0", json!({"a": "x"}))).expect("created");
         let m = s.get_mut("urn:mediator:t").expect("stored");
         assert_eq!(heartbeat(m, 1.0, false, 10), HeartbeatReply::Empty);
-        assert_eq!(heartbeat(m, 2.0, true, 20), HeartbeatReply::Config(json!({"a": "x"})));
+        assert_eq!(
+            heartbeat(m, 2.0, true, 20),
+            HeartbeatReply::Config(json!({"a": "x"}))
+        );
         m.config_modified_ms = Some(25);
-        assert_eq!(heartbeat(m, 3.0, false, 30), HeartbeatReply::Config(json!({"a": "x"})));
+        assert_eq!(
+            heartbeat(m, 3.0, false, 30),
+            HeartbeatReply::Config(json!({"a": "x"}))
+        );
         assert_eq!(heartbeat(m, 4.0, false, 40), HeartbeatReply::Empty);
         m.doc.remove("config");
         assert_eq!(heartbeat(m, 5.0, true, 50), HeartbeatReply::Ok);
@@ -503,7 +538,8 @@ mod tests {
     fn masks_and_restores_passwords() {
         let mut s = BTreeMap::new();
         let mut d = doc("1.0.0", json!({"p": "secret"}));
-        d["configDefs"] = json!([{"param": "p", "type": "password"}, {"param": "a", "type": "string"}]);
+        d["configDefs"] =
+            json!([{"param": "p", "type": "password"}, {"param": "a", "type": "string"}]);
         register(&mut s, &d).expect("created");
         let m = s.get_mut("urn:mediator:t").expect("stored");
         assert_eq!(m.to_json(true)["config"]["p"], MASK);

@@ -23,12 +23,21 @@ fn s<'a>(v: &'a Value, k: &str) -> Option<&'a str> {
 /// the first whose unanchored pattern matches the path (no query) and whose
 /// `methods` lists the method wins. Rust's `regex` stands in for JS RegExp; the
 /// patterns used here need nothing JS-specific.
-pub fn match_channel(channels: &[Value], path: &str, method: &str, content_type: Option<&str>) -> Option<Value> {
+pub fn match_channel(
+    channels: &[Value],
+    path: &str,
+    method: &str,
+    content_type: Option<&str>,
+) -> Option<Value> {
     let mut ordered: Vec<&Value> = channels
         .iter()
         .filter(|c| s(c, "status").is_none_or(|st| st == "enabled"))
         .collect();
-    ordered.sort_by_key(|c| c.get("priority").and_then(Value::as_u64).unwrap_or(u64::MAX));
+    ordered.sort_by_key(|c| {
+        c.get("priority")
+            .and_then(Value::as_u64)
+            .unwrap_or(u64::MAX)
+    });
     ordered
         .into_iter()
         .find(|c| {
@@ -90,7 +99,12 @@ fn object_id() -> String {
 fn headers_json(req: &HttpRequest) -> Map<String, Value> {
     req.headers()
         .iter()
-        .filter_map(|(k, v)| Some((k.as_str().to_string(), Value::String(v.to_str().ok()?.to_string()))))
+        .filter_map(|(k, v)| {
+            Some((
+                k.as_str().to_string(),
+                Value::String(v.to_str().ok()?.to_string()),
+            ))
+        })
         .collect()
 }
 
@@ -113,7 +127,8 @@ pub async fn handle(req: HttpRequest, body: web::Bytes, ctx: web::Data<RouterCtx
 
     let (channel, client) = {
         let core = lock(&ctx.core);
-        let Some(channel) = match_channel(&core.channels, &path, &method, content_type.as_deref()) else {
+        let Some(channel) = match_channel(&core.channels, &path, &method, content_type.as_deref())
+        else {
             return plain(404, "Not Found");
         };
         // §6.2 basic auth: look up by clientID, sha512(password + salt).
@@ -122,7 +137,11 @@ pub async fn handle(req: HttpRequest, body: web::Bytes, ctx: web::Data<RouterCtx
             .get("authorization")
             .and_then(|v| v.to_str().ok())
             .and_then(|h| h.strip_prefix("Basic "))
-            .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b.trim()).ok())
+            .and_then(|b| {
+                base64::engine::general_purpose::STANDARD
+                    .decode(b.trim())
+                    .ok()
+            })
             .and_then(|b| String::from_utf8(b).ok())
             .and_then(|c| {
                 let (id, pw) = c.split_once(':')?;
@@ -148,7 +167,8 @@ pub async fn handle(req: HttpRequest, body: web::Bytes, ctx: web::Data<RouterCtx
     let allowed = whitelist_ok
         && (public
             || client.as_ref().is_some_and(|c| {
-                allow.contains(&c.client_id.as_str()) || c.roles.iter().any(|r| allow.contains(&r.as_str()))
+                allow.contains(&c.client_id.as_str())
+                    || c.roles.iter().any(|r| allow.contains(&r.as_str()))
             }));
     if !allowed {
         return HttpResponse::Unauthorized()
@@ -184,7 +204,10 @@ pub async fn handle(req: HttpRequest, body: web::Bytes, ctx: web::Data<RouterCtx
         .unwrap_or_default();
     let Some(route) = routes
         .iter()
-        .find(|r| r.get("primary") == Some(&Value::Bool(true)) && s(r, "status").is_none_or(|st| st == "enabled"))
+        .find(|r| {
+            r.get("primary") == Some(&Value::Bool(true))
+                && s(r, "status").is_none_or(|st| st == "enabled")
+        })
         .cloned()
     else {
         tx["status"] = json!("Failed");
@@ -199,7 +222,11 @@ pub async fn handle(req: HttpRequest, body: web::Bytes, ctx: web::Data<RouterCtx
         Some(Value::String(p)) => p.clone(),
         _ => "80".into(),
     };
-    let scheme = if route.get("secured") == Some(&Value::Bool(true)) { "https" } else { "http" };
+    let scheme = if route.get("secured") == Some(&Value::Bool(true)) {
+        "https"
+    } else {
+        "http"
+    };
     let fwd_path = route_path(&route, &path);
     let url = if query.is_empty() {
         format!("{scheme}://{host}:{port}{fwd_path}")
@@ -207,7 +234,8 @@ pub async fn handle(req: HttpRequest, body: web::Bytes, ctx: web::Data<RouterCtx
         format!("{scheme}://{host}:{port}{fwd_path}?{query}")
     };
     let forward_auth = route.get("forwardAuthHeader") == Some(&Value::Bool(true));
-    let reqwest_method = reqwest::Method::from_bytes(method.as_bytes()).unwrap_or(reqwest::Method::GET);
+    let reqwest_method =
+        reqwest::Method::from_bytes(method.as_bytes()).unwrap_or(reqwest::Method::GET);
     let mut rb = ctx.http.request(reqwest_method, &url);
     let peer = req
         .peer_addr()
@@ -215,8 +243,10 @@ pub async fn handle(req: HttpRequest, body: web::Bytes, ctx: web::Data<RouterCtx
         .unwrap_or_else(|| "127.0.0.1".into());
     for (k, v) in req.headers() {
         let name = k.as_str();
-        if matches!(name, "host" | "content-length" | "connection" | "transfer-encoding")
-            || (name == "authorization" && !forward_auth)
+        if matches!(
+            name,
+            "host" | "content-length" | "connection" | "transfer-encoding"
+        ) || (name == "authorization" && !forward_auth)
             || name == "x-forwarded-for"
             || name == "x-forwarded-host"
         {
@@ -224,7 +254,11 @@ pub async fn handle(req: HttpRequest, body: web::Bytes, ctx: web::Data<RouterCtx
         }
         rb = rb.header(name, v.as_bytes());
     }
-    let xff = match req.headers().get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+    let xff = match req
+        .headers()
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok())
+    {
         Some(prev) => format!("{prev}, {peer}"),
         None => peer,
     };
@@ -264,7 +298,12 @@ pub async fn handle(req: HttpRequest, body: web::Bytes, ctx: web::Data<RouterCtx
     let route_headers: Map<String, Value> = resp
         .headers()
         .iter()
-        .filter_map(|(k, v)| Some((k.as_str().to_string(), Value::String(v.to_str().ok()?.to_string()))))
+        .filter_map(|(k, v)| {
+            Some((
+                k.as_str().to_string(),
+                Value::String(v.to_str().ok()?.to_string()),
+            ))
+        })
         .collect();
     let resp_ct = resp
         .headers()
@@ -341,9 +380,15 @@ pub async fn handle(req: HttpRequest, body: web::Bytes, ctx: web::Data<RouterCtx
 
     // §7.1: an orchestration without name, or with a request but no timestamp,
     // rejects the whole response-metadata update.
-    let orchestrations = env.get("orchestrations").and_then(Value::as_array).cloned().unwrap_or_default();
+    let orchestrations = env
+        .get("orchestrations")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
     let metadata_ok = orchestrations.iter().all(|o| {
-        s(o, "name").is_some() && o.get("request").is_none_or(|r| r.get("timestamp").is_some_and(|t| !t.is_null()))
+        s(o, "name").is_some()
+            && o.get("request")
+                .is_none_or(|r| r.get("timestamp").is_some_and(|t| !t.is_null()))
     });
     if metadata_ok {
         let mut stored_response = response.clone();
@@ -351,7 +396,11 @@ pub async fn handle(req: HttpRequest, body: web::Bytes, ctx: web::Data<RouterCtx
             obj.insert("status".into(), json!(status));
             obj.insert(
                 "body".into(),
-                if store_response_body { stored_body } else { Value::Null },
+                if store_response_body {
+                    stored_body
+                } else {
+                    Value::Null
+                },
             );
         }
         tx["response"] = stored_response;
@@ -397,12 +446,19 @@ pub async fn handle(req: HttpRequest, body: web::Bytes, ctx: web::Data<RouterCtx
 }
 
 fn is_hop_by_hop(name: &str) -> bool {
-    matches!(name, "content-length" | "content-encoding" | "transfer-encoding" | "connection")
+    matches!(
+        name,
+        "content-length" | "content-encoding" | "transfer-encoding" | "connection"
+    )
 }
 
 /// §7.4.4: asynchronous channels turn responses below 400 into 202.
 fn client_status(status: u16, is_async: bool) -> StatusCode {
-    let s = if is_async && status < 400 { 202 } else { status };
+    let s = if is_async && status < 400 {
+        202
+    } else {
+        status
+    };
     StatusCode::from_u16(s).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
 }
 
@@ -428,17 +484,32 @@ mod tests {
             json!({"name": "c", "urlPattern": "^/ddcc/.*$", "methods": ["POST"], "priority": 2}),
             json!({"name": "d", "urlPattern": "^/ddcc/.*$", "methods": ["POST"], "priority": 1, "status": "disabled"}),
         ];
-        assert_eq!(match_channel(&chans, "/x/unanch/y", "GET", None).map(|c| c["name"].clone()), Some(json!("a")));
+        assert_eq!(
+            match_channel(&chans, "/x/unanch/y", "GET", None).map(|c| c["name"].clone()),
+            Some(json!("a"))
+        );
         assert!(match_channel(&chans, "/x/unanch/y", "POST", None).is_none());
-        assert_eq!(match_channel(&chans, "/ddcc/q", "POST", None).map(|c| c["name"].clone()), Some(json!("c")));
-        assert!(match_channel(&chans, "/ddcc/q", "GET", None).is_none(), "b has no methods");
+        assert_eq!(
+            match_channel(&chans, "/ddcc/q", "POST", None).map(|c| c["name"].clone()),
+            Some(json!("c"))
+        );
+        assert!(
+            match_channel(&chans, "/ddcc/q", "GET", None).is_none(),
+            "b has no methods"
+        );
     }
 
     #[test]
     fn path_rewrites() {
         assert_eq!(route_path(&json!({"path": "/fixed"}), "/a/b"), "/fixed");
-        assert_eq!(route_path(&json!({"pathTransform": "s/a/z/g"}), "/a/a"), "/z/z");
-        assert_eq!(route_path(&json!({"pathTransform": "s/a/z"}), "/a/a"), "/z/a");
+        assert_eq!(
+            route_path(&json!({"pathTransform": "s/a/z/g"}), "/a/a"),
+            "/z/z"
+        );
+        assert_eq!(
+            route_path(&json!({"pathTransform": "s/a/z"}), "/a/a"),
+            "/z/a"
+        );
         assert_eq!(route_path(&json!({}), "/a"), "/a");
     }
 }
