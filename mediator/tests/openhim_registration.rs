@@ -212,8 +212,10 @@ async fn reregistration_of_a_newer_version_keeps_operator_config() {
     cfg.openhim.mediator_config = Some(file);
     let m2 = start_mediator(cfg, double.api_url()).await;
     wait_until(10, "re-registered", || registered(&m2)).await;
+    // Defaults of the new document apply at once; the operator's values arrive
+    // with the first heartbeat (config: true).
     wait_until(10, "config via first heartbeat", || {
-        m2.state.runtime_config().get_str("newSetting") == Some("fresh-default")
+        m2.state.openhim.heartbeats.load(Ordering::Relaxed) >= 1
     })
     .await;
 
@@ -292,7 +294,7 @@ async fn config_change_reaches_the_mediator_on_the_next_heartbeat() {
             "config".into(),
             json!({"qrErrorCorrectionLevel": "Z", "certificateValidityDays": 7}),
         );
-        med.config_modified_ms = Some(openhim_double::model::now_ms() + 1);
+        med.config_modified_us = Some(openhim_double::model::now_us() + 1);
     }
     wait_until(10, "valid key applied", || {
         m.state.runtime_config().get_u64("certificateValidityDays") == Some(7)
