@@ -376,3 +376,44 @@ async fn stopping_ends_heartbeats_and_metrics_show_the_state() {
     m.stop().await;
     double.stop().await;
 }
+
+#[actix_web::test]
+async fn self_signed_core_certificate_needs_trust_self_signed() {
+    let double = OpenHimDouble::start_with(openhim_double::Options {
+        api_tls: true,
+        ..Default::default()
+    })
+    .await
+    .expect("double");
+    assert!(double.api_url().starts_with("https://"));
+
+    // Verified TLS (the default) refuses the self-signed certificate.
+    let m = start_mediator(
+        openhim_config(double.api_url(), OpenHimAuth::Basic),
+        double.api_url(),
+    )
+    .await;
+    wait_until(10, "failed attempts", || {
+        m.state
+            .openhim
+            .registration_failures
+            .load(Ordering::Relaxed)
+            >= 2
+    })
+    .await;
+    assert!(
+        double.requests_to("POST", "/mediators").is_empty(),
+        "no request got through TLS"
+    );
+    assert!(double.mediator(URN).is_none());
+    m.stop().await;
+
+    // TRUST_SELF_SIGNED=true accepts it.
+    let mut cfg = openhim_config(double.api_url(), OpenHimAuth::Basic);
+    cfg.openhim.trust_self_signed = true;
+    let m = start_mediator(cfg, double.api_url()).await;
+    wait_until(10, "registered over https", || registered(&m)).await;
+    assert_eq!(double.requests_to("POST", "/mediators")[0].status, 201);
+    m.stop().await;
+    double.stop().await;
+}
