@@ -417,3 +417,24 @@ async fn self_signed_core_certificate_needs_trust_self_signed() {
     m.stop().await;
     double.stop().await;
 }
+
+#[actix_web::test]
+async fn auto_auth_falls_back_to_token_on_a_token_only_core() {
+    let double = OpenHimDouble::start_with(openhim_double::Options {
+        basic_auth: false,
+        ..Default::default()
+    })
+    .await
+    .expect("double");
+    let m = start_mediator(
+        openhim_config(double.api_url(), OpenHimAuth::Auto),
+        double.api_url(),
+    )
+    .await;
+    wait_until(10, "registered", || registered(&m)).await;
+    let regs = double.requests_to("POST", "/mediators");
+    let seen: Vec<(u16, &str)> = regs.iter().map(|r| (r.status, r.auth)).collect();
+    assert_eq!(seen, vec![(401, "none"), (201, "token")]);
+    m.stop().await;
+    double.stop().await;
+}

@@ -110,6 +110,9 @@ fn authenticate(
         }
         return Ok((u.email.clone(), AuthKind::Token));
     }
+    if !opts.basic_auth {
+        return Err(Reply::empty(401));
+    }
     let Some(creds) = header(req, "authorization")
         .and_then(|h| h.strip_prefix("Basic "))
         .and_then(|b| {

@@ -32,6 +32,9 @@ pub struct Options {
     pub auth_window_secs: u64,
     /// `router.timeout` (§1): default 60 s.
     pub router_timeout: Duration,
+    /// `"basic"` in `api.authenticationTypes` (§2.1): on by default since 7.1;
+    /// off models a 5.1–7.0 core left on its `["token"]` default.
+    pub basic_auth: bool,
     /// Serve the API over HTTPS with a self-signed certificate, as a core does
     /// by default (§1). Plain HTTP otherwise.
     pub api_tls: bool,
@@ -43,6 +46,7 @@ impl Default for Options {
             auth_window_secs: 10,
             router_timeout: Duration::from_secs(60),
             api_tls: false,
+            basic_auth: true,
         }
     }
 }
