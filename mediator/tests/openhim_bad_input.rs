@@ -326,3 +326,41 @@ async fn standalone_health_ready_and_request_ids() {
         Some("a b\"c")
     );
 }
+
+struct Down(&'static str, bool);
+
+impl ddcc_mediator::readiness::ReadinessCheck for Down {
+    fn name(&self) -> &str {
+        self.0
+    }
+    fn required(&self) -> bool {
+        self.1
+    }
+    fn check(&self) -> ddcc_mediator::readiness::CheckFuture<'_> {
+        Box::pin(async { Err("connection refused".to_string()) })
+    }
+}
+
+#[actix_web::test]
+async fn ready_is_503_only_when_a_required_dependency_is_down() {
+    for (required, expected) in [(false, 200), (true, 503)] {
+        let state = server::build_state(config(true), |b| {
+            b.with_readiness(std::sync::Arc::new(Down("vault", required)))
+        })
+        .expect("state");
+        let app = test::init_service(server::build_app(state, |_| {})).await;
+        let resp = test::call_service(&app, TestRequest::get().uri("/ready").to_request()).await;
+        assert_eq!(resp.status().as_u16(), expected);
+        let body: Value = test::read_body_json(resp).await;
+        assert_eq!(body["ready"], expected == 200);
+        let vault = body["checks"]
+            .as_array()
+            .and_then(|c| c.iter().find(|c| c["name"] == "vault"))
+            .expect("vault check listed");
+        assert_eq!(vault["ok"], false);
+        assert_eq!(vault["detail"], "connection refused");
+        // Liveness does not depend on dependencies.
+        let resp = test::call_service(&app, TestRequest::get().uri("/health").to_request()).await;
+        assert_eq!(resp.status().as_u16(), 200);
+    }
+}
