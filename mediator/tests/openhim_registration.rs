@@ -136,8 +136,10 @@ async fn failed_registrations_back_off_with_growing_delays_then_succeed() {
     let double = OpenHimDouble::start().await.expect("double");
     double.fail_next(5, 503, "/mediators");
     let mut cfg = openhim_config(double.api_url(), OpenHimAuth::Basic);
-    cfg.openhim.register_initial_ms = 100;
-    cfg.openhim.register_max_ms = 800;
+    // Wide enough that loopback latency on a loaded machine (added to every
+    // gap) cannot reorder consecutive delays: adjacent ranges are ≥ 75 ms apart.
+    cfg.openhim.register_initial_ms = 150;
+    cfg.openhim.register_max_ms = 1200;
     let m = start_mediator(cfg, double.api_url()).await;
     wait_until(20, "registered", || registered(&m)).await;
 
@@ -153,9 +155,9 @@ async fn failed_registrations_back_off_with_growing_delays_then_succeed() {
     );
     let gaps: Vec<Duration> = regs.windows(2).map(|w| w[1].at - w[0].at).collect();
     println!("gaps between attempts: {gaps:?}");
-    // Bases 100, 200, 400, 800, 800 ms, each jittered into [0.75, 1]×base:
+    // Bases 150, 300, 600, 1200, 1200 ms, each jittered into [0.75, 1]×base:
     // every gap is at least its jittered minimum, and gaps never shrink before the cap.
-    let bases = [100u64, 200, 400, 800, 800];
+    let bases = [150u64, 300, 600, 1200, 1200];
     for (gap, base) in gaps.iter().zip(bases) {
         assert!(
             *gap >= Duration::from_millis(base * 3 / 4),
