@@ -283,3 +283,32 @@ async fn import_file_channels_and_sample_client_route_to_the_mediator() {
     m.stop().await;
     double.stop().await;
 }
+
+/// A binary body cannot travel in the envelope's string `response.body`, so it
+/// passes through (§7.4) and the client gets the exact bytes.
+#[actix_web::test]
+async fn binary_responses_pass_through_unchanged() {
+    let (double, m) = setup().await;
+    let resp = reqwest::Client::new()
+        .get(format!("{}/ddcc/png", double.router_url()))
+        .basic_auth("ddcc-client", Some("client-pw"))
+        .send()
+        .await
+        .expect("routed");
+    assert_eq!(resp.status().as_u16(), 200);
+    assert_eq!(
+        resp.headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok()),
+        Some("image/png")
+    );
+    assert_eq!(
+        resp.bytes().await.expect("bytes").as_ref(),
+        &common::PNG_BYTES
+    );
+    let txs = double.transactions();
+    assert_eq!(txs[0]["status"], "Successful");
+    assert_eq!(txs[0]["orchestrations"].as_array().map(Vec::len), Some(1));
+    m.stop().await;
+    double.stop().await;
+}
