@@ -74,11 +74,26 @@ async fn starts_standalone_without_configuration_and_stops_on_sigterm() {
         .await
         .expect("json");
     assert_eq!(ready["mode"], "standalone");
+    let probe = |port: u16| {
+        Command::new(env!("CARGO_BIN_EXE_ddcc-mediator"))
+            .arg("healthcheck")
+            .env_clear()
+            .env("SERVER_PORT", port.to_string())
+            .stderr(Stdio::null())
+            .status()
+            .expect("healthcheck runs")
+            .success()
+    };
+    assert!(
+        probe(port),
+        "healthcheck passes against the running service"
+    );
     let (ok, log) = terminate(child);
     assert!(ok, "clean exit:\n{log}");
     assert!(log.contains("embedded defaults"), "{log}");
     assert!(log.contains("mode standalone"), "{log}");
     assert!(log.contains("stopped"), "{log}");
+    assert!(!probe(port), "healthcheck fails once the service is gone");
 }
 
 #[actix_web::test]
