@@ -312,3 +312,21 @@ async fn binary_responses_pass_through_unchanged() {
     m.stop().await;
     double.stop().await;
 }
+
+/// Graceful stop (what SIGTERM triggers): the in-flight request completes.
+#[actix_web::test]
+async fn in_flight_requests_finish_on_graceful_stop() {
+    let mut cfg = openhim_config("http://127.0.0.1:9", OpenHimAuth::Basic);
+    cfg.standalone = Some(true);
+    let m = start_mediator(cfg, "http://127.0.0.1:9/").await;
+    let url = format!("{}/ddcc/slow", m.url);
+    let request = tokio::spawn(async move { reqwest::get(url).await });
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    m.stop().await;
+    let resp = request
+        .await
+        .expect("joined")
+        .expect("answered despite the stop");
+    assert_eq!(resp.status().as_u16(), 200);
+    assert_eq!(resp.text().await.expect("body"), "done");
+}

@@ -98,7 +98,8 @@ pub fn test_routes(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/ddcc/echo").route(web::post().to(echo)))
         .service(web::resource("/ddcc/raw").route(web::post().to(raw)))
         .service(web::resource("/ddcc/fail").route(web::get().to(fail)))
-        .service(web::resource("/ddcc/png").route(web::get().to(png)));
+        .service(web::resource("/ddcc/png").route(web::get().to(png)))
+        .service(web::resource("/ddcc/slow").route(web::get().to(slow)));
 }
 
 async fn echo(
@@ -136,6 +137,12 @@ async fn raw(body: web::Bytes) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/plain")
         .body(format!("{} bytes", body.len()))
+}
+
+/// An in-flight request for the graceful-shutdown test.
+async fn slow() -> HttpResponse {
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    HttpResponse::Ok().content_type("text/plain").body("done")
 }
 
 /// Bytes that are not UTF-8 (a PNG signature and more).
