@@ -1,15 +1,18 @@
-# OpenBao in server mode for the compose stack: file storage on a volume,
-# plain HTTP on the internal compose network only (the port is not published).
+# OpenBao in server mode for the compose stack: integrated (raft) storage on a
+# volume (OpenBao 2.x has no "file" backend), plain HTTP on the internal compose
+# network only (the port is not published).
 # Production: put TLS on the listener and use auto-unseal or an HSM.
-storage "file" {
-  path = "/openbao/data"
+storage "raft" {
+  path    = "/openbao/data"
+  node_id = "openbao-1"
 }
 
 listener "tcp" {
-  address     = "0.0.0.0:8200"
-  tls_disable = true
+  address         = "0.0.0.0:8200"
+  cluster_address = "0.0.0.0:8201"
+  tls_disable     = true
 }
 
-api_addr      = "http://openbao:8200"
-disable_mlock = true
-ui            = false
+api_addr     = "http://openbao:8200"
+cluster_addr = "http://openbao:8201"
+ui           = false

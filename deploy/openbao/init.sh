@@ -46,12 +46,20 @@ fi
 
 export BAO_TOKEN="$ROOT_TOKEN"
 
+# After unsealing, raft elects itself leader before requests are served.
+i=0
+until bao secrets list >/dev/null 2>&1; do
+  i=$((i + 1))
+  [ "$i" -gt 60 ] && { echo "OpenBao not active after unseal" >&2; exit 1; }
+  sleep 1
+done
+
 # Enabling an existing mount answers 400: check first.
 if ! bao secrets list | grep -q "^${DDCC_TRANSIT_MOUNT}/"; then
   bao secrets enable -path="$DDCC_TRANSIT_MOUNT" transit
 fi
 if ! bao read "$DDCC_TRANSIT_MOUNT/keys/$DDCC_SIGNING_KEY" >/dev/null 2>&1; then
-  bao write -f "$DDCC_TRANSIT_MOUNT/keys/$DDCC_SIGNING_KEY" type=ecdsa-p256 exportable=false
+  bao write -f "$DDCC_TRANSIT_MOUNT/keys/$DDCC_SIGNING_KEY" type=ecdsa-p256 exportable=false >/dev/null
 fi
 
 cat > "$OUT/ddcc-mediator.hcl" <<POLICY

@@ -22,6 +22,19 @@ pub struct Cli {
 pub enum Command {
     /// Start the HTTP service (standalone, or registered with an OpenHIM core).
     Serve(ServeArgs),
+    /// Probe a running instance's `/health` (exit 0 when it answers 200); for
+    /// container health checks, where the image has no curl.
+    Healthcheck(HealthcheckArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct HealthcheckArgs {
+    /// Defaults to http://127.0.0.1:$SERVER_PORT/health (4321).
+    #[arg(long, value_name = "URL")]
+    pub url: Option<String>,
+    /// Seconds before giving up.
+    #[arg(long, default_value_t = 3)]
+    pub timeout: u64,
 }
 
 #[derive(Debug, Args)]
@@ -37,6 +50,8 @@ pub enum CliError {
     Config(#[from] crate::config::ConfigError),
     #[error(transparent)]
     Serve(#[from] crate::server::ServeError),
+    #[error("health check failed: {0}")]
+    Unhealthy(String),
 }
 
 pub async fn run(cli: Cli) -> Result<(), CliError> {
@@ -47,5 +62,36 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             crate::server::serve(config, provenance).await?;
             Ok(())
         }
+        Command::Healthcheck(args) => healthcheck(args).await,
+    }
+}
+
+async fn healthcheck(args: HealthcheckArgs) -> Result<(), CliError> {
+    let url = match args.url {
+        Some(u) => u,
+        None => {
+            let port = std::env::var("SERVER_PORT")
+                .ok()
+                .and_then(|p| p.trim().parse::<u16>().ok())
+                .unwrap_or(crate::config::DEFAULT_PORT);
+            format!("http://127.0.0.1:{port}/health")
+        }
+    };
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(args.timeout.max(1)))
+        .build()
+        .map_err(|e| CliError::Unhealthy(e.to_string()))?;
+    let resp = client
+        .get(&url)
+        .send()
+        .await
+        .map_err(|e| CliError::Unhealthy(format!("{url}: {}", e.without_url())))?;
+    if resp.status().is_success() {
+        Ok(())
+    } else {
+        Err(CliError::Unhealthy(format!(
+            "{url}: HTTP {}",
+            resp.status()
+        )))
     }
 }

@@ -117,6 +117,9 @@ pub enum OpenHimAuth {
     Basic,
     /// The legacy `auth-*` sha512 token headers (cores 5.x–7.0; deprecated in 8.x).
     Token,
+    /// Basic first; after a 401 switch to token (and back after another 401), so
+    /// one setting works with every core from 5.x to 8.x (§2.1).
+    Auto,
 }
 
 impl std::str::FromStr for OpenHimAuth {
@@ -125,7 +128,8 @@ impl std::str::FromStr for OpenHimAuth {
         match s.trim().to_ascii_lowercase().as_str() {
             "basic" => Ok(Self::Basic),
             "token" => Ok(Self::Token),
-            other => Err(format!("expected basic or token, got {other:?}")),
+            "auto" => Ok(Self::Auto),
+            other => Err(format!("expected basic, token or auto, got {other:?}")),
         }
     }
 }
@@ -527,6 +531,20 @@ mod tests {
         let err = Config::load_with(None, env(&[("OPENHIM_AUTH", "jwt")])).unwrap_err();
         assert!(matches!(err, ConfigError::Env { ref name, .. } if name == "OPENHIM_AUTH"));
         assert!(Config::from_toml("[server]\nbogus = 1\n").is_err());
+    }
+
+    #[test]
+    fn example_file_parses_to_the_defaults() {
+        let text = include_str!("../config.example.toml");
+        let cfg = Config::from_toml(text).expect("example parses");
+        let d = Config::default();
+        assert_eq!(cfg.server.port, d.server.port);
+        assert_eq!(cfg.server.max_body_bytes, d.server.max_body_bytes);
+        assert_eq!(cfg.openhim.heartbeat_ms, d.openhim.heartbeat_ms);
+        assert_eq!(cfg.openhim.auth, d.openhim.auth);
+        assert_eq!(cfg.data_dir, d.data_dir);
+        assert!(cfg.is_standalone());
+        assert_eq!("auto".parse::<OpenHimAuth>(), Ok(OpenHimAuth::Auto));
     }
 
     #[test]

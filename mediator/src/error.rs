@@ -146,9 +146,11 @@ impl ResponseError for ApiError {
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::Invalid { status, .. } => {
-                StatusCode::from_u16(*status).unwrap_or(StatusCode::UNPROCESSABLE_ENTITY)
-            }
+            // Only error statuses: a caller passing 200 must not turn an error into success.
+            Self::Invalid { status, .. } => StatusCode::from_u16(*status)
+                .ok()
+                .filter(|s| s.is_client_error() || s.is_server_error())
+                .unwrap_or(StatusCode::UNPROCESSABLE_ENTITY),
             Self::Upstream { .. } => StatusCode::BAD_GATEWAY,
             Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
@@ -266,5 +268,12 @@ mod tests {
         };
         assert_eq!(err.status_code().as_u16(), 400);
         assert_eq!(err.outcome()["issue"][0]["expression"][0], "Patient.name");
+        for status in [200, 302, 99, 1000] {
+            let err = ApiError::Invalid {
+                status,
+                issues: vec![],
+            };
+            assert_eq!(err.status_code().as_u16(), 422, "{status}");
+        }
     }
 }

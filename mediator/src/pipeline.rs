@@ -174,11 +174,25 @@ where
                         // an Err can only come from a layer between us and the router,
                         // and actix answers it with the error's own response. The
                         // request cannot be cloned beforehand (the router needs it unique).
-                        match service.call(req).await {
-                            Ok(r) => r.map_into_boxed_body(),
-                            Err(e) => {
+                        // A panicking handler becomes a 500 OperationOutcome instead of
+                        // a dropped connection.
+                        let outcome = CatchUnwind(Box::pin(service.call(req))).await;
+                        let err = match outcome {
+                            Ok(Ok(r)) => Some(r.map_into_boxed_body()),
+                            Ok(Err(e)) => {
                                 tracing::warn!(error = %e, "inner service failed");
                                 return Err(e);
+                            }
+                            Err(()) => None,
+                        };
+                        match err {
+                            Some(r) => r,
+                            None => {
+                                tracing::error!("handler panicked");
+                                state
+                                    .metrics
+                                    .observe("panic", &method, 500, started.elapsed());
+                                return Err(ApiError::internal("handler panicked").into());
                             }
                         }
                     };
@@ -212,6 +226,24 @@ where
             }
             .instrument(span),
         )
+    }
+}
+
+/// Polls the inner future inside `catch_unwind`, so a panic surfaces as `Err(())`.
+struct CatchUnwind<F>(Pin<Box<F>>);
+
+impl<F: Future> Future for CatchUnwind<F> {
+    type Output = Result<F::Output, ()>;
+    fn poll(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let inner = self.0.as_mut();
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| inner.poll(cx))) {
+            Ok(std::task::Poll::Ready(v)) => std::task::Poll::Ready(Ok(v)),
+            Ok(std::task::Poll::Pending) => std::task::Poll::Pending,
+            Err(_) => std::task::Poll::Ready(Err(())),
+        }
     }
 }
 

@@ -53,28 +53,57 @@ impl ReadinessRegistry {
         self.checks.iter().map(|c| c.name().to_string()).collect()
     }
 
+    /// Runs every check concurrently (each bounded by [`CHECK_TIMEOUT`]), so
+    /// `/ready` takes as long as the slowest check, not their sum.
     pub async fn run(&self) -> ReadinessReport {
-        let futures = self.checks.iter().map(|c| async move {
-            let outcome = tokio::time::timeout(CHECK_TIMEOUT, c.check()).await;
-            let (ok, detail) = match outcome {
-                Ok(Ok(d)) => (true, d),
-                Ok(Err(e)) => (false, e),
-                Err(_) => (
-                    false,
-                    format!("no answer within {}s", CHECK_TIMEOUT.as_secs()),
-                ),
-            };
-            CheckResult {
-                name: c.name().to_string(),
-                required: c.required(),
-                ok,
-                detail,
-            }
-        });
-        let mut checks = Vec::with_capacity(self.checks.len());
-        for f in futures {
-            checks.push(f.await);
+        let mut set = tokio::task::JoinSet::new();
+        for (i, c) in self.checks.iter().enumerate() {
+            let c = c.clone();
+            set.spawn(async move {
+                let outcome = tokio::time::timeout(CHECK_TIMEOUT, c.check()).await;
+                let (ok, detail) = match outcome {
+                    Ok(Ok(d)) => (true, d),
+                    Ok(Err(e)) => (false, e),
+                    Err(_) => (
+                        false,
+                        format!("no answer within {}s", CHECK_TIMEOUT.as_secs()),
+                    ),
+                };
+                (
+                    i,
+                    CheckResult {
+                        name: c.name().to_string(),
+                        required: c.required(),
+                        ok,
+                        detail,
+                    },
+                )
+            });
         }
+        let mut results: Vec<Option<CheckResult>> = vec![None; self.checks.len()];
+        while let Some(joined) = set.join_next().await {
+            match joined {
+                Ok((i, r)) => {
+                    if let Some(slot) = results.get_mut(i) {
+                        *slot = Some(r);
+                    }
+                }
+                Err(e) => tracing::error!(error = %e, "readiness check panicked"),
+            }
+        }
+        // A check whose task panicked counts as failed and required.
+        let checks: Vec<CheckResult> = results
+            .into_iter()
+            .zip(&self.checks)
+            .map(|(r, c)| {
+                r.unwrap_or_else(|| CheckResult {
+                    name: c.name().to_string(),
+                    required: true,
+                    ok: false,
+                    detail: "check failed unexpectedly".into(),
+                })
+            })
+            .collect();
         let ready = checks.iter().all(|c| c.ok || !c.required);
         ReadinessReport { ready, checks }
     }

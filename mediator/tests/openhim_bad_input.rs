@@ -326,3 +326,74 @@ async fn standalone_health_ready_and_request_ids() {
         Some("a b\"c")
     );
 }
+
+struct Down(&'static str, bool);
+
+impl ddcc_mediator::readiness::ReadinessCheck for Down {
+    fn name(&self) -> &str {
+        self.0
+    }
+    fn required(&self) -> bool {
+        self.1
+    }
+    fn check(&self) -> ddcc_mediator::readiness::CheckFuture<'_> {
+        Box::pin(async { Err("connection refused".to_string()) })
+    }
+}
+
+#[actix_web::test]
+async fn ready_is_503_only_when_a_required_dependency_is_down() {
+    for (required, expected) in [(false, 200), (true, 503)] {
+        let state = server::build_state(config(true), |b| {
+            b.with_readiness(std::sync::Arc::new(Down("vault", required)))
+        })
+        .expect("state");
+        let app = test::init_service(server::build_app(state, |_| {})).await;
+        let resp = test::call_service(&app, TestRequest::get().uri("/ready").to_request()).await;
+        assert_eq!(resp.status().as_u16(), expected);
+        let body: Value = test::read_body_json(resp).await;
+        assert_eq!(body["ready"], expected == 200);
+        let vault = body["checks"]
+            .as_array()
+            .and_then(|c| c.iter().find(|c| c["name"] == "vault"))
+            .expect("vault check listed");
+        assert_eq!(vault["ok"], false);
+        assert_eq!(vault["detail"], "connection refused");
+        // Liveness does not depend on dependencies.
+        let resp = test::call_service(&app, TestRequest::get().uri("/health").to_request()).await;
+        assert_eq!(resp.status().as_u16(), 200);
+    }
+}
+
+async fn panics() -> actix_web::HttpResponse {
+    let v: Vec<u8> = Vec::new();
+    // Deliberate: stands for a bug in a handler.
+    let i = v.len() + 3;
+    actix_web::HttpResponse::Ok().body(vec![v[i]])
+}
+
+#[actix_web::test]
+async fn a_panicking_handler_becomes_a_500_operation_outcome() {
+    use actix_web::dev::Service as _;
+    let state = server::build_state(config(true), |b| b).expect("state");
+    let app = test::init_service(server::build_app(state, |cfg| {
+        cfg.route("/ddcc/panic", actix_web::web::get().to(panics));
+    }))
+    .await;
+    let err = app
+        .call(TestRequest::get().uri("/ddcc/panic").to_request())
+        .await
+        .err()
+        .expect("an error, not a response");
+    let resp = err.error_response();
+    assert_eq!(resp.status().as_u16(), 500);
+    let body = actix_web::body::to_bytes(resp.into_body())
+        .await
+        .expect("body");
+    let oo: Value = serde_json::from_slice(&body).expect("json");
+    assert_eq!(oo["resourceType"], "OperationOutcome");
+    assert_eq!(oo["issue"][0]["diagnostics"], "internal server error");
+    // The app keeps serving.
+    let resp = test::call_service(&app, TestRequest::get().uri("/health").to_request()).await;
+    assert_eq!(resp.status().as_u16(), 200);
+}

@@ -136,8 +136,10 @@ async fn failed_registrations_back_off_with_growing_delays_then_succeed() {
     let double = OpenHimDouble::start().await.expect("double");
     double.fail_next(5, 503, "/mediators");
     let mut cfg = openhim_config(double.api_url(), OpenHimAuth::Basic);
-    cfg.openhim.register_initial_ms = 100;
-    cfg.openhim.register_max_ms = 800;
+    // Wide enough that loopback latency on a loaded machine (added to every
+    // gap) cannot reorder consecutive delays: adjacent ranges are ≥ 75 ms apart.
+    cfg.openhim.register_initial_ms = 150;
+    cfg.openhim.register_max_ms = 1200;
     let m = start_mediator(cfg, double.api_url()).await;
     wait_until(20, "registered", || registered(&m)).await;
 
@@ -153,9 +155,9 @@ async fn failed_registrations_back_off_with_growing_delays_then_succeed() {
     );
     let gaps: Vec<Duration> = regs.windows(2).map(|w| w[1].at - w[0].at).collect();
     println!("gaps between attempts: {gaps:?}");
-    // Bases 100, 200, 400, 800, 800 ms, each jittered into [0.75, 1]×base:
+    // Bases 150, 300, 600, 1200, 1200 ms, each jittered into [0.75, 1]×base:
     // every gap is at least its jittered minimum, and gaps never shrink before the cap.
-    let bases = [100u64, 200, 400, 800, 800];
+    let bases = [150u64, 300, 600, 1200, 1200];
     for (gap, base) in gaps.iter().zip(bases) {
         assert!(
             *gap >= Duration::from_millis(base * 3 / 4),
@@ -212,8 +214,10 @@ async fn reregistration_of_a_newer_version_keeps_operator_config() {
     cfg.openhim.mediator_config = Some(file);
     let m2 = start_mediator(cfg, double.api_url()).await;
     wait_until(10, "re-registered", || registered(&m2)).await;
+    // Defaults of the new document apply at once; the operator's values arrive
+    // with the first heartbeat (config: true).
     wait_until(10, "config via first heartbeat", || {
-        m2.state.runtime_config().get_str("newSetting") == Some("fresh-default")
+        m2.state.openhim.heartbeats.load(Ordering::Relaxed) >= 1
     })
     .await;
 
@@ -292,7 +296,7 @@ async fn config_change_reaches_the_mediator_on_the_next_heartbeat() {
             "config".into(),
             json!({"qrErrorCorrectionLevel": "Z", "certificateValidityDays": 7}),
         );
-        med.config_modified_ms = Some(openhim_double::model::now_ms() + 1);
+        med.config_modified_us = Some(openhim_double::model::now_us() + 1);
     }
     wait_until(10, "valid key applied", || {
         m.state.runtime_config().get_u64("certificateValidityDays") == Some(7)
@@ -371,6 +375,68 @@ async fn stopping_ends_heartbeats_and_metrics_show_the_state() {
     let count = double.requests().len();
     tokio::time::sleep(Duration::from_millis(400)).await;
     assert_eq!(double.requests().len(), count, "no API calls after stop");
+    m.stop().await;
+    double.stop().await;
+}
+
+#[actix_web::test]
+async fn self_signed_core_certificate_needs_trust_self_signed() {
+    let double = OpenHimDouble::start_with(openhim_double::Options {
+        api_tls: true,
+        ..Default::default()
+    })
+    .await
+    .expect("double");
+    assert!(double.api_url().starts_with("https://"));
+
+    // Verified TLS (the default) refuses the self-signed certificate.
+    let m = start_mediator(
+        openhim_config(double.api_url(), OpenHimAuth::Basic),
+        double.api_url(),
+    )
+    .await;
+    wait_until(10, "failed attempts", || {
+        m.state
+            .openhim
+            .registration_failures
+            .load(Ordering::Relaxed)
+            >= 2
+    })
+    .await;
+    assert!(
+        double.requests_to("POST", "/mediators").is_empty(),
+        "no request got through TLS"
+    );
+    assert!(double.mediator(URN).is_none());
+    m.stop().await;
+
+    // TRUST_SELF_SIGNED=true accepts it.
+    let mut cfg = openhim_config(double.api_url(), OpenHimAuth::Basic);
+    cfg.openhim.trust_self_signed = true;
+    let m = start_mediator(cfg, double.api_url()).await;
+    wait_until(10, "registered over https", || registered(&m)).await;
+    assert_eq!(double.requests_to("POST", "/mediators")[0].status, 201);
+    m.stop().await;
+    double.stop().await;
+}
+
+#[actix_web::test]
+async fn auto_auth_falls_back_to_token_on_a_token_only_core() {
+    let double = OpenHimDouble::start_with(openhim_double::Options {
+        basic_auth: false,
+        ..Default::default()
+    })
+    .await
+    .expect("double");
+    let m = start_mediator(
+        openhim_config(double.api_url(), OpenHimAuth::Auto),
+        double.api_url(),
+    )
+    .await;
+    wait_until(10, "registered", || registered(&m)).await;
+    let regs = double.requests_to("POST", "/mediators");
+    let seen: Vec<(u16, &str)> = regs.iter().map(|r| (r.status, r.auth)).collect();
+    assert_eq!(seen, vec![(401, "none"), (201, "token")]);
     m.stop().await;
     double.stop().await;
 }

@@ -3,6 +3,7 @@
 //! `User Authenticated Successfully` in bodies that mean nothing); the only
 //! bodies read are the token salt (§2.3) and heartbeat config (§5).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::SystemTime;
 
@@ -41,6 +42,8 @@ pub struct OpenHimClient {
     username: String,
     password: String,
     auth: OpenHimAuth,
+    /// The scheme in use: fixed for Basic/Token, flipped on 401 for Auto.
+    use_token: AtomicBool,
     /// `hex(sha512(salt + password))`, fetched once per salt (§2.3 step 2).
     token_hash: Mutex<Option<String>>,
 }
@@ -78,8 +81,14 @@ impl OpenHimClient {
             username: cfg.username.clone(),
             password: cfg.password.clone(),
             auth: cfg.auth,
+            use_token: AtomicBool::new(cfg.auth == OpenHimAuth::Token),
             token_hash: Mutex::new(None),
         })
+    }
+
+    /// Whether requests currently use the token scheme.
+    pub fn using_token(&self) -> bool {
+        self.use_token.load(Ordering::Relaxed)
     }
 
     fn cached_hash(&self) -> Option<String> {
@@ -133,28 +142,44 @@ impl OpenHimClient {
         call: &'static str,
     ) -> Result<RequestBuilder, ClientError> {
         let rb = self.http.request(method, format!("{}{}", self.base, path));
-        Ok(match self.auth {
-            OpenHimAuth::Basic => rb.basic_auth(&self.username, Some(&self.password)),
-            OpenHimAuth::Token => {
-                let hash = self.password_hash().await.map_err(|e| match e {
-                    ClientError::Status { status, .. } => ClientError::Status { call, status },
-                    other => other,
-                })?;
-                let ts = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
-                let salt = random_hex(16);
-                let token = sha512_hex(&[&hash, &salt, &ts]);
-                rb.header("auth-username", &self.username)
-                    .header("auth-ts", ts)
-                    .header("auth-salt", salt)
-                    .header("auth-token", token)
+        if !self.using_token() {
+            return Ok(rb.basic_auth(&self.username, Some(&self.password)));
+        }
+        let hash = self.password_hash().await.map_err(|e| {
+            if self.auth == OpenHimAuth::Auto {
+                // No token passport (or no token endpoint): back to basic.
+                self.use_token.store(false, Ordering::Relaxed);
             }
-        })
+            match e {
+                ClientError::Status { status, .. } => ClientError::Status { call, status },
+                other => other,
+            }
+        })?;
+        let ts = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
+        let salt = random_hex(16);
+        let token = sha512_hex(&[&hash, &salt, &ts]);
+        Ok(rb
+            .header("auth-username", &self.username)
+            .header("auth-ts", ts)
+            .header("auth-salt", salt)
+            .header("auth-token", token))
     }
 
     fn on_status(&self, status: StatusCode) {
+        if status != StatusCode::UNAUTHORIZED {
+            return;
+        }
         // A 401 with token auth may mean the password (and so its salt) changed.
-        if status == StatusCode::UNAUTHORIZED && self.auth == OpenHimAuth::Token {
+        if self.using_token() {
             self.set_hash(None);
+        }
+        if self.auth == OpenHimAuth::Auto {
+            let token = !self.using_token();
+            self.use_token.store(token, Ordering::Relaxed);
+            tracing::warn!(
+                scheme = if token { "token" } else { "basic" },
+                "OpenHIM API answered 401; switching authentication scheme for the next attempt"
+            );
         }
     }
 

@@ -179,14 +179,16 @@ async fn run(
                     continue 'outer;
                 }
                 Ok(reply) => {
-                    status.heartbeats.fetch_add(1, Ordering::Relaxed);
-                    status
-                        .last_heartbeat_ms
-                        .store(unix_ms(SystemTime::now()), Ordering::Relaxed);
                     want_config = false;
                     if let Heartbeat::Config(map) = reply {
                         apply_config(&doc, &map, &live, &status);
                     }
+                    // Counted after applying, so an observer that sees the count
+                    // also sees the config it carried.
+                    status
+                        .last_heartbeat_ms
+                        .store(unix_ms(SystemTime::now()), Ordering::Relaxed);
+                    status.heartbeats.fetch_add(1, Ordering::Relaxed);
                 }
                 Err(e) => {
                     status.heartbeat_failures.fetch_add(1, Ordering::Relaxed);

@@ -97,7 +97,9 @@ pub async fn start_mediator(mut cfg: Config, downstream: &str) -> Running {
 pub fn test_routes(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/ddcc/echo").route(web::post().to(echo)))
         .service(web::resource("/ddcc/raw").route(web::post().to(raw)))
-        .service(web::resource("/ddcc/fail").route(web::get().to(fail)));
+        .service(web::resource("/ddcc/fail").route(web::get().to(fail)))
+        .service(web::resource("/ddcc/png").route(web::get().to(png)))
+        .service(web::resource("/ddcc/slow").route(web::get().to(slow)));
 }
 
 async fn echo(
@@ -135,6 +137,21 @@ async fn raw(body: web::Bytes) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/plain")
         .body(format!("{} bytes", body.len()))
+}
+
+/// An in-flight request for the graceful-shutdown test.
+async fn slow() -> HttpResponse {
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    HttpResponse::Ok().content_type("text/plain").body("done")
+}
+
+/// Bytes that are not UTF-8 (a PNG signature and more).
+pub const PNG_BYTES: [u8; 10] = [0x89, b'P', b'N', b'G', 0x0d, 0x0a, 0x1a, 0x0a, 0xff, 0x00];
+
+async fn png() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("image/png")
+        .body(PNG_BYTES.to_vec())
 }
 
 /// A downstream call that cannot connect: the handler answers 502.

@@ -110,6 +110,9 @@ fn authenticate(
         }
         return Ok((u.email.clone(), AuthKind::Token));
     }
+    if !opts.basic_auth {
+        return Err(Reply::empty(401));
+    }
     let Some(creds) = header(req, "authorization")
         .and_then(|h| h.strip_prefix("Basic "))
         .and_then(|b| {
@@ -199,8 +202,8 @@ fn route(
                 .map(|(urn, m)| {
                     // Up only if the last heartbeat is ≤ 60 s old (§4).
                     let up = m
-                        .last_heartbeat_ms
-                        .filter(|t| now.saturating_sub(*t) <= 60_000)
+                        .last_heartbeat_us
+                        .filter(|t| now.saturating_sub(*t / 1000) <= 60_000)
                         .and(m.uptime);
                     (urn.clone(), up.map_or(Value::Null, |u| json!(u)))
                 })
@@ -292,7 +295,7 @@ fn route(
                     Some(uptime) => {
                         // Only the literal `true` asks for config (§5).
                         let want = hb.get("config") == Some(&Value::Bool(true));
-                        match model::heartbeat(m, uptime, want, model::now_ms()) {
+                        match model::heartbeat(m, uptime, want, model::now_us()) {
                             HeartbeatReply::Config(cfg) => Reply::json(200, &cfg),
                             HeartbeatReply::Ok => Reply::text(200, "OK"),
                             HeartbeatReply::Empty => Reply::text(200, ""),

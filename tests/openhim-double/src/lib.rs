@@ -10,6 +10,7 @@
 pub mod api;
 pub mod model;
 pub mod router;
+pub mod tls;
 
 use std::collections::BTreeMap;
 use std::net::TcpListener;
@@ -31,6 +32,12 @@ pub struct Options {
     pub auth_window_secs: u64,
     /// `router.timeout` (§1): default 60 s.
     pub router_timeout: Duration,
+    /// `"basic"` in `api.authenticationTypes` (§2.1): on by default since 7.1;
+    /// off models a 5.1–7.0 core left on its `["token"]` default.
+    pub basic_auth: bool,
+    /// Serve the API over HTTPS with a self-signed certificate, as a core does
+    /// by default (§1). Plain HTTP otherwise.
+    pub api_tls: bool,
 }
 
 impl Default for Options {
@@ -38,6 +45,8 @@ impl Default for Options {
         Self {
             auth_window_secs: 10,
             router_timeout: Duration::from_secs(60),
+            api_tls: false,
+            basic_auth: true,
         }
     }
 }
@@ -65,6 +74,8 @@ pub struct OpenHimDouble {
     api_url: String,
     router_url: String,
     handles: Vec<actix_web::dev::ServerHandle>,
+    tls_task: Option<actix_web::rt::task::JoinHandle<()>>,
+    api_cert_pem: Option<String>,
 }
 
 fn listener() -> std::io::Result<(TcpListener, String)> {
@@ -88,6 +99,8 @@ impl OpenHimDouble {
             api_url: String::new(),
             router_url: String::new(),
             handles: Vec::new(),
+            tls_task: None,
+            api_cert_pem: None,
         };
         // The root user has both passports, like a fresh 8.x core (§2.3).
         double.add_user(ROOT_EMAIL, ROOT_PASSWORD, &["admin"], true);
@@ -129,16 +142,32 @@ impl OpenHimDouble {
         let handles = vec![api.handle(), router.handle()];
         actix_web::rt::spawn(api);
         actix_web::rt::spawn(router);
+        let (api_url, tls_task, api_cert_pem) = if opts.api_tls {
+            let (acceptor, pem) = tls::self_signed()?;
+            let front = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+            let port = front.local_addr()?.port();
+            let backend = api_url.trim_start_matches("http://").to_string();
+            let task = actix_web::rt::spawn(tls::serve(front, acceptor, backend));
+            (format!("https://localhost:{port}"), Some(task), Some(pem))
+        } else {
+            (api_url, None, None)
+        };
         Ok(Self {
             api_url,
             router_url,
             handles,
+            tls_task,
+            api_cert_pem,
             ..double
         })
     }
 
     pub fn api_url(&self) -> &str {
         &self.api_url
+    }
+    /// The self-signed API certificate (PEM) when `api_tls` is on.
+    pub fn api_cert_pem(&self) -> Option<&str> {
+        self.api_cert_pem.as_deref()
     }
     pub fn router_url(&self) -> &str {
         &self.router_url
@@ -234,6 +263,9 @@ impl OpenHimDouble {
     }
 
     pub async fn stop(self) {
+        if let Some(t) = self.tls_task {
+            t.abort();
+        }
         for h in self.handles {
             h.stop(false).await;
         }

@@ -23,6 +23,17 @@ pub fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
+/// Microseconds: the core compares `_configModifiedTS > _lastHeartbeat` on
+/// millisecond Dates (§5), which loses a config change made in the same
+/// millisecond as a heartbeat. The double keeps the rule but with a finer clock,
+/// so tests do not inherit that race; it still reports milliseconds.
+pub fn now_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}
+
 pub fn iso_now() -> String {
     humantime::format_rfc3339_millis(SystemTime::now()).to_string()
 }
@@ -88,8 +99,8 @@ impl Client {
 #[derive(Debug, Clone)]
 pub struct Mediator {
     pub doc: Map<String, Value>,
-    pub config_modified_ms: Option<u64>,
-    pub last_heartbeat_ms: Option<u64>,
+    pub config_modified_us: Option<u64>,
+    pub last_heartbeat_us: Option<u64>,
     pub uptime: Option<f64>,
 }
 
@@ -107,11 +118,11 @@ impl Mediator {
                 }
             }
         }
-        if let Some(ts) = self.config_modified_ms {
-            doc.insert("_configModifiedTS".into(), json!(ts));
+        if let Some(ts) = self.config_modified_us {
+            doc.insert("_configModifiedTS".into(), json!(ts / 1000));
         }
-        if let Some(ts) = self.last_heartbeat_ms {
-            doc.insert("_lastHeartbeat".into(), json!(ts));
+        if let Some(ts) = self.last_heartbeat_us {
+            doc.insert("_lastHeartbeat".into(), json!(ts / 1000));
         }
         if let Some(u) = self.uptime {
             doc.insert("_uptime".into(), json!(u));
@@ -163,13 +174,12 @@ pub fn check_config_defs(defs: &Value) -> Result<(), String> {
                     }
                 }
             }
-            "option" => {
+            "option"
                 if d.get("values")
                     .and_then(Value::as_array)
-                    .is_none_or(Vec::is_empty)
-                {
-                    return Err("Must specify a values array for option param".into());
-                }
+                    .is_none_or(Vec::is_empty) =>
+            {
+                return Err("Must specify a values array for option param".into());
             }
             _ => {}
         }
@@ -319,8 +329,8 @@ pub fn register(
                 urn.to_string(),
                 Mediator {
                     doc,
-                    config_modified_ms: None,
-                    last_heartbeat_ms: None,
+                    config_modified_us: None,
+                    last_heartbeat_us: None,
                     uptime: None,
                 },
             );
@@ -382,7 +392,7 @@ pub fn put_config(m: &mut Mediator, mut config: Value) -> Result<(), String> {
     }
     check_config(&defs, &config)?;
     m.doc.insert("config".into(), config);
-    m.config_modified_ms = Some(now_ms());
+    m.config_modified_us = Some(now_us());
     Ok(())
 }
 
@@ -396,7 +406,7 @@ pub enum HeartbeatReply {
 }
 
 pub fn heartbeat(m: &mut Mediator, uptime: f64, want_config: bool, now: u64) -> HeartbeatReply {
-    let changed = match (m.config_modified_ms, m.last_heartbeat_ms) {
+    let changed = match (m.config_modified_us, m.last_heartbeat_us) {
         (Some(modified), Some(last)) => modified > last,
         // First heartbeat: `_lastHeartbeat` unset, the comparison is false (§5).
         _ => false,
@@ -409,7 +419,7 @@ pub fn heartbeat(m: &mut Mediator, uptime: f64, want_config: bool, now: u64) -> 
     } else {
         HeartbeatReply::Empty
     };
-    m.last_heartbeat_ms = Some(now);
+    m.last_heartbeat_us = Some(now);
     m.uptime = Some(uptime);
     reply
 }
@@ -525,7 +535,7 @@ mod tests {
             heartbeat(m, 2.0, true, 20),
             HeartbeatReply::Config(json!({"a": "x"}))
         );
-        m.config_modified_ms = Some(25);
+        m.config_modified_us = Some(25);
         assert_eq!(
             heartbeat(m, 3.0, false, 30),
             HeartbeatReply::Config(json!({"a": "x"}))
