@@ -2,6 +2,7 @@
 //! catalogue of FHIR artefacts, the mapping service, the signing identity and the
 //! issuer. `serve` and the tests build them the same way.
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use ddcc_cert::local::LocalSigner;
@@ -27,28 +28,79 @@ pub enum ServicesError {
     LocalKey(String),
     #[error("Vault configuration: {0}")]
     VaultConfig(String),
-    #[error("the DSC in Vault transit cannot be read ({0}); run `ddcc-mediator keys init` first")]
-    VaultDsc(String),
 }
 
-/// Where signatures come from; kept for readiness and for `/ddcc/dsc`.
-pub enum SignerKind {
-    /// A P-256 key in the data directory, with a self-signed development SCA.
-    Local,
-    Vault(Arc<VaultTransitSigner>),
+/// The signing side once connected: the identity (DSC, kid) and the issuer using it.
+#[derive(Clone)]
+pub struct Signing {
+    pub identity: SigningIdentity,
+    pub issuer: Arc<Issuer>,
 }
 
-/// The downstream signing endpoint, for orchestration records (Vault only).
-pub struct SigningEndpoint {
-    pub url: String,
+/// The issuer, or why there is none yet. With Vault, the service starts even when
+/// Vault is down or sealed: a background task connects with backoff and fills the
+/// slot, so issuing recovers without a restart; until then issuing answers 503 and
+/// `/ready` is red.
+pub struct SigningSlot {
+    state: std::sync::RwLock<Result<Signing, String>>,
+    /// Vault's sign URL, for orchestration records; `None` for the local signer.
+    pub endpoint: Option<String>,
+}
+
+impl SigningSlot {
+    pub fn get(&self) -> Result<Signing, String> {
+        self.state.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+    fn set(&self, v: Result<Signing, String>) {
+        *self.state.write().unwrap_or_else(|e| e.into_inner()) = v;
+    }
+}
+
+/// What the issuer is built from, besides the signing identity.
+#[derive(Clone)]
+struct IssuerParts {
+    catalogue: Arc<Catalogue>,
+    mapping: Arc<MappingService>,
+    settings: IssuerSettings,
+}
+
+impl IssuerParts {
+    fn issuer(&self, identity: &SigningIdentity) -> Arc<Issuer> {
+        Arc::new(Issuer::new(
+            self.catalogue.questionnaires.clone(),
+            self.catalogue.pipelines.clone(),
+            self.catalogue.terminology.clone(),
+            self.mapping.clone(),
+            identity.clone(),
+            self.settings.clone(),
+        ))
+    }
 }
 
 pub struct Services {
     pub catalogue: Arc<Catalogue>,
     pub mapping: Arc<MappingService>,
-    pub identity: SigningIdentity,
-    pub signer_kind: SignerKind,
-    pub issuer: Arc<Issuer>,
+    pub signing: Arc<SigningSlot>,
+    vault: Option<Arc<VaultTransitSigner>>,
+}
+
+/// Connect to Vault transit: read the DSC and pin the key version it certifies (a
+/// rotation in Vault must never produce signatures under a kid no DSC matches).
+async fn connect_vault(
+    vcfg: &VaultConfig,
+    country: &str,
+) -> Result<(SigningIdentity, Arc<VaultTransitSigner>), String> {
+    let dsc = vault_transit::show_dsc(vcfg).await.map_err(|e| {
+        format!(
+            "the DSC in Vault transit cannot be read ({e}); is Vault up and unsealed, and did `ddcc-mediator keys init` run?"
+        )
+    })?;
+    let mut pinned = vcfg.clone();
+    pinned.key_version = Some(dsc.key_version);
+    let signer = Arc::new(VaultTransitSigner::new(pinned).map_err(|e| e.to_string())?);
+    let identity = SigningIdentity::new(signer.clone(), dsc.certificate_der.clone(), country)
+        .map_err(|e| e.to_string())?;
+    Ok((identity, signer))
 }
 
 impl Services {
@@ -61,7 +113,7 @@ impl Services {
         config: &Config,
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Self, ServicesError> {
-        let dir = &config.ddcc.profiles_dir;
+        let dir = &resolve_profiles_dir(&config.ddcc.profiles_dir);
         let catalogue =
             Arc::new(
                 Catalogue::load(dir).map_err(|source| ServicesError::Catalogue {
@@ -80,82 +132,158 @@ impl Services {
             &catalogue,
             Some(config.data_dir.join("structuremaps")),
         ));
+        let parts = IssuerParts {
+            catalogue: catalogue.clone(),
+            mapping: mapping.clone(),
+            settings: IssuerSettings {
+                validity_seconds: i64::from(config.ddcc.certificate_validity_days) * 86_400,
+                issuer_name: config.ddcc.issuer_name.clone(),
+                shc_issuer_url: shc_issuer_url(config),
+                ..Default::default()
+            },
+        };
+        let country = config.ddcc.issuer_country.clone();
 
-        let country = &config.ddcc.issuer_country;
-        let (identity, signer_kind) = if env("VAULT_ADDR").is_some_and(|v| !v.trim().is_empty()) {
-            let mut vcfg = VaultConfig::from_lookup(&env)
+        if env("VAULT_ADDR").is_some_and(|v| !v.trim().is_empty()) {
+            let vcfg = VaultConfig::from_lookup(&env)
                 .map_err(|e| ServicesError::VaultConfig(e.to_string()))?;
-            // Pin the key version the DSC certifies: a rotation in Vault must not
-            // produce signatures under a kid no DSC matches.
-            let dsc = vault_transit::show_dsc(&vcfg)
-                .await
-                .map_err(|e| ServicesError::VaultDsc(e.to_string()))?;
-            vcfg.key_version = Some(dsc.key_version);
-            let signer = Arc::new(
-                VaultTransitSigner::new(vcfg)
-                    .map_err(|e| ServicesError::VaultConfig(e.to_string()))?,
+            let endpoint = format!(
+                "{}/v1/{}/sign/{}",
+                vcfg.addr.trim_end_matches('/'),
+                vcfg.transit_mount.trim_matches('/'),
+                vcfg.key_name
             );
-            let identity =
-                SigningIdentity::new(signer.clone(), dsc.certificate_der.clone(), country)
-                    .map_err(|e| ServicesError::VaultDsc(e.to_string()))?;
-            tracing::info!(kid = %identity.kid_b64(), "signing through Vault transit");
-            (identity, SignerKind::Vault(signer))
-        } else {
-            let keys = config.data_dir.join("keys");
-            let identity = LocalSigner::load_or_create(&keys, country)
-                .map_err(|e| ServicesError::LocalKey(e.to_string()))?;
-            tracing::warn!(
-                kid = %identity.kid_b64(),
-                dir = %keys.display(),
-                "signing with a local development key and self-signed SCA: NOT FOR PRODUCTION (set VAULT_ADDR to sign through Vault transit)"
-            );
-            (identity, SignerKind::Local)
-        };
+            let slot = Arc::new(SigningSlot {
+                state: std::sync::RwLock::new(Err("connecting to Vault transit".into())),
+                endpoint: Some(endpoint),
+            });
+            let vault = match connect_vault(&vcfg, &country).await {
+                Ok((identity, signer)) => {
+                    tracing::info!(kid = %identity.kid_b64(), "signing through Vault transit");
+                    slot.set(Ok(Signing {
+                        issuer: parts.issuer(&identity),
+                        identity,
+                    }));
+                    Some(signer)
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "Vault transit not available at start-up; retrying in the background");
+                    slot.set(Err(e));
+                    tokio::spawn(retry_vault(vcfg, country, parts, slot.clone()));
+                    None
+                }
+            };
+            return Ok(Services {
+                catalogue,
+                mapping,
+                signing: slot,
+                vault,
+            });
+        }
 
-        let settings = IssuerSettings {
-            validity_seconds: i64::from(config.ddcc.certificate_validity_days) * 86_400,
-            issuer_name: config.ddcc.issuer_name.clone(),
-            shc_issuer_url: shc_issuer_url(config),
-            ..Default::default()
-        };
-        let issuer = Arc::new(Issuer::new(
-            catalogue.questionnaires.clone(),
-            catalogue.pipelines.clone(),
-            catalogue.terminology.clone(),
-            mapping.clone(),
-            identity.clone(),
-            settings,
-        ));
+        let keys = config.data_dir.join("keys");
+        let identity = LocalSigner::load_or_create(&keys, &country)
+            .map_err(|e| ServicesError::LocalKey(e.to_string()))?;
+        tracing::warn!(
+            kid = %identity.kid_b64(),
+            dir = %keys.display(),
+            "signing with a local development key and self-signed SCA: NOT FOR PRODUCTION (set VAULT_ADDR to sign through Vault transit)"
+        );
+        let slot = Arc::new(SigningSlot {
+            state: std::sync::RwLock::new(Ok(Signing {
+                issuer: parts.issuer(&identity),
+                identity,
+            })),
+            endpoint: None,
+        });
         Ok(Services {
             catalogue,
             mapping,
-            identity,
-            signer_kind,
-            issuer,
+            signing: slot,
+            vault: None,
         })
     }
 
     /// Put the services into the app state, with their readiness checks.
     pub fn install(self, mut builder: AppStateBuilder) -> AppStateBuilder {
-        if let SignerKind::Vault(signer) = &self.signer_kind {
-            let cfg = signer.config();
-            builder = builder
-                .with_readiness(Arc::new(VaultCheck(signer.clone())))
-                .with_service(Arc::new(SigningEndpoint {
-                    url: format!(
-                        "{}/v1/{}/sign/{}",
-                        cfg.addr.trim_end_matches('/'),
-                        cfg.transit_mount.trim_matches('/'),
-                        cfg.key_name
-                    ),
-                }));
+        if let Some(signer) = &self.vault {
+            builder = builder.with_readiness(Arc::new(VaultCheck(signer.clone())));
         }
         builder
+            .with_readiness(Arc::new(SigningCheck(self.signing.clone())))
             .with_service(self.catalogue)
             .with_service(self.mapping)
-            .with_service(self.issuer)
-            .with_service(Arc::new(self.identity))
+            .with_service(self.signing)
     }
+}
+
+/// Capped exponential backoff until Vault answers with a usable DSC.
+async fn retry_vault(
+    vcfg: VaultConfig,
+    country: String,
+    parts: IssuerParts,
+    slot: Arc<SigningSlot>,
+) {
+    let mut delay = std::time::Duration::from_secs(1);
+    loop {
+        tokio::time::sleep(delay).await;
+        match connect_vault(&vcfg, &country).await {
+            Ok((identity, _signer)) => {
+                tracing::info!(kid = %identity.kid_b64(), "Vault transit connected; issuing enabled");
+                slot.set(Ok(Signing {
+                    issuer: parts.issuer(&identity),
+                    identity,
+                }));
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, retry_in_s = delay.as_secs(), "Vault transit still not available");
+                slot.set(Err(e));
+                delay = (delay * 2).min(std::time::Duration::from_secs(30));
+            }
+        }
+    }
+}
+
+struct SigningCheck(Arc<SigningSlot>);
+
+impl ReadinessCheck for SigningCheck {
+    fn name(&self) -> &str {
+        "signer"
+    }
+    fn check(&self) -> CheckFuture<'_> {
+        Box::pin(async move {
+            self.0
+                .get()
+                .map(|s| format!("ready, kid {}", s.identity.kid_b64()))
+        })
+    }
+}
+
+/// The artefacts directory: as configured when it exists; for the default relative
+/// path, also an installed layout beside the executable (`../share/ddcc-mediator/`)
+/// and the source tree the binary was built from, so `ddcc-mediator serve` works on
+/// embedded defaults from any working directory.
+pub fn resolve_profiles_dir(configured: &Path) -> PathBuf {
+    if configured.is_dir() || configured.is_absolute() {
+        return configured.to_path_buf();
+    }
+    let mut candidates = Vec::new();
+    if let Some(bin_dir) = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(Path::to_path_buf))
+    {
+        candidates.push(bin_dir.join("../share/ddcc-mediator").join(configured));
+    }
+    candidates.push(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("..")
+            .join(configured),
+    );
+    candidates
+        .into_iter()
+        .find(|c| c.is_dir())
+        .unwrap_or_else(|| configured.to_path_buf())
 }
 
 /// The SMART Health Card `iss`: the public base without its `/fhir` suffix, since

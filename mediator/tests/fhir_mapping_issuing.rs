@@ -58,7 +58,7 @@ async fn start(
     let services = Services::build_with_env(&cfg, |_| None)
         .await
         .expect("services");
-    let identity = services.identity.clone();
+    let identity = services.signing.get().expect("local signer").identity;
     let state = server::build_state(cfg, |b| services.install(b)).expect("state");
     (
         test::init_service(server::build_app(state, |_| {})).await,

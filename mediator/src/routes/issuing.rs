@@ -5,7 +5,6 @@
 
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpResponse};
-use ddcc_cert::SigningIdentity;
 use ddcc_issuing::input::{self, InputError};
 use ddcc_issuing::issue::{IssueError, Issued, Issuer};
 use serde_json::{json, Value};
@@ -13,7 +12,7 @@ use serde_json::{json, Value};
 use crate::error::{ApiError, Issue};
 use crate::openhim::{Orchestration, Recorder};
 use crate::routes::mapping::{fhir_json, json_body, now_unix};
-use crate::services::SigningEndpoint;
+use crate::services::{Signing, SigningSlot};
 use crate::state::AppState;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -89,18 +88,28 @@ pub fn input_error(e: InputError) -> ApiError {
     }
 }
 
+/// The connected signer, or 503 saying why there is none (Vault down or sealed).
+fn signing(state: &AppState) -> Result<(Signing, std::sync::Arc<SigningSlot>), ApiError> {
+    let slot = state.require::<SigningSlot>("signer")?;
+    let signing = slot.get().map_err(|message| ApiError::Unavailable {
+        service: "signer".into(),
+        message,
+    })?;
+    Ok((signing, slot))
+}
+
 /// Issue one certificate. Signing through Vault is a downstream call: it is recorded
 /// as an orchestration (the local development signer is not).
 async fn issue_one(
     issuer: &Issuer,
-    signing: Option<&SigningEndpoint>,
+    endpoint: Option<&str>,
     response: &Value,
     recorder: &Recorder,
 ) -> Result<Issued, ApiError> {
     let now = now_unix();
     let prepared = issuer.prepare(response, now).map_err(issue_error)?;
     let pending =
-        signing.map(|s| Orchestration::begin("Vault transit: sign certificates", "POST", &s.url));
+        endpoint.map(|url| Orchestration::begin("Vault transit: sign certificates", "POST", url));
     let result = issuer.sign(prepared, now).await;
     if let Some(p) = pending {
         recorder.orchestration(match &result {
@@ -116,11 +125,16 @@ async fn generate(
     recorder: Recorder,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    let issuer = state.require::<Issuer>("issuer")?;
+    let (signing, slot) = signing(&state)?;
     let body = json_body(&body)?;
     let response = input::questionnaire_response(&body).map_err(input_error)?;
-    let signing = state.service::<SigningEndpoint>();
-    let issued = issue_one(&issuer, signing.as_deref(), response, &recorder).await?;
+    let issued = issue_one(
+        &signing.issuer,
+        slot.endpoint.as_deref(),
+        response,
+        &recorder,
+    )
+    .await?;
     recorder.property("edition", issued.edition.clone());
     Ok(fhir_json(StatusCode::OK, &issued.document))
 }
@@ -132,15 +146,22 @@ async fn submit_health_event(
     recorder: Recorder,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    let issuer = state.require::<Issuer>("issuer")?;
+    let (signing, slot) = signing(&state)?;
     let body = json_body(&body)?;
     let entries = input::batch_entries(&body).map_err(input_error)?;
-    let signing = state.service::<SigningEndpoint>();
     let mut out = Vec::with_capacity(entries.len());
     let (mut ok, mut failed) = (0, 0);
     for entry in entries {
         let result = match entry {
-            Ok(response) => issue_one(&issuer, signing.as_deref(), response, &recorder).await,
+            Ok(response) => {
+                issue_one(
+                    &signing.issuer,
+                    slot.endpoint.as_deref(),
+                    response,
+                    &recorder,
+                )
+                .await
+            }
             Err(e) => Err(input_error(e)),
         };
         out.push(match result {
@@ -177,7 +198,7 @@ async fn submit_health_event(
 
 /// The active DSC, so a verifier can be pointed at it.
 async fn dsc(state: AppState) -> Result<HttpResponse, ApiError> {
-    let identity = state.require::<SigningIdentity>("signer")?;
+    let identity = signing(&state)?.0.identity;
     Ok(HttpResponse::Ok()
         .insert_header((header::CONTENT_TYPE, "application/x-pem-file"))
         .insert_header(("x-ddcc-kid", identity.kid_b64()))
@@ -186,7 +207,7 @@ async fn dsc(state: AppState) -> Result<HttpResponse, ApiError> {
 
 /// The SMART Health Card issuer key set, at `<iss>/.well-known/jwks.json`.
 async fn jwks(state: AppState) -> Result<HttpResponse, ApiError> {
-    let identity = state.require::<SigningIdentity>("signer")?;
+    let identity = signing(&state)?.0.identity;
     let set = ddcc_cert::shc::jwks(&[&identity]).map_err(|e| ApiError::internal(e.to_string()))?;
     Ok(HttpResponse::Ok()
         .insert_header((header::CONTENT_TYPE, "application/json"))
