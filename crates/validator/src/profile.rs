@@ -237,7 +237,23 @@ fn compile_element(e: &Value, id: &str, path: &str) -> ElementDef {
         .map(|ts| {
             ts.iter()
                 .filter_map(|t| {
-                    let code = str_of(t, "code")?.to_string();
+                    let mut code = str_of(t, "code")?.to_string();
+                    // `id` elements are typed System.String with the FHIR type in an extension.
+                    if code.starts_with("http://hl7.org/fhirpath/System.") {
+                        if let Some(ft) = t
+                            .get("extension")
+                            .and_then(Value::as_array)
+                            .and_then(|a| {
+                                a.iter().find(|x| {
+                                    str_of(x, "url")
+                                        == Some("http://hl7.org/fhir/StructureDefinition/structuredefinition-fhir-type")
+                                })
+                            })
+                            .and_then(|x| str_of(x, "valueUrl").or_else(|| str_of(x, "valueUri")))
+                        {
+                            code = ft.to_string();
+                        }
+                    }
                     let list = |k: &str| -> Vec<String> {
                         t.get(k)
                             .and_then(Value::as_array)

@@ -497,7 +497,9 @@ impl Validator {
             .filter_map(|&c| p.elements.get(c))
             .collect();
         // Which JSON keys belong to which child (and, for choices, which type).
-        let mut claimed: Vec<Vec<(&'v str, Option<String>)>> = vec![Vec::new(); kids.len()];
+        // (key, choice type, valid): an invalid choice type still counts as present,
+        // so one wrong suffix is one error, not also a missing element.
+        let mut claimed: Vec<Vec<(&'v str, Option<String>, bool)>> = vec![Vec::new(); kids.len()];
         for key in obj.keys() {
             if (key == "resourceType" && pidx == p.root()) || key == "fhir_comments" {
                 continue;
@@ -507,7 +509,7 @@ impl Validator {
             for (ci, c) in kids.iter().enumerate() {
                 if c.name == name {
                     if !key.starts_with('_') {
-                        claimed[ci].push((key.as_str(), None));
+                        claimed[ci].push((key.as_str(), None, true));
                     }
                     found = true;
                     break;
@@ -536,8 +538,9 @@ impl Validator {
                                     allowed_list.join(", ")
                                 ),
                             );
-                        } else if !key.starts_with('_') {
-                            claimed[ci].push((key.as_str(), Some(t)));
+                        }
+                        if !key.starts_with('_') {
+                            claimed[ci].push((key.as_str(), Some(t), allowed));
                         }
                         break;
                     }
@@ -566,9 +569,9 @@ impl Validator {
                     format!("more than one type given for {base}[x]"),
                 );
             }
-            let (key, hint) = match keys.first() {
-                Some((k, h)) => (Some(*k), h.clone()),
-                None => (None, None),
+            let (key, hint, valid) = match keys.first() {
+                Some((k, h, ok)) => (Some(*k), h.clone(), *ok),
+                None => (None, None, true),
             };
             let val = key.and_then(|k| obj.get(k));
             let ext_count = if c.is_choice() {
@@ -650,6 +653,9 @@ impl Validator {
                 }
                 _ => vec![None; items.len()],
             };
+            if !valid {
+                continue;
+            }
             let is_entry = c.path == "Bundle.entry";
             for ((i, item), slice) in items.iter().zip(assignment) {
                 if is_entry {
