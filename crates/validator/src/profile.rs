@@ -1,6 +1,7 @@
 //! StructureDefinitions compiled from their snapshots into element trees.
 
 use serde_json::Value;
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
@@ -366,6 +367,7 @@ fn compile_element(e: &Value, id: &str, path: &str) -> ElementDef {
 pub struct ProfileSet {
     profiles: HashMap<String, Arc<Profile>>,
     aliases: HashMap<String, String>,
+    prefix_aliases: Vec<(String, String)>,
 }
 
 impl ProfileSet {
@@ -406,11 +408,48 @@ impl ProfileSet {
         self.aliases.insert(from.into(), to.into());
     }
 
+    /// Treat every canonical starting with `old_base` as the same canonical under
+    /// `new_base` (e.g. the pre-2023 DDCC base, or IHE's http -> https move). Applies
+    /// to profile lookup and to canonical URLs compared as values (extension urls,
+    /// fixed/pattern uris).
+    pub fn add_base_alias(&mut self, old_base: impl Into<String>, new_base: impl Into<String>) {
+        self.prefix_aliases.push((old_base.into(), new_base.into()));
+    }
+
+    /// The canonical a URL stands for after aliasing (exact aliases, then base aliases).
+    pub fn canonical<'a>(&'a self, url: &'a str) -> Cow<'a, str> {
+        if let Some(to) = self.aliases.get(url) {
+            return Cow::Borrowed(to);
+        }
+        for (old, new) in &self.prefix_aliases {
+            if let Some(rest) = url.strip_prefix(old.as_str()) {
+                let rewritten = format!("{new}{rest}");
+                return match self.aliases.get(&rewritten) {
+                    Some(to) => Cow::Borrowed(to),
+                    None => Cow::Owned(rewritten),
+                };
+            }
+        }
+        Cow::Borrowed(url)
+    }
+
+    /// String equality up to canonical aliases.
+    pub(crate) fn same_str(&self, a: &str, b: &str) -> bool {
+        a == b
+            || ((!self.aliases.is_empty() || !self.prefix_aliases.is_empty())
+                && self.canonical(a) == self.canonical(b))
+    }
+
+    /// Does any loaded profile (e.g. a logical model) define this `resourceType`?
+    pub fn defines_type(&self, type_name: &str) -> bool {
+        self.profiles.values().any(|p| p.type_name == type_name)
+    }
+
     pub fn get(&self, url: &str) -> Option<&Profile> {
         let url = url.split('|').next().unwrap_or(url);
         self.profiles
             .get(url)
-            .or_else(|| self.aliases.get(url).and_then(|to| self.profiles.get(to)))
+            .or_else(|| self.profiles.get(self.canonical(url).as_ref()))
             .map(Arc::as_ref)
     }
 

@@ -7,7 +7,7 @@ use crate::profile::{
 use crate::terminology::{Membership, Terminology};
 use crate::types::{
     builtin_datatype, check_primitive, is_known_type, is_primitive, kind, suffix_of,
-    type_from_suffix,
+    type_from_suffix, R4_RESOURCE_TYPES,
 };
 use fhirpath::{Environment, Item};
 use serde_json::{Map, Value};
@@ -18,6 +18,8 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 /// Nesting deeper than this (in elements and contained resources) is reported,
 /// not walked: FHIR resources are nowhere near it, hostile input may be.
 pub const MAX_DEPTH: usize = 96;
+
+const CORE_BASE: &str = "http://hl7.org/fhir/StructureDefinition/";
 
 /// Validates FHIR JSON against loaded profiles. Immutable after construction,
 /// `Send + Sync`: share one per process.
@@ -167,10 +169,28 @@ impl Validator {
             .unwrap_or("Resource")
             .to_string();
         let mut explicit = Vec::new();
+        let mut base_only = false;
         if let Some(url) = profile {
-            match self.profiles.get(url) {
-                Some(p) => explicit.push(p),
-                None => ctx.error(
+            let core_type = url
+                .split('|')
+                .next()
+                .and_then(|u| u.strip_prefix(CORE_BASE))
+                .filter(|t| R4_RESOURCE_TYPES.contains(t));
+            match (self.profiles.get(url), core_type) {
+                (Some(p), _) => explicit.push(p),
+                // A core resource definition: what we know of it are the base checks.
+                (None, Some(t)) => {
+                    base_only = true;
+                    if t != loc {
+                        ctx.error(
+                            IssueCode::Structure,
+                            "PROFILE_TYPE_MISMATCH",
+                            &loc,
+                            format!("profile {url} is for {t}, not {loc}"),
+                        );
+                    }
+                }
+                (None, None) => ctx.error(
                     IssueCode::NotFound,
                     "PROFILE_UNKNOWN",
                     &loc,
@@ -178,7 +198,7 @@ impl Validator {
                 ),
             }
         }
-        if profile.is_none() || !explicit.is_empty() {
+        if profile.is_none() || !explicit.is_empty() || base_only {
             self.resource(&mut ctx, resource, &loc, &explicit, 0);
         }
         if !ctx.skipped_invariants.is_empty() && !self.engine_ok {
@@ -241,6 +261,15 @@ impl Validator {
             );
             return;
         };
+        if !R4_RESOURCE_TYPES.contains(&rt) && !self.profiles.defines_type(rt) {
+            ctx.error(
+                IssueCode::Structure,
+                "RESOURCE_TYPE_UNKNOWN",
+                loc,
+                format!("unknown resource type {rt}"),
+            );
+            return;
+        }
         let mut profiles: Vec<&'p Profile> = required.to_vec();
         if let Some(metas) = v.pointer("/meta/profile").and_then(Value::as_array) {
             for m in metas.iter().filter_map(Value::as_str) {
@@ -622,14 +651,28 @@ impl Validator {
             let assignment: Vec<Option<usize>> = match &c.slicing {
                 Some(sl) if !c.slices.is_empty() => {
                     let mut counts = vec![0usize; c.slices.len()];
+                    // Slices some item could not be decided for: their minimum is not checked.
+                    let mut uncertain = vec![false; c.slices.len()];
                     let mut out = Vec::with_capacity(items.len());
                     for (i, item) in &items {
-                        let m = c.slices.iter().position(|&s| {
-                            self.matches_slice(item, (p, s), &sl.discriminators, hint.as_deref(), depth)
-                        });
+                        let mut m = None;
+                        let mut undecided = false;
+                        for (si, &s) in c.slices.iter().enumerate() {
+                            match self.matches_slice(item, (p, s), &sl.discriminators, hint.as_deref(), depth) {
+                                Some(true) => {
+                                    m = Some(si);
+                                    break;
+                                }
+                                None => {
+                                    undecided = true;
+                                    uncertain[si] = true;
+                                }
+                                Some(false) => {}
+                            }
+                        }
                         match m {
                             Some(si) => counts[si] += 1,
-                            None if sl.closed => ctx.error(
+                            None if sl.closed && !undecided => ctx.error(
                                 IssueCode::Structure,
                                 "SLICE_UNMATCHED",
                                 &item_loc(*i),
@@ -646,7 +689,8 @@ impl Validator {
                                 c.path,
                                 sd.slice_name.as_deref().unwrap_or("?")
                             );
-                            cardinality(ctx, sd, counts[si], &at, "SLICE_CARDINALITY_MIN", "SLICE_CARDINALITY_MAX", &label);
+                            let min_id = if uncertain[si] { "" } else { "SLICE_CARDINALITY_MIN" };
+                            cardinality(ctx, sd, counts[si], &at, min_id, "SLICE_CARDINALITY_MAX", &label);
                         }
                     }
                     out
@@ -832,7 +876,7 @@ impl Validator {
 
     fn fixed_pattern(&self, ctx: &mut Ctx<'_>, def: &ElementDef, v: &Value, loc: &str) {
         if let Some(f) = &def.fixed {
-            if !json_eq(f, v) {
+            if !json_eq(f, v, &self.profiles) {
                 ctx.error(
                     IssueCode::Value,
                     "FIXED_MISMATCH",
@@ -842,7 +886,7 @@ impl Validator {
             }
         }
         if let Some(pt) = &def.pattern {
-            if !pattern_match(pt, v, 0) {
+            if !pattern_match(pt, v, &self.profiles, 0) {
                 ctx.error(
                     IssueCode::Value,
                     "PATTERN_MISMATCH",
@@ -1006,6 +1050,8 @@ impl Validator {
         }
     }
 
+    /// Does an item belong to a slice? `None` when a discriminator cannot be
+    /// decided here (value not defined in a loaded definition, `resolve()` paths).
     fn matches_slice<'v, 'p>(
         &'p self,
         item: &'v Value,
@@ -1013,88 +1059,91 @@ impl Validator {
         discs: &[crate::profile::Discriminator],
         hint: Option<&str>,
         depth: usize,
-    ) -> bool {
-        discs.iter().all(|d| {
-            let Some(values) = values_at(item, &d.path) else {
-                return true;
-            };
-            let target = self.elem_at(slice, &d.path);
-            match d.kind {
-                DiscriminatorType::Value | DiscriminatorType::Pattern => {
-                    let (fixed, pattern) = match target {
-                        Some((tp, ti)) => {
-                            let e = &tp.elements[ti];
-                            (e.fixed.clone(), e.pattern.clone())
-                        }
-                        None => (None, None),
-                    };
-                    let fixed = fixed.or_else(|| self.extension_url(slice, &d.path));
-                    match (fixed, pattern) {
-                        (Some(f), _) => values.iter().any(|x| json_eq(&f, x)),
-                        (None, Some(pt)) => values.iter().any(|x| pattern_match(&pt, x, 0)),
-                        (None, None) => true,
-                    }
-                }
-                DiscriminatorType::Exists => match target {
+    ) -> Option<bool> {
+        let mut verdict = Some(true);
+        for d in discs {
+            match self.discriminator(item, slice, d, hint, depth) {
+                Some(false) => return Some(false),
+                None => verdict = None,
+                Some(true) => {}
+            }
+        }
+        verdict
+    }
+
+    fn discriminator<'v, 'p>(
+        &'p self,
+        item: &'v Value,
+        slice: ERef<'p>,
+        d: &crate::profile::Discriminator,
+        hint: Option<&str>,
+        depth: usize,
+    ) -> Option<bool> {
+        let values = values_at(item, &d.path)?;
+        let target = self.elem_at(slice, &d.path);
+        let ps = &self.profiles;
+        match d.kind {
+            DiscriminatorType::Value | DiscriminatorType::Pattern => {
+                let (fixed, pattern) = match target {
                     Some((tp, ti)) => {
                         let e = &tp.elements[ti];
-                        if e.min >= 1 {
-                            !values.is_empty()
-                        } else if e.max == Some(0) {
-                            values.is_empty()
-                        } else {
-                            true
-                        }
+                        (e.fixed.clone(), e.pattern.clone())
                     }
-                    None => true,
-                },
-                DiscriminatorType::Type => {
-                    let Some((tp, ti)) = target else {
-                        return true;
-                    };
-                    let codes: Vec<&str> =
-                        tp.elements[ti].types.iter().map(|t| t.code.as_str()).collect();
-                    if values.is_empty() {
-                        return false;
-                    }
-                    values.iter().all(|x| {
-                        if let Some(rt) = x.get("resourceType").and_then(Value::as_str) {
-                            codes.iter().any(|c| *c == rt || matches!(*c, "Resource" | "DomainResource"))
-                        } else if d.path == "$this" {
-                            hint.is_none_or(|h| codes.iter().any(|c| *c == h))
-                        } else {
-                            true
-                        }
-                    })
-                }
-                DiscriminatorType::Profile => {
-                    let Some((tp, ti)) = target else {
-                        return true;
-                    };
-                    let profs: Vec<&Profile> = tp.elements[ti]
-                        .types
-                        .iter()
-                        .flat_map(|t| t.profiles.iter())
-                        .filter_map(|u| self.profiles.get(u))
-                        .collect();
-                    if profs.is_empty() {
-                        return true;
-                    }
-                    !values.is_empty()
-                        && values.iter().all(|x| {
-                            profs.iter().any(|pp| {
-                                let mut sub = Ctx::new(x);
-                                if x.get("resourceType").is_some() {
-                                    self.resource(&mut sub, x, "x", &[pp], depth + 1);
-                                } else {
-                                    self.node(&mut sub, x, (pp, pp.root()), "x", x, depth + 1, None);
-                                }
-                                !sub.has_error()
-                            })
-                        })
+                    None => (None, None),
+                };
+                let fixed = fixed.or_else(|| self.extension_url(slice, &d.path));
+                match (fixed, pattern) {
+                    (Some(f), _) => Some(values.iter().any(|x| json_eq(&f, x, ps))),
+                    (None, Some(pt)) => Some(values.iter().any(|x| pattern_match(&pt, x, ps, 0))),
+                    (None, None) => None,
                 }
             }
-        })
+            DiscriminatorType::Exists => {
+                let (tp, ti) = target?;
+                let e = &tp.elements[ti];
+                if e.min >= 1 {
+                    Some(!values.is_empty())
+                } else if e.max == Some(0) {
+                    Some(values.is_empty())
+                } else {
+                    None
+                }
+            }
+            DiscriminatorType::Type => {
+                let (tp, ti) = target?;
+                let codes: Vec<&str> = tp.elements[ti].types.iter().map(|t| t.code.as_str()).collect();
+                type_matches(&values, &codes, d.path == "$this", hint)
+            }
+            DiscriminatorType::Profile => {
+                let (tp, ti) = target?;
+                let el = &tp.elements[ti];
+                let profs: Vec<&Profile> = el
+                    .types
+                    .iter()
+                    .flat_map(|t| t.profiles.iter())
+                    .filter_map(|u| self.profiles.get(u))
+                    .collect();
+                if profs.is_empty() {
+                    // The profile is not loaded: its base type still tells slices apart.
+                    let codes: Vec<&str> = el.types.iter().map(|t| t.code.as_str()).collect();
+                    return type_matches(&values, &codes, false, hint);
+                }
+                if values.is_empty() {
+                    return Some(false);
+                }
+                Some(values.iter().all(|x| {
+                    profs.iter().any(|pp| {
+                        let mut sub = Ctx::new(x);
+                        if x.get("resourceType").is_some() {
+                            self.resource(&mut sub, x, "x", &[pp], depth + 1);
+                        } else {
+                            self.node(&mut sub, x, (pp, pp.root()), "x", x, depth + 1, None);
+                        }
+                        !sub.has_error()
+                    })
+                }))
+            }
+        }
     }
 
     /// An extension slice is identified by its url, which is its profile's canonical.
@@ -1154,7 +1203,7 @@ fn cardinality(
     max_id: &'static str,
     label: &str,
 ) {
-    if (count as u64) < def.min as u64 {
+    if !min_id.is_empty() && (count as u64) < def.min as u64 {
         ctx.error(
             IssueCode::Required,
             min_id,
@@ -1172,6 +1221,31 @@ fn cardinality(
             );
         }
     }
+}
+
+/// Type discriminator: resources by `resourceType`, choices by their JSON suffix.
+fn type_matches(values: &[&Value], codes: &[&str], this: bool, hint: Option<&str>) -> Option<bool> {
+    if values.is_empty() {
+        return Some(false);
+    }
+    let mut verdict = Some(true);
+    for x in values {
+        if let Some(rt) = x.get("resourceType").and_then(Value::as_str) {
+            if !codes
+                .iter()
+                .any(|c| *c == rt || matches!(*c, "Resource" | "DomainResource"))
+            {
+                return Some(false);
+            }
+        } else if this && hint.is_some() {
+            if !hint.is_some_and(|h| codes.contains(&h)) {
+                return Some(false);
+            }
+        } else if codes.len() != 1 {
+            verdict = None;
+        }
+    }
+    verdict
 }
 
 fn pick_type<'d>(def: &'d ElementDef, v: &Value) -> Option<&'d str> {
@@ -1381,15 +1455,16 @@ fn values_at<'v>(item: &'v Value, path: &str) -> Option<Vec<&'v Value>> {
 }
 
 /// FHIR value equality: numbers by value, everything else structurally.
-pub(crate) fn json_eq(a: &Value, b: &Value) -> bool {
+pub(crate) fn json_eq(a: &Value, b: &Value, ps: &ProfileSet) -> bool {
     match (a, b) {
         (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
+        (Value::String(x), Value::String(y)) => ps.same_str(x, y),
         (Value::Array(x), Value::Array(y)) => {
-            x.len() == y.len() && x.iter().zip(y).all(|(p, q)| json_eq(p, q))
+            x.len() == y.len() && x.iter().zip(y).all(|(p, q)| json_eq(p, q, ps))
         }
         (Value::Object(x), Value::Object(y)) => {
             x.len() == y.len()
-                && x.iter().all(|(k, p)| y.get(k).is_some_and(|q| json_eq(p, q)))
+                && x.iter().all(|(k, p)| y.get(k).is_some_and(|q| json_eq(p, q, ps)))
         }
         _ => a == b,
     }
@@ -1397,19 +1472,19 @@ pub(crate) fn json_eq(a: &Value, b: &Value) -> bool {
 
 /// `pattern[x]`: every property the pattern has, the value has (recursively);
 /// every pattern array item is matched by some value array item.
-pub(crate) fn pattern_match(pattern: &Value, v: &Value, depth: usize) -> bool {
+pub(crate) fn pattern_match(pattern: &Value, v: &Value, ps: &ProfileSet, depth: usize) -> bool {
     if depth > MAX_DEPTH {
         return false;
     }
     match (pattern, v) {
         (Value::Object(p), Value::Object(o)) => p
             .iter()
-            .all(|(k, pv)| o.get(k).is_some_and(|ov| pattern_match(pv, ov, depth + 1))),
+            .all(|(k, pv)| o.get(k).is_some_and(|ov| pattern_match(pv, ov, ps, depth + 1))),
         (Value::Array(p), Value::Array(o)) => p
             .iter()
-            .all(|pv| o.iter().any(|ov| pattern_match(pv, ov, depth + 1))),
-        (Value::Array(p), o) => p.iter().all(|pv| pattern_match(pv, o, depth + 1)),
-        _ => json_eq(pattern, v),
+            .all(|pv| o.iter().any(|ov| pattern_match(pv, ov, ps, depth + 1))),
+        (Value::Array(p), o) => p.iter().all(|pv| pattern_match(pv, o, ps, depth + 1)),
+        _ => json_eq(pattern, v, ps),
     }
 }
 
@@ -1422,11 +1497,15 @@ mod tests {
     fn patterns() {
         let p = json!({"coding": [{"system": "http://loinc.org", "code": "82593-5"}]});
         let v = json!({"coding": [{"system": "x", "code": "y"}, {"system": "http://loinc.org", "code": "82593-5", "display": "d"}], "text": "t"});
-        assert!(pattern_match(&p, &v, 0));
+        let ps = ProfileSet::new();
+        assert!(pattern_match(&p, &v, &ps, 0));
         let w = json!({"coding": [{"system": "http://loinc.org", "code": "1"}]});
-        assert!(!pattern_match(&p, &w, 0));
-        assert!(json_eq(&json!(1.0), &json!(1)));
-        assert!(!json_eq(&json!({"a": 1}), &json!({"a": 1, "b": 2})));
+        assert!(!pattern_match(&p, &w, &ps, 0));
+        assert!(json_eq(&json!(1.0), &json!(1), &ps));
+        assert!(!json_eq(&json!({"a": 1}), &json!({"a": 1, "b": 2}), &ps));
+        let mut aliased = ProfileSet::new();
+        aliased.add_base_alias("http://old/", "https://new/");
+        assert!(json_eq(&json!("http://old/x"), &json!("https://new/x"), &aliased));
     }
 
     #[test]
