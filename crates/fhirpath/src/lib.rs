@@ -15,12 +15,24 @@
 
 use serde_json::Value;
 use std::borrow::Cow;
+use std::sync::Arc;
+
+mod ast;
+mod decimal;
+mod eval;
+mod functions;
+pub mod model;
+mod ops;
+mod parser;
+mod temporal;
+mod units;
+mod value;
 
 /// A parsed FHIRPath expression.
 #[derive(Debug, Clone)]
 pub struct Expression {
-    #[allow(dead_code)]
-    src: std::sync::Arc<str>,
+    src: Arc<str>,
+    tree: Arc<ast::Expr>,
 }
 
 impl Expression {
@@ -62,7 +74,10 @@ pub enum Item<'a> {
     /// ISO 8601 with optional precision and offset, without the `@`/`T` prefix rules of literals.
     DateTime(String),
     Time(String),
-    Quantity { value: Decimal, unit: String },
+    Quantity {
+        value: Decimal,
+        unit: String,
+    },
     /// A node of a FHIR JSON document. `type_name` is the FHIR type when known
     /// (resource type, or derived from the element definition / choice suffix).
     Node {
@@ -87,12 +102,81 @@ impl<'a> Item<'a> {
     /// and for `is`/`ofType`: `boolean`, `integer`, `decimal`, `string`, `date`,
     /// `dateTime`, `time`, `Quantity`, or the node's type.
     pub fn fhir_type(&self) -> Option<Cow<'_, str>> {
-        unimplemented_api()
+        let t = match self {
+            Item::Boolean(_) => "boolean",
+            Item::Integer(_) => "integer",
+            Item::Decimal(_) => "decimal",
+            Item::String(_) => "string",
+            Item::Date(_) => "date",
+            Item::DateTime(_) => "dateTime",
+            Item::Time(_) => "time",
+            Item::Quantity { .. } => "Quantity",
+            Item::Node { value, type_name } => {
+                return match type_name {
+                    Some(t) => Some(Cow::Borrowed(t.as_ref())),
+                    None => json_type(value).map(Cow::Borrowed),
+                }
+            }
+            Item::Owned { value, type_name } => {
+                return match type_name {
+                    Some(t) => Some(Cow::Borrowed(t.as_str())),
+                    None => json_type(value).map(|t| Cow::Owned(t.to_string())),
+                }
+            }
+        };
+        Some(Cow::Borrowed(t))
+    }
+
+    /// The text of a string item or of a JSON string node.
+    pub fn as_str(&self) -> Option<&str> {
+        value::as_str(self)
+    }
+
+    /// The System value of the item: a JSON primitive node becomes Boolean,
+    /// Integer, Decimal, String, Date, DateTime or Time; other items are returned as they are.
+    pub fn to_primitive(&self) -> Item<'a> {
+        value::prim(self)
+    }
+
+    /// The JSON node behind a `Node`/`Owned` item.
+    pub fn as_json(&self) -> Option<&Value> {
+        value::json_of(self)
+    }
+
+    /// FHIRPath's text form (`toString()`): `5 'mg'`, `2021-07-08`, `true`; `None` for complex nodes.
+    pub fn to_fhirpath_string(&self) -> Option<String> {
+        match value::prim(self) {
+            Item::String(s) => Some(s.into_owned()),
+            Item::Boolean(b) => Some(b.to_string()),
+            Item::Integer(i) => Some(i.to_string()),
+            Item::Decimal(d) => Some(d.text),
+            Item::Date(d) | Item::DateTime(d) | Item::Time(d) => Some(d),
+            Item::Quantity { value, unit } => Some(value::quantity_text(&value, &unit)),
+            _ => None,
+        }
     }
 
     /// The value as FHIR JSON (a primitive becomes a JSON scalar, a Quantity an object).
     pub fn to_json(&self) -> Value {
-        unimplemented_api()
+        match self {
+            Item::Boolean(b) => Value::Bool(*b),
+            Item::Integer(i) => Value::from(*i),
+            Item::Decimal(d) => decimal_json(d),
+            Item::String(s) => Value::String(s.to_string()),
+            Item::Date(s) | Item::DateTime(s) | Item::Time(s) => Value::String(s.clone()),
+            Item::Quantity { value, unit } => {
+                let mut m = serde_json::Map::new();
+                m.insert("value".into(), decimal_json(value));
+                m.insert("unit".into(), Value::String(unit.clone()));
+                if !is_calendar_word(unit) {
+                    m.insert("system".into(), Value::String(value::UCUM.into()));
+                    m.insert("code".into(), Value::String(unit.clone()));
+                }
+                Value::Object(m)
+            }
+            Item::Node { value, .. } => (*value).clone(),
+            Item::Owned { value, .. } => (**value).clone(),
+        }
     }
 }
 
@@ -142,8 +226,11 @@ impl<'a> Environment<'a> for EmptyEnvironment {}
 
 /// Parse an expression. Never panics; deep nesting gives [`Error::TooDeep`].
 pub fn parse(src: &str) -> Result<Expression, Error> {
-    let _ = src;
-    unimplemented_api()
+    let tree = parser::parse(src)?;
+    Ok(Expression {
+        src: Arc::from(src),
+        tree: Arc::new(tree),
+    })
 }
 
 /// Evaluate `expr` with `input` as the focus (`$this`, `%context`, `%resource`).
@@ -152,8 +239,8 @@ pub fn evaluate<'a>(
     input: &[Item<'a>],
     env: &dyn Environment<'a>,
 ) -> Result<Vec<Item<'a>>, Error> {
-    let _ = (expr, input, env);
-    unimplemented_api()
+    let ev = eval::Evaluator::new(env, input.to_vec());
+    ev.run(&expr.tree)
 }
 
 /// Convenience: parse and evaluate against one JSON resource with no environment.
@@ -169,7 +256,43 @@ pub fn evaluate_str<'a>(src: &str, resource: &'a Value) -> Result<Vec<Item<'a>>,
     evaluate(&expr, &[root], &EmptyEnvironment)
 }
 
-// Placeholder until the evaluator lands on this branch; removed by the FHIRPath work.
-fn unimplemented_api() -> ! {
-    unimplemented!("fhirpath API skeleton")
+fn json_type(v: &Value) -> Option<&str> {
+    match v {
+        Value::Object(o) => o.get("resourceType").and_then(Value::as_str),
+        Value::Bool(_) => Some("boolean"),
+        Value::Number(n) if n.is_i64() || n.is_u64() => Some("integer"),
+        Value::Number(_) => Some("decimal"),
+        Value::String(_) => Some("string"),
+        _ => None,
+    }
+}
+
+fn is_calendar_word(u: &str) -> bool {
+    matches!(
+        u,
+        "year"
+            | "years"
+            | "month"
+            | "months"
+            | "week"
+            | "weeks"
+            | "day"
+            | "days"
+            | "hour"
+            | "hours"
+            | "minute"
+            | "minutes"
+            | "second"
+            | "seconds"
+            | "millisecond"
+            | "milliseconds"
+    )
+}
+
+/// A decimal as a JSON number with its written digits where serde_json allows.
+fn decimal_json(d: &Decimal) -> Value {
+    if let Some(i) = d.as_integer().filter(|_| d.scale() == 0) {
+        return Value::from(i);
+    }
+    serde_json::Number::from_f64(d.to_f64()).map_or(Value::Null, Value::Number)
 }
