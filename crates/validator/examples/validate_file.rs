@@ -6,7 +6,9 @@ use std::path::PathBuf;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
-    let file = args.next().ok_or("usage: validate_file <file.json> [profile]")?;
+    let file = args
+        .next()
+        .ok_or("usage: validate_file <file.json> [profile]")?;
     let profile = args.next();
     let ig = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fhir-profiles/ig");
     let (profiles, _) = ProfileSet::load_dir(ig.join("definitions"))?;

@@ -159,7 +159,9 @@ impl Profile {
                 reason: reason.to_string(),
             };
             let path = str_of(e, "path").ok_or_else(|| bad("no path"))?.to_string();
-            let id = str_of(e, "id").map(str::to_string).unwrap_or_else(|| path.clone());
+            let id = str_of(e, "id")
+                .map(str::to_string)
+                .unwrap_or_else(|| path.clone());
             let el = compile_element(e, &id, &path);
             let idx = elements.len();
             if let Some(cr) = str_of(e, "contentReference") {

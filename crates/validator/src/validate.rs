@@ -166,6 +166,7 @@ impl Validator {
         let loc = resource
             .get("resourceType")
             .and_then(Value::as_str)
+            .filter(|t| !t.is_empty() && t.chars().all(|c| c.is_ascii_alphanumeric()))
             .unwrap_or("Resource")
             .to_string();
         let mut explicit = Vec::new();
@@ -257,7 +258,10 @@ impl Validator {
                 IssueCode::Structure,
                 "RESOURCE_TYPE_MISSING",
                 loc,
-                format!("expected a resource (object with resourceType), found {}", kind(v)),
+                format!(
+                    "expected a resource (object with resourceType), found {}",
+                    kind(v)
+                ),
             );
             return;
         };
@@ -332,7 +336,8 @@ impl Validator {
                 if matches!(k.as_str(), "resourceType" | "id" | "meta" | "text") {
                     continue;
                 }
-                let is_entries = k == "entry" && v.get("resourceType").and_then(Value::as_str) == Some("Bundle");
+                let is_entries =
+                    k == "entry" && v.get("resourceType").and_then(Value::as_str) == Some("Bundle");
                 match x {
                     Value::Array(a) => {
                         for (i, item) in a.iter().enumerate() {
@@ -404,7 +409,15 @@ impl Validator {
                 return;
             }
             self.fixed_pattern(ctx, def, v, loc);
-            self.binding(ctx, def.binding.as_ref().map(|b| (b.strength, b.value_set.as_str())), v, t, loc);
+            self.binding(
+                ctx,
+                def.binding
+                    .as_ref()
+                    .map(|b| (b.strength, b.value_set.as_str())),
+                v,
+                t,
+                loc,
+            );
             self.constraints(ctx, &def.constraints, v, t, loc, res);
             return;
         }
@@ -421,7 +434,10 @@ impl Validator {
             );
             return;
         };
-        if idx != p.root() && obj.contains_key("resourceType") && ty.is_none_or(|t| builtin_datatype(t).is_none()) {
+        if idx != p.root()
+            && obj.contains_key("resourceType")
+            && ty.is_none_or(|t| builtin_datatype(t).is_none())
+        {
             let mut profs = Vec::new();
             for t in &def.types {
                 for u in &t.profiles {
@@ -431,15 +447,23 @@ impl Validator {
                 }
             }
             let want: Vec<&str> = def.types.iter().map(|t| t.code.as_str()).collect();
-            let rt = obj.get("resourceType").and_then(Value::as_str).unwrap_or("");
+            let rt = obj
+                .get("resourceType")
+                .and_then(Value::as_str)
+                .unwrap_or("");
             if !want.is_empty()
-                && !want.iter().any(|w| *w == rt || matches!(*w, "Resource" | "DomainResource"))
+                && !want
+                    .iter()
+                    .any(|w| *w == rt || matches!(*w, "Resource" | "DomainResource"))
             {
                 ctx.error(
                     IssueCode::Structure,
                     "TYPE_WRONG_RESOURCE",
                     loc,
-                    format!("resource type {rt} is not allowed here (expected {})", want.join(", ")),
+                    format!(
+                        "resource type {rt} is not allowed here (expected {})",
+                        want.join(", ")
+                    ),
                 );
             }
             self.resource(ctx, v, loc, &profs, depth + 1);
@@ -455,7 +479,15 @@ impl Validator {
         }
         self.fixed_pattern(ctx, def, v, loc);
         if let Some(t) = ty {
-            self.binding(ctx, def.binding.as_ref().map(|b| (b.strength, b.value_set.as_str())), v, t, loc);
+            self.binding(
+                ctx,
+                def.binding
+                    .as_ref()
+                    .map(|b| (b.strength, b.value_set.as_str())),
+                v,
+                t,
+                loc,
+            );
             if t == "Reference" {
                 note_reference(ctx, v, loc);
             }
@@ -485,10 +517,17 @@ impl Validator {
                 }
             }
         }
-        let focus_type = ty.map(str::to_string).or_else(|| {
-            (idx == p.root()).then(|| p.type_name.clone())
-        });
-        self.constraints(ctx, &def.constraints, v, focus_type.as_deref().unwrap_or(""), loc, res);
+        let focus_type = ty
+            .map(str::to_string)
+            .or_else(|| (idx == p.root()).then(|| p.type_name.clone()));
+        self.constraints(
+            ctx,
+            &def.constraints,
+            v,
+            focus_type.as_deref().unwrap_or(""),
+            loc,
+            res,
+        );
     }
 
     /// Check a primitive; false when it failed (further checks would only repeat it).
@@ -545,9 +584,10 @@ impl Validator {
                 }
                 if c.is_choice() {
                     let base = c.base_name();
-                    if let Some(suffix) = name.strip_prefix(base).filter(|s| {
-                        s.chars().next().is_some_and(|ch| ch.is_ascii_uppercase())
-                    }) {
+                    if let Some(suffix) = name
+                        .strip_prefix(base)
+                        .filter(|s| s.chars().next().is_some_and(|ch| ch.is_ascii_uppercase()))
+                    {
                         found = true;
                         let t = type_from_suffix(suffix);
                         let allowed = if c.types.is_empty() {
@@ -620,7 +660,10 @@ impl Validator {
                             IssueCode::Structure,
                             "ARRAY_NOT_ALLOWED",
                             &format!("{loc}.{base}"),
-                            format!("{} has at most one value: it must not be a JSON array", c.path),
+                            format!(
+                                "{} has at most one value: it must not be a JSON array",
+                                c.path
+                            ),
                         );
                     }
                     items.extend(a.iter().enumerate().filter(|(_, x)| !x.is_null()));
@@ -640,7 +683,15 @@ impl Validator {
             }
             let count = items.len().max(ext_count);
             let at = format!("{loc}.{base}");
-            cardinality(ctx, c, count, &at, "CARDINALITY_MIN", "CARDINALITY_MAX", &c.path);
+            cardinality(
+                ctx,
+                c,
+                count,
+                &at,
+                "CARDINALITY_MIN",
+                "CARDINALITY_MAX",
+                &c.path,
+            );
             let item_loc = |i: usize| {
                 if c.is_array && matches!(val, Some(Value::Array(_))) {
                     format!("{loc}.{base}[{i}]")
@@ -658,7 +709,13 @@ impl Validator {
                         let mut m = None;
                         let mut undecided = false;
                         for (si, &s) in c.slices.iter().enumerate() {
-                            match self.matches_slice(item, (p, s), &sl.discriminators, hint.as_deref(), depth) {
+                            match self.matches_slice(
+                                item,
+                                (p, s),
+                                &sl.discriminators,
+                                hint.as_deref(),
+                                depth,
+                            ) {
                                 Some(true) => {
                                     m = Some(si);
                                     break;
@@ -676,7 +733,10 @@ impl Validator {
                                 IssueCode::Structure,
                                 "SLICE_UNMATCHED",
                                 &item_loc(*i),
-                                format!("{} has closed slicing and this item matches no slice", c.path),
+                                format!(
+                                    "{} has closed slicing and this item matches no slice",
+                                    c.path
+                                ),
                             ),
                             None => {}
                         }
@@ -684,13 +744,22 @@ impl Validator {
                     }
                     for (si, &s) in c.slices.iter().enumerate() {
                         if let Some(sd) = p.elements.get(s) {
-                            let label = format!(
-                                "{}:{}",
-                                c.path,
-                                sd.slice_name.as_deref().unwrap_or("?")
+                            let label =
+                                format!("{}:{}", c.path, sd.slice_name.as_deref().unwrap_or("?"));
+                            let min_id = if uncertain[si] {
+                                ""
+                            } else {
+                                "SLICE_CARDINALITY_MIN"
+                            };
+                            cardinality(
+                                ctx,
+                                sd,
+                                counts[si],
+                                &at,
+                                min_id,
+                                "SLICE_CARDINALITY_MAX",
+                                &label,
                             );
-                            let min_id = if uncertain[si] { "" } else { "SLICE_CARDINALITY_MIN" };
-                            cardinality(ctx, sd, counts[si], &at, min_id, "SLICE_CARDINALITY_MAX", &label);
                         }
                     }
                     out
@@ -703,10 +772,19 @@ impl Validator {
             let is_entry = c.path == "Bundle.entry";
             for ((i, item), slice) in items.iter().zip(assignment) {
                 if is_entry {
-                    ctx.entry_urls.push(item.get("fullUrl").and_then(Value::as_str));
+                    ctx.entry_urls
+                        .push(item.get("fullUrl").and_then(Value::as_str));
                 }
                 let target = slice.unwrap_or(cidx);
-                self.node(ctx, item, (p, target), &item_loc(*i), res, depth + 1, hint.as_deref());
+                self.node(
+                    ctx,
+                    item,
+                    (p, target),
+                    &item_loc(*i),
+                    res,
+                    depth + 1,
+                    hint.as_deref(),
+                );
                 if is_entry {
                     ctx.entry_urls.pop();
                 }
@@ -752,7 +830,14 @@ impl Validator {
                 match x {
                     Value::Array(a) => {
                         for (i, e) in a.iter().enumerate() {
-                            self.builtin(ctx, e, "Extension", &format!("{loc}.extension[{i}]"), res, depth + 1);
+                            self.builtin(
+                                ctx,
+                                e,
+                                "Extension",
+                                &format!("{loc}.extension[{i}]"),
+                                res,
+                                depth + 1,
+                            );
                         }
                     }
                     _ => ctx.error(
@@ -771,9 +856,10 @@ impl Validator {
                     break;
                 }
                 if let Some(base) = e.name.strip_suffix("[x]") {
-                    if let Some(suffix) = name.strip_prefix(base).filter(|s| {
-                        s.chars().next().is_some_and(|c| c.is_ascii_uppercase())
-                    }) {
+                    if let Some(suffix) = name
+                        .strip_prefix(base)
+                        .filter(|s| s.chars().next().is_some_and(|c| c.is_ascii_uppercase()))
+                    {
                         let tt = type_from_suffix(suffix);
                         let ok = if e.types == ["*"] {
                             is_known_type(&tt)
@@ -822,7 +908,9 @@ impl Validator {
                             IssueCode::Structure,
                             "ARRAY_NOT_ALLOWED",
                             &format!("{loc}.{base}"),
-                            format!("{t}.{base} has at most one value: it must not be a JSON array"),
+                            format!(
+                                "{t}.{base} has at most one value: it must not be a JSON array"
+                            ),
                         );
                     }
                     a.iter()
@@ -908,7 +996,10 @@ impl Validator {
         let Some((strength, vs)) = binding else {
             return;
         };
-        if !matches!(strength, BindingStrength::Required | BindingStrength::Extensible) {
+        if !matches!(
+            strength,
+            BindingStrength::Required | BindingStrength::Extensible
+        ) {
             return;
         }
         let codes: Vec<(Option<&str>, &str)> = match t {
@@ -995,13 +1086,19 @@ impl Validator {
                 ctx.skipped_invariants.insert(c.key.clone());
                 continue;
             }
-            let compiled = c.compiled.get_or_init(|| {
-                match catch_unwind(|| fhirpath::parse(src)) {
+            // Content too deep to walk is too deep for the FHIRPath evaluator as well
+            // (descendants() and friends recurse over the whole tree).
+            if ctx.depth_reported {
+                self.not_evaluated(ctx, c, loc, "content nested too deeply");
+                continue;
+            }
+            let compiled = c
+                .compiled
+                .get_or_init(|| match catch_unwind(|| fhirpath::parse(src)) {
                     Ok(Ok(e)) => Ok(e),
                     Ok(Err(e)) => Err(e.to_string()),
                     Err(_) => Err("the FHIRPath parser panicked".to_string()),
-                }
-            });
+                });
             let expr = match compiled {
                 Ok(e) => e,
                 Err(why) => {
@@ -1018,7 +1115,9 @@ impl Validator {
                 value: v,
                 type_name: (!ty.is_empty()).then(|| Cow::Owned(ty.to_string())),
             };
-            let out = catch_unwind(AssertUnwindSafe(|| fhirpath::evaluate(expr, &[focus], &env)));
+            let out = catch_unwind(AssertUnwindSafe(|| {
+                fhirpath::evaluate(expr, &[focus], &env)
+            }));
             match out {
                 Ok(Ok(items)) => {
                     if matches!(items.as_slice(), [Item::Boolean(false)]) {
@@ -1111,7 +1210,11 @@ impl Validator {
             }
             DiscriminatorType::Type => {
                 let (tp, ti) = target?;
-                let codes: Vec<&str> = tp.elements[ti].types.iter().map(|t| t.code.as_str()).collect();
+                let codes: Vec<&str> = tp.elements[ti]
+                    .types
+                    .iter()
+                    .map(|t| t.code.as_str())
+                    .collect();
                 type_matches(&values, &codes, d.path == "$this", hint)
             }
             DiscriminatorType::Profile => {
@@ -1297,16 +1400,22 @@ fn check_primitive_extension(ctx: &mut Ctx<'_>, v: &Value, loc: &str) {
             IssueCode::Structure,
             "TYPE_WRONG_JSON",
             loc,
-            format!("a primitive's extension container must be an object, found {}", kind(v)),
+            format!(
+                "a primitive's extension container must be an object, found {}",
+                kind(v)
+            ),
         );
     }
 }
 
 fn looks_like_reference(obj: &Map<String, Value>) -> bool {
     obj.get("reference").is_some_and(Value::is_string)
-        && obj
-            .keys()
-            .all(|k| matches!(k.as_str(), "reference" | "type" | "identifier" | "display" | "id" | "extension" | "_reference"))
+        && obj.keys().all(|k| {
+            matches!(
+                k.as_str(),
+                "reference" | "type" | "identifier" | "display" | "id" | "extension" | "_reference"
+            )
+        })
 }
 
 fn note_reference<'v>(ctx: &mut Ctx<'v>, v: &'v Value, loc: &str) {
@@ -1464,7 +1573,8 @@ pub(crate) fn json_eq(a: &Value, b: &Value, ps: &ProfileSet) -> bool {
         }
         (Value::Object(x), Value::Object(y)) => {
             x.len() == y.len()
-                && x.iter().all(|(k, p)| y.get(k).is_some_and(|q| json_eq(p, q, ps)))
+                && x.iter()
+                    .all(|(k, p)| y.get(k).is_some_and(|q| json_eq(p, q, ps)))
         }
         _ => a == b,
     }
@@ -1477,9 +1587,10 @@ pub(crate) fn pattern_match(pattern: &Value, v: &Value, ps: &ProfileSet, depth: 
         return false;
     }
     match (pattern, v) {
-        (Value::Object(p), Value::Object(o)) => p
-            .iter()
-            .all(|(k, pv)| o.get(k).is_some_and(|ov| pattern_match(pv, ov, ps, depth + 1))),
+        (Value::Object(p), Value::Object(o)) => p.iter().all(|(k, pv)| {
+            o.get(k)
+                .is_some_and(|ov| pattern_match(pv, ov, ps, depth + 1))
+        }),
         (Value::Array(p), Value::Array(o)) => p
             .iter()
             .all(|pv| o.iter().any(|ov| pattern_match(pv, ov, ps, depth + 1))),
@@ -1505,12 +1616,19 @@ mod tests {
         assert!(!json_eq(&json!({"a": 1}), &json!({"a": 1, "b": 2}), &ps));
         let mut aliased = ProfileSet::new();
         aliased.add_base_alias("http://old/", "https://new/");
-        assert!(json_eq(&json!("http://old/x"), &json!("https://new/x"), &aliased));
+        assert!(json_eq(
+            &json!("http://old/x"),
+            &json!("https://new/x"),
+            &aliased
+        ));
     }
 
     #[test]
     fn bases() {
-        assert_eq!(base_of("http://x.org/fhir/Patient/1"), Some("http://x.org/fhir/"));
+        assert_eq!(
+            base_of("http://x.org/fhir/Patient/1"),
+            Some("http://x.org/fhir/")
+        );
         assert_eq!(base_of("urn:uuid:1"), None);
     }
 
@@ -1518,7 +1636,10 @@ mod tests {
     fn discriminator_values() {
         let v = json!({"extension": [{"url": "a", "valueString": "x"}], "code": {"coding": [{"code": "1"}, {"code": "2"}]}});
         assert_eq!(values_at(&v, "code.coding.code").map(|x| x.len()), Some(2));
-        assert_eq!(values_at(&v, "extension('a').value[x]").map(|x| x.len()), Some(1));
+        assert_eq!(
+            values_at(&v, "extension('a').value[x]").map(|x| x.len()),
+            Some(1)
+        );
         assert!(values_at(&v, "resolve()").is_none());
     }
 }

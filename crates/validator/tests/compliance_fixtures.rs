@@ -59,7 +59,10 @@ fn compliance_fixtures_valid_and_invalid() {
         format!("{DDCC}DDCCCountryOfEvent"),
     );
     profiles.add_base_alias(OLD_BASE, DDCC);
-    profiles.add_base_alias("http://profiles.ihe.net/ITI/MHD/", "https://profiles.ihe.net/ITI/MHD/");
+    profiles.add_base_alias(
+        "http://profiles.ihe.net/ITI/MHD/",
+        "https://profiles.ihe.net/ITI/MHD/",
+    );
     let v = Validator::new(profiles, terminology());
 
     let (mut checked, mut wrong, mut not_resources) = (0, 0, Vec::new());

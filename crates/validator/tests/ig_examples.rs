@@ -16,7 +16,11 @@ fn ig_examples_validate_clean() {
         .filter(|p| p.extension().is_some_and(|x| x == "json"))
         .collect();
     files.sort();
-    assert!(files.len() >= 40, "expected the IG examples, found {}", files.len());
+    assert!(
+        files.len() >= 40,
+        "expected the IG examples, found {}",
+        files.len()
+    );
     let v = validator();
     let mut failed = 0;
     let mut warnings = 0;
@@ -26,7 +30,10 @@ fn ig_examples_validate_clean() {
             .pointer("/meta/profile/0")
             .and_then(|p| p.as_str())
             .expect("every IG example declares a profile");
-        assert!(v.profiles().get(declared).is_some(), "{declared} not loaded");
+        assert!(
+            v.profiles().get(declared).is_some(),
+            "{declared} not loaded"
+        );
         let issues = v.validate(&res, None);
         warnings += issues.len() - errors(&issues).len();
         let errs = errors(&issues);

@@ -47,7 +47,9 @@ fn apply(doc: &mut Value, op: &Value) -> Result<(), String> {
         "rename" => {
             let to = op["to"].as_str().ok_or("rename without to")?;
             let o = parent.as_object_mut().ok_or("rename in a non-object")?;
-            let v = o.shift_remove(last).ok_or_else(|| format!("nothing at {path}"))?;
+            let v = o
+                .shift_remove(last)
+                .ok_or_else(|| format!("nothing at {path}"))?;
             o.insert(to.to_string(), v);
             Ok(())
         }
@@ -91,7 +93,10 @@ fn broken_variants_yield_exactly_the_expected_error() {
         let mut doc = read_json(&examples.join(file));
         // The original must be clean, or the defect is not the only one.
         let before = v.validate(&doc, None);
-        assert!(errors(&before).is_empty(), "{file} is not clean: {before:?}");
+        assert!(
+            errors(&before).is_empty(),
+            "{file} is not clean: {before:?}"
+        );
         for op in case["ops"].as_array().expect("ops") {
             if let Err(e) = apply(&mut doc, op) {
                 panic!("{name}: cannot apply {op}: {e}");

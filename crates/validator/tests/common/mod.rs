@@ -26,7 +26,10 @@ pub fn ig_dir() -> PathBuf {
 pub fn profiles() -> ProfileSet {
     let (set, skipped) =
         ProfileSet::load_dir(ig_dir().join("definitions")).expect("vendored profiles load");
-    assert!(skipped.is_empty(), "definitions without snapshot: {skipped:?}");
+    assert!(
+        skipped.is_empty(),
+        "definitions without snapshot: {skipped:?}"
+    );
     set
 }
 

@@ -1,0 +1,174 @@
+//! The public API: profile selection, OperationOutcome shape, aliases, terminology.
+
+mod common;
+use common::*;
+use fhir_validator::{
+    has_errors, to_operation_outcome, Membership, ProfileSet, Severity, Terminology, Validator,
+    MESSAGE_ID_SYSTEM,
+};
+use serde_json::json;
+
+fn patient() -> serde_json::Value {
+    json!({
+        "resourceType": "Patient",
+        "name": [{"use": "official", "text": "Aulus Agerius"}],
+        "birthDate": "2003-03-03"
+    })
+}
+
+#[test]
+fn profile_selection() {
+    let v = validator();
+    let mut p = patient();
+    p.as_object_mut().unwrap().remove("birthDate");
+    // No profile, no meta.profile: base checks only, the missing birthDate is fine.
+    assert!(!has_errors(&v.validate(&p, None)));
+    // Explicit profile.
+    let issues = v.validate(&p, Some(&format!("{DDCC}DDCCPatient")));
+    assert_eq!(errors(&issues).len(), 1, "{issues:?}");
+    assert_eq!(issues[0].message_id, "CARDINALITY_MIN");
+    assert_eq!(issues[0].location, "Patient.birthDate");
+    // meta.profile.
+    p["meta"] = json!({"profile": [format!("{DDCC}DDCCPatient")]});
+    assert_eq!(errors(&v.validate(&p, None)).len(), 1);
+    // Unknown meta.profile: a warning, not an error.
+    p["meta"] = json!({"profile": ["http://example.org/StructureDefinition/Nope"]});
+    let issues = v.validate(&p, None);
+    assert!(!has_errors(&issues));
+    assert!(issues
+        .iter()
+        .any(|i| i.message_id == "PROFILE_UNKNOWN" && i.severity == Severity::Warning));
+    // Unknown explicit profile: an error (nothing was validated).
+    let issues = v.validate(
+        &patient(),
+        Some("http://example.org/StructureDefinition/Nope"),
+    );
+    assert!(issues
+        .iter()
+        .any(|i| i.message_id == "PROFILE_UNKNOWN" && i.severity == Severity::Error));
+    // A core base definition: base checks, type must match.
+    assert!(!has_errors(&v.validate(
+        &patient(),
+        Some("http://hl7.org/fhir/StructureDefinition/Patient")
+    )));
+    let issues = v.validate(
+        &patient(),
+        Some("http://hl7.org/fhir/StructureDefinition/Bundle"),
+    );
+    assert_eq!(errors(&issues)[0].message_id, "PROFILE_TYPE_MISMATCH");
+    // Profile for another type.
+    let issues = v.validate(&patient(), Some(&format!("{DDCC}DDCCImmunization")));
+    assert_eq!(errors(&issues)[0].message_id, "PROFILE_TYPE_MISMATCH");
+}
+
+#[test]
+fn operation_outcome_shape() {
+    let oo = to_operation_outcome(&[]);
+    assert_eq!(oo["resourceType"], "OperationOutcome");
+    assert_eq!(oo["issue"][0]["severity"], "information");
+    let v = validator();
+    let mut p = patient();
+    p["birthDate"] = json!("03/03/2003");
+    let issues = v.validate(&p, Some(&format!("{DDCC}DDCCPatient")));
+    let oo = to_operation_outcome(&issues);
+    let i = &oo["issue"][0];
+    assert_eq!(i["severity"], "error");
+    assert_eq!(i["code"], "value");
+    assert_eq!(i["details"]["coding"][0]["system"], MESSAGE_ID_SYSTEM);
+    assert_eq!(i["details"]["coding"][0]["code"], "PRIMITIVE_FORMAT");
+    assert_eq!(i["expression"][0], "Patient.birthDate");
+    // The OperationOutcome we produce is itself base-valid.
+    assert!(!has_errors(&v.validate(&oo, None)));
+}
+
+#[test]
+fn aliases_resolve_profiles_and_extension_urls() {
+    let mut set = profiles();
+    set.add_base_alias("http://old.example/sd/", DDCC);
+    assert!(set.get("http://old.example/sd/DDCCPatient").is_some());
+    set.add_alias("http://x/renamed", format!("{DDCC}DDCCEventBrand"));
+    assert_eq!(
+        set.canonical("http://x/renamed"),
+        format!("{DDCC}DDCCEventBrand")
+    );
+    let v = Validator::new(set, terminology());
+    let mut p = patient();
+    p["meta"] = json!({"profile": ["http://old.example/sd/DDCCPatient"]});
+    assert!(!has_errors(&v.validate(&p, None)));
+}
+
+#[test]
+fn terminology_membership() {
+    let t = terminology();
+    let vs = "http://smart.who.int/ddcc/ValueSet/WHODDCCVaccinesCOVID19";
+    assert_eq!(
+        t.member(vs, Some("http://id.who.int/icd11/mms"), "XM0GQ8"),
+        Membership::Member
+    );
+    assert_eq!(
+        t.member(vs, Some("http://id.who.int/icd11/mms"), "NOPE"),
+        Membership::NotMember
+    );
+    assert_eq!(
+        t.member("http://example.org/vs", None, "x"),
+        Membership::UnknownValueSet
+    );
+    assert_eq!(
+        Terminology::with_r4_core().member(
+            "http://hl7.org/fhir/ValueSet/bundle-type|4.0.1",
+            None,
+            "document"
+        ),
+        Membership::Member
+    );
+}
+
+#[test]
+fn required_binding_to_loaded_value_set_and_unknown_value_set_warning() {
+    // A tiny profile with a required binding to a DDCC value set and one to an
+    // unloaded value set, to exercise both paths.
+    let sd = json!({
+        "resourceType": "StructureDefinition",
+        "url": "http://example.org/sd/Coded",
+        "name": "Coded", "kind": "resource", "type": "Basic",
+        "snapshot": {"element": [
+            {"id": "Basic", "path": "Basic", "min": 0, "max": "*"},
+            {"id": "Basic.code", "path": "Basic.code", "min": 1, "max": "1",
+             "type": [{"code": "CodeableConcept"}],
+             "binding": {"strength": "required", "valueSet": "http://smart.who.int/ddcc/ValueSet/WHODDCCVaccinesCOVID19"}},
+            {"id": "Basic.subject", "path": "Basic.subject", "min": 0, "max": "1",
+             "type": [{"code": "Reference"}]},
+            {"id": "Basic.language", "path": "Basic.language", "min": 0, "max": "1",
+             "type": [{"code": "code"}],
+             "binding": {"strength": "required", "valueSet": "http://example.org/vs/unknown"}}
+        ]}
+    });
+    let mut set = ProfileSet::new();
+    set.add(&sd).expect("profile compiles");
+    let v = Validator::new(set, terminology());
+    let ok = json!({"resourceType": "Basic", "code": {"coding": [{"system": "http://id.who.int/icd11/mms", "code": "XM0GQ8"}]}});
+    assert!(!has_errors(
+        &v.validate(&ok, Some("http://example.org/sd/Coded"))
+    ));
+    let bad = json!({"resourceType": "Basic", "code": {"coding": [{"system": "http://id.who.int/icd11/mms", "code": "XX"}]}, "language": "en"});
+    let issues = v.validate(&bad, Some("http://example.org/sd/Coded"));
+    let errs = errors(&issues);
+    assert_eq!(errs.len(), 1, "{issues:?}");
+    assert_eq!(
+        (errs[0].message_id, errs[0].location.as_str()),
+        ("BINDING_REQUIRED", "Basic.code")
+    );
+    assert!(issues.iter().any(|i| i.message_id == "VALUESET_UNKNOWN"
+        && i.severity == Severity::Warning
+        && i.location == "Basic.language"));
+}
+
+#[test]
+fn profile_errors_are_typed() {
+    let mut set = ProfileSet::new();
+    assert!(set.add(&json!({"resourceType": "Patient"})).is_err());
+    assert!(set
+        .add(&json!({"resourceType": "StructureDefinition", "url": "x"}))
+        .is_err());
+    assert!(set.is_empty());
+}
