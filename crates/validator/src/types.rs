@@ -214,8 +214,6 @@ const fn el(
     }
 }
 
-const VS: &str = "http://hl7.org/fhir/ValueSet/";
-
 macro_rules! vs {
     ($n:literal) => {
         Some(concat!("http://hl7.org/fhir/ValueSet/", $n))
@@ -327,7 +325,6 @@ static ANNOTATION: &[BuiltinElement] = &[
 /// The elements of a known complex datatype (without `id` and `extension`, which
 /// every datatype has).
 pub fn builtin_datatype(code: &str) -> Option<&'static [BuiltinElement]> {
-    let _ = VS;
     Some(match code {
         "Coding" => CODING,
         "CodeableConcept" => CODEABLE_CONCEPT,
@@ -399,49 +396,6 @@ pub fn suffix_of(code: &str) -> String {
     match c.next() {
         Some(f) => f.to_uppercase().collect::<String>() + c.as_str(),
         None => String::new(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn formats() {
-        let ok = |v: Value, t: &str| check_primitive(&v, t).is_ok();
-        assert!(ok(json!("2021-06-03"), "date"));
-        assert!(ok(json!("2021"), "date"));
-        assert!(!ok(json!("2021-13-01"), "date"));
-        assert!(!ok(json!("03/06/2021"), "date"));
-        assert!(ok(json!("2021-06-03T13:28:17-05:00"), "dateTime"));
-        assert!(!ok(json!("2021-06-03T13:28:17"), "dateTime"));
-        assert!(ok(json!("2021-06-03T13:28:17.123Z"), "instant"));
-        assert!(!ok(json!("2021-06-03"), "instant"));
-        assert!(ok(json!("12:00:00"), "time"));
-        assert!(ok(json!("abc-1.2"), "id"));
-        assert!(!ok(json!("abc_1"), "id"));
-        assert!(!ok(json!("a  b"), "code"));
-        assert!(ok(json!(1), "positiveInt"));
-        assert!(!ok(json!(0), "positiveInt"));
-        assert!(ok(json!(0), "unsignedInt"));
-        assert!(!ok(json!(-1), "unsignedInt"));
-        assert!(!ok(json!("1"), "integer"));
-        assert!(!ok(json!(1.5), "integer"));
-        assert!(ok(json!(1.5), "decimal"));
-        assert!(!ok(json!("true"), "boolean"));
-        assert!(!ok(json!(""), "string"));
-        assert!(ok(json!("x"), "http://hl7.org/fhirpath/System.String"));
-        assert!(!ok(json!("has space"), "uri"));
-        assert!(ok(json!("urn:oid:1.2.3"), "oid"));
-    }
-
-    #[test]
-    fn suffixes() {
-        assert_eq!(type_from_suffix("DateTime"), "dateTime");
-        assert_eq!(type_from_suffix("CodeableConcept"), "CodeableConcept");
-        assert_eq!(suffix_of("positiveInt"), "PositiveInt");
-        assert_eq!(suffix_of("http://hl7.org/fhirpath/System.String"), "String");
     }
 }
 
@@ -594,3 +548,46 @@ pub const R4_RESOURCE_TYPES: &[&str] = &[
     "VerificationResult",
     "VisionPrescription",
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn formats() {
+        let ok = |v: Value, t: &str| check_primitive(&v, t).is_ok();
+        assert!(ok(json!("2021-06-03"), "date"));
+        assert!(ok(json!("2021"), "date"));
+        assert!(!ok(json!("2021-13-01"), "date"));
+        assert!(!ok(json!("03/06/2021"), "date"));
+        assert!(ok(json!("2021-06-03T13:28:17-05:00"), "dateTime"));
+        assert!(!ok(json!("2021-06-03T13:28:17"), "dateTime"));
+        assert!(ok(json!("2021-06-03T13:28:17.123Z"), "instant"));
+        assert!(!ok(json!("2021-06-03"), "instant"));
+        assert!(ok(json!("12:00:00"), "time"));
+        assert!(ok(json!("abc-1.2"), "id"));
+        assert!(!ok(json!("abc_1"), "id"));
+        assert!(!ok(json!("a  b"), "code"));
+        assert!(ok(json!(1), "positiveInt"));
+        assert!(!ok(json!(0), "positiveInt"));
+        assert!(ok(json!(0), "unsignedInt"));
+        assert!(!ok(json!(-1), "unsignedInt"));
+        assert!(!ok(json!("1"), "integer"));
+        assert!(!ok(json!(1.5), "integer"));
+        assert!(ok(json!(1.5), "decimal"));
+        assert!(!ok(json!("true"), "boolean"));
+        assert!(!ok(json!(""), "string"));
+        assert!(ok(json!("x"), "http://hl7.org/fhirpath/System.String"));
+        assert!(!ok(json!("has space"), "uri"));
+        assert!(ok(json!("urn:oid:1.2.3"), "oid"));
+    }
+
+    #[test]
+    fn suffixes() {
+        assert_eq!(type_from_suffix("DateTime"), "dateTime");
+        assert_eq!(type_from_suffix("CodeableConcept"), "CodeableConcept");
+        assert_eq!(suffix_of("positiveInt"), "PositiveInt");
+        assert_eq!(suffix_of("http://hl7.org/fhirpath/System.String"), "String");
+    }
+}

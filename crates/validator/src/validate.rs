@@ -328,7 +328,7 @@ impl Validator {
         }
         for (k, t) in [("meta", "Meta"), ("text", "Narrative")] {
             if let Some(x) = v.get(k) {
-                self.builtin(ctx, x, t, &format!("{loc}.{k}"), v, depth + 1);
+                self.builtin(ctx, x, t, &format!("{loc}.{k}"), depth + 1);
             }
         }
         if let Some(obj) = v.as_object() {
@@ -512,7 +512,7 @@ impl Validator {
                 }
                 _ => {
                     if builtin_datatype(t).is_some() {
-                        self.builtin(ctx, v, t, loc, res, depth + 1);
+                        self.builtin(ctx, v, t, loc, depth + 1);
                     }
                 }
             }
@@ -793,15 +793,7 @@ impl Validator {
     }
 
     /// A complex datatype from the built-in table (its definition is not loaded).
-    fn builtin<'v>(
-        &self,
-        ctx: &mut Ctx<'v>,
-        v: &'v Value,
-        t: &str,
-        loc: &str,
-        res: &'v Value,
-        depth: usize,
-    ) {
+    fn builtin<'v>(&self, ctx: &mut Ctx<'v>, v: &'v Value, t: &str, loc: &str, depth: usize) {
         if self.too_deep(ctx, depth, loc) {
             return;
         }
@@ -835,7 +827,6 @@ impl Validator {
                                 e,
                                 "Extension",
                                 &format!("{loc}.extension[{i}]"),
-                                res,
                                 depth + 1,
                             );
                         }
@@ -942,7 +933,7 @@ impl Validator {
                     if et == "Reference" {
                         note_reference(ctx, y, &iloc);
                     }
-                    self.builtin(ctx, y, &et, &iloc, res, depth + 1);
+                    self.builtin(ctx, y, &et, &iloc, depth + 1);
                 }
             }
         }
@@ -1151,9 +1142,9 @@ impl Validator {
 
     /// Does an item belong to a slice? `None` when a discriminator cannot be
     /// decided here (value not defined in a loaded definition, `resolve()` paths).
-    fn matches_slice<'v, 'p>(
+    fn matches_slice<'p>(
         &'p self,
-        item: &'v Value,
+        item: &Value,
         slice: ERef<'p>,
         discs: &[crate::profile::Discriminator],
         hint: Option<&str>,
@@ -1170,9 +1161,9 @@ impl Validator {
         verdict
     }
 
-    fn discriminator<'v, 'p>(
+    fn discriminator<'p>(
         &'p self,
-        item: &'v Value,
+        item: &Value,
         slice: ERef<'p>,
         d: &crate::profile::Discriminator,
         hint: Option<&str>,
