@@ -128,6 +128,8 @@ pub struct Profile {
     /// The JSON `resourceType` this profile applies to (last segment for logical models).
     pub type_name: String,
     pub kind: String,
+    /// The profile this one constrains (without `|version`).
+    pub base_definition: Option<String>,
     pub elements: Vec<ElementDef>,
 }
 
@@ -196,11 +198,14 @@ impl Profile {
             // contentReference names a path; the unsliced element with that id is the target.
             elements[idx].content_ref = by_id.get(&target).copied();
         }
+        let base_definition =
+            str_of(sd, "baseDefinition").map(|b| b.split('|').next().unwrap_or(b).to_string());
         Ok(Profile {
             url,
             name,
             type_name,
             kind,
+            base_definition,
             elements,
         })
     }
@@ -440,6 +445,20 @@ impl ProfileSet {
         a == b
             || ((!self.aliases.is_empty() || !self.prefix_aliases.is_empty())
                 && self.canonical(a) == self.canonical(b))
+    }
+
+    /// Is `ancestor` in the `baseDefinition` chain of `profile` (through loaded profiles)?
+    pub fn derives_from(&self, profile: &Profile, ancestor: &str) -> bool {
+        let mut cur = profile.base_definition.as_deref();
+        // Bounded: a cyclic baseDefinition chain must not loop.
+        for _ in 0..32 {
+            let Some(b) = cur else { return false };
+            if b == ancestor {
+                return true;
+            }
+            cur = self.get(b).and_then(|p| p.base_definition.as_deref());
+        }
+        false
     }
 
     /// Does any loaded profile (e.g. a logical model) define this `resourceType`?

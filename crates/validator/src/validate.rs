@@ -12,7 +12,7 @@ use crate::types::{
 use fhirpath::{Environment, Item};
 use serde_json::{Map, Value};
 use std::borrow::Cow;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 /// Nesting deeper than this (in elements and contained resources) is reported,
@@ -42,9 +42,19 @@ enum BundleKind {
 
 struct Scope<'v> {
     kind: BundleKind,
-    full_urls: HashSet<&'v str>,
+    /// fullUrl -> resourceType of the entry.
+    full_urls: HashMap<&'v str, &'v str>,
     type_ids: HashSet<(&'v str, &'v str)>,
-    refs: Vec<(String, &'v str, Option<&'v str>)>,
+    refs: Vec<RefUse<'v>>,
+}
+
+struct RefUse<'v> {
+    loc: String,
+    reference: &'v str,
+    /// fullUrl of the entry the reference sits in.
+    entry: Option<&'v str>,
+    /// Allowed target resource types (empty = not restricted or unknown).
+    targets: Vec<String>,
 }
 
 struct Ctx<'v> {
@@ -143,6 +153,25 @@ impl Validator {
             terminology,
             engine_ok: matches!(probe, Ok(true)),
         }
+    }
+
+    /// Load an IG directory laid out like `fhir-profiles/ig/`: `definitions/`
+    /// (StructureDefinitions with snapshots) and `terminology/` (ValueSets,
+    /// CodeSystems), plus the built-in R4 core enumerations. `configure` may add
+    /// canonical aliases before the validator is built.
+    pub fn load_ig(
+        dir: impl AsRef<std::path::Path>,
+        configure: impl FnOnce(&mut ProfileSet),
+    ) -> Result<Validator, crate::profile::ProfileError> {
+        let dir = dir.as_ref();
+        let (mut profiles, _) = ProfileSet::load_dir(dir.join("definitions"))?;
+        configure(&mut profiles);
+        let mut terminology = Terminology::with_r4_core();
+        let term_dir = dir.join("terminology");
+        if term_dir.is_dir() {
+            terminology.add_dir(term_dir)?;
+        }
+        Ok(Validator::new(profiles, terminology))
     }
 
     pub fn profiles(&self) -> &ProfileSet {
@@ -291,6 +320,13 @@ impl Validator {
         }
         let mut seen = HashSet::new();
         profiles.retain(|p| seen.insert(p.url.as_str()));
+        // A snapshot contains everything its base profiles require: validating
+        // against an ancestor as well would only repeat the same findings.
+        let all = profiles.clone();
+        profiles.retain(|p| {
+            !all.iter()
+                .any(|q| q.url != p.url && self.profiles.derives_from(q, &p.url))
+        });
 
         let is_bundle = rt == "Bundle";
         if is_bundle {
@@ -368,7 +404,7 @@ impl Validator {
                     return;
                 }
                 if looks_like_reference(obj) {
-                    note_reference(ctx, v, loc);
+                    note_reference(ctx, v, loc, Vec::new());
                 }
                 for (k, x) in obj {
                     self.untyped(ctx, x, &format!("{loc}.{k}"), depth + 1);
@@ -489,7 +525,8 @@ impl Validator {
                 loc,
             );
             if t == "Reference" {
-                note_reference(ctx, v, loc);
+                let targets = self.reference_targets(def);
+                note_reference(ctx, v, loc, targets);
             }
             if t == "Extension" {
                 check_ext1(ctx, obj, loc);
@@ -931,7 +968,7 @@ impl Validator {
                     }
                 } else {
                     if et == "Reference" {
-                        note_reference(ctx, y, &iloc);
+                        note_reference(ctx, y, &iloc, Vec::new());
                     }
                     self.builtin(ctx, y, &et, &iloc, depth + 1);
                 }
@@ -951,6 +988,27 @@ impl Validator {
                 );
             }
         }
+    }
+
+    /// Resource types a Reference element may point to, from its target profiles;
+    /// empty when unrestricted or when a target profile is not known.
+    fn reference_targets(&self, def: &ElementDef) -> Vec<String> {
+        let mut out = Vec::new();
+        for t in def.types.iter().filter(|t| t.code == "Reference") {
+            for u in &t.target_profiles {
+                let ty = match self.profiles.get(u) {
+                    Some(p) => p.type_name.clone(),
+                    None => match u.strip_prefix(CORE_BASE) {
+                        Some(core) => core.to_string(),
+                        None => return Vec::new(),
+                    },
+                };
+                if !out.contains(&ty) {
+                    out.push(ty);
+                }
+            }
+        }
+        out
     }
 
     fn fixed_pattern(&self, ctx: &mut Ctx<'_>, def: &ElementDef, v: &Value, loc: &str) {
@@ -1409,13 +1467,18 @@ fn looks_like_reference(obj: &Map<String, Value>) -> bool {
         })
 }
 
-fn note_reference<'v>(ctx: &mut Ctx<'v>, v: &'v Value, loc: &str) {
+fn note_reference<'v>(ctx: &mut Ctx<'v>, v: &'v Value, loc: &str, targets: Vec<String>) {
     let Some(r) = v.get("reference").and_then(Value::as_str) else {
         return;
     };
     let entry = ctx.entry_urls.last().copied().flatten();
     if let Some(scope) = ctx.scopes.last_mut() {
-        scope.refs.push((format!("{loc}.reference"), r, entry));
+        scope.refs.push(RefUse {
+            loc: format!("{loc}.reference"),
+            reference: r,
+            entry,
+            targets,
+        });
     }
 }
 
@@ -1425,12 +1488,21 @@ fn scope_of(v: &Value) -> Scope<'_> {
         Some("transaction") | Some("batch") => BundleKind::Placeholders,
         _ => BundleKind::Other,
     };
-    let mut full_urls = HashSet::new();
+    let mut full_urls = HashMap::new();
     let mut type_ids = HashSet::new();
     if let Some(entries) = v.get("entry").and_then(Value::as_array) {
         for e in entries {
             if let Some(u) = e.get("fullUrl").and_then(Value::as_str) {
-                full_urls.insert(u);
+                let rt = e
+                    .pointer("/resource/resourceType")
+                    .and_then(Value::as_str)
+                    .unwrap_or("");
+                // A duplicated fullUrl (itself bdl-7) makes the target ambiguous:
+                // keep it resolvable, but do not judge its type.
+                let prev = full_urls.insert(u, rt);
+                if prev.is_some_and(|p| p != rt) {
+                    full_urls.insert(u, "");
+                }
             }
             if let (Some(t), Some(id)) = (
                 e.pointer("/resource/resourceType").and_then(Value::as_str),
@@ -1452,45 +1524,65 @@ fn resolve_refs(ctx: &mut Ctx<'_>, scope: Scope<'_>) {
     if scope.kind == BundleKind::Other {
         return;
     }
-    for (loc, r, entry) in &scope.refs {
-        if r.starts_with('#') || scope.full_urls.contains(r) {
+    for u in &scope.refs {
+        let r = u.reference;
+        if r.starts_with('#') {
             continue;
         }
-        let placeholder = r.starts_with("urn:uuid:") || r.starts_with("urn:oid:");
-        let relative = !r.contains(':');
-        if relative {
+        let resolved: Option<&str> = if let Some(rt) = scope.full_urls.get(r) {
+            Some(rt)
+        } else if !r.contains(':') {
             // `Type/id[/_history/v]`, resolved against the referring entry's base.
             let mut parts = r.split('/');
             let (t, id) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-            if let Some(base) = entry.and_then(|u| base_of(u)) {
-                if scope.full_urls.contains(format!("{base}{t}/{id}").as_str()) {
-                    continue;
+            let by_base = u.entry.and_then(base_of).and_then(|base| {
+                scope
+                    .full_urls
+                    .get(format!("{base}{t}/{id}").as_str())
+                    .copied()
+            });
+            by_base.or_else(|| scope.type_ids.contains(&(t, id)).then_some(t))
+        } else {
+            None
+        };
+        match resolved {
+            Some(rt) => {
+                if !u.targets.is_empty()
+                    && !rt.is_empty()
+                    && !u.targets.iter().any(|t| t == rt || t == "Resource")
+                {
+                    ctx.error(
+                        IssueCode::Structure,
+                        "REFERENCE_TARGET_TYPE",
+                        &u.loc,
+                        format!(
+                            "reference {r} resolves to a {rt}, but only {} may be referenced here",
+                            u.targets.join(", ")
+                        ),
+                    );
                 }
             }
-            if scope.type_ids.contains(&(t, id)) {
-                continue;
+            None => {
+                let placeholder = r.starts_with("urn:uuid:") || r.starts_with("urn:oid:");
+                let relative = !r.contains(':');
+                if placeholder || (relative && scope.kind == BundleKind::Closed) {
+                    ctx.error(
+                        IssueCode::NotFound,
+                        "REFERENCE_UNRESOLVED",
+                        &u.loc,
+                        format!("reference {r} does not resolve to an entry of this Bundle"),
+                    );
+                } else if !relative && scope.kind == BundleKind::Closed {
+                    ctx.push(
+                        Severity::Warning,
+                        IssueCode::NotFound,
+                        "REFERENCE_NOT_IN_BUNDLE",
+                        &u.loc,
+                        format!("reference {r} is not an entry of this Bundle"),
+                    );
+                }
             }
-            if scope.kind == BundleKind::Placeholders {
-                continue;
-            }
-        } else if !placeholder {
-            if scope.kind == BundleKind::Closed {
-                ctx.push(
-                    Severity::Warning,
-                    IssueCode::NotFound,
-                    "REFERENCE_NOT_IN_BUNDLE",
-                    loc,
-                    format!("reference {r} is not an entry of this Bundle"),
-                );
-            }
-            continue;
         }
-        ctx.error(
-            IssueCode::NotFound,
-            "REFERENCE_UNRESOLVED",
-            loc,
-            format!("reference {r} does not resolve to an entry of this Bundle"),
-        );
     }
 }
 
