@@ -269,18 +269,34 @@ fn js_replacement(r: &str) -> String {
 }
 
 /// FHIRPath regexes follow JavaScript; `(?<name>` is accepted by the regex crate
-/// already, so only compilation limits need guarding.
+/// already, so only compilation limits need guarding. Compiled patterns are cached
+/// per thread: maps evaluate the same few patterns for every resource.
 fn regex(pattern: &str, whole: bool) -> R<regex::Regex> {
+    thread_local! {
+        static CACHE: std::cell::RefCell<HashMap<(String, bool), regex::Regex>> = std::cell::RefCell::new(HashMap::new());
+    }
+    let key = (pattern.to_string(), whole);
+    if let Some(re) = CACHE.with(|c| c.borrow().get(&key).cloned()) {
+        return Ok(re);
+    }
     let p = if whole {
         format!("^(?s:{pattern})$")
     } else {
         format!("(?s){pattern}")
     };
-    regex::RegexBuilder::new(&p)
+    let re = regex::RegexBuilder::new(&p)
         .size_limit(1 << 20)
         .nest_limit(100)
         .build()
-        .map_err(|e| Error::Eval(format!("invalid regular expression: {e}")))
+        .map_err(|e| Error::Eval(format!("invalid regular expression: {e}")))?;
+    CACHE.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.len() >= 256 {
+            c.clear();
+        }
+        c.insert(key, re.clone());
+    });
+    Ok(re)
 }
 
 fn chars_of(s: &str) -> Vec<char> {
@@ -1029,7 +1045,8 @@ impl<'e, 'a> Evaluator<'e, 'a> {
                             Some(t) => ("System", t.to_string()),
                             None => (
                                 "FHIR",
-                                self.item_type(i).unwrap_or_else(|| "Element".into()),
+                                self.item_type(i)
+                                    .map_or_else(|| "Element".to_string(), |t| t.into_owned()),
                             ),
                         };
                         Item::Owned {
@@ -1092,10 +1109,11 @@ impl<'e, 'a> Evaluator<'e, 'a> {
                 let Some(vs) = self.arg_string(args, 0, &input, frame)? else {
                     return Ok(vec![]);
                 };
-                let Some(i) = singleton(&input)? else {
+                // HAPI (Matchbox) answers empty unless exactly one item is tested
+                let [i] = input.as_slice() else {
                     return Ok(vec![]);
                 };
-                let r = self.member_of(&i, &vs)?;
+                let r = self.member_of(i, &vs)?;
                 Ok(r.map(Item::Boolean).into_iter().collect())
             }
             "resolve" => {
