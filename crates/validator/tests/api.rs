@@ -172,3 +172,19 @@ fn profile_errors_are_typed() {
         .is_err());
     assert!(set.is_empty());
 }
+
+#[test]
+fn validator_is_shareable_across_threads() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Validator>();
+    let v = validator();
+    let p = patient();
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..4)
+            .map(|_| s.spawn(|| v.validate(&p, Some(&format!("{DDCC}DDCCPatient")))))
+            .collect();
+        for h in handles {
+            assert!(!has_errors(&h.join().expect("no panic")));
+        }
+    });
+}

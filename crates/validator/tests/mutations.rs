@@ -71,7 +71,7 @@ fn broken_variants_yield_exactly_the_expected_error() {
         eprintln!("skip: conformance corpus not found (../shared or DDCC_SHARED)");
         return;
     };
-    let examples = shared.join("conformance/ddcc-ig/examples");
+    let ig = shared.join("conformance/ddcc-ig");
     let cases: Vec<Value> = serde_json::from_str(
         &std::fs::read_to_string(
             std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/mutations.json"),
@@ -90,9 +90,12 @@ fn broken_variants_yield_exactly_the_expected_error() {
             continue;
         }
         let file = case["file"].as_str().expect("file");
-        let mut doc = read_json(&examples.join(file));
+        let dir = case["dir"].as_str().unwrap_or("examples");
+        // Without a profile: the resource's own meta.profile.
+        let profile = case["profile"].as_str();
+        let mut doc = read_json(&ig.join(dir).join(file));
         // The original must be clean, or the defect is not the only one.
-        let before = v.validate(&doc, None);
+        let before = v.validate(&doc, profile);
         assert!(
             errors(&before).is_empty(),
             "{file} is not clean: {before:?}"
@@ -105,7 +108,7 @@ fn broken_variants_yield_exactly_the_expected_error() {
         ran += 1;
         let want_id = case["expect"][0].as_str().expect("expect id");
         let want_loc = case["expect"][1].as_str().expect("expect location");
-        let issues = v.validate(&doc, None);
+        let issues = v.validate(&doc, profile);
         let errs = errors(&issues);
         let ok = errs.len() == 1 && errs[0].message_id == want_id && errs[0].location == want_loc;
         if !ok {
