@@ -1,44 +1,162 @@
 //! FHIR primitive formats and a small table of R4 complex datatypes, for the
 //! types whose definitions are not loaded (the R4 core package is not shipped).
 
-use regex_lite::Regex;
 use serde_json::Value;
-use std::sync::LazyLock;
 
-const YEAR: &str = r"([0-9]([0-9]([0-9][1-9]|[1-9]0)|[1-9]00)|[1-9]000)";
-const TIME: &str = r"([01][0-9]|2[0-3]):[0-5][0-9]:([0-5][0-9]|60)(\.[0-9]+)?";
-const TZ: &str = r"(Z|(\+|-)((0[0-9]|1[0-3]):[0-5][0-9]|14:00))";
+// Hand-written recognisers for the R4 primitive regexes (the lexical forms in the
+// specification): they run for every primitive of every validation, where a
+// general regex engine dominated the profile.
 
-fn re(src: String) -> Regex {
-    // Only constants of this module reach here (covered by the unit tests), never input.
-    Regex::new(&format!("^(?:{src})$")).expect("constant FHIR primitive regex")
+fn digits(b: &[u8], at: usize, n: usize) -> Option<u32> {
+    let part = b.get(at..at + n)?;
+    let mut v = 0u32;
+    for &c in part {
+        if !c.is_ascii_digit() {
+            return None;
+        }
+        v = v * 10 + u32::from(c - b'0');
+    }
+    Some(v)
 }
 
-static DATE: LazyLock<Regex> = LazyLock::new(|| {
-    re(format!(
-        r"{YEAR}(-(0[1-9]|1[0-2])(-(0[1-9]|[1-2][0-9]|3[0-1]))?)?"
-    ))
-});
-static DATETIME: LazyLock<Regex> = LazyLock::new(|| {
-    re(format!(
-        r"{YEAR}(-(0[1-9]|1[0-2])(-(0[1-9]|[1-2][0-9]|3[0-1])(T{TIME}{TZ})?)?)?"
-    ))
-});
-static INSTANT: LazyLock<Regex> = LazyLock::new(|| {
-    re(format!(
-        r"{YEAR}-(0[1-9]|1[0-2])-(0[1-9]|[1-2][0-9]|3[0-1])T{TIME}{TZ}"
-    ))
-});
-static TIME_RE: LazyLock<Regex> = LazyLock::new(|| re(TIME.to_string()));
-static CODE: LazyLock<Regex> = LazyLock::new(|| re(r"[^\s]+( [^\s]+)*".to_string()));
-static ID: LazyLock<Regex> = LazyLock::new(|| re(r"[A-Za-z0-9\-\.]{1,64}".to_string()));
-static URI: LazyLock<Regex> = LazyLock::new(|| re(r"\S*".to_string()));
-static OID: LazyLock<Regex> =
-    LazyLock::new(|| re(r"urn:oid:[0-2](\.(0|[1-9][0-9]*))+".to_string()));
-static UUID: LazyLock<Regex> = LazyLock::new(|| {
-    re(r"urn:uuid:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}".to_string())
-});
-static BASE64: LazyLock<Regex> = LazyLock::new(|| re(r"[A-Za-z0-9\+/=\s]*".to_string()));
+/// `YYYY`, `YYYY-MM` or `YYYY-MM-DD` at the start; returns bytes consumed and precision (1..=3).
+fn date_prefix(b: &[u8]) -> Option<(usize, u8)> {
+    let y = digits(b, 0, 4)?;
+    if y == 0 {
+        return None;
+    }
+    if b.get(4) != Some(&b'-') {
+        return Some((4, 1));
+    }
+    let m = digits(b, 5, 2)?;
+    if !(1..=12).contains(&m) {
+        return None;
+    }
+    if b.get(7) != Some(&b'-') {
+        return Some((7, 2));
+    }
+    let d = digits(b, 8, 2)?;
+    if !(1..=31).contains(&d) {
+        return None;
+    }
+    Some((10, 3))
+}
+
+/// `hh:mm:ss(.f+)?` at `at`; returns the index after it.
+fn time_at(b: &[u8], at: usize) -> Option<usize> {
+    let h = digits(b, at, 2)?;
+    let m = digits(b, at + 3, 2)?;
+    let sec = digits(b, at + 6, 2)?;
+    if b.get(at + 2) != Some(&b':') || b.get(at + 5) != Some(&b':') || h > 23 || m > 59 || sec > 60
+    {
+        return None;
+    }
+    let mut i = at + 8;
+    if b.get(i) == Some(&b'.') {
+        let start = i + 1;
+        i = start;
+        while b.get(i).is_some_and(u8::is_ascii_digit) {
+            i += 1;
+        }
+        if i == start {
+            return None;
+        }
+    }
+    Some(i)
+}
+
+/// `Z` or `(+|-)hh:mm` (00:00-13:59, 14:00) exactly from `at` to the end.
+fn zone_at(b: &[u8], at: usize) -> bool {
+    match b.get(at) {
+        Some(b'Z') => b.len() == at + 1,
+        Some(b'+') | Some(b'-') => {
+            b.len() == at + 6
+                && b.get(at + 3) == Some(&b':')
+                && match (digits(b, at + 1, 2), digits(b, at + 4, 2)) {
+                    (Some(h), Some(m)) => (h <= 13 && m <= 59) || (h == 14 && m == 0),
+                    _ => false,
+                }
+        }
+        _ => false,
+    }
+}
+
+fn is_date(s: &str) -> bool {
+    matches!(date_prefix(s.as_bytes()), Some((n, _)) if n == s.len())
+}
+
+fn is_date_time(s: &str) -> bool {
+    let b = s.as_bytes();
+    match date_prefix(b) {
+        Some((n, _)) if n == b.len() => true,
+        Some((10, 3)) if b.get(10) == Some(&b'T') => {
+            time_at(b, 11).is_some_and(|end| zone_at(b, end))
+        }
+        _ => false,
+    }
+}
+
+fn is_instant(s: &str) -> bool {
+    let b = s.as_bytes();
+    matches!(date_prefix(b), Some((10, 3)))
+        && b.get(10) == Some(&b'T')
+        && time_at(b, 11).is_some_and(|end| zone_at(b, end))
+}
+
+fn is_time(s: &str) -> bool {
+    time_at(s.as_bytes(), 0) == Some(s.len())
+}
+
+fn is_code(s: &str) -> bool {
+    // `[^\s]+( [^\s]+)*`: no leading/trailing/double spaces, no other whitespace.
+    !s.is_empty()
+        && !s.starts_with(' ')
+        && !s.ends_with(' ')
+        && !s.contains("  ")
+        && !s.chars().any(|c| c.is_whitespace() && c != ' ')
+}
+
+fn is_id(s: &str) -> bool {
+    (1..=64).contains(&s.len())
+        && s.bytes()
+            .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'.')
+}
+
+fn is_uri(s: &str) -> bool {
+    !s.chars().any(char::is_whitespace)
+}
+
+fn is_oid(s: &str) -> bool {
+    let Some(rest) = s.strip_prefix("urn:oid:") else {
+        return false;
+    };
+    let mut parts = rest.split('.');
+    let first_ok = parts.next().is_some_and(|p| matches!(p, "0" | "1" | "2"));
+    let mut n = 0;
+    let rest_ok = parts.all(|p| {
+        n += 1;
+        !p.is_empty() && p.bytes().all(|c| c.is_ascii_digit()) && (p == "0" || !p.starts_with('0'))
+    });
+    first_ok && n > 0 && rest_ok
+}
+
+fn is_uuid(s: &str) -> bool {
+    let Some(rest) = s.strip_prefix("urn:uuid:") else {
+        return false;
+    };
+    let b = rest.as_bytes();
+    b.len() == 36
+        && b.iter().enumerate().all(|(i, &c)| match i {
+            8 | 13 | 18 | 23 => c == b'-',
+            _ => c.is_ascii_digit() || (b'a'..=b'f').contains(&c),
+        })
+}
+
+fn is_base64(s: &str) -> bool {
+    s.bytes().all(|c| {
+        c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/' | b'=') || c.is_ascii_whitespace()
+    })
+}
 
 /// Is `code` a FHIR primitive type name (including FHIRPath System types)?
 pub fn is_primitive(code: &str) -> bool {
@@ -143,25 +261,26 @@ pub fn check_primitive(v: &Value, code: &str) -> Result<(), PrimitiveError> {
                     format!("a {code} value must not be empty"),
                 ));
             }
-            let rx: Option<&Regex> = match code {
-                "date" => Some(&DATE),
-                "dateTime" => Some(&DATETIME),
-                "instant" => Some(&INSTANT),
-                "time" => Some(&TIME_RE),
-                "code" => Some(&CODE),
-                "id" => Some(&ID),
-                "uri" | "url" | "canonical" => Some(&URI),
-                "oid" => Some(&OID),
-                "uuid" => Some(&UUID),
-                "base64Binary" => Some(&BASE64),
-                _ => None,
+            let ok = match code {
+                "date" => is_date(s),
+                "dateTime" => is_date_time(s),
+                "instant" => is_instant(s),
+                "time" => is_time(s),
+                "code" => is_code(s),
+                "id" => is_id(s),
+                "uri" | "url" | "canonical" => is_uri(s),
+                "oid" => is_oid(s),
+                "uuid" => is_uuid(s),
+                "base64Binary" => is_base64(s),
+                _ => true,
             };
-            match rx {
-                Some(rx) if !rx.is_match(s) => Err((
+            if ok {
+                Ok(())
+            } else {
+                Err((
                     "PRIMITIVE_FORMAT",
                     format!("'{}' is not a valid {code}", truncate(s)),
-                )),
-                _ => Ok(()),
+                ))
             }
         }
     }
@@ -581,6 +700,31 @@ mod tests {
         assert!(ok(json!("x"), "http://hl7.org/fhirpath/System.String"));
         assert!(!ok(json!("has space"), "uri"));
         assert!(ok(json!("urn:oid:1.2.3"), "oid"));
+        assert!(!ok(json!("urn:oid:3.2"), "oid"));
+        assert!(!ok(json!("urn:oid:1.02"), "oid"));
+        assert!(ok(
+            json!("urn:uuid:5a3b7c1e-0000-4000-8000-000000000001"),
+            "uuid"
+        ));
+        assert!(!ok(
+            json!("urn:uuid:5A3B7C1E-0000-4000-8000-000000000001"),
+            "uuid"
+        ));
+        assert!(ok(json!("2021-06-03T13:28:17+14:00"), "dateTime"));
+        assert!(!ok(json!("2021-06-03T13:28:17+14:30"), "dateTime"));
+        assert!(!ok(json!("2021-06-03T24:00:00Z"), "dateTime"));
+        assert!(ok(json!("2021-06-03T23:59:60Z"), "instant"));
+        assert!(!ok(json!("2021-06-03T23:59:59."), "time"));
+        assert!(ok(json!("23:59:59.5"), "time"));
+        assert!(!ok(json!("0000"), "date"));
+        assert!(ok(json!("2021-06"), "date"));
+        assert!(!ok(json!("2021-6"), "date"));
+        assert!(!ok(json!("2021-06-03T10:00Z"), "dateTime"));
+        assert!(ok(json!("a b"), "code"));
+        assert!(!ok(json!(" a"), "code"));
+        assert!(!ok(json!("a\tb"), "code"));
+        assert!(!ok(json!("x".repeat(65)), "id"));
+        assert!(ok(json!("aGVsbG8=\n"), "base64Binary"));
     }
 
     #[test]

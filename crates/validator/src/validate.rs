@@ -719,12 +719,13 @@ impl Validator {
                 }
             }
             let count = items.len().max(ext_count);
-            let at = format!("{loc}.{base}");
+            // Formatted only when a cardinality issue is reported.
+            let at = (loc, base);
             cardinality(
                 ctx,
                 c,
                 count,
-                &at,
+                at,
                 "CARDINALITY_MIN",
                 "CARDINALITY_MAX",
                 &c.path,
@@ -792,7 +793,7 @@ impl Validator {
                                 ctx,
                                 sd,
                                 counts[si],
-                                &at,
+                                at,
                                 min_id,
                                 "SLICE_CARDINALITY_MAX",
                                 &label,
@@ -1350,7 +1351,7 @@ fn cardinality(
     ctx: &mut Ctx<'_>,
     def: &ElementDef,
     count: usize,
-    at: &str,
+    (loc, name): (&str, &str),
     min_id: &'static str,
     max_id: &'static str,
     label: &str,
@@ -1359,7 +1360,7 @@ fn cardinality(
         ctx.error(
             IssueCode::Required,
             min_id,
-            at,
+            &format!("{loc}.{name}"),
             format!("{label}: minimum required = {}, but found {count}", def.min),
         );
     }
@@ -1368,7 +1369,7 @@ fn cardinality(
             ctx.error(
                 IssueCode::Structure,
                 max_id,
-                at,
+                &format!("{loc}.{name}"),
                 format!("{label}: maximum allowed = {max}, but found {count}"),
             );
         }
