@@ -201,10 +201,12 @@ impl Validator {
         let mut explicit = Vec::new();
         let mut base_only = false;
         if let Some(url) = profile {
-            let core_type = url
-                .split('|')
-                .next()
-                .and_then(|u| u.strip_prefix(CORE_BASE))
+            // Through the alias table, so a caller may map a profile it cannot load
+            // (e.g. an IHE response profile) onto its core resource.
+            let bare = url.split('|').next().unwrap_or(url);
+            let canon = self.profiles.canonical(bare);
+            let core_type = canon
+                .strip_prefix(CORE_BASE)
                 .filter(|t| R4_RESOURCE_TYPES.contains(t));
             match (self.profiles.get(url), core_type) {
                 (Some(p), _) => explicit.push(p),
@@ -253,6 +255,11 @@ impl Validator {
                 ))
             })
             .collect()
+    }
+
+    /// [`Validator::validate`] as the OperationOutcome `$validate` answers with.
+    pub fn validate_to_outcome(&self, resource: &Value, profile: Option<&str>) -> Value {
+        crate::issue::to_operation_outcome(&self.validate(resource, profile))
     }
 
     fn too_deep(&self, ctx: &mut Ctx<'_>, depth: usize, loc: &str) -> bool {

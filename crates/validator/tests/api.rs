@@ -91,7 +91,14 @@ fn aliases_resolve_profiles_and_extension_urls() {
         set.canonical("http://x/renamed"),
         format!("{DDCC}DDCCEventBrand")
     );
+    let ihe =
+        "http://profiles.ihe.net/ITI/MHD/StructureDefinition/IHE.MHD.ProvideDocumentBundleResponse";
+    set.add_alias(ihe, "http://hl7.org/fhir/StructureDefinition/Bundle");
     let v = Validator::new(set, terminology());
+    // An unloadable profile aliased onto its core resource: base checks only.
+    let response = json!({"resourceType": "Bundle", "type": "transaction-response"});
+    assert!(!has_errors(&v.validate(&response, Some(ihe))));
+    assert!(has_errors(&v.validate(&patient(), Some(ihe))));
     let mut p = patient();
     p["meta"] = json!({"profile": ["http://old.example/sd/DDCCPatient"]});
     assert!(!has_errors(&v.validate(&p, None)));
@@ -187,4 +194,36 @@ fn validator_is_shareable_across_threads() {
             assert!(!has_errors(&h.join().expect("no panic")));
         }
     });
+}
+
+#[test]
+fn unprofiled_document_bundle_still_checks_references_and_entry_profiles() {
+    let v = validator();
+    let bundle = json!({
+        "resourceType": "Bundle",
+        "type": "document",
+        "entry": [
+            {"fullUrl": "urn:uuid:11111111-1111-4111-8111-111111111111",
+             "resource": {"resourceType": "Composition", "subject": {"reference": "urn:uuid:22222222-2222-4222-8222-222222222222"}}},
+            {"fullUrl": "urn:uuid:33333333-3333-4333-8333-333333333333",
+             "resource": {"resourceType": "Patient",
+                          "meta": {"profile": [format!("{DDCC}DDCCPatient")]},
+                          "name": [{"use": "official", "text": "A"}]}}
+        ]
+    });
+    let issues = v.validate(&bundle, None);
+    let got: Vec<(&str, &str)> = errors(&issues)
+        .iter()
+        .map(|i| (i.message_id, i.location.as_str()))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("CARDINALITY_MIN", "Bundle.entry[1].resource.birthDate"),
+            (
+                "REFERENCE_UNRESOLVED",
+                "Bundle.entry[0].resource.subject.reference"
+            ),
+        ]
+    );
 }
