@@ -54,3 +54,32 @@ fn ig_examples_validate_clean() {
     );
     assert_eq!(failed, 0);
 }
+
+/// The vendored Questionnaires the service ships validate against their profiles.
+#[test]
+fn vendored_questionnaires_validate_clean() {
+    let dir = ig_dir().join("questionnaires");
+    let v = validator();
+    let mut n = 0;
+    let mut failed = 0;
+    for e in std::fs::read_dir(&dir).expect("questionnaires").flatten() {
+        let q = read_json(&e.path());
+        assert!(
+            q.pointer("/meta/profile/0").is_some(),
+            "{} declares no profile",
+            e.path().display()
+        );
+        let issues = v.validate(&q, None);
+        n += 1;
+        if !errors(&issues).is_empty() {
+            failed += 1;
+            println!("{}:", e.path().display());
+            for i in errors(&issues) {
+                println!("  {i}");
+            }
+        }
+    }
+    println!("{n} questionnaires, {failed} with errors");
+    assert_eq!(n, 3);
+    assert_eq!(failed, 0);
+}
