@@ -1,4 +1,6 @@
-//! Validations per second of the English DDCC:VS document Bundle against DDCCVSDocument.
+//! Validations per second of the English DDCC:VS document Bundle against
+//! DDCCVSDocument, and of a Submit Health Event batch (a Parameters entry with a
+//! QuestionnaireResponse carrying a ~31 kB narrative) against its request profile.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use fhir_validator::{ProfileSet, Terminology, Validator};
@@ -28,6 +30,10 @@ fn bench(c: &mut Criterion) {
         eprintln!("skip: terminology not loadable");
         return;
     }
+    let she_path = shared.join("conformance/ddcc-ig/examples/Bundle-DDCCTXSHEbundleexample1.json");
+    let she: Option<serde_json::Value> = std::fs::read_to_string(&she_path)
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok());
     let v = Validator::new(profiles, term);
     let profile = "http://smart.who.int/ddcc/StructureDefinition/DDCCVSDocument";
     let mut g = c.benchmark_group("validate");
@@ -35,6 +41,13 @@ fn bench(c: &mut Criterion) {
     g.bench_function("Bundle-ExampleEnglish/DDCCVSDocument", |b| {
         b.iter(|| v.validate(std::hint::black_box(&bundle), Some(profile)))
     });
+    if let Some(she) = &she {
+        let p = "http://smart.who.int/ddcc/StructureDefinition/DDCCSubmitHealthEventRequest";
+        g.bench_function(
+            "Bundle-DDCCTXSHEbundleexample1/DDCCSubmitHealthEventRequest",
+            |b| b.iter(|| v.validate(std::hint::black_box(she), Some(p))),
+        );
+    }
     g.finish();
 }
 
