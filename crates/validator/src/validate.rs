@@ -479,7 +479,11 @@ impl Validator {
         };
         if idx != p.root()
             && obj.contains_key("resourceType")
-            && ty.is_none_or(|t| builtin_datatype(t).is_none())
+            && ty.is_none_or(|t| {
+                matches!(t, "Resource" | "DomainResource")
+                    || R4_RESOURCE_TYPES.contains(&t)
+                    || self.profiles.defines_type(t)
+            })
         {
             let mut profs = Vec::new();
             for t in &def.types {
