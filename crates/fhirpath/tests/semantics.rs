@@ -572,6 +572,8 @@ fn item_api() {
         json!({"value": 5.5, "unit": "mg", "system": "http://unitsofmeasure.org", "code": "mg"})
     );
     assert_eq!(q[0].fhir_type().as_deref(), Some("Quantity"));
+    let id = fhirpath::evaluate_str("id", &d).expect("id");
+    assert_eq!(id[0].fhir_type().as_deref(), Some("string"));
     let n = fhirpath::evaluate_str("1 + 1", &d).expect("int");
     assert_eq!(n[0].fhir_type().as_deref(), Some("integer"));
     assert_eq!(n[0].to_json(), json!(2));
