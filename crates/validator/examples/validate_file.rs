@@ -1,7 +1,7 @@
 //! `cargo run -p fhir-validator --example validate_file -- <file.json> [profile]`:
 //! prints the issues for one resource, validated with the vendored IG artefacts.
 
-use fhir_validator::{ProfileSet, Terminology, Validator};
+use fhir_validator::Validator;
 use std::path::PathBuf;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -11,10 +11,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .ok_or("usage: validate_file <file.json> [profile]")?;
     let profile = args.next();
     let ig = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fhir-profiles/ig");
-    let (profiles, _) = ProfileSet::load_dir(ig.join("definitions"))?;
-    let mut term = Terminology::with_r4_core();
-    term.add_dir(ig.join("terminology"))?;
-    let v = Validator::new(profiles, term);
+    let v = Validator::load_ig(ig, |_| {})?;
     let res: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(file)?)?;
     let issues = v.validate(&res, profile.as_deref());
     for i in &issues {

@@ -32,6 +32,7 @@
 
 mod issue;
 mod profile;
+mod questionnaire;
 mod terminology;
 mod types;
 mod validate;

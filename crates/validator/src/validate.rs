@@ -4,6 +4,7 @@ use crate::issue::{Issue, IssueCode, Severity};
 use crate::profile::{
     BindingStrength, Constraint, DiscriminatorType, ElementDef, Profile, ProfileSet,
 };
+use crate::questionnaire::{answer_types, parse_items, QItem};
 use crate::terminology::{Membership, Terminology};
 use crate::types::{
     builtin_datatype, check_primitive, is_known_type, is_primitive, kind, suffix_of,
@@ -26,6 +27,7 @@ const CORE_BASE: &str = "http://hl7.org/fhir/StructureDefinition/";
 pub struct Validator {
     profiles: ProfileSet,
     terminology: Terminology,
+    questionnaires: HashMap<String, Vec<QItem>>,
     engine_ok: bool,
 }
 
@@ -151,6 +153,7 @@ impl Validator {
         Validator {
             profiles,
             terminology,
+            questionnaires: HashMap::new(),
             engine_ok: matches!(probe, Ok(true)),
         }
     }
@@ -171,7 +174,37 @@ impl Validator {
         if term_dir.is_dir() {
             terminology.add_dir(term_dir)?;
         }
-        Ok(Validator::new(profiles, terminology))
+        let mut v = Validator::new(profiles, terminology);
+        let q_dir = dir.join("questionnaires");
+        if q_dir.is_dir() {
+            v.add_questionnaire_dir(q_dir)?;
+        }
+        Ok(v)
+    }
+
+    /// Register a Questionnaire: QuestionnaireResponses naming its canonical are
+    /// then also checked against its items. Returns false for anything else.
+    pub fn add_questionnaire(&mut self, q: &Value) -> bool {
+        if q.get("resourceType").and_then(Value::as_str) != Some("Questionnaire") {
+            return false;
+        }
+        let Some(url) = q.get("url").and_then(Value::as_str) else {
+            return false;
+        };
+        self.questionnaires
+            .insert(url.to_string(), parse_items(q.get("item"), 0));
+        true
+    }
+
+    /// Every Questionnaire `*.json` in `dir`; returns how many were added.
+    pub fn add_questionnaire_dir(
+        &mut self,
+        dir: impl AsRef<std::path::Path>,
+    ) -> Result<usize, crate::profile::ProfileError> {
+        Ok(crate::profile::read_json_dir(dir.as_ref())?
+            .iter()
+            .filter(|(_, q)| self.add_questionnaire(q))
+            .count())
     }
 
     pub fn profiles(&self) -> &ProfileSet {
@@ -356,9 +389,184 @@ impl Validator {
         if applied == 0 {
             self.base_resource(ctx, v, loc, depth);
         }
+        if rt == "QuestionnaireResponse" {
+            self.questionnaire_response(ctx, v, loc, depth);
+        }
         if is_bundle {
             if let Some(scope) = ctx.scopes.pop() {
                 resolve_refs(ctx, scope);
+            }
+        }
+    }
+
+    fn questionnaire_response(&self, ctx: &mut Ctx<'_>, v: &Value, loc: &str, depth: usize) {
+        let Some(canonical) = v.get("questionnaire").and_then(Value::as_str) else {
+            return;
+        };
+        let bare = canonical.split('|').next().unwrap_or(canonical);
+        let items = self.questionnaires.get(bare).or_else(|| {
+            self.questionnaires
+                .get(self.profiles.canonical(bare).as_ref())
+        });
+        match items {
+            Some(items) => self.qr_items(ctx, v.get("item"), items, loc, depth + 1),
+            None => ctx.push(
+                Severity::Information,
+                IssueCode::NotFound,
+                "QUESTIONNAIRE_UNKNOWN",
+                loc,
+                format!("questionnaire {canonical} is not loaded; answers not checked against it"),
+            ),
+        }
+    }
+
+    fn qr_items(
+        &self,
+        ctx: &mut Ctx<'_>,
+        given: Option<&Value>,
+        defs: &[QItem],
+        loc: &str,
+        depth: usize,
+    ) {
+        if self.too_deep(ctx, depth, loc) {
+            return;
+        }
+        let given: &[Value] = given.and_then(Value::as_array).map_or(&[], Vec::as_slice);
+        for (i, item) in given.iter().enumerate() {
+            let iloc = format!("{loc}.item[{i}]");
+            let Some(link) = item.get("linkId").and_then(Value::as_str) else {
+                continue; // the profile reports the missing linkId
+            };
+            let Some(def) = defs.iter().find(|d| d.link_id == link) else {
+                ctx.error(
+                    IssueCode::Structure,
+                    "QUESTIONNAIRE_ITEM_UNKNOWN",
+                    &iloc,
+                    format!("linkId '{link}' is not an item of the questionnaire here"),
+                );
+                continue;
+            };
+            let answers: &[Value] = item
+                .get("answer")
+                .and_then(Value::as_array)
+                .map_or(&[], Vec::as_slice);
+            if matches!(def.ty.as_str(), "group" | "display") && !answers.is_empty() {
+                ctx.error(
+                    IssueCode::Structure,
+                    "QUESTIONNAIRE_ANSWER_NOT_ALLOWED",
+                    &iloc,
+                    format!("item '{link}' is a {} and takes no answers", def.ty),
+                );
+            }
+            if !def.repeats && answers.len() > 1 {
+                ctx.error(
+                    IssueCode::Structure,
+                    "QUESTIONNAIRE_REPEATS",
+                    &iloc,
+                    format!(
+                        "item '{link}' does not repeat, but has {} answers",
+                        answers.len()
+                    ),
+                );
+            }
+            if def.required
+                && !def.conditional
+                && answers.is_empty()
+                && def.ty != "group"
+                && def.ty != "display"
+            {
+                ctx.error(
+                    IssueCode::Required,
+                    "QUESTIONNAIRE_REQUIRED_MISSING",
+                    &iloc,
+                    format!("required item '{link}' has no answer"),
+                );
+            }
+            for (j, a) in answers.iter().enumerate() {
+                let aloc = format!("{iloc}.answer[{j}]");
+                self.qr_answer(ctx, a, def, &aloc);
+                if a.get("item").is_some() {
+                    self.qr_items(ctx, a.get("item"), &def.items, &aloc, depth + 1);
+                }
+            }
+            if item.get("item").is_some() {
+                self.qr_items(ctx, item.get("item"), &def.items, &iloc, depth + 1);
+            }
+        }
+        for d in defs.iter().filter(|d| d.required && !d.conditional) {
+            let present = given
+                .iter()
+                .any(|g| g.get("linkId").and_then(Value::as_str) == Some(d.link_id.as_str()));
+            if !present {
+                ctx.error(
+                    IssueCode::Required,
+                    "QUESTIONNAIRE_REQUIRED_MISSING",
+                    loc,
+                    format!("required item '{}' is missing", d.link_id),
+                );
+            }
+        }
+    }
+
+    fn qr_answer(&self, ctx: &mut Ctx<'_>, a: &Value, def: &QItem, loc: &str) {
+        let Some((key, value)) = a
+            .as_object()
+            .and_then(|o| o.iter().find(|(k, _)| k.starts_with("value")))
+        else {
+            return;
+        };
+        let suffix = &key["value".len()..];
+        let allowed = answer_types(&def.ty);
+        if !allowed.is_empty() && !allowed.contains(&suffix) {
+            ctx.error(
+                IssueCode::Structure,
+                "QUESTIONNAIRE_ANSWER_TYPE",
+                loc,
+                format!(
+                    "item '{}' is of type {}: answer {key} is not allowed (expected value{})",
+                    def.link_id,
+                    def.ty,
+                    allowed.join(" or value")
+                ),
+            );
+            return;
+        }
+        if !def.options.is_empty() {
+            let listed = def.options.iter().any(|o| match (o, value) {
+                (Value::Object(_), Value::Object(_)) => {
+                    o.get("code") == value.get("code")
+                        && (o.get("system").is_none() || o.get("system") == value.get("system"))
+                }
+                _ => json_eq(o, value, &self.profiles),
+            });
+            if !listed && suffix != "String" {
+                ctx.error(
+                    IssueCode::CodeInvalid,
+                    "QUESTIONNAIRE_ANSWER_NOT_IN_OPTIONS",
+                    loc,
+                    format!(
+                        "answer to '{}' is not one of its answerOptions",
+                        def.link_id
+                    ),
+                );
+            }
+        }
+        if let (Some(vs), "Coding") = (&def.answer_value_set, suffix) {
+            if let Some(code) = value.get("code").and_then(Value::as_str) {
+                let system = value.get("system").and_then(Value::as_str);
+                if self.terminology.member(vs, system, code) == Membership::NotMember {
+                    // A warning, as the IG's own examples answer outside some answerValueSets.
+                    ctx.push(
+                        Severity::Warning,
+                        IssueCode::CodeInvalid,
+                        "QUESTIONNAIRE_ANSWER_NOT_IN_VALUESET",
+                        loc,
+                        format!(
+                            "{code} is not in the answerValueSet {vs} of '{}'",
+                            def.link_id
+                        ),
+                    );
+                }
             }
         }
     }

@@ -43,7 +43,12 @@ pub fn terminology() -> Terminology {
 /// One validator per test binary: building it parses ~50 definitions.
 pub fn validator() -> &'static Validator {
     static V: OnceLock<Validator> = OnceLock::new();
-    V.get_or_init(|| Validator::new(profiles(), terminology()))
+    V.get_or_init(|| {
+        let mut v = Validator::new(profiles(), terminology());
+        v.add_questionnaire_dir(ig_dir().join("questionnaires"))
+            .expect("vendored questionnaires load");
+        v
+    })
 }
 
 pub fn read_json(p: &Path) -> Value {
