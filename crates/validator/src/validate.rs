@@ -922,9 +922,40 @@ impl Validator {
                             ),
                         );
                     }
-                    items.extend(a.iter().enumerate().filter(|(_, x)| !x.is_null()));
+                    if a.is_empty() {
+                        ctx.error(
+                            IssueCode::Structure,
+                            "ARRAY_EMPTY",
+                            &format!("{loc}.{base}"),
+                            "FHIR JSON arrays must not be empty".to_string(),
+                        );
+                    }
+                    // A null item only keeps a primitive array aligned with its
+                    // `_name` extensions; anywhere else it is not FHIR JSON.
+                    let ext = key
+                        .and_then(|k| obj.get(&format!("_{k}")))
+                        .and_then(Value::as_array);
+                    for (i, x) in a.iter().enumerate() {
+                        if !x.is_null() {
+                            items.push((i, x));
+                        } else if ext.is_none_or(|e| e.get(i).is_none_or(Value::is_null)) {
+                            ctx.error(
+                                IssueCode::Structure,
+                                "NULL_NOT_ALLOWED",
+                                &format!("{loc}.{base}[{i}]"),
+                                "null is only allowed to align a primitive array with its extensions"
+                                    .to_string(),
+                            );
+                        }
+                    }
                 }
-                Some(Value::Null) | None => {}
+                Some(Value::Null) => ctx.error(
+                    IssueCode::Structure,
+                    "NULL_NOT_ALLOWED",
+                    &format!("{loc}.{base}"),
+                    "an element must be absent rather than null".to_string(),
+                ),
+                None => {}
                 Some(x) => {
                     if c.is_array {
                         ctx.error(
