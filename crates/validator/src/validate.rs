@@ -158,27 +158,32 @@ impl Validator {
         }
     }
 
-    /// Load an IG directory laid out like `fhir-profiles/ig/`: `definitions/`
-    /// (StructureDefinitions with snapshots) and `terminology/` (ValueSets,
-    /// CodeSystems), plus the built-in R4 core enumerations. `configure` may add
-    /// canonical aliases before the validator is built.
+    /// Load an IG directory laid out like `fhir-profiles/ig/` (`definitions/`,
+    /// `terminology/`, `questionnaires/`) or flat like `fhir-profiles/ig-0.2.1/`,
+    /// plus the built-in R4 core enumerations. `configure` may add canonical
+    /// aliases (or further profiles) before the validator is built. To serve
+    /// several editions at once, build one [`ProfileSet`]/[`Terminology`] with
+    /// `add_dir` per folder and call [`Validator::new`].
     pub fn load_ig(
         dir: impl AsRef<std::path::Path>,
         configure: impl FnOnce(&mut ProfileSet),
     ) -> Result<Validator, crate::profile::ProfileError> {
         let dir = dir.as_ref();
-        let (mut profiles, _) = ProfileSet::load_dir(dir.join("definitions"))?;
+        // `ig/` keeps each kind in a subfolder; `ig-0.2.1/` is flat.
+        let sub = |name: &str| {
+            let d = dir.join(name);
+            if d.is_dir() {
+                d
+            } else {
+                dir.to_path_buf()
+            }
+        };
+        let (mut profiles, _) = ProfileSet::load_dir(sub("definitions"))?;
         configure(&mut profiles);
         let mut terminology = Terminology::with_r4_core();
-        let term_dir = dir.join("terminology");
-        if term_dir.is_dir() {
-            terminology.add_dir(term_dir)?;
-        }
+        terminology.add_dir(sub("terminology"))?;
         let mut v = Validator::new(profiles, terminology);
-        let q_dir = dir.join("questionnaires");
-        if q_dir.is_dir() {
-            v.add_questionnaire_dir(q_dir)?;
-        }
+        v.add_questionnaire_dir(sub("questionnaires"))?;
         Ok(v)
     }
 
