@@ -31,7 +31,10 @@ const DIVERGENCES: &[(&str, &str, &[&str])] = &[(
 )];
 
 /// The framework's fixtures as resources, with their path relative to `fixtures/`.
-fn fixtures() -> Option<(Vec<(String, serde_json::Value)>, Vec<String>)> {
+/// (relative path, resource) pairs and the paths of non-resource fragments.
+type Fixtures = (Vec<(String, serde_json::Value)>, Vec<String>);
+
+fn fixtures() -> Option<Fixtures> {
     let shared = shared()?;
     let root = shared.join("conformance/compliance-testing-framework/features/fixtures");
     let mut files = Vec::new();
