@@ -37,7 +37,9 @@ mod terminology;
 mod types;
 mod validate;
 
-pub use issue::{has_errors, to_operation_outcome, Issue, IssueCode, Severity, MESSAGE_ID_SYSTEM};
+pub use issue::{
+    has_errors, to_operation_outcome, Issue, IssueCode, Severity, MESSAGE_IDS, MESSAGE_ID_SYSTEM,
+};
 pub use profile::{Profile, ProfileError, ProfileSet};
 pub use terminology::{Membership, Terminology};
 pub use validate::{Validator, MAX_DEPTH};

@@ -698,19 +698,21 @@ impl Validator {
                     || self.profiles.defines_type(t)
             })
         {
+            let want: Vec<&str> = def.types.iter().map(|t| t.code.as_str()).collect();
+            let rt = obj
+                .get("resourceType")
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            // Only the profiles of the type actually present apply (a wrong type
+            // is reported once, below, not again per profile).
             let mut profs = Vec::new();
-            for t in &def.types {
+            for t in def.types.iter().filter(|t| t.code == rt) {
                 for u in &t.profiles {
                     if let Some(pp) = self.profiles.get(u) {
                         profs.push(pp);
                     }
                 }
             }
-            let want: Vec<&str> = def.types.iter().map(|t| t.code.as_str()).collect();
-            let rt = obj
-                .get("resourceType")
-                .and_then(Value::as_str)
-                .unwrap_or("");
             if !want.is_empty()
                 && !want
                     .iter()

@@ -227,3 +227,85 @@ fn unprofiled_document_bundle_still_checks_references_and_entry_profiles() {
         ]
     );
 }
+
+#[test]
+fn every_emitted_message_id_is_documented() {
+    // Scan the sources for message id literals (UPPER_SNAKE strings).
+    let sources = [
+        include_str!("../src/validate.rs"),
+        include_str!("../src/types.rs"),
+        include_str!("../src/issue.rs"),
+    ];
+    let documented: Vec<&str> = fhir_validator::MESSAGE_IDS.iter().map(|m| m.0).collect();
+    let mut missing = Vec::new();
+    for src in sources {
+        for lit in src.split('"').skip(1).step_by(2) {
+            let is_id = lit.len() > 3
+                && lit.contains('_')
+                && lit
+                    .chars()
+                    .all(|c| c.is_ascii_uppercase() || c == '_' || c.is_ascii_digit());
+            if is_id && !documented.contains(&lit) {
+                missing.push(lit.to_string());
+            }
+        }
+    }
+    assert!(missing.is_empty(), "undocumented message ids: {missing:?}");
+    // And the data-driven cases only expect documented ids.
+    let cases: serde_json::Value =
+        serde_json::from_str(include_str!("data/mutations.json")).expect("mutations.json");
+    for c in cases.as_array().expect("array") {
+        let id = c["expect"][0].as_str().expect("id");
+        assert!(documented.contains(&id), "{id} undocumented");
+    }
+}
+
+#[test]
+fn fixed_value_and_multiple_choice_types() {
+    let sd = json!({
+        "resourceType": "StructureDefinition",
+        "url": "http://example.org/sd/Fixed", "name": "Fixed", "kind": "resource", "type": "Observation",
+        "snapshot": {"element": [
+            {"id": "Observation", "path": "Observation", "min": 0, "max": "*"},
+            {"id": "Observation.status", "path": "Observation.status", "min": 1, "max": "1",
+             "type": [{"code": "code"}], "fixedCode": "final"},
+            {"id": "Observation.code", "path": "Observation.code", "min": 1, "max": "1",
+             "type": [{"code": "CodeableConcept"}],
+             "fixedCodeableConcept": {"coding": [{"system": "http://loinc.org", "code": "1-8"}]}},
+            {"id": "Observation.value[x]", "path": "Observation.value[x]", "min": 0, "max": "1",
+             "type": [{"code": "string"}, {"code": "integer"}]}
+        ]}
+    });
+    let mut set = ProfileSet::new();
+    set.add(&sd).expect("compiles");
+    let v = Validator::new(set, Terminology::with_r4_core());
+    let url = Some("http://example.org/sd/Fixed");
+    let ok = json!({"resourceType": "Observation", "status": "final",
+                    "code": {"coding": [{"system": "http://loinc.org", "code": "1-8"}]}, "valueInteger": 3});
+    assert!(!has_errors(&v.validate(&ok, url)));
+    let ids = |doc: &serde_json::Value| -> Vec<(&'static str, String)> {
+        errors(&v.validate(doc, url))
+            .iter()
+            .map(|i| (i.message_id, i.location.clone()))
+            .collect()
+    };
+    let mut bad = ok.clone();
+    bad["status"] = json!("preliminary");
+    assert_eq!(
+        ids(&bad),
+        vec![("FIXED_MISMATCH", "Observation.status".to_string())]
+    );
+    let mut bad = ok.clone();
+    // Fixed means exact: an extra text is a mismatch (a pattern would allow it).
+    bad["code"]["text"] = json!("extra");
+    assert_eq!(
+        ids(&bad),
+        vec![("FIXED_MISMATCH", "Observation.code".to_string())]
+    );
+    let mut bad = ok.clone();
+    bad["valueString"] = json!("three");
+    assert_eq!(
+        ids(&bad),
+        vec![("TYPE_CHOICE_MULTIPLE", "Observation.value".to_string())]
+    );
+}
