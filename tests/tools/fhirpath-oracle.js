@@ -32,7 +32,9 @@ const out = [];
 for (const entry of corpus) {
   try {
     const resource = load(entry.resource);
-    const result = fhirpath.evaluate(resource, entry.expression, entry.vars || {}, r4);
+    // FHIR defines %resource and %rootResource as the resource under evaluation
+    const vars = Object.assign({ resource, rootResource: resource }, entry.vars || {});
+    const result = fhirpath.evaluate(resource, entry.expression, vars, r4);
     out.push({ id: entry.id, result });
   } catch (err) {
     out.push({ id: entry.id, error: String(err && err.message || err).split('\n')[0] });

@@ -1109,10 +1109,11 @@ impl<'e, 'a> Evaluator<'e, 'a> {
                 let Some(vs) = self.arg_string(args, 0, &input, frame)? else {
                     return Ok(vec![]);
                 };
-                let Some(i) = singleton(&input)? else {
+                // HAPI (Matchbox) answers empty unless exactly one item is tested
+                let [i] = input.as_slice() else {
                     return Ok(vec![]);
                 };
-                let r = self.member_of(&i, &vs)?;
+                let r = self.member_of(i, &vs)?;
                 Ok(r.map(Item::Boolean).into_iter().collect())
             }
             "resolve" => {

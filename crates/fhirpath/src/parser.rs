@@ -615,6 +615,7 @@ impl<'s> Parser<'s> {
     #[inline(never)]
     fn simple_term(&mut self) -> Result<Expr, Error> {
         let t = self.bump();
+        let t_copy = std::mem::discriminant(&t);
         let kind = match t {
             Tok::Op("{") => {
                 self.expect("}")?;
@@ -646,6 +647,10 @@ impl<'s> Parser<'s> {
                     return Err(self.err("long literal out of range"));
                 }
             },
+            Tok::Date(d) | Tok::DateTime(d) | Tok::Time(d) if !valid_temporal(&t_copy, &d) => {
+                self.i = self.i.saturating_sub(1);
+                return Err(self.err(&format!("invalid date/time literal @{d}")));
+            }
             Tok::Date(d) => Kind::Literal(Literal::Date(d)),
             Tok::DateTime(d) => Kind::Literal(Literal::DateTime(d)),
             Tok::Time(d) => Kind::Literal(Literal::Time(d)),
@@ -673,5 +678,15 @@ fn leak(op: &str) -> &'static str {
         "}" => "}",
         "(" => "(",
         _ => ",",
+    }
+}
+
+/// Month 13 or 25 o'clock lex like dates; they are rejected here, at parse time.
+fn valid_temporal(kind: &std::mem::Discriminant<Tok>, text: &str) -> bool {
+    use crate::temporal::Temporal;
+    if *kind == std::mem::discriminant(&Tok::Time(String::new())) {
+        Temporal::parse_time(text).is_some()
+    } else {
+        Temporal::parse_date_time(text).is_some()
     }
 }

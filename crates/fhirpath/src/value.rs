@@ -70,6 +70,9 @@ pub(crate) fn prim<'a>(item: &Item<'a>) -> Item<'a> {
                 Value::String(s) => {
                     string_node(s, ty).unwrap_or(Item::String(Cow::Borrowed(s.as_str())))
                 }
+                Value::Object(_) if is_quantity_type(ty) => quantity_json(value)
+                    .map(|(value, unit)| Item::Quantity { value, unit })
+                    .unwrap_or_else(|| item.clone()),
                 _ => item.clone(),
             }
         }
@@ -81,11 +84,30 @@ pub(crate) fn prim<'a>(item: &Item<'a>) -> Item<'a> {
                 Value::String(s) => {
                     string_node(s, ty).unwrap_or_else(|| Item::String(Cow::Owned(s.clone())))
                 }
+                Value::Object(_) if is_quantity_type(ty) => quantity_json(value)
+                    .map(|(value, unit)| Item::Quantity { value, unit })
+                    .unwrap_or_else(|| item.clone()),
                 _ => item.clone(),
             }
         }
         _ => item.clone(),
     }
+}
+
+/// FHIR types that are Quantities (a typed Quantity node compares and prints as one).
+fn is_quantity_type(ty: Option<&str>) -> bool {
+    matches!(
+        ty,
+        Some(
+            "Quantity"
+                | "Age"
+                | "Duration"
+                | "Distance"
+                | "Count"
+                | "SimpleQuantity"
+                | "MoneyQuantity"
+        )
+    )
 }
 
 fn string_node<'a>(s: &str, ty: Option<&str>) -> Option<Item<'a>> {

@@ -227,3 +227,36 @@ fn syntax_errors_carry_line_and_column() {
         other => panic!("expected a syntax error, got {other:?}"),
     }
 }
+
+#[test]
+fn non_ascii_text_where_dates_are_expected() {
+    let doc = json!({"resourceType": "Patient", "birthDate": "2003-03-0é"});
+    for text in [
+        "2021-01-01T10:00:00é",
+        "2021-01-01T10:00:00+01:0é",
+        "2021-01-01T10:00é",
+        "10:00:0é",
+        "é",
+        "2021-0😀",
+        "😀😀😀😀",
+    ] {
+        for f in [
+            "toDateTime()",
+            "toDate()",
+            "toTime()",
+            "convertsToDateTime()",
+            "toQuantity()",
+        ] {
+            let src = format!("'{text}'.{f}");
+            let r = evaluate_str(&src, &doc).expect("conversion never fails");
+            let ok = r.is_empty() || r[0].to_json() == json!(false);
+            assert!(ok, "{src} gave {r:?}");
+        }
+        let cmp = format!("'{text}' < @2021-01-01");
+        assert!(
+            evaluate_str(&cmp, &doc).is_err(),
+            "{cmp} must be a type error"
+        );
+    }
+    assert!(evaluate_str("birthDate < @2021-01-01", &doc).is_err());
+}

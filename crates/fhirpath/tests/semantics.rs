@@ -572,6 +572,8 @@ fn item_api() {
         json!({"value": 5.5, "unit": "mg", "system": "http://unitsofmeasure.org", "code": "mg"})
     );
     assert_eq!(q[0].fhir_type().as_deref(), Some("Quantity"));
+    let id = fhirpath::evaluate_str("id", &d).expect("id");
+    assert_eq!(id[0].fhir_type().as_deref(), Some("string"));
     let n = fhirpath::evaluate_str("1 + 1", &d).expect("int");
     assert_eq!(n[0].fhir_type().as_deref(), Some("integer"));
     assert_eq!(n[0].to_json(), json!(2));
@@ -581,4 +583,36 @@ fn item_api() {
     send_sync(&e);
     let r = evaluate(&e, &[], &EmptyEnvironment).expect("empty input");
     assert!(r.is_empty());
+}
+
+#[test]
+fn quantity_nodes_and_literal_validation() {
+    let d = json!({
+        "resourceType": "Observation",
+        "valueQuantity": {"value": 5, "unit": "mg", "system": "http://unitsofmeasure.org", "code": "mg"},
+        "component": [{"valueQuantity": {"value": 0.005, "unit": "g", "system": "http://unitsofmeasure.org", "code": "g"}}]
+    });
+    let cases: &[(&str, Value)] = &[
+        ("value.toString()", json!(["5 'mg'"])),
+        ("value = 5 'mg'", json!([true])),
+        ("value > 4 'mg'", json!([true])),
+        ("value = component.value", json!([true])),
+        ("value is Quantity", json!([true])),
+        ("value.value", json!([5])),
+        ("value * 2", json!(["10 'mg'"])),
+    ];
+    let mut bad = Vec::new();
+    for (src, want) in cases {
+        match plain(&d, src) {
+            Ok(items) if show(&items) == *want => {}
+            other => bad.push(format!("{src}: got {other:?}, want {want}")),
+        }
+    }
+    assert!(bad.is_empty(), "{}", bad.join("\n"));
+    for bad_literal in ["@2021-13-01", "@2021-02-30", "@T25:00", "@2021-01-01T10:61"] {
+        assert!(
+            matches!(parse(bad_literal), Err(Error::Syntax { .. })),
+            "{bad_literal} must not parse"
+        );
+    }
 }

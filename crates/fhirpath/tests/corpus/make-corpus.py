@@ -252,6 +252,30 @@ add(I, "patient.reference.replaceMatches('.*Patient/(?<id>[A-Za-z0-9\\\\-\\\\.]{
     "patient.reference.replaceMatches('(\\\\w+)/(\\\\w+)', '$2@$1')", "patient.reference.replaceMatches('/', '$$')",
     "patient.reference.replaceMatches('[a-z]+', '<$&>')", "(1 | 2).iif(true, 'y', 'n')")
 
+# more navigation, type and context forms
+add(Q, "item.where(linkId = 'sex').answer.value.code = 'male'", "item.where(linkId = 'sex').answer.value is Coding",
+    "item.answer.value.type().name", "item.answer.value.type().namespace", "'a'.type().name", "1.type().namespace",
+    "%resource.item.count()", "%context.status", "$this.status", "item.where(linkId = %resource.item.first().linkId).linkId",
+    "item.answer.value.ofType(Coding).where(system = 'http://id.who.int/icd11/mms').code",
+    "item.select(answer.value.ofType(Coding).code).distinct()", "item.answer.value.ofType(date).where($this > @2021-04-10)",
+    "item.where(linkId = 'date').answer.value + 14 days", "item.where(linkId = 'date').answer.value - 1 month",
+    "(item.where(linkId = 'valid_until').answer.value - 1 year) = item.where(linkId = 'valid_from').answer.value",
+    "item.answer.value.ofType(integer).aggregate($this + $total, 0)", "item.descendants().ofType(Coding).count()",
+    "item.answer.value.hasValue()", "item.where(linkId = 'lot').answer.value.hasValue()",
+    "item.where(linkId = 'lot').answer.value.getValue()", "item.where(linkId = 'lot').answer.value.length()",
+    "item.where(linkId = 'dose').answer.value.toQuantity()", "item.where(linkId = 'dose').answer.value.toDecimal()",
+    "item.where(linkId = 'date').answer.value.toDateTime()", "item.where(linkId = 'date').answer.value.convertsToDate()",
+    "item.linkId.where(matches('^v')).count()", "item.linkId.select(upper()).first()", "item.linkId.indexOf('x')",
+    "item.where(answer.value.ofType(string).exists()).linkId.join('|')")
+add(B, "(entry.resource.ofType(Immunization).exists())", "(entry.resource.ofType(Observation).exists())",
+    "entry.resource.ofType(Immunization).extension.where(url = 'http://smart.who.int/ddcc/StructureDefinition/DDCCCountryOfEvent').value",
+    "entry.resource.ofType(Immunization).extension.where(url = 'http://smart.who.int/ddcc/StructureDefinition/DDCCVaccineMarketAuthorization').first().valueCoding.exists().not()",
+    "entry.resource.ofType(Patient).name.given.exists().not() and entry.resource.ofType(Patient).name.family.exists().not()",
+    "entry.resource.ofType(Composition).type().name", "entry.resource.type().name.distinct()",
+    "entry.where(resource is Patient).fullUrl", "entry.resource.ofType(Immunization).vaccineCode.coding.code in ('XM0GQ8' | 'XM1NL1')",
+    "entry.resource.ofType(ImmunizationRecommendation).recommendation.dateCriterion.value",
+    "entry.resource.ofType(Immunization).occurrence.toString().substring(0, 4)")
+
 seen_ids = set()
 out = []
 for n, e in enumerate(E):
