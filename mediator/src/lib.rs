@@ -15,6 +15,7 @@ pub mod server;
 pub mod services;
 pub mod state;
 pub mod telemetry;
+pub mod validation;
 
 pub use config::Config;
 pub use error::{ApiError, Issue};

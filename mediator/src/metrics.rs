@@ -26,6 +26,8 @@ struct Histogram {
 struct Inner {
     requests: BTreeMap<(String, String, u16), u64>,
     latency: BTreeMap<String, Histogram>,
+    /// Documents that failed their own profile before signing (our bug; must stay 0).
+    self_check_failures: u64,
 }
 
 #[derive(Debug, Default)]
@@ -34,6 +36,13 @@ pub struct Metrics {
 }
 
 impl Metrics {
+    pub fn self_check_failed(&self) {
+        self.inner
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .self_check_failures += 1;
+    }
+
     /// `route` is the matched pattern (e.g. `/ddcc/{id}`), never the raw path, so
     /// the label set stays bounded.
     pub fn observe(&self, route: &str, method: &str, status: u16, elapsed: Duration) {
@@ -150,6 +159,17 @@ impl Metrics {
                 v.load(Ordering::Relaxed)
             );
         }
+        out.push_str("# HELP ddcc_document_self_check_failures_total Issued documents that failed their own profile before signing (a bug; never signed).\n");
+        out.push_str("# TYPE ddcc_document_self_check_failures_total counter\n");
+        let self_check_failures = self
+            .inner
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .self_check_failures;
+        let _ = writeln!(
+            out,
+            "ddcc_document_self_check_failures_total {self_check_failures}"
+        );
         out
     }
 }

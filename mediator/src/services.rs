@@ -62,24 +62,31 @@ struct IssuerParts {
     catalogue: Arc<Catalogue>,
     mapping: Arc<MappingService>,
     settings: IssuerSettings,
+    validator: Arc<fhir_validator::Validator>,
 }
 
 impl IssuerParts {
     fn issuer(&self, identity: &SigningIdentity) -> Arc<Issuer> {
-        Arc::new(Issuer::new(
-            self.catalogue.questionnaires.clone(),
-            self.catalogue.pipelines.clone(),
-            self.catalogue.terminology.clone(),
-            self.mapping.clone(),
-            identity.clone(),
-            self.settings.clone(),
-        ))
+        Arc::new(
+            Issuer::new(
+                self.catalogue.questionnaires.clone(),
+                self.catalogue.pipelines.clone(),
+                self.catalogue.terminology.clone(),
+                self.mapping.clone(),
+                identity.clone(),
+                self.settings.clone(),
+            )
+            .with_check(Arc::new(crate::validation::ProfileCheck(
+                self.validator.clone(),
+            ))),
+        )
     }
 }
 
 pub struct Services {
     pub catalogue: Arc<Catalogue>,
     pub mapping: Arc<MappingService>,
+    pub validator: Arc<fhir_validator::Validator>,
     pub signing: Arc<SigningSlot>,
     vault: Option<Arc<VaultTransitSigner>>,
 }
@@ -132,7 +139,9 @@ impl Services {
             &catalogue,
             Some(config.data_dir.join("structuremaps")),
         ));
+        let validator = Arc::new(crate::validation::build(&catalogue));
         let parts = IssuerParts {
+            validator: validator.clone(),
             catalogue: catalogue.clone(),
             mapping: mapping.clone(),
             settings: IssuerSettings {
@@ -176,6 +185,7 @@ impl Services {
             return Ok(Services {
                 catalogue,
                 mapping,
+                validator,
                 signing: slot,
                 vault,
             });
@@ -199,6 +209,7 @@ impl Services {
         Ok(Services {
             catalogue,
             mapping,
+            validator,
             signing: slot,
             vault: None,
         })
@@ -213,6 +224,7 @@ impl Services {
             .with_readiness(Arc::new(SigningCheck(self.signing.clone())))
             .with_service(self.catalogue)
             .with_service(self.mapping)
+            .with_service(self.validator)
             .with_service(self.signing)
     }
 }

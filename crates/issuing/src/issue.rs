@@ -24,6 +24,13 @@ pub trait Mapper: Send + Sync {
     fn transform(&self, map_url: &str, source: &Value, now_unix: i64) -> Result<Value, MapFailure>;
 }
 
+/// A check of the finished document against its profile before the Bundle is
+/// signed. The mediator implements it with the profile validator.
+pub trait DocumentCheck: Send + Sync {
+    /// Error messages; empty when the document conforms.
+    fn errors(&self, document: &Value, profile: &str) -> Vec<String>;
+}
+
 /// A transform that failed, with the map, group and rule when the engine knows them.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("{map}: {message}")]
@@ -50,6 +57,12 @@ pub enum IssueError {
     /// The signer cannot be reached or is sealed: retry later.
     #[error("the signing service is unavailable: {0}")]
     SignerUnavailable(String),
+    /// The finished document fails its own profile: a bug in our maps, never signed.
+    #[error("the issued document does not conform to {profile}: {}", .errors.join("; "))]
+    SelfCheck {
+        profile: String,
+        errors: Vec<String>,
+    },
     /// Our own configuration or maps produced something unusable: a bug, not the caller's fault.
     #[error("internal issuing error: {0}")]
     Internal(String),
@@ -171,9 +184,16 @@ pub struct Issuer {
     mapper: Arc<dyn Mapper>,
     identity: SigningIdentity,
     settings: IssuerSettings,
+    check: Option<Arc<dyn DocumentCheck>>,
 }
 
 impl Issuer {
+    /// Validate every document against its profile before signing it.
+    pub fn with_check(mut self, check: Arc<dyn DocumentCheck>) -> Self {
+        self.check = Some(check);
+        self
+    }
+
     pub fn new(
         questionnaires: Vec<Value>,
         pipelines: Pipelines,
@@ -193,6 +213,7 @@ impl Issuer {
             mapper,
             identity,
             settings,
+            check: None,
         }
     }
 
@@ -321,6 +342,15 @@ impl Issuer {
 
         for q in &qrs {
             fill_qr_contents(&mut document, q, &pdf, &pipeline)?;
+        }
+        if let Some(check) = &self.check {
+            let errors = check.errors(&document, &pipeline.document_profile);
+            if !errors.is_empty() {
+                return Err(IssueError::SelfCheck {
+                    profile: pipeline.document_profile.clone(),
+                    errors,
+                });
+            }
         }
         let issuer_ref = entry_full_url(&document, "Organization").ok_or_else(|| {
             IssueError::Internal("the document map made no Organization entry".into())

@@ -62,6 +62,7 @@ pub fn issue_error(e: IssueError) -> ApiError {
             service: "signer".into(),
             message: m,
         },
+        e @ IssueError::SelfCheck { .. } => ApiError::internal(e.to_string()),
         IssueError::Internal(m) => ApiError::internal(m),
     }
 }
@@ -101,6 +102,7 @@ fn signing(state: &AppState) -> Result<(Signing, std::sync::Arc<SigningSlot>), A
 /// Issue one certificate. Signing through Vault is a downstream call: it is recorded
 /// as an orchestration (the local development signer is not).
 async fn issue_one(
+    metrics: &crate::metrics::Metrics,
     issuer: &Issuer,
     endpoint: Option<&str>,
     response: &Value,
@@ -111,6 +113,9 @@ async fn issue_one(
     let pending =
         endpoint.map(|url| Orchestration::begin("Vault transit: sign certificates", "POST", url));
     let result = issuer.sign(prepared, now).await;
+    if let Err(IssueError::SelfCheck { .. }) = &result {
+        metrics.self_check_failed();
+    }
     if let Some(p) = pending {
         recorder.orchestration(match &result {
             Ok(_) => p.complete(200, Default::default(), None),
@@ -129,6 +134,7 @@ async fn generate(
     let body = json_body(&body)?;
     let response = input::questionnaire_response(&body).map_err(input_error)?;
     let issued = issue_one(
+        &state.metrics,
         &signing.issuer,
         slot.endpoint.as_deref(),
         response,
@@ -155,6 +161,7 @@ async fn submit_health_event(
         let result = match entry {
             Ok(response) => {
                 issue_one(
+                    &state.metrics,
                     &signing.issuer,
                     slot.endpoint.as_deref(),
                     response,

@@ -8,12 +8,14 @@ use actix_web::web;
 pub mod issuing;
 pub mod mapping;
 pub mod ops;
+pub mod validation;
 
 /// Registers every route module of the service.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.configure(ops::configure);
     cfg.configure(mapping::configure);
     cfg.configure(issuing::configure);
+    cfg.configure(validation::configure);
     // Feature modules plug in here, one line each, e.g.:
     //   cfg.configure(ddcc::configure);   // /ddcc/...  (DDCC operations)
     //   cfg.configure(fhir::configure);   // /fhir/...  (FHIR API: metadata, mapping, store)
