@@ -16,10 +16,12 @@
 mod fhirpath;
 mod lexer;
 mod parser;
+mod render;
 
 use serde_json::Value;
 
 pub use parser::MAX_RULE_DEPTH;
+pub use render::to_fml;
 
 /// Which compiler's output to reproduce where the two reference compilers differ.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
