@@ -194,12 +194,12 @@ fn parse_term(ts: &mut TokenStream<'_>, depth: usize) -> Result<Term, ParseError
     }
     let primary = if tok.is_constant() && tok.text != "-" && tok.text != "+" {
         ts.take();
-        let text = constant_text(&tok)?;
+        let text = constant_text(tok)?;
         let numeric = tok.text.as_bytes().first().is_some_and(u8::is_ascii_digit);
         let next = ts.current();
         if numeric && next.text.starts_with(['\'', '"']) {
             ts.take();
-            Primary::Constant(format!("{} '{}'", tok.text, escape_json(&unquote(&next)?)))
+            Primary::Constant(format!("{} '{}'", tok.text, escape_json(&unquote(next)?)))
         } else if numeric && CALENDAR_UNITS.contains(&next.text.as_str()) {
             ts.take();
             Primary::Constant(format!("{} '{}'", tok.text, next.text))

@@ -136,7 +136,7 @@ impl<'a> TokenStream<'a> {
         let tok = self.current();
         if tok.is_string() {
             let tok = self.take();
-            unquote(&tok)
+            unquote(tok)
         } else if tok.is_name() {
             Ok(self.take().text.clone())
         } else {
@@ -360,7 +360,7 @@ impl<'a> Parser<'a> {
         self.ts.take();
         insert(&mut st, "mode", mode);
         if let Some(a) = alias {
-            insert(&mut st, "alias", element_name(&a)?);
+            insert(&mut st, "alias", element_name(a)?);
         }
         if self.options.dialect == Dialect::IgPublisher {
             if let Some(doc) = self.trailing_comment(mode_tok.line) {
@@ -721,11 +721,11 @@ impl<'a> Parser<'a> {
             element = Some(parse_expression(&mut self.ts)?);
             self.ts.expect(")")?;
         } else {
-            insert(&mut src, "context", element_name(&context)?);
+            insert(&mut src, "context", element_name(context)?);
             if self.ts.has(".") {
                 self.ts.take();
                 let tok = self.ts.take_name("an element name")?;
-                element = Some(element_name(&tok)?);
+                element = Some(element_name(tok)?);
             }
         }
         if self.ts.has(":") {
@@ -765,7 +765,7 @@ impl<'a> Parser<'a> {
             self.ts.take();
             let tok = self.ts.take();
             let value = if tok.is_string() {
-                unquote(&tok)?
+                unquote(tok)?
             } else if tok.is_constant() || tok.is_name() {
                 tok.text.clone()
             } else {
@@ -950,13 +950,13 @@ impl<'a> Parser<'a> {
         let tok = self.ts.current();
         if tok.is_string() && !tok.text.starts_with('`') {
             self.ts.take();
-            Ok(json!({ "valueString": unquote(&tok)? }))
+            Ok(json!({ "valueString": unquote(tok)? }))
         } else if tok.is_constant() {
             let tok = self.ts.take_constant();
             constant_parameter(&tok)
         } else if tok.is_name() || tok.text.starts_with('`') {
             self.ts.take();
-            Ok(json!({ "valueId": element_name(&tok)? }))
+            Ok(json!({ "valueId": element_name(tok)? }))
         } else {
             Err(self.ts.expected("a parameter"))
         }
