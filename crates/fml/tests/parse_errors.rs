@@ -82,6 +82,12 @@ fn errors_name_line_column_and_cause() {
             "expected a target but found ';'",
         ),
         ("map \"u\" = \"n\"\ngroup G(source s, target t) {\n  s.a as x -> t.b = '\\q';\n}", 3, 21, "unknown character escape \\q"),
+        (
+            "map \"u\" = \"n\"\ngroup G(source s, target t) {\n  s as x -> t.b = x;\n}",
+            3,
+            20,
+            "expected a rule name (rules without a single source element must be named) but found ';'",
+        ),
     ];
     let mut failures = Vec::new();
     for (src, line, column, message) in cases {

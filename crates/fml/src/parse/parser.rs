@@ -672,7 +672,12 @@ impl<'a> Parser<'a> {
                 Dialect::Matchbox2022 => name,
             })
         } else {
-            generated_rule_name(&sources)
+            // Both reference compilers refuse to invent a name when there is no
+            // single source element to name the rule after.
+            Some(generated_rule_name(&sources).ok_or_else(|| {
+                self.ts
+                    .expected("a rule name (rules without a single source element must be named)")
+            })?)
         };
         if !self.ts.has(";") {
             return Err(self.ts.expected("'->', 'then', a rule name or ';'"));
