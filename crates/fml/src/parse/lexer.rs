@@ -2,6 +2,8 @@
 //! FHIR Mapping Language parsers of the Java reference implementation), so that token
 //! boundaries, and therefore the accepted quirks, match what the IG Publisher accepts.
 
+use std::borrow::Cow;
+
 use super::ParseError;
 
 /// A comment skipped before a token. The compiler keeps some comments as
@@ -15,16 +17,20 @@ pub(crate) struct Comment {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Token {
-    /// The raw token text (strings keep their quotes).
-    pub text: String,
+pub(crate) struct Token<'a> {
+    /// The raw token text (strings keep their quotes), borrowed from the source.
+    pub text: Cow<'a, str>,
     pub line: usize,
     pub column: usize,
     /// Comments between the previous token and this one.
     pub comments: Vec<Comment>,
 }
 
-impl Token {
+impl Token<'_> {
+    pub fn str(&self) -> &str {
+        &self.text
+    }
+
     pub fn is_string(&self) -> bool {
         matches!(self.text.as_bytes().first(), Some(b'\'' | b'"' | b'`'))
     }
@@ -36,7 +42,7 @@ impl Token {
             Some(b'\'' | b'"' | b'@' | b'%' | b'0'..=b'9') => true,
             // A sign, not `->` or `--`.
             Some(b'-' | b'+') => self.text.len() == 1,
-            Some(_) => matches!(self.text.as_str(), "true" | "false" | "{}"),
+            Some(_) => matches!(self.str(), "true" | "false" | "{}"),
             None => false,
         }
     }
@@ -105,7 +111,7 @@ fn is_date_char(c: char) -> bool {
 /// Splits `src` into tokens, attaching skipped comments to the following token. A
 /// final pseudo-token with empty text marks the end of input (and carries trailing
 /// comments).
-pub(crate) fn tokenize(src: &str) -> Result<Vec<Token>, ParseError> {
+pub(crate) fn tokenize(src: &str) -> Result<Vec<Token<'_>>, ParseError> {
     let src = src.strip_prefix('\u{feff}').unwrap_or(src);
     let mut cur = Cursor {
         src,
@@ -119,7 +125,7 @@ pub(crate) fn tokenize(src: &str) -> Result<Vec<Token>, ParseError> {
         let (line, column, start) = (cur.line, cur.column, cur.pos);
         let Some(ch) = cur.peek() else {
             tokens.push(Token {
-                text: String::new(),
+                text: Cow::Borrowed(""),
                 line,
                 column,
                 comments,
@@ -194,7 +200,7 @@ pub(crate) fn tokenize(src: &str) -> Result<Vec<Token>, ParseError> {
             _ => {}
         }
         tokens.push(Token {
-            text: src[start..cur.pos].to_string(),
+            text: Cow::Borrowed(&src[start..cur.pos]),
             line,
             column,
             comments,
@@ -278,8 +284,8 @@ fn skip_whitespace_and_comments(cur: &mut Cursor<'_>) -> Result<Vec<Comment>, Pa
 
 /// Unescapes a quoted token (`'…'`, `"…"` or `` `…` ``) the way HAPI's
 /// `processConstant` does.
-pub(crate) fn unquote(token: &Token) -> Result<String, ParseError> {
-    let s = token.text.as_str();
+pub(crate) fn unquote(token: &Token<'_>) -> Result<String, ParseError> {
+    let s: &str = &token.text;
     let inner = s
         .get(1..s.len().saturating_sub(1))
         .ok_or_else(|| ParseError::new(token.line, token.column, "malformed quoted text"))?;
