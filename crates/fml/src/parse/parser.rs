@@ -515,6 +515,20 @@ impl<'a> Parser<'a> {
     fn parse_group(&mut self) -> Result<Value, ParseError> {
         self.ts.expect("group")?;
         let mut group = Map::new();
+        // The older spelling `group for types Name(…)` / `group for type+ types Name(…)`.
+        let mut type_mode = "none";
+        if self.ts.has("for") {
+            self.ts.take();
+            if self.ts.has("type") {
+                self.ts.take();
+                self.ts.expect("+")?;
+                self.ts.expect("types")?;
+                type_mode = "type-and-types";
+            } else {
+                self.ts.expect("types")?;
+                type_mode = "types";
+            }
+        }
         insert(
             &mut group,
             "name",
@@ -561,7 +575,6 @@ impl<'a> Parser<'a> {
                 self.ts.take_name("a group name")?.text.to_string(),
             );
         }
-        let mut type_mode = "none";
         if self.ts.has("<") {
             self.ts.take();
             self.ts.expect("<")?;
