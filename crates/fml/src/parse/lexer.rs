@@ -66,15 +66,24 @@ struct Cursor<'a> {
 
 impl Cursor<'_> {
     fn peek(&self) -> Option<char> {
-        self.src[self.pos..].chars().next()
+        // ASCII fast path: all of the grammar's own characters are ASCII.
+        let b = *self.src.as_bytes().get(self.pos)?;
+        if b.is_ascii() {
+            Some(char::from(b))
+        } else {
+            self.src.get(self.pos..)?.chars().next()
+        }
     }
 
     fn peek_at(&self, n: usize) -> Option<char> {
-        self.src[self.pos..].chars().nth(n)
+        self.src.get(self.pos..)?.chars().nth(n)
     }
 
     fn starts_with(&self, s: &str) -> bool {
-        self.src[self.pos..].starts_with(s)
+        self.src
+            .as_bytes()
+            .get(self.pos..)
+            .is_some_and(|rest| rest.starts_with(s.as_bytes()))
     }
 
     fn bump(&mut self) -> Option<char> {
@@ -119,7 +128,9 @@ pub(crate) fn tokenize(src: &str) -> Result<Vec<Token<'_>>, ParseError> {
         line: 1,
         column: 1,
     };
-    let mut tokens = Vec::new();
+    // Maps average a little over four bytes per token; the cap keeps a huge input
+    // from reserving memory up front.
+    let mut tokens = Vec::with_capacity((src.len() / 4).min(1 << 16));
     loop {
         let comments = skip_whitespace_and_comments(&mut cur)?;
         let (line, column, start) = (cur.line, cur.column, cur.pos);
