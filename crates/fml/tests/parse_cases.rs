@@ -81,3 +81,49 @@ fn syntax_cases_compile_to_expected_structuremaps() {
         differences.len()
     );
 }
+
+const DIALECT_MAP: &str = r#"map "http://example.org/StructureMap/D" = "D"
+
+group G(source src, target bundle) {
+  // leading comment
+  src.entry first as e -> bundle then Sub(e, bundle) "first-entry"; // trailing comment
+}
+"#;
+
+#[test]
+fn dialects_differ_only_where_the_two_compilers_did() {
+    use fml::parse::{parse_map_with_options, Dialect, ParseOptions};
+    let current = parse_map_with_options(DIALECT_MAP, &ParseOptions::default()).expect("parses");
+    let old = parse_map_with_options(
+        DIALECT_MAP,
+        &ParseOptions {
+            dialect: Dialect::Matchbox2022,
+        },
+    )
+    .expect("parses");
+    let (c, o) = (&current["group"][0]["rule"][0], &old["group"][0]["rule"][0]);
+    // IG Publisher: trailing comment documents the rule, '-' dropped from the name,
+    // a bare target variable is the target's context.
+    assert_eq!(c["documentation"], "trailing comment");
+    assert_eq!(c["name"], "firstentry");
+    assert_eq!(
+        c["target"][0],
+        serde_json::json!({"context": "bundle", "contextType": "variable"})
+    );
+    // Matchbox 2022: the comment before the rule, the name as written, copy().
+    assert_eq!(o["documentation"], "leading comment");
+    assert_eq!(o["name"], "first-entry");
+    assert_eq!(
+        o["target"][0],
+        serde_json::json!({"contextType": "variable", "transform": "copy", "parameter": [{"valueId": "bundle"}]})
+    );
+    assert_eq!(c["dependent"], o["dependent"]);
+}
+
+#[test]
+fn parse_map_with_id_sets_the_id_after_resource_type() {
+    let map = fml::parse::parse_map_with_id(DIALECT_MAP, "D").expect("parses");
+    let keys: Vec<&String> = map.as_object().expect("object").keys().collect();
+    assert_eq!(keys[..3], ["resourceType", "id", "url"]);
+    assert_eq!(map["id"], "D");
+}

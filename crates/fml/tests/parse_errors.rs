@@ -82,6 +82,12 @@ fn errors_name_line_column_and_cause() {
             "expected a target but found ';'",
         ),
         ("map \"u\" = \"n\"\ngroup G(source s, target t) {\n  s.a as x -> t.b = '\\q';\n}", 3, 21, "unknown character escape \\q"),
+        (
+            "map \"u\" = \"n\"\ngroup G(source s, target t) {\n  s as x -> t.b = x;\n}",
+            3,
+            20,
+            "expected a rule name (rules without a single source element must be named) but found ';'",
+        ),
     ];
     let mut failures = Vec::new();
     for (src, line, column, message) in cases {
@@ -153,7 +159,14 @@ fn nesting_at_the_limit_parses() {
         for _ in 0..depth {
             body.push_str("s as s then {\n");
         }
-        body.push_str("s.a as a -> t.a = a;\n");
+        // The deepest rule also carries the deepest accepted expression, so the
+        // two limits together must fit the stack.
+        let parens = 99;
+        body.push_str(&format!(
+            "s.a as a where {}a{} -> t.a = a;\n",
+            "(".repeat(parens),
+            ")".repeat(parens)
+        ));
         for _ in 0..depth {
             body.push_str("} \"r\";\n");
         }

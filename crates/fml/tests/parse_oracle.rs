@@ -114,6 +114,11 @@ struct Case {
 #[test]
 fn ig_maps_match_compiled_structuremaps() {
     let Some(shared) = shared_dir() else {
+        // CI sets DDCC_REQUIRE_ORACLES: there a missing corpus must fail the run.
+        assert!(
+            std::env::var_os("DDCC_REQUIRE_ORACLES").is_none(),
+            "DDCC_REQUIRE_ORACLES is set but ../shared/conformance (or DDCC_SHARED) is missing"
+        );
         eprintln!(
             "SKIP: ../shared/conformance not found (set DDCC_SHARED); parser oracle test not run"
         );

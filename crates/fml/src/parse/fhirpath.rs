@@ -54,8 +54,8 @@ const CALENDAR_UNITS: &[&str] = &[
     "milliseconds",
 ];
 
-pub(crate) fn is_operator(token: &Token) -> bool {
-    OPERATORS.contains(&token.text.as_str())
+pub(crate) fn is_operator(token: &Token<'_>) -> bool {
+    OPERATORS.contains(&token.str())
 }
 
 /// An operand sequence `t0 op1 t1 op2 t2 …` (one proximal expression).
@@ -102,8 +102,8 @@ fn depth_guard(ts: &TokenStream<'_>, depth: usize) -> Result<(), ParseError> {
 
 fn parse_seq(ts: &mut TokenStream<'_>, proximal: bool, depth: usize) -> Result<Seq, ParseError> {
     depth_guard(ts, depth)?;
-    if matches!(ts.current().text.as_str(), "-" | "+") {
-        let op = ts.take().text.clone();
+    if matches!(ts.current().str(), "-" | "+") {
+        let op = ts.take().text.to_string();
         let rest = parse_seq(ts, proximal, depth + 1)?;
         return Ok(Seq {
             terms: vec![Term {
@@ -121,7 +121,7 @@ fn parse_seq(ts: &mut TokenStream<'_>, proximal: bool, depth: usize) -> Result<S
     };
     if proximal {
         while is_operator(ts.current()) {
-            seq.ops.push(ts.take().text.clone());
+            seq.ops.push(ts.take().text.to_string());
             let next = parse_seq(ts, false, depth + 1)?;
             // A non-proximal parse yields exactly one term (or a unary wrapper).
             seq.terms.extend(next.terms);
@@ -194,13 +194,13 @@ fn parse_term(ts: &mut TokenStream<'_>, depth: usize) -> Result<Term, ParseError
     }
     let primary = if tok.is_constant() && tok.text != "-" && tok.text != "+" {
         ts.take();
-        let text = constant_text(&tok)?;
+        let text = constant_text(tok)?;
         let numeric = tok.text.as_bytes().first().is_some_and(u8::is_ascii_digit);
         let next = ts.current();
         if numeric && next.text.starts_with(['\'', '"']) {
             ts.take();
-            Primary::Constant(format!("{} '{}'", tok.text, escape_json(&unquote(&next)?)))
-        } else if numeric && CALENDAR_UNITS.contains(&next.text.as_str()) {
+            Primary::Constant(format!("{} '{}'", tok.text, escape_json(&unquote(next)?)))
+        } else if numeric && CALENDAR_UNITS.contains(&next.str()) {
             ts.take();
             Primary::Constant(format!("{} '{}'", tok.text, next.text))
         } else {
@@ -225,9 +225,9 @@ fn parse_term(ts: &mut TokenStream<'_>, depth: usize) -> Result<Term, ParseError
                 }
             }
             ts.take();
-            Primary::Function(tok.text.clone(), params)
+            Primary::Function(tok.text.to_string(), params)
         } else {
-            Primary::Name(tok.text.clone())
+            Primary::Name(tok.text.to_string())
         }
     } else {
         return Err(ts.expected("a FHIRPath expression"));
@@ -249,8 +249,8 @@ fn parse_term(ts: &mut TokenStream<'_>, depth: usize) -> Result<Term, ParseError
     Ok(term)
 }
 
-fn constant_text(tok: &Token) -> Result<String, ParseError> {
-    let t = tok.text.as_str();
+fn constant_text(tok: &Token<'_>) -> Result<String, ParseError> {
+    let t = tok.str();
     Ok(match t.as_bytes().first() {
         Some(b'\'' | b'"') => format!("'{}'", escape_json(&unquote(tok)?)),
         Some(b'0'..=b'9') if !t.contains('.') => match t.parse::<i64>() {

@@ -2,6 +2,8 @@
 //! FHIR Mapping Language parsers of the Java reference implementation), so that token
 //! boundaries, and therefore the accepted quirks, match what the IG Publisher accepts.
 
+use std::borrow::Cow;
+
 use super::ParseError;
 
 /// A comment skipped before a token. The compiler keeps some comments as
@@ -15,16 +17,20 @@ pub(crate) struct Comment {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Token {
-    /// The raw token text (strings keep their quotes).
-    pub text: String,
+pub(crate) struct Token<'a> {
+    /// The raw token text (strings keep their quotes), borrowed from the source.
+    pub text: Cow<'a, str>,
     pub line: usize,
     pub column: usize,
     /// Comments between the previous token and this one.
     pub comments: Vec<Comment>,
 }
 
-impl Token {
+impl Token<'_> {
+    pub fn str(&self) -> &str {
+        &self.text
+    }
+
     pub fn is_string(&self) -> bool {
         matches!(self.text.as_bytes().first(), Some(b'\'' | b'"' | b'`'))
     }
@@ -36,7 +42,7 @@ impl Token {
             Some(b'\'' | b'"' | b'@' | b'%' | b'0'..=b'9') => true,
             // A sign, not `->` or `--`.
             Some(b'-' | b'+') => self.text.len() == 1,
-            Some(_) => matches!(self.text.as_str(), "true" | "false" | "{}"),
+            Some(_) => matches!(self.str(), "true" | "false" | "{}"),
             None => false,
         }
     }
@@ -60,15 +66,24 @@ struct Cursor<'a> {
 
 impl Cursor<'_> {
     fn peek(&self) -> Option<char> {
-        self.src[self.pos..].chars().next()
+        // ASCII fast path: all of the grammar's own characters are ASCII.
+        let b = *self.src.as_bytes().get(self.pos)?;
+        if b.is_ascii() {
+            Some(char::from(b))
+        } else {
+            self.src.get(self.pos..)?.chars().next()
+        }
     }
 
     fn peek_at(&self, n: usize) -> Option<char> {
-        self.src[self.pos..].chars().nth(n)
+        self.src.get(self.pos..)?.chars().nth(n)
     }
 
     fn starts_with(&self, s: &str) -> bool {
-        self.src[self.pos..].starts_with(s)
+        self.src
+            .as_bytes()
+            .get(self.pos..)
+            .is_some_and(|rest| rest.starts_with(s.as_bytes()))
     }
 
     fn bump(&mut self) -> Option<char> {
@@ -105,7 +120,7 @@ fn is_date_char(c: char) -> bool {
 /// Splits `src` into tokens, attaching skipped comments to the following token. A
 /// final pseudo-token with empty text marks the end of input (and carries trailing
 /// comments).
-pub(crate) fn tokenize(src: &str) -> Result<Vec<Token>, ParseError> {
+pub(crate) fn tokenize(src: &str) -> Result<Vec<Token<'_>>, ParseError> {
     let src = src.strip_prefix('\u{feff}').unwrap_or(src);
     let mut cur = Cursor {
         src,
@@ -113,13 +128,15 @@ pub(crate) fn tokenize(src: &str) -> Result<Vec<Token>, ParseError> {
         line: 1,
         column: 1,
     };
-    let mut tokens = Vec::new();
+    // Maps average a little over four bytes per token; the cap keeps a huge input
+    // from reserving memory up front.
+    let mut tokens = Vec::with_capacity((src.len() / 4).min(1 << 16));
     loop {
         let comments = skip_whitespace_and_comments(&mut cur)?;
         let (line, column, start) = (cur.line, cur.column, cur.pos);
         let Some(ch) = cur.peek() else {
             tokens.push(Token {
-                text: String::new(),
+                text: Cow::Borrowed(""),
                 line,
                 column,
                 comments,
@@ -194,7 +211,7 @@ pub(crate) fn tokenize(src: &str) -> Result<Vec<Token>, ParseError> {
             _ => {}
         }
         tokens.push(Token {
-            text: src[start..cur.pos].to_string(),
+            text: Cow::Borrowed(&src[start..cur.pos]),
             line,
             column,
             comments,
@@ -278,8 +295,8 @@ fn skip_whitespace_and_comments(cur: &mut Cursor<'_>) -> Result<Vec<Comment>, Pa
 
 /// Unescapes a quoted token (`'…'`, `"…"` or `` `…` ``) the way HAPI's
 /// `processConstant` does.
-pub(crate) fn unquote(token: &Token) -> Result<String, ParseError> {
-    let s = token.text.as_str();
+pub(crate) fn unquote(token: &Token<'_>) -> Result<String, ParseError> {
+    let s: &str = &token.text;
     let inner = s
         .get(1..s.len().saturating_sub(1))
         .ok_or_else(|| ParseError::new(token.line, token.column, "malformed quoted text"))?;

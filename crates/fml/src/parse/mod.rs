@@ -4,7 +4,12 @@
 //! text: `structure`, `import`, `group[].input`, `group[].rule[]` with `source`,
 //! `target`, nested `rule` and `dependent`, plus contained `ConceptMap`s for
 //! `conceptmap` blocks. FHIRPath expressions are kept as strings, in the canonical
-//! form the compiler prints (see [`fhirpath`](self) notes in the module source).
+//! form the compiler prints (`ExpressionNode.toString()`: single quotes, one space
+//! around operators, parentheses made explicit where precedences mix); they are
+//! not evaluated here.
+//!
+//! [`to_fml`] renders a StructureMap back to FML text that re-parses to the same
+//! resource.
 //!
 //! The parser accepts what the IG Publisher accepts, including its quirks:
 //! optional and trailing commas between group parameters, quoted element names
@@ -16,10 +21,12 @@
 mod fhirpath;
 mod lexer;
 mod parser;
+mod render;
 
 use serde_json::Value;
 
 pub use parser::MAX_RULE_DEPTH;
+pub use render::to_fml;
 
 /// Which compiler's output to reproduce where the two reference compilers differ.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -73,7 +80,7 @@ pub fn parse_map_with_options(src: &str, options: &ParseOptions) -> Result<Value
 }
 
 /// Parses FML text and sets the resource `id` (as a server does when it stores
-/// the compiled map); `id` must be a valid FHIR id.
+/// the compiled map). The caller supplies a valid FHIR id.
 pub fn parse_map_with_id(src: &str, id: &str) -> Result<Value, ParseError> {
     let mut map = parse_map(src)?;
     if let Value::Object(obj) = &mut map {

@@ -40,16 +40,16 @@ const AUTO_VAR_NAME: &str = "vvv";
 const DEFAULT_GROUP_NAME: &str = "DefaultMappingGroup";
 
 pub(crate) struct TokenStream<'a> {
-    tokens: &'a [Token],
+    tokens: &'a [Token<'a>],
     pos: usize,
 }
 
 impl<'a> TokenStream<'a> {
-    pub(crate) fn new(tokens: &'a [Token]) -> Self {
+    pub(crate) fn new(tokens: &'a [Token<'a>]) -> Self {
         Self { tokens, pos: 0 }
     }
 
-    pub(crate) fn current(&self) -> &'a Token {
+    pub(crate) fn current(&self) -> &'a Token<'a> {
         // The tokenizer always ends the list with an end-of-input token, and
         // `take` never moves past it.
         &self.tokens[self.pos.min(self.tokens.len() - 1)]
@@ -63,15 +63,15 @@ impl<'a> TokenStream<'a> {
         self.current().text == text
     }
 
-    pub(crate) fn peek_next(&self) -> &'a Token {
+    pub(crate) fn peek_next(&self) -> &'a Token<'a> {
         &self.tokens[(self.pos + 1).min(self.tokens.len() - 1)]
     }
 
     /// Takes a constant, joining a sign with the number after it (`-1`), which the
     /// lexer keeps apart because `-` is also an operator.
-    fn take_constant(&mut self) -> Token {
+    fn take_constant(&mut self) -> Token<'a> {
         let sign = self.current();
-        if matches!(sign.text.as_str(), "-" | "+")
+        if matches!(sign.str(), "-" | "+")
             && self
                 .peek_next()
                 .text
@@ -82,7 +82,7 @@ impl<'a> TokenStream<'a> {
             let sign = self.take();
             let number = self.take();
             return Token {
-                text: format!("{}{}", sign.text, number.text),
+                text: format!("{}{}", sign.text, number.text).into(),
                 line: sign.line,
                 column: sign.column,
                 comments: sign.comments.clone(),
@@ -91,7 +91,7 @@ impl<'a> TokenStream<'a> {
         self.take().clone()
     }
 
-    pub(crate) fn take(&mut self) -> &'a Token {
+    pub(crate) fn take(&mut self) -> &'a Token<'a> {
         let tok = self.current();
         if self.pos + 1 < self.tokens.len() {
             self.pos += 1;
@@ -113,7 +113,7 @@ impl<'a> TokenStream<'a> {
         self.error_here(format!("expected {what} but found {found}"))
     }
 
-    pub(crate) fn expect(&mut self, text: &str) -> Result<&'a Token, ParseError> {
+    pub(crate) fn expect(&mut self, text: &str) -> Result<&'a Token<'a>, ParseError> {
         if self.has(text) {
             Ok(self.take())
         } else {
@@ -122,7 +122,7 @@ impl<'a> TokenStream<'a> {
     }
 
     /// A name token (identifier or quoted name).
-    fn take_name(&mut self, what: &str) -> Result<&'a Token, ParseError> {
+    fn take_name(&mut self, what: &str) -> Result<&'a Token<'a>, ParseError> {
         let tok = self.current();
         if tok.is_name() || tok.text.starts_with(['"', '`']) {
             Ok(self.take())
@@ -136,9 +136,9 @@ impl<'a> TokenStream<'a> {
         let tok = self.current();
         if tok.is_string() {
             let tok = self.take();
-            unquote(&tok)
+            unquote(tok)
         } else if tok.is_name() {
-            Ok(self.take().text.clone())
+            Ok(self.take().text.to_string())
         } else {
             Err(self.expected(what))
         }
@@ -160,11 +160,11 @@ fn comments_text(comments: &[Comment]) -> Option<String> {
 
 /// Element names may be quoted (`src."-260"`): double quotes and back-ticks are
 /// removed, as the compiler's `readAsStringOrProcessedConstant` does.
-fn element_name(tok: &Token) -> Result<String, ParseError> {
+fn element_name(tok: &Token<'_>) -> Result<String, ParseError> {
     if tok.text.starts_with(['"', '`']) {
         unquote(tok)
     } else {
-        Ok(tok.text.clone())
+        Ok(tok.text.to_string())
     }
 }
 
@@ -218,7 +218,7 @@ pub(crate) struct Parser<'a> {
 }
 
 impl<'a> Parser<'a> {
-    pub(crate) fn new(tokens: &'a [Token], options: &'a ParseOptions) -> Self {
+    pub(crate) fn new(tokens: &'a [Token<'a>], options: &'a ParseOptions) -> Self {
         Self {
             ts: TokenStream::new(tokens),
             options,
@@ -249,7 +249,7 @@ impl<'a> Parser<'a> {
         let mut imports = Vec::new();
         let mut contained = Vec::new();
         loop {
-            match self.ts.current().text.as_str() {
+            match self.ts.current().str() {
                 "uses" => structures.push(self.parse_uses()?),
                 "imports" => {
                     self.ts.take();
@@ -297,7 +297,7 @@ impl<'a> Parser<'a> {
                     || (raw.starts_with('"') && raw.ends_with('"')))
             {
                 let tok = Token {
-                    text: raw.to_string(),
+                    text: raw.to_string().into(),
                     line: c.line,
                     column: 1,
                     comments: Vec::new(),
@@ -351,7 +351,7 @@ impl<'a> Parser<'a> {
         }
         self.ts.expect("as")?;
         let mode_tok = self.ts.current();
-        let mode = mode_tok.text.as_str();
+        let mode = mode_tok.str();
         if !matches!(mode, "source" | "target" | "queried" | "produced") {
             return Err(self
                 .ts
@@ -360,7 +360,7 @@ impl<'a> Parser<'a> {
         self.ts.take();
         insert(&mut st, "mode", mode);
         if let Some(a) = alias {
-            insert(&mut st, "alias", element_name(&a)?);
+            insert(&mut st, "alias", element_name(a)?);
         }
         if self.options.dialect == Dialect::IgPublisher {
             if let Some(doc) = self.trailing_comment(mode_tok.line) {
@@ -380,7 +380,7 @@ impl<'a> Parser<'a> {
             .comments
             .first()
             .filter(|c| c.line == line && !c.metadata)
-            .map(|c| c.text.clone())
+            .map(|c| c.text.to_string())
     }
 
     fn parse_concept_map(&mut self) -> Result<Value, ParseError> {
@@ -398,7 +398,7 @@ impl<'a> Parser<'a> {
         let mut prefixes: Vec<(String, String)> = Vec::new();
         while self.ts.has("prefix") {
             self.ts.take();
-            let n = self.ts.take_name("a prefix name")?.text.clone();
+            let n = self.ts.take_name("a prefix name")?.text.to_string();
             self.ts.expect("=")?;
             let v = self.ts.read_constant("a prefix url")?;
             prefixes.push((n, v));
@@ -425,7 +425,7 @@ impl<'a> Parser<'a> {
             let src = self.read_prefix(&prefixes)?;
             self.ts.expect(":")?;
             let code = self.read_code()?;
-            let equivalence = match self.ts.current().text.as_str() {
+            let equivalence = match self.ts.current().str() {
                 "-" => "relatedto",
                 "=" => "equal",
                 "==" => "equivalent",
@@ -508,17 +508,31 @@ impl<'a> Parser<'a> {
         if tok.is_string() {
             unquote(tok)
         } else {
-            Ok(tok.text.clone())
+            Ok(tok.text.to_string())
         }
     }
 
     fn parse_group(&mut self) -> Result<Value, ParseError> {
         self.ts.expect("group")?;
         let mut group = Map::new();
+        // The older spelling `group for types Name(…)` / `group for type+ types Name(…)`.
+        let mut type_mode = "none";
+        if self.ts.has("for") {
+            self.ts.take();
+            if self.ts.has("type") {
+                self.ts.take();
+                self.ts.expect("+")?;
+                self.ts.expect("types")?;
+                type_mode = "type-and-types";
+            } else {
+                self.ts.expect("types")?;
+                type_mode = "types";
+            }
+        }
         insert(
             &mut group,
             "name",
-            self.ts.take_name("a group name")?.text.clone(),
+            self.ts.take_name("a group name")?.text.to_string(),
         );
         self.ts.expect("(")?;
         let mut inputs = Vec::new();
@@ -526,7 +540,7 @@ impl<'a> Parser<'a> {
             if self.ts.at_end() {
                 return Err(self.ts.expected("')' closing the group parameters"));
             }
-            let mode = self.ts.current().text.clone();
+            let mode = self.ts.current().text.to_string();
             if mode != "source" && mode != "target" {
                 return Err(self.ts.expected("'source' or 'target'"));
             }
@@ -535,14 +549,14 @@ impl<'a> Parser<'a> {
             insert(
                 &mut input,
                 "name",
-                self.ts.take_name("a parameter name")?.text.clone(),
+                self.ts.take_name("a parameter name")?.text.to_string(),
             );
             if self.ts.has(":") {
                 self.ts.take();
                 insert(
                     &mut input,
                     "type",
-                    self.ts.take_name("a parameter type")?.text.clone(),
+                    self.ts.take_name("a parameter type")?.text.to_string(),
                 );
             }
             insert(&mut input, "mode", mode);
@@ -558,10 +572,9 @@ impl<'a> Parser<'a> {
             insert(
                 &mut group,
                 "extends",
-                self.ts.take_name("a group name")?.text.clone(),
+                self.ts.take_name("a group name")?.text.to_string(),
             );
         }
-        let mut type_mode = "none";
         if self.ts.has("<") {
             self.ts.take();
             self.ts.expect("<")?;
@@ -610,7 +623,7 @@ impl<'a> Parser<'a> {
             .comments
             .iter()
             .find(|c| !c.metadata)
-            .map(|c| c.text.clone());
+            .map(|c| c.text.to_string());
         let mut sources = vec![self.parse_source()?];
         while self.ts.has(",") {
             self.ts.take();
@@ -663,7 +676,7 @@ impl<'a> Parser<'a> {
             let name = if tok.is_string() {
                 unquote(tok)?
             } else {
-                tok.text.clone()
+                tok.text.to_string()
             };
             Some(match self.options.dialect {
                 // The current compiler drops '-' from explicit rule names, so that
@@ -672,7 +685,12 @@ impl<'a> Parser<'a> {
                 Dialect::Matchbox2022 => name,
             })
         } else {
-            generated_rule_name(&sources)
+            // Both reference compilers refuse to invent a name when there is no
+            // single source element to name the rule after.
+            Some(generated_rule_name(&sources).ok_or_else(|| {
+                self.ts
+                    .expected("a rule name (rules without a single source element must be named)")
+            })?)
         };
         if !self.ts.has(";") {
             return Err(self.ts.expected("'->', 'then', a rule name or ';'"));
@@ -721,20 +739,20 @@ impl<'a> Parser<'a> {
             element = Some(parse_expression(&mut self.ts)?);
             self.ts.expect(")")?;
         } else {
-            insert(&mut src, "context", element_name(&context)?);
+            insert(&mut src, "context", element_name(context)?);
             if self.ts.has(".") {
                 self.ts.take();
                 let tok = self.ts.take_name("an element name")?;
-                element = Some(element_name(&tok)?);
+                element = Some(element_name(tok)?);
             }
         }
         if self.ts.has(":") {
             self.ts.take();
-            let mut ty = self.ts.take_name("a type name")?.text.clone();
+            let mut ty = self.ts.take_name("a type name")?.text.to_string();
             while self.ts.has(".") {
                 self.ts.take();
                 ty.push('.');
-                ty.push_str(&self.ts.take_name("a type name")?.text.clone());
+                ty.push_str(self.ts.take_name("a type name")?.str());
             }
             if self.ts.current().text.bytes().all(|b| b.is_ascii_digit()) && !self.ts.at_end() {
                 let min_tok = self.ts.take();
@@ -757,7 +775,7 @@ impl<'a> Parser<'a> {
                     ));
                 }
                 insert(&mut src, "min", min);
-                insert(&mut src, "max", max.text.clone());
+                insert(&mut src, "max", max.text.to_string());
             }
             insert(&mut src, "type", ty);
         }
@@ -765,9 +783,9 @@ impl<'a> Parser<'a> {
             self.ts.take();
             let tok = self.ts.take();
             let value = if tok.is_string() {
-                unquote(&tok)?
+                unquote(tok)?
             } else if tok.is_constant() || tok.is_name() {
-                tok.text.clone()
+                tok.text.to_string()
             } else {
                 return Err(ParseError::new(
                     tok.line,
@@ -780,15 +798,15 @@ impl<'a> Parser<'a> {
         if let Some(e) = element {
             insert(&mut src, "element", e);
         }
-        if SOURCE_LIST_MODES.contains(&self.ts.current().text.as_str()) {
-            insert(&mut src, "listMode", self.ts.take().text.clone());
+        if SOURCE_LIST_MODES.contains(&self.ts.current().str()) {
+            insert(&mut src, "listMode", self.ts.take().text.to_string());
         }
         if self.ts.has("as") {
             self.ts.take();
             insert(
                 &mut src,
                 "variable",
-                self.ts.take_name("a variable name")?.text.clone(),
+                self.ts.take_name("a variable name")?.text.to_string(),
             );
         }
         for (keyword, key) in [
@@ -846,7 +864,7 @@ impl<'a> Parser<'a> {
                 params.push(json!({"valueString": expr}));
             }
             Some(n) if self.ts.has("(") => {
-                if !TRANSFORMS.contains(&n.text.as_str()) {
+                if !TRANSFORMS.contains(&n.str()) {
                     return Err(ParseError::new(
                         n.line,
                         n.column,
@@ -877,7 +895,7 @@ impl<'a> Parser<'a> {
                     }
                 }
                 self.ts.expect(")")?;
-                transform = Some(n.text);
+                transform = Some(n.text.to_string());
             }
             Some(n)
                 if !assigned
@@ -896,7 +914,7 @@ impl<'a> Parser<'a> {
                     while self.ts.has(".") {
                         self.ts.take();
                         id.push('.');
-                        id.push_str(&self.ts.take_name("an element name")?.text.clone());
+                        id.push_str(self.ts.take_name("an element name")?.str());
                     }
                     params.push(json!({ "valueId": id }));
                 }
@@ -916,20 +934,20 @@ impl<'a> Parser<'a> {
             insert(
                 &mut tgt,
                 "variable",
-                self.ts.take_name("a variable name")?.text.clone(),
+                self.ts.take_name("a variable name")?.text.to_string(),
             );
         }
         let mut list_modes = Vec::new();
         while matches!(
-            self.ts.current().text.as_str(),
+            self.ts.current().str(),
             "first" | "last" | "share" | "collate"
         ) {
-            let mode = self.ts.take().text.clone();
+            let mode = self.ts.take().text.to_string();
             if mode == "share" {
                 insert(
                     &mut tgt,
                     "listRuleId",
-                    self.ts.take_name("a list rule id")?.text.clone(),
+                    self.ts.take_name("a list rule id")?.text.to_string(),
                 );
             }
             list_modes.push(Value::from(mode));
@@ -950,20 +968,20 @@ impl<'a> Parser<'a> {
         let tok = self.ts.current();
         if tok.is_string() && !tok.text.starts_with('`') {
             self.ts.take();
-            Ok(json!({ "valueString": unquote(&tok)? }))
+            Ok(json!({ "valueString": unquote(tok)? }))
         } else if tok.is_constant() {
             let tok = self.ts.take_constant();
             constant_parameter(&tok)
         } else if tok.is_name() || tok.text.starts_with('`') {
             self.ts.take();
-            Ok(json!({ "valueId": element_name(&tok)? }))
+            Ok(json!({ "valueId": element_name(tok)? }))
         } else {
             Err(self.ts.expected("a parameter"))
         }
     }
 
     fn parse_dependent(&mut self) -> Result<Value, ParseError> {
-        let name = self.ts.take_name("a group name")?.text.clone();
+        let name = self.ts.take_name("a group name")?.text.to_string();
         self.ts.expect("(")?;
         let mut vars = Vec::new();
         if !self.ts.has(")") {
@@ -990,11 +1008,11 @@ impl<'a> Parser<'a> {
 }
 
 /// A constant parameter: integer, decimal, boolean or (otherwise) string.
-fn constant_parameter(tok: &Token) -> Result<Value, ParseError> {
+fn constant_parameter(tok: &Token<'_>) -> Result<Value, ParseError> {
     if tok.is_string() {
         return Ok(json!({ "valueString": unquote(tok)? }));
     }
-    let t = tok.text.as_str();
+    let t = tok.str();
     let digits = t.strip_prefix(['-', '+']).unwrap_or(t);
     let numeric = !digits.is_empty() && digits.bytes().next().is_some_and(|b| b.is_ascii_digit());
     if numeric && digits.bytes().all(|b| b.is_ascii_digit()) {
