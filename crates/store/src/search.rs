@@ -286,17 +286,17 @@ fn alt_sql(sql: &mut Sql, alias: &str, alt: &Alt) -> String {
             None => format!("({alias}.val = {})", sql.bind(SqlVal::Text(id.clone()))),
         },
         Alt::Date { prefix, lo, hi } => {
-            let l = sql.bind(SqlVal::Int(*lo));
-            let h = sql.bind(SqlVal::Int(*hi));
             // FHIR date semantics over closed ranges: eq = the value's range lies within
-            // the parameter's; gt/lt/ge/le compare the relevant ends.
+            // the parameter's; gt/lt/ge/le compare the relevant ends. Only the bounds a
+            // comparison uses are bound (PostgreSQL rejects unused parameters).
+            let mut b = |v: i64| sql.bind(SqlVal::Int(v));
             match prefix {
-                DatePrefix::Eq => format!("({alias}.lo >= {l} AND {alias}.hi <= {h})"),
-                DatePrefix::Ne => format!("NOT ({alias}.lo >= {l} AND {alias}.hi <= {h})"),
-                DatePrefix::Gt => format!("({alias}.hi > {h})"),
-                DatePrefix::Lt => format!("({alias}.lo < {l})"),
-                DatePrefix::Ge => format!("({alias}.hi >= {l})"),
-                DatePrefix::Le => format!("({alias}.lo <= {h})"),
+                DatePrefix::Eq => format!("({alias}.lo >= {} AND {alias}.hi <= {})", b(*lo), b(*hi)),
+                DatePrefix::Ne => format!("NOT ({alias}.lo >= {} AND {alias}.hi <= {})", b(*lo), b(*hi)),
+                DatePrefix::Gt => format!("({alias}.hi > {})", b(*hi)),
+                DatePrefix::Lt => format!("({alias}.lo < {})", b(*lo)),
+                DatePrefix::Ge => format!("({alias}.hi >= {})", b(*lo)),
+                DatePrefix::Le => format!("({alias}.lo <= {})", b(*hi)),
             }
         }
         Alt::Str { value, exact: true } => format!("({alias}.val = {})", sql.bind(SqlVal::Text(value.clone()))),
