@@ -153,7 +153,7 @@ pub async fn search<D: Db>(db: &mut D, resource_type: &str, query: &SearchQuery)
         return Ok(Vec::new());
     }
     let sql = search::compile(&parsed);
-    let rows = db.query(&sql.text, &sql.params).await?;
+    let rows = db.query_dynamic(&sql.text, &sql.params).await?;
     rows.iter()
         .map(|row| {
             let id = text(row, 0)?;
@@ -407,6 +407,12 @@ async fn folder_body<D: Db>(db: &mut D, list_id: &str, created: bool, f: &Folder
         None => {
             let mut t = f.template.clone();
             resource_object(&mut t, Some("List"))?;
+            // The Folder must be findable by its HCID (ITI-66 `identifier=`); a template
+            // without it would create a folder that later lookups never find.
+            let has_hcid = index::select(&t, "identifier").iter().any(|i| i.get("value").and_then(Value::as_str) == Some(f.hcid.as_str()));
+            if !has_hcid {
+                return Err(StoreError::InvalidResource("Folder template identifier must carry the HCID".into()));
+            }
             t
         }
     };

@@ -115,6 +115,19 @@ impl Db for PgDb<'_, '_> {
         }
     }
 
+    async fn query_dynamic(&mut self, sql: &str, params: &[SqlVal]) -> Result<Vec<Row>> {
+        // Common query shapes (few parameters) are cached like any statement; rare long
+        // ones (many ORed values) are prepared per call, bounding deadpool's per-
+        // connection statement cache, which has no size limit of its own.
+        if params.len() <= 16 {
+            return self.query(sql, params).await;
+        }
+        match self.tx.query(sql, &param_refs(params)).await {
+            Ok(rows) => rows.iter().map(pg_row).collect(),
+            Err(e) => Err(self.err(e)),
+        }
+    }
+
     async fn exec(&mut self, sql: &str, params: &[SqlVal]) -> Result<u64> {
         let stmt = match self.tx.prepare_cached(sql).await {
             Ok(s) => s,

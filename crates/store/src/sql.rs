@@ -59,5 +59,11 @@ pub trait Db {
 
     async fn query(&mut self, sql: &str, params: &[SqlVal]) -> Result<Vec<Row>, StoreError>;
 
+    /// For SQL built from client input (search): the back end may decline to cache the
+    /// prepared statement, so the variety of client queries cannot grow a cache forever.
+    async fn query_dynamic(&mut self, sql: &str, params: &[SqlVal]) -> Result<Vec<Row>, StoreError> {
+        self.query(sql, params).await
+    }
+
     async fn exec(&mut self, sql: &str, params: &[SqlVal]) -> Result<u64, StoreError>;
 }

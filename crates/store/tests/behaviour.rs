@@ -153,6 +153,13 @@ async fn bad_input_changes_nothing(p: Pair) {
         f.add.push("urn:uuid:nowhere".into());
     }
     assert!(matches!(s.transaction(bad_folder_ref).await.unwrap_err(), StoreError::BrokenReference(_)));
+    let mut no_hcid = iti65::iti65_request("bad", 6, 1);
+    if let TxOp::Folder(f) = &mut no_hcid.entries[4].op {
+        f.template["identifier"][0]["value"] = json!("some-other-id");
+    }
+    assert!(matches!(s.transaction(no_hcid).await.unwrap_err(), StoreError::InvalidResource(_)));
+    let overlong_hcid = FolderUpsert { hcid: "h".repeat(300), template: json!({}), add: vec![], remove: vec![] };
+    assert!(matches!(s.upsert_folder_for_hcid(overlong_hcid).await.unwrap_err(), StoreError::InvalidResource(_)));
 
     assert_eq!(snapshot(s).await, before, "failed requests changed the store");
 }
