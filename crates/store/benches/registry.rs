@@ -20,6 +20,9 @@ const HOLDERS: usize = 10_000;
 const WINDOW: usize = 2_000;
 const SEARCHES: usize = 500;
 
+/// Builds one search from (document index, patient id).
+type QueryFn<'a> = Box<dyn Fn(usize, &str) -> SearchQuery + 'a>;
+
 fn pct(sorted: &[Duration], p: f64) -> f64 {
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted.get(i).map_or(0.0, |d| d.as_secs_f64() * 1000.0)
@@ -36,7 +39,14 @@ impl Rng {
     }
 }
 
-async fn load(store: &Arc<dyn Store>, from: usize, to: usize, conc: usize, run: &str, patients: &mut Vec<(usize, String)>) -> f64 {
+async fn load(
+    store: &Arc<dyn Store>,
+    from: usize,
+    to: usize,
+    conc: usize,
+    run: &str,
+    patients: &mut Vec<(usize, String)>,
+) -> f64 {
     let mut window_start = None;
     let mut next = from;
     while next < to {
@@ -50,7 +60,12 @@ async fn load(store: &Arc<dyn Store>, from: usize, to: usize, conc: usize, run: 
             .map(|i| {
                 let s = store.clone();
                 let run = run.to_owned();
-                tokio::spawn(async move { (i, s.transaction(iti65::iti65_request(&run, i, HOLDERS)).await) })
+                tokio::spawn(async move {
+                    (
+                        i,
+                        s.transaction(iti65::iti65_request(&run, i, HOLDERS)).await,
+                    )
+                })
             })
             .collect();
         for t in tasks {
@@ -63,7 +78,11 @@ async fn load(store: &Arc<dyn Store>, from: usize, to: usize, conc: usize, run: 
     (to - n0) as f64 / t0.elapsed().as_secs_f64().max(1e-9)
 }
 
-async fn time_search(store: &dyn Store, queries: Vec<SearchQuery>, expect_min: usize) -> (f64, f64, f64) {
+async fn time_search(
+    store: &dyn Store,
+    queries: Vec<SearchQuery>,
+    expect_min: usize,
+) -> (f64, f64, f64) {
     let mut times = Vec::with_capacity(queries.len());
     for q in &queries {
         let t = Instant::now();
@@ -78,7 +97,10 @@ async fn time_search(store: &dyn Store, queries: Vec<SearchQuery>, expect_min: u
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
     let [backend, target, sizes, rest @ ..] = args.as_slice() else {
         eprintln!("usage: registry sqlite <dir> <sizes> [full|normal] | postgres <url> <sizes> [concurrency]");
         std::process::exit(2);
@@ -86,14 +108,31 @@ async fn main() {
     let sizes: Vec<usize> = sizes.split(',').map(|s| s.parse().expect("size")).collect();
     let (store, conc, label): (Arc<dyn Store>, usize, String) = match backend.as_str() {
         "sqlite" => {
-            let sync = if rest.first().map(String::as_str) == Some("normal") { Synchronous::Normal } else { Synchronous::Full };
+            let sync = if rest.first().map(String::as_str) == Some("normal") {
+                Synchronous::Normal
+            } else {
+                Synchronous::Full
+            };
             std::fs::create_dir_all(target).expect("dir");
-            let s = SqliteStore::open_file(std::path::Path::new(target).join(ddcc_store::SQLITE_DB_FILE), sync, 4).expect("open");
+            let s = SqliteStore::open_file(
+                std::path::Path::new(target).join(ddcc_store::SQLITE_DB_FILE),
+                sync,
+                4,
+            )
+            .expect("open");
             (Arc::new(s), 1, format!("sqlite synchronous={sync:?}"))
         }
         "postgres" => {
             let conc: usize = rest.first().and_then(|c| c.parse().ok()).unwrap_or(8);
-            (Arc::new(PostgresStore::connect(target, conc.max(1)).await.expect("connect")), conc, format!("postgres concurrency={conc}"))
+            (
+                Arc::new(
+                    PostgresStore::connect(target, conc.max(1))
+                        .await
+                        .expect("connect"),
+                ),
+                conc,
+                format!("postgres concurrency={conc}"),
+            )
         }
         other => panic!("unknown backend {other}"),
     };
@@ -108,15 +147,43 @@ async fn main() {
         let rate = load(&store, have, size, conc, &run, &mut patients).await;
         eprintln!("loaded {have}..{size} in {:.0}s", t.elapsed().as_secs_f64());
         have = size;
-        let shapes: [(&str, Box<dyn Fn(usize, &str) -> SearchQuery>); 4] = [
-            ("patient", Box::new(|_, p| SearchQuery::new().with("patient", format!("Patient/{p}")))),
-            ("patient+status+type", Box::new(|_, p| {
-                SearchQuery::new().with("patient", format!("Patient/{p}")).with("status", "current").with("type", "http://loinc.org|82593-5")
-            })),
-            ("identifier", Box::new(|i, _| SearchQuery::new().with("identifier", format!("{}|{}", iti65::DOC_ID_SYSTEM, iti65::doc_identifier(&run, i))))),
-            ("patient+date ge+_sort=-date+_count=10", Box::new(|_, p| {
-                SearchQuery::new().with("patient", format!("Patient/{p}")).with("date", "ge2021-01-01").with("_sort", "-date").with("_count", "10")
-            })),
+        let shapes: [(&str, QueryFn); 4] = [
+            (
+                "patient",
+                Box::new(|_, p| SearchQuery::new().with("patient", format!("Patient/{p}"))),
+            ),
+            (
+                "patient+status+type",
+                Box::new(|_, p| {
+                    SearchQuery::new()
+                        .with("patient", format!("Patient/{p}"))
+                        .with("status", "current")
+                        .with("type", "http://loinc.org|82593-5")
+                }),
+            ),
+            (
+                "identifier",
+                Box::new(|i, _| {
+                    SearchQuery::new().with(
+                        "identifier",
+                        format!(
+                            "{}|{}",
+                            iti65::DOC_ID_SYSTEM,
+                            iti65::doc_identifier(&run, i)
+                        ),
+                    )
+                }),
+            ),
+            (
+                "patient+date ge+_sort=-date+_count=10",
+                Box::new(|_, p| {
+                    SearchQuery::new()
+                        .with("patient", format!("Patient/{p}"))
+                        .with("date", "ge2021-01-01")
+                        .with("_sort", "-date")
+                        .with("_count", "10")
+                }),
+            ),
         ];
         for (name, make) in &shapes {
             let qs: Vec<SearchQuery> = (0..SEARCHES)

@@ -10,8 +10,8 @@ use crate::index::{self, IndexRow};
 use crate::sql::{int, opt_blob, text, Db, Row, SqlVal};
 use crate::time::{format_instant, now_ms};
 use crate::{
-    codec, refs, search, Claim, ClaimToken, Completed, FolderUpsert, PendingRevocation, Result, Revocation, SearchQuery,
-    Stored, StoreError, TxOp, TxRequest, TxResult,
+    codec, refs, search, Claim, ClaimToken, Completed, FolderUpsert, PendingRevocation, Result,
+    Revocation, SearchQuery, StoreError, Stored, TxOp, TxRequest, TxResult,
 };
 
 /// Versioned schema. `{INT}`, `{BLOB}` and `{SERIAL}` are filled per dialect. Never edit
@@ -60,13 +60,19 @@ pub async fn migrate<D: Db>(db: &mut D, dialect: &Dialect) -> Result<()> {
         if applied.contains(version) {
             continue;
         }
-        let script = script.replace("{INT}", dialect.int).replace("{BLOB}", dialect.blob).replace("{SERIAL}", dialect.serial);
+        let script = script
+            .replace("{INT}", dialect.int)
+            .replace("{BLOB}", dialect.blob)
+            .replace("{SERIAL}", dialect.serial);
         for stmt in script.split(';').map(str::trim).filter(|s| !s.is_empty()) {
             db.exec(stmt, &[]).await?;
         }
         db.exec(
             "INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)",
-            &[SqlVal::Int(*version), SqlVal::Text(format_instant(now_ms()))],
+            &[
+                SqlVal::Int(*version),
+                SqlVal::Text(format_instant(now_ms())),
+            ],
         )
         .await?;
     }
@@ -78,9 +84,14 @@ fn stored_from(resource_type: &str, id: &str, row: &Row) -> Result<Stored> {
     let version_id = int(row, 0)?;
     let last_updated = text(row, 1)?;
     if int(row, 2)? != 0 {
-        return Err(StoreError::Gone { resource_type: resource_type.to_owned(), id: id.to_owned(), version_id });
+        return Err(StoreError::Gone {
+            resource_type: resource_type.to_owned(),
+            id: id.to_owned(),
+            version_id,
+        });
     }
-    let body = opt_blob(row, 3)?.ok_or_else(|| StoreError::Corrupt(format!("{resource_type}/{id} has no body")))?;
+    let body = opt_blob(row, 3)?
+        .ok_or_else(|| StoreError::Corrupt(format!("{resource_type}/{id} has no body")))?;
     Ok(Stored {
         resource_type: resource_type.to_owned(),
         id: id.to_owned(),
@@ -91,7 +102,10 @@ fn stored_from(resource_type: &str, id: &str, row: &Row) -> Result<Stored> {
 }
 
 fn not_found(resource_type: &str, id: &str) -> StoreError {
-    StoreError::NotFound { resource_type: resource_type.to_owned(), id: id.to_owned() }
+    StoreError::NotFound {
+        resource_type: resource_type.to_owned(),
+        id: id.to_owned(),
+    }
 }
 
 pub async fn read<D: Db>(db: &mut D, resource_type: &str, id: &str) -> Result<Stored> {
@@ -108,7 +122,12 @@ pub async fn read<D: Db>(db: &mut D, resource_type: &str, id: &str) -> Result<St
     stored_from(resource_type, id, row)
 }
 
-pub async fn vread<D: Db>(db: &mut D, resource_type: &str, id: &str, version: i64) -> Result<Stored> {
+pub async fn vread<D: Db>(
+    db: &mut D,
+    resource_type: &str,
+    id: &str,
+    version: i64,
+) -> Result<Stored> {
     check_type(resource_type)?;
     check_id(id)?;
     let rows = db
@@ -147,7 +166,11 @@ pub async fn history<D: Db>(db: &mut D, resource_type: &str, id: &str) -> Result
         .collect()
 }
 
-pub async fn search<D: Db>(db: &mut D, resource_type: &str, query: &SearchQuery) -> Result<Vec<Stored>> {
+pub async fn search<D: Db>(
+    db: &mut D,
+    resource_type: &str,
+    query: &SearchQuery,
+) -> Result<Vec<Stored>> {
     let parsed = search::parse(resource_type, query)?;
     if parsed.count == 0 {
         return Ok(Vec::new());
@@ -163,7 +186,10 @@ pub async fn search<D: Db>(db: &mut D, resource_type: &str, query: &SearchQuery)
 }
 
 /// Checks that `resource` is a JSON object of `resource_type` and returns its map.
-fn resource_object<'v>(resource: &'v mut Value, expected_type: Option<&str>) -> Result<(String, &'v mut Map<String, Value>)> {
+fn resource_object<'v>(
+    resource: &'v mut Value,
+    expected_type: Option<&str>,
+) -> Result<(String, &'v mut Map<String, Value>)> {
     let obj = resource
         .as_object_mut()
         .ok_or_else(|| StoreError::InvalidResource("a resource must be a JSON object".into()))?;
@@ -175,7 +201,9 @@ fn resource_object<'v>(resource: &'v mut Value, expected_type: Option<&str>) -> 
     check_type(&rt)?;
     if let Some(t) = expected_type {
         if t != rt {
-            return Err(StoreError::InvalidResource(format!("resourceType {rt} does not match {t}")));
+            return Err(StoreError::InvalidResource(format!(
+                "resourceType {rt} does not match {t}"
+            )));
         }
     }
     Ok((rt, obj))
@@ -194,16 +222,42 @@ struct Current {
 }
 
 async fn current<D: Db>(db: &mut D, resource_type: &str, id: &str) -> Result<Option<Current>> {
-    let sql = format!("SELECT version, deleted, lu_ms FROM cur WHERE rtype = $1 AND id = $2{}", db.for_update());
-    let rows = db.query(&sql, &[SqlVal::Text(resource_type.to_owned()), SqlVal::Text(id.to_owned())]).await?;
+    let sql = format!(
+        "SELECT version, deleted, lu_ms FROM cur WHERE rtype = $1 AND id = $2{}",
+        db.for_update()
+    );
+    let rows = db
+        .query(
+            &sql,
+            &[
+                SqlVal::Text(resource_type.to_owned()),
+                SqlVal::Text(id.to_owned()),
+            ],
+        )
+        .await?;
     rows.first()
-        .map(|r| Ok(Current { version: int(r, 0)?, deleted: int(r, 1)? != 0, lu_ms: int(r, 2)? }))
+        .map(|r| {
+            Ok(Current {
+                version: int(r, 0)?,
+                deleted: int(r, 1)? != 0,
+                lu_ms: int(r, 2)?,
+            })
+        })
         .transpose()
 }
 
-async fn replace_index<D: Db>(db: &mut D, resource_type: &str, id: &str, rows: &[IndexRow]) -> Result<()> {
-    let key = [SqlVal::Text(resource_type.to_owned()), SqlVal::Text(id.to_owned())];
-    db.exec("DELETE FROM idx WHERE rtype = $1 AND id = $2", &key).await?;
+async fn replace_index<D: Db>(
+    db: &mut D,
+    resource_type: &str,
+    id: &str,
+    rows: &[IndexRow],
+) -> Result<()> {
+    let key = [
+        SqlVal::Text(resource_type.to_owned()),
+        SqlVal::Text(id.to_owned()),
+    ];
+    db.exec("DELETE FROM idx WHERE rtype = $1 AND id = $2", &key)
+        .await?;
     // Multi-row INSERTs in chunks: one round trip per chunk instead of per row, and well
     // under both databases' parameter limits.
     for chunk in rows.chunks(100) {
@@ -211,7 +265,16 @@ async fn replace_index<D: Db>(db: &mut D, resource_type: &str, id: &str, rows: &
         let mut values = Vec::with_capacity(chunk.len());
         for r in chunk {
             let b = params.len();
-            values.push(format!("(${}, ${}, ${}, ${}, ${}, ${}, ${})", b + 1, b + 2, b + 3, b + 4, b + 5, b + 6, b + 7));
+            values.push(format!(
+                "(${}, ${}, ${}, ${}, ${}, ${}, ${})",
+                b + 1,
+                b + 2,
+                b + 3,
+                b + 4,
+                b + 5,
+                b + 6,
+                b + 7
+            ));
             params.extend([
                 key[0].clone(),
                 key[1].clone(),
@@ -222,21 +285,38 @@ async fn replace_index<D: Db>(db: &mut D, resource_type: &str, id: &str, rows: &
                 SqlVal::opt_int(r.hi),
             ]);
         }
-        let sql = format!("INSERT INTO idx (rtype, id, param, sys, val, lo, hi) VALUES {}", values.join(", "));
+        let sql = format!(
+            "INSERT INTO idx (rtype, id, param, sys, val, lo, hi) VALUES {}",
+            values.join(", ")
+        );
         db.exec(&sql, &params).await?;
     }
     Ok(())
 }
 
 /// Writes a new version of `resource_type/id`, setting `id` and `meta` in the body.
-async fn write_version<D: Db>(db: &mut D, resource_type: &str, id: &str, mut resource: Value, mode: Mode) -> Result<(Stored, u16)> {
+async fn write_version<D: Db>(
+    db: &mut D,
+    resource_type: &str,
+    id: &str,
+    mut resource: Value,
+    mode: Mode,
+) -> Result<(Stored, u16)> {
     check_id(id)?;
     let cur = current(db, resource_type, id).await?;
     match (mode, &cur) {
         (Mode::Create, Some(_)) => {
-            return Err(StoreError::AlreadyExists { resource_type: resource_type.to_owned(), id: id.to_owned() })
+            return Err(StoreError::AlreadyExists {
+                resource_type: resource_type.to_owned(),
+                id: id.to_owned(),
+            })
         }
-        (Mode::Update { if_match: Some(expected) }, c) => {
+        (
+            Mode::Update {
+                if_match: Some(expected),
+            },
+            c,
+        ) => {
             let actual = c.as_ref().filter(|c| !c.deleted).map(|c| c.version);
             if actual != Some(expected) {
                 return Err(StoreError::VersionConflict {
@@ -256,7 +336,9 @@ async fn write_version<D: Db>(db: &mut D, resource_type: &str, id: &str, mut res
     {
         let (_, obj) = resource_object(&mut resource, Some(resource_type))?;
         obj.insert("id".into(), Value::String(id.to_owned()));
-        let meta = obj.entry("meta").or_insert_with(|| Value::Object(Map::new()));
+        let meta = obj
+            .entry("meta")
+            .or_insert_with(|| Value::Object(Map::new()));
         if !meta.is_object() {
             *meta = Value::Object(Map::new());
         }
@@ -285,50 +367,93 @@ async fn write_version<D: Db>(db: &mut D, resource_type: &str, id: &str, mut res
     )
     .await?;
     let mut rows = index::extract(resource_type, &resource);
-    rows.push(IndexRow { param: "_lastUpdated", sys: String::new(), val: String::new(), lo: Some(lu_ms), hi: Some(lu_ms) });
+    rows.push(IndexRow {
+        param: "_lastUpdated",
+        sys: String::new(),
+        val: String::new(),
+        lo: Some(lu_ms),
+        hi: Some(lu_ms),
+    });
     replace_index(db, resource_type, id, &rows).await?;
-    let status = if cur.as_ref().is_some_and(|c| !c.deleted) { 200 } else { 201 };
+    let status = if cur.as_ref().is_some_and(|c| !c.deleted) {
+        200
+    } else {
+        201
+    };
     Ok((
-        Stored { resource_type: resource_type.to_owned(), id: id.to_owned(), version_id: version, last_updated: lu, resource },
+        Stored {
+            resource_type: resource_type.to_owned(),
+            id: id.to_owned(),
+            version_id: version,
+            last_updated: lu,
+            resource,
+        },
         status,
     ))
 }
 
 pub async fn create<D: Db>(db: &mut D, mut resource: Value) -> Result<Stored> {
     let (rt, _) = resource_object(&mut resource, None)?;
-    Ok(write_version(db, &rt, &new_id(), resource, Mode::Create).await?.0)
+    Ok(write_version(db, &rt, &new_id(), resource, Mode::Create)
+        .await?
+        .0)
 }
 
-pub async fn update<D: Db>(db: &mut D, resource_type: &str, id: &str, mut resource: Value, if_match: Option<i64>) -> Result<Stored> {
+pub async fn update<D: Db>(
+    db: &mut D,
+    resource_type: &str,
+    id: &str,
+    mut resource: Value,
+    if_match: Option<i64>,
+) -> Result<Stored> {
     check_type(resource_type)?;
     check_id(id)?;
     resource_object(&mut resource, Some(resource_type))?;
     if let Some(body_id) = resource.get("id") {
         if body_id.as_str() != Some(id) {
-            return Err(StoreError::InvalidResource(format!("resource id does not match the URL id {id}")));
+            return Err(StoreError::InvalidResource(format!(
+                "resource id does not match the URL id {id}"
+            )));
         }
     }
-    Ok(write_version(db, resource_type, id, resource, Mode::Update { if_match }).await?.0)
+    Ok(
+        write_version(db, resource_type, id, resource, Mode::Update { if_match })
+            .await?
+            .0,
+    )
 }
 
 pub async fn delete<D: Db>(db: &mut D, resource_type: &str, id: &str) -> Result<(i64, String)> {
     check_type(resource_type)?;
     check_id(id)?;
-    let cur = current(db, resource_type, id).await?.ok_or_else(|| not_found(resource_type, id))?;
+    let cur = current(db, resource_type, id)
+        .await?
+        .ok_or_else(|| not_found(resource_type, id))?;
     if cur.deleted {
         let rows = db
             .query(
                 "SELECT lu FROM res WHERE rtype = $1 AND id = $2 AND version = $3",
-                &[SqlVal::Text(resource_type.to_owned()), SqlVal::Text(id.to_owned()), SqlVal::Int(cur.version)],
+                &[
+                    SqlVal::Text(resource_type.to_owned()),
+                    SqlVal::Text(id.to_owned()),
+                    SqlVal::Int(cur.version),
+                ],
             )
             .await?;
-        let lu = rows.first().map(|r| text(r, 0)).transpose()?.unwrap_or_default();
+        let lu = rows
+            .first()
+            .map(|r| text(r, 0))
+            .transpose()?
+            .unwrap_or_default();
         return Ok((cur.version, lu));
     }
     let version = cur.version + 1;
     let lu_ms = now_ms().max(cur.lu_ms + 1);
     let lu = format_instant(lu_ms);
-    let key = [SqlVal::Text(resource_type.to_owned()), SqlVal::Text(id.to_owned())];
+    let key = [
+        SqlVal::Text(resource_type.to_owned()),
+        SqlVal::Text(id.to_owned()),
+    ];
     db.exec(
         "INSERT INTO res (rtype, id, version, lu, lu_ms, deleted, body) VALUES ($1, $2, $3, $4, $5, 1, $6)",
         &[key[0].clone(), key[1].clone(), SqlVal::Int(version), SqlVal::Text(lu.clone()), SqlVal::Int(lu_ms), SqlVal::NullBlob],
@@ -336,10 +461,16 @@ pub async fn delete<D: Db>(db: &mut D, resource_type: &str, id: &str) -> Result<
     .await?;
     db.exec(
         "UPDATE cur SET version = $3, deleted = 1, lu_ms = $4 WHERE rtype = $1 AND id = $2",
-        &[key[0].clone(), key[1].clone(), SqlVal::Int(version), SqlVal::Int(lu_ms)],
+        &[
+            key[0].clone(),
+            key[1].clone(),
+            SqlVal::Int(version),
+            SqlVal::Int(lu_ms),
+        ],
     )
     .await?;
-    db.exec("DELETE FROM idx WHERE rtype = $1 AND id = $2", &key).await?;
+    db.exec("DELETE FROM idx WHERE rtype = $1 AND id = $2", &key)
+        .await?;
     Ok((version, lu))
 }
 
@@ -374,9 +505,14 @@ async fn lock_folder<D: Db>(db: &mut D, hcid: &str) -> Result<(String, bool)> {
     if let Some(row) = inserted.first() {
         return Ok((text(row, 0)?, true));
     }
-    let sql = format!("SELECT list_id FROM folders WHERE hcid = $1{}", db.for_update());
+    let sql = format!(
+        "SELECT list_id FROM folders WHERE hcid = $1{}",
+        db.for_update()
+    );
     let rows = db.query(&sql, &[h]).await?;
-    let row = rows.first().ok_or_else(|| StoreError::Backend(format!("folder row for HCID vanished: {hcid}")))?;
+    let row = rows
+        .first()
+        .ok_or_else(|| StoreError::Backend(format!("folder row for HCID vanished: {hcid}")))?;
     Ok((text(row, 0)?, false))
 }
 
@@ -385,13 +521,22 @@ fn entry_refs(list: &Value) -> Vec<String> {
         .and_then(Value::as_array)
         .map(|es| {
             es.iter()
-                .filter_map(|e| e.pointer("/item/reference").and_then(Value::as_str).map(str::to_owned))
+                .filter_map(|e| {
+                    e.pointer("/item/reference")
+                        .and_then(Value::as_str)
+                        .map(str::to_owned)
+                })
                 .collect()
         })
         .unwrap_or_default()
 }
 
-async fn folder_body<D: Db>(db: &mut D, list_id: &str, created: bool, f: &FolderUpsert) -> Result<Value> {
+async fn folder_body<D: Db>(
+    db: &mut D,
+    list_id: &str,
+    created: bool,
+    f: &FolderUpsert,
+) -> Result<Value> {
     let existing = if created {
         None
     } else {
@@ -409,9 +554,13 @@ async fn folder_body<D: Db>(db: &mut D, list_id: &str, created: bool, f: &Folder
             resource_object(&mut t, Some("List"))?;
             // The Folder must be findable by its HCID (ITI-66 `identifier=`); a template
             // without it would create a folder that later lookups never find.
-            let has_hcid = index::select(&t, "identifier").iter().any(|i| i.get("value").and_then(Value::as_str) == Some(f.hcid.as_str()));
+            let has_hcid = index::select(&t, "identifier")
+                .iter()
+                .any(|i| i.get("value").and_then(Value::as_str) == Some(f.hcid.as_str()));
             if !has_hcid {
-                return Err(StoreError::InvalidResource("Folder template identifier must carry the HCID".into()));
+                return Err(StoreError::InvalidResource(
+                    "Folder template identifier must carry the HCID".into(),
+                ));
             }
             t
         }
@@ -425,7 +574,11 @@ async fn folder_body<D: Db>(db: &mut D, list_id: &str, created: bool, f: &Folder
         _ => Vec::new(),
     };
     let remove: HashSet<&str> = f.remove.iter().map(String::as_str).collect();
-    entries.retain(|e| !e.pointer("/item/reference").and_then(Value::as_str).is_some_and(|r| remove.contains(r)));
+    entries.retain(|e| {
+        !e.pointer("/item/reference")
+            .and_then(Value::as_str)
+            .is_some_and(|r| remove.contains(r))
+    });
     refs.retain(|r| !remove.contains(r.as_str()));
     for r in &f.add {
         if !refs.contains(r) && !remove.contains(r.as_str()) {
@@ -439,9 +592,25 @@ async fn folder_body<D: Db>(db: &mut D, list_id: &str, created: bool, f: &Folder
 
 fn check_full_url(u: &str) -> Result<()> {
     if u.len() > 512 {
-        return Err(StoreError::InvalidResource("fullUrl longer than 512 characters".into()));
+        return Err(StoreError::InvalidResource(
+            "fullUrl longer than 512 characters".into(),
+        ));
     }
     Ok(())
+}
+
+/// The strings that name an entry: its fullUrl, and for an absolute
+/// `http(s)://base/Type/id` fullUrl also the relative `Type/id` that other entries use
+/// (FHIR resolves relative references against the entry's base).
+fn full_url_aliases(u: &str, rt: &str) -> Vec<String> {
+    let mut keys = vec![u.to_owned()];
+    if u.starts_with("http://") || u.starts_with("https://") {
+        let (t, id) = index::split_reference(u);
+        if t == rt && crate::ids::check_id(&id).is_ok() {
+            keys.push(format!("{t}/{id}"));
+        }
+    }
+    keys
 }
 
 pub async fn transaction<D: Db>(db: &mut D, req: TxRequest) -> Result<Vec<TxResult>> {
@@ -456,7 +625,12 @@ pub async fn transaction<D: Db>(db: &mut D, req: TxRequest) -> Result<Vec<TxResu
                 let (rt, _) = resource_object(resource, None)?;
                 (rt, new_id())
             }
-            TxOp::Update { resource_type, id, resource, .. } => {
+            TxOp::Update {
+                resource_type,
+                id,
+                resource,
+                ..
+            } => {
                 check_type(resource_type)?;
                 check_id(id)?;
                 resource_object(resource, Some(resource_type))?;
@@ -469,7 +643,9 @@ pub async fn transaction<D: Db>(db: &mut D, req: TxRequest) -> Result<Vec<TxResu
             }
             TxOp::Folder(f) => {
                 if f.hcid.is_empty() || f.hcid.len() > 256 {
-                    return Err(StoreError::InvalidResource("HCID must be 1..=256 characters".into()));
+                    return Err(StoreError::InvalidResource(
+                        "HCID must be 1..=256 characters".into(),
+                    ));
                 }
                 ("List".to_owned(), String::new())
             }
@@ -489,8 +665,10 @@ pub async fn transaction<D: Db>(db: &mut D, req: TxRequest) -> Result<Vec<TxResu
     for (e, (rt, id)) in entries.iter().zip(planned.iter()) {
         if let Some(u) = &e.full_url {
             let target = format!("{rt}/{}", id.trim_start_matches('+'));
-            if map.insert(u.clone(), target).is_some() {
-                return Err(StoreError::DuplicateFullUrl(u.chars().take(80).collect()));
+            for key in full_url_aliases(u, rt) {
+                if map.insert(key, target.clone()).is_some() {
+                    return Err(StoreError::DuplicateFullUrl(u.chars().take(80).collect()));
+                }
             }
         }
     }
@@ -503,12 +681,22 @@ pub async fn transaction<D: Db>(db: &mut D, req: TxRequest) -> Result<Vec<TxResu
                 let (s, _) = write_version(db, &rt, &id, resource, Mode::Create).await?;
                 tx_result(&s, 201)
             }
-            TxOp::Update { mut resource, if_match, .. } => {
+            TxOp::Update {
+                mut resource,
+                if_match,
+                ..
+            } => {
                 refs::rewrite(&mut resource, &map)?;
-                if resource.get("id").is_some_and(|v| v.as_str() != Some(id.as_str())) {
-                    return Err(StoreError::InvalidResource(format!("resource id does not match {rt}/{id}")));
+                if resource
+                    .get("id")
+                    .is_some_and(|v| v.as_str() != Some(id.as_str()))
+                {
+                    return Err(StoreError::InvalidResource(format!(
+                        "resource id does not match {rt}/{id}"
+                    )));
                 }
-                let (s, status) = write_version(db, &rt, &id, resource, Mode::Update { if_match }).await?;
+                let (s, status) =
+                    write_version(db, &rt, &id, resource, Mode::Update { if_match }).await?;
                 tx_result(&s, status)
             }
             TxOp::Delete { .. } => {
@@ -535,7 +723,9 @@ pub async fn transaction<D: Db>(db: &mut D, req: TxRequest) -> Result<Vec<TxResu
                 }
                 let mut list = folder_body(db, list_id, created, &f).await?;
                 refs::rewrite(&mut list, &map)?;
-                let (s, status) = write_version(db, "List", list_id, list, Mode::Update { if_match: None }).await?;
+                let (s, status) =
+                    write_version(db, "List", list_id, list, Mode::Update { if_match: None })
+                        .await?;
                 tx_result(&s, status)
             }
         };
@@ -547,7 +737,10 @@ pub async fn transaction<D: Db>(db: &mut D, req: TxRequest) -> Result<Vec<TxResu
     if let Some(kc) = req.complete_key {
         let mut value = kc.value;
         refs::rewrite_all_strings(&mut value, &map, 0);
-        let completed = Completed { value, results: results.clone() };
+        let completed = Completed {
+            value,
+            results: results.clone(),
+        };
         let bytes = serde_json::to_vec(&completed).map_err(|e| StoreError::Codec(e.to_string()))?;
         let n = db
             .exec(
@@ -583,7 +776,9 @@ async fn insert_revocation<D: Db>(db: &mut D, r: &Revocation) -> Result<()> {
 
 pub async fn claim_key<D: Db>(db: &mut D, key: &str, ttl_ms: i64) -> Result<Claim> {
     if key.is_empty() || key.len() > 512 {
-        return Err(StoreError::InvalidResource("idempotency key must be 1..=512 bytes".into()));
+        return Err(StoreError::InvalidResource(
+            "idempotency key must be 1..=512 bytes".into(),
+        ));
     }
     let now = now_ms();
     let token = new_id();
@@ -598,13 +793,23 @@ pub async fn claim_key<D: Db>(db: &mut D, key: &str, ttl_ms: i64) -> Result<Clai
         )
         .await?;
     if n == 1 {
-        return Ok(Claim::Claimed(ClaimToken { key: key.to_owned(), token }));
+        return Ok(Claim::Claimed(ClaimToken {
+            key: key.to_owned(),
+            token,
+        }));
     }
-    let rows = db.query("SELECT state, result FROM idem WHERE k = $1", &[k.clone()]).await?;
+    let rows = db
+        .query(
+            "SELECT state, result FROM idem WHERE k = $1",
+            std::slice::from_ref(&k),
+        )
+        .await?;
     if let Some(row) = rows.first() {
         if text(row, 0)? == "done" {
-            let bytes = opt_blob(row, 1)?.ok_or_else(|| StoreError::Corrupt(format!("key {key} done without result")))?;
-            let c: Completed = serde_json::from_slice(bytes).map_err(|e| StoreError::Codec(e.to_string()))?;
+            let bytes = opt_blob(row, 1)?
+                .ok_or_else(|| StoreError::Corrupt(format!("key {key} done without result")))?;
+            let c: Completed =
+                serde_json::from_slice(bytes).map_err(|e| StoreError::Codec(e.to_string()))?;
             return Ok(Claim::Existing(c));
         }
     }
@@ -616,7 +821,10 @@ pub async fn claim_key<D: Db>(db: &mut D, key: &str, ttl_ms: i64) -> Result<Clai
         )
         .await?;
     if n == 1 {
-        Ok(Claim::Claimed(ClaimToken { key: key.to_owned(), token }))
+        Ok(Claim::Claimed(ClaimToken {
+            key: key.to_owned(),
+            token,
+        }))
     } else {
         Ok(Claim::InProgress)
     }
@@ -631,7 +839,10 @@ pub async fn release_key<D: Db>(db: &mut D, c: &ClaimToken) -> Result<()> {
     Ok(())
 }
 
-pub async fn pending_revocations<D: Db>(db: &mut D, limit: usize) -> Result<Vec<PendingRevocation>> {
+pub async fn pending_revocations<D: Db>(
+    db: &mut D,
+    limit: usize,
+) -> Result<Vec<PendingRevocation>> {
     let limit = limit.min(100_000);
     let rows = db
         .query(

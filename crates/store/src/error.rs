@@ -52,8 +52,10 @@ impl StoreError {
     /// The HTTP status a FHIR server answers with for this error.
     pub fn http_status(&self) -> u16 {
         match self {
-            StoreError::UnknownResourceType(_)
-            | StoreError::InvalidId(_)
+            // 404 as for an unknown endpoint `/fhir/Foo`: what FHIR servers answer, and
+            // what the DDCC compliance suite expects for a body of an unknown type.
+            StoreError::UnknownResourceType(_) => 404,
+            StoreError::InvalidId(_)
             | StoreError::InvalidResource(_)
             | StoreError::UnsupportedSearchParam(_)
             | StoreError::InvalidSearchValue { .. }
@@ -61,7 +63,9 @@ impl StoreError {
             | StoreError::DuplicateFullUrl(_) => 400,
             StoreError::NotFound { .. } => 404,
             StoreError::Gone { .. } => 410,
-            StoreError::AlreadyExists { .. } | StoreError::KeyBusy(_) | StoreError::ClaimLost(_) => 409,
+            StoreError::AlreadyExists { .. }
+            | StoreError::KeyBusy(_)
+            | StoreError::ClaimLost(_) => 409,
             StoreError::VersionConflict { .. } => 412,
             StoreError::Corrupt(_) | StoreError::Codec(_) | StoreError::Backend(_) => 500,
         }

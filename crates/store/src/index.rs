@@ -45,21 +45,63 @@ const fn p(
     kind: Kind,
     target: Option<&'static str>,
 ) -> ParamDef {
-    ParamDef { resource_type, name, paths, kind, target }
+    ParamDef {
+        resource_type,
+        name,
+        paths,
+        kind,
+        target,
+    }
 }
 
 /// ITI-66 (List), ITI-67 (DocumentReference), BALP AuditEvent, and identifier lookups.
 pub const PARAMS: &[ParamDef] = &[
     // ITI-67 Find Document References.
-    p("DocumentReference", "patient", &["subject"], Kind::Reference, Some("Patient")),
-    p("DocumentReference", "subject", &["subject"], Kind::Reference, None),
-    p("DocumentReference", "identifier", &["masterIdentifier", "identifier"], Kind::Token, None),
-    p("DocumentReference", "status", &["status"], Kind::Token, None),
+    p(
+        "DocumentReference",
+        "patient",
+        &["subject"],
+        Kind::Reference,
+        Some("Patient"),
+    ),
+    p(
+        "DocumentReference",
+        "subject",
+        &["subject"],
+        Kind::Reference,
+        None,
+    ),
+    p(
+        "DocumentReference",
+        "identifier",
+        &["masterIdentifier", "identifier"],
+        Kind::Token,
+        None,
+    ),
+    p(
+        "DocumentReference",
+        "status",
+        &["status"],
+        Kind::Token,
+        None,
+    ),
     p("DocumentReference", "type", &["type"], Kind::Token, None),
-    p("DocumentReference", "category", &["category"], Kind::Token, None),
+    p(
+        "DocumentReference",
+        "category",
+        &["category"],
+        Kind::Token,
+        None,
+    ),
     p("DocumentReference", "date", &["date"], Kind::Date, None),
     // ITI-66 Find Document Lists (DDCC Folder / SubmissionSet).
-    p("List", "patient", &["subject"], Kind::Reference, Some("Patient")),
+    p(
+        "List",
+        "patient",
+        &["subject"],
+        Kind::Reference,
+        Some("Patient"),
+    ),
     p("List", "subject", &["subject"], Kind::Reference, None),
     p("List", "identifier", &["identifier"], Kind::Token, None),
     p("List", "code", &["code"], Kind::Token, None),
@@ -70,18 +112,38 @@ pub const PARAMS: &[ParamDef] = &[
     p("AuditEvent", "date", &["recorded"], Kind::Date, None),
     p("AuditEvent", "type", &["type"], Kind::Token, None),
     p("AuditEvent", "subtype", &["subtype"], Kind::Token, None),
-    p("AuditEvent", "entity", &["entity.what"], Kind::Reference, None),
-    p("AuditEvent", "entity-name", &["entity.name"], Kind::String, None),
+    p(
+        "AuditEvent",
+        "entity",
+        &["entity.what"],
+        Kind::Reference,
+        None,
+    ),
+    p(
+        "AuditEvent",
+        "entity-name",
+        &["entity.name"],
+        Kind::String,
+        None,
+    ),
     p("AuditEvent", "agent", &["agent.who"], Kind::Reference, None),
     p("AuditEvent", "outcome", &["outcome"], Kind::Token, None),
-    p("AuditEvent", "patient", &["entity.what"], Kind::Reference, Some("Patient")),
+    p(
+        "AuditEvent",
+        "patient",
+        &["entity.what"],
+        Kind::Reference,
+        Some("Patient"),
+    ),
     // Identifier lookups.
     p("Bundle", "identifier", &["identifier"], Kind::Token, None),
     p("Patient", "identifier", &["identifier"], Kind::Token, None),
 ];
 
 pub fn param_def(resource_type: &str, name: &str) -> Option<&'static ParamDef> {
-    PARAMS.iter().find(|d| d.resource_type == resource_type && d.name == name)
+    PARAMS
+        .iter()
+        .find(|d| d.resource_type == resource_type && d.name == name)
 }
 
 /// One row of the `idx` table. Tokens use `sys`/`val`, references `sys` = target type and
@@ -121,9 +183,14 @@ fn parse_path(path: &str) -> Vec<Step<'_>> {
     steps.push(&path[start..]);
     steps
         .into_iter()
-        .map(|s| match s.strip_prefix("extension('").and_then(|r| r.strip_suffix("')")) {
-            Some(url) => Step::Ext(url),
-            None => Step::Field(s),
+        .map(|s| {
+            match s
+                .strip_prefix("extension('")
+                .and_then(|r| r.strip_suffix("')"))
+            {
+                Some(url) => Step::Ext(url),
+                None => Step::Field(s),
+            }
         })
         .collect()
 }
@@ -219,14 +286,28 @@ fn date_rows(param: &'static str, v: &Value, out: &mut Vec<IndexRow>) {
     let range = match v {
         Value::String(s) => parse_range(s),
         Value::Object(o) => {
-            let lo = o.get("start").and_then(Value::as_str).and_then(parse_range).map(|r| r.0);
-            let hi = o.get("end").and_then(Value::as_str).and_then(parse_range).map(|r| r.1);
+            let lo = o
+                .get("start")
+                .and_then(Value::as_str)
+                .and_then(parse_range)
+                .map(|r| r.0);
+            let hi = o
+                .get("end")
+                .and_then(Value::as_str)
+                .and_then(parse_range)
+                .map(|r| r.1);
             (lo.is_some() || hi.is_some()).then(|| (lo.unwrap_or(i64::MIN), hi.unwrap_or(i64::MAX)))
         }
         _ => None,
     };
     if let Some((lo, hi)) = range {
-        out.push(IndexRow { param, sys: String::new(), val: String::new(), lo: Some(lo), hi: Some(hi) });
+        out.push(IndexRow {
+            param,
+            sys: String::new(),
+            val: String::new(),
+            lo: Some(lo),
+            hi: Some(hi),
+        });
     }
 }
 
@@ -247,13 +328,25 @@ pub fn extract(resource_type: &str, resource: &Value) -> Vec<IndexRow> {
                     Kind::Reference => {
                         if let Some(r) = v.get("reference").and_then(Value::as_str) {
                             let (t, id) = split_reference(r);
-                            out.push(IndexRow { param: def.name, sys: t, val: id, lo: None, hi: None });
+                            out.push(IndexRow {
+                                param: def.name,
+                                sys: t,
+                                val: id,
+                                lo: None,
+                                hi: None,
+                            });
                         }
                     }
                     Kind::Date => date_rows(def.name, v, &mut out),
                     Kind::String => {
                         if let Some(s) = v.as_str() {
-                            out.push(IndexRow { param: def.name, sys: String::new(), val: fold(s), lo: None, hi: None });
+                            out.push(IndexRow {
+                                param: def.name,
+                                sys: String::new(),
+                                val: fold(s),
+                                lo: None,
+                                hi: None,
+                            });
                         }
                     }
                 }
@@ -283,7 +376,10 @@ mod tests {
             "date": "2021-05-01T10:00:00Z"
         });
         let rows = extract("DocumentReference", &dr);
-        let has = |param: &str, sys: &str, val: &str| rows.iter().any(|r| r.param == param && r.sys == sys && r.val == val);
+        let has = |param: &str, sys: &str, val: &str| {
+            rows.iter()
+                .any(|r| r.param == param && r.sys == sys && r.val == val)
+        };
         assert!(has("identifier", "urn:ietf:rfc:3986", "urn:uuid:1"));
         assert!(has("identifier", "", "abc"));
         assert!(has("status", "", "current"));
@@ -301,7 +397,10 @@ mod tests {
              "valueCodeableConcept": {"coding": [{"system": "d", "code": "ddcc"}]}}]});
         let rows = extract("List", &list);
         assert_eq!(rows.len(), 1);
-        assert_eq!((rows[0].param, rows[0].sys.as_str(), rows[0].val.as_str()), ("designationType", "d", "ddcc"));
+        assert_eq!(
+            (rows[0].param, rows[0].sys.as_str(), rows[0].val.as_str()),
+            ("designationType", "d", "ddcc")
+        );
         // Pathologically nested arrays do not recurse without bound.
         let mut deep = json!("x");
         for _ in 0..200 {
@@ -314,7 +413,10 @@ mod tests {
     #[test]
     fn references() {
         assert_eq!(split_reference("Patient/1"), ("Patient".into(), "1".into()));
-        assert_eq!(split_reference("urn:uuid:x"), ("".into(), "urn:uuid:x".into()));
+        assert_eq!(
+            split_reference("urn:uuid:x"),
+            ("".into(), "urn:uuid:x".into())
+        );
         assert_eq!(split_reference("1"), ("".into(), "1".into()));
     }
 }

@@ -16,6 +16,7 @@ use std::pin::Pin;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+pub mod bundle;
 pub mod codec;
 mod core;
 mod error;
@@ -58,7 +59,10 @@ impl Stored {
 
     /// `Type/id/_history/version`.
     pub fn location(&self) -> String {
-        format!("{}/{}/_history/{}", self.resource_type, self.id, self.version_id)
+        format!(
+            "{}/{}/_history/{}",
+            self.resource_type, self.id, self.version_id
+        )
     }
 }
 
@@ -78,7 +82,12 @@ pub enum TxOp {
     Create { resource: Value },
     /// PUT `Type/id`: creates the resource with that id when absent. `if_match` is the
     /// version the client last saw.
-    Update { resource_type: String, id: String, resource: Value, if_match: Option<i64> },
+    Update {
+        resource_type: String,
+        id: String,
+        resource: Value,
+        if_match: Option<i64>,
+    },
     /// DELETE `Type/id`: writes a tombstone version.
     Delete { resource_type: String, id: String },
     /// Create-or-update the one DDCC Folder (a `List`) whose identifier is `hcid`.
@@ -132,7 +141,10 @@ pub struct TxRequest {
 
 impl TxRequest {
     pub fn new(entries: Vec<TxEntry>) -> Self {
-        TxRequest { entries, ..Default::default() }
+        TxRequest {
+            entries,
+            ..Default::default()
+        }
     }
 }
 
@@ -181,7 +193,12 @@ pub trait Store: Send + Sync {
     fn read<'a>(&'a self, resource_type: &'a str, id: &'a str) -> BoxFuture<'a, Result<Stored>>;
 
     /// A specific version; a deleted version gives [`StoreError::Gone`].
-    fn vread<'a>(&'a self, resource_type: &'a str, id: &'a str, version_id: i64) -> BoxFuture<'a, Result<Stored>>;
+    fn vread<'a>(
+        &'a self,
+        resource_type: &'a str,
+        id: &'a str,
+        version_id: i64,
+    ) -> BoxFuture<'a, Result<Stored>>;
 
     /// FHIR update (create-on-update when absent and `if_match` is `None`).
     fn update<'a>(
@@ -197,11 +214,19 @@ pub trait Store: Send + Sync {
     fn delete<'a>(&'a self, resource_type: &'a str, id: &'a str) -> BoxFuture<'a, Result<i64>>;
 
     /// All versions, newest first (tombstones have `resource` = `null`).
-    fn history<'a>(&'a self, resource_type: &'a str, id: &'a str) -> BoxFuture<'a, Result<Vec<Stored>>>;
+    fn history<'a>(
+        &'a self,
+        resource_type: &'a str,
+        id: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<Stored>>>;
 
     /// Current, non-deleted resources matching `query`; unsupported parameters give
     /// [`StoreError::UnsupportedSearchParam`] (HTTP 400).
-    fn search<'a>(&'a self, resource_type: &'a str, query: &'a SearchQuery) -> BoxFuture<'a, Result<Vec<Stored>>>;
+    fn search<'a>(
+        &'a self,
+        resource_type: &'a str,
+        query: &'a SearchQuery,
+    ) -> BoxFuture<'a, Result<Vec<Stored>>>;
 
     /// All-or-nothing: either every entry, the key completion and the revocations are
     /// committed, or nothing is.
@@ -220,12 +245,20 @@ pub trait Store: Send + Sync {
     fn pending_revocations(&self, limit: usize) -> BoxFuture<'_, Result<Vec<PendingRevocation>>>;
 
     /// Marks revocations as published at `published_at` (FHIR instant).
-    fn mark_published<'a>(&'a self, seqs: &'a [i64], published_at: &'a str) -> BoxFuture<'a, Result<u64>>;
+    fn mark_published<'a>(
+        &'a self,
+        seqs: &'a [i64],
+        published_at: &'a str,
+    ) -> BoxFuture<'a, Result<u64>>;
 
     /// Records a revocation on its own (idempotent on the UVCI and signature hashes).
     fn record_revocation(&self, revocation: Revocation) -> BoxFuture<'_, Result<()>> {
         Box::pin(async move {
-            self.transaction(TxRequest { revocations: vec![revocation], ..Default::default() }).await?;
+            self.transaction(TxRequest {
+                revocations: vec![revocation],
+                ..Default::default()
+            })
+            .await?;
             Ok(())
         })
     }
@@ -234,9 +267,13 @@ pub trait Store: Send + Sync {
     fn upsert_folder_for_hcid(&self, folder: FolderUpsert) -> BoxFuture<'_, Result<TxResult>> {
         Box::pin(async move {
             let mut r = self
-                .transaction(TxRequest::new(vec![TxEntry { full_url: None, op: TxOp::Folder(folder) }]))
+                .transaction(TxRequest::new(vec![TxEntry {
+                    full_url: None,
+                    op: TxOp::Folder(folder),
+                }]))
                 .await?;
-            r.pop().ok_or_else(|| StoreError::Backend("empty transaction result".into()))
+            r.pop()
+                .ok_or_else(|| StoreError::Backend("empty transaction result".into()))
         })
     }
 }

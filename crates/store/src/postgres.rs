@@ -22,14 +22,19 @@ use tokio_postgres::NoTls;
 use crate::core::{self, Dialect};
 use crate::sql::{Db, Row, SqlVal};
 use crate::{
-    BoxFuture, Claim, ClaimToken, PendingRevocation, Result, SearchQuery, Store, StoreError, Stored, TxRequest, TxResult,
+    BoxFuture, Claim, ClaimToken, PendingRevocation, Result, SearchQuery, Store, StoreError,
+    Stored, TxRequest, TxResult,
 };
 
-const DIALECT: Dialect = Dialect { int: "BIGINT", blob: "BYTEA", serial: "BIGSERIAL" };
+const DIALECT: Dialect = Dialect {
+    int: "BIGINT",
+    blob: "BYTEA",
+    serial: "BIGSERIAL",
+};
 const MAX_ATTEMPTS: u32 = 8;
 /// Arbitrary constant naming the advisory lock that serialises migrations across
 /// instances starting at the same time.
-const MIGRATION_LOCK: i64 = 0x0ddc_c5_70_4e;
+const MIGRATION_LOCK: i64 = 0x000d_dcc5_704e;
 
 /// PostgreSQL-backed [`Store`]. Cheap to clone (shared pool).
 #[derive(Clone)]
@@ -38,7 +43,11 @@ pub struct PostgresStore {
 }
 
 impl ToSql for SqlVal {
-    fn to_sql(&self, ty: &Type, out: &mut BytesMut) -> std::result::Result<IsNull, Box<dyn StdError + Sync + Send>> {
+    fn to_sql(
+        &self,
+        ty: &Type,
+        out: &mut BytesMut,
+    ) -> std::result::Result<IsNull, Box<dyn StdError + Sync + Send>> {
         match self {
             SqlVal::Int(i) if *ty == Type::INT4 => i32::try_from(*i)?.to_sql(ty, out),
             SqlVal::Int(i) => i.to_sql(ty, out),
@@ -63,7 +72,8 @@ struct PgDb<'t, 'c> {
 }
 
 fn retryable_code(e: &tokio_postgres::Error) -> bool {
-    e.code().is_some_and(|c| matches!(c.code(), "40001" | "40P01" | "23505"))
+    e.code()
+        .is_some_and(|c| matches!(c.code(), "40001" | "40P01" | "23505"))
 }
 
 impl PgDb<'_, '_> {
@@ -80,13 +90,17 @@ fn pg_row(row: &tokio_postgres::Row) -> Result<Row> {
     for (i, c) in row.columns().iter().enumerate() {
         let t = c.type_();
         let v = if *t == Type::INT8 {
-            row.try_get::<_, Option<i64>>(i)?.map_or(SqlVal::NullInt, SqlVal::Int)
+            row.try_get::<_, Option<i64>>(i)?
+                .map_or(SqlVal::NullInt, SqlVal::Int)
         } else if *t == Type::INT4 {
-            row.try_get::<_, Option<i32>>(i)?.map_or(SqlVal::NullInt, |v| SqlVal::Int(v.into()))
+            row.try_get::<_, Option<i32>>(i)?
+                .map_or(SqlVal::NullInt, |v| SqlVal::Int(v.into()))
         } else if *t == Type::TEXT || *t == Type::VARCHAR {
-            row.try_get::<_, Option<String>>(i)?.map_or(SqlVal::NullText, SqlVal::Text)
+            row.try_get::<_, Option<String>>(i)?
+                .map_or(SqlVal::NullText, SqlVal::Text)
         } else if *t == Type::BYTEA {
-            row.try_get::<_, Option<Vec<u8>>>(i)?.map_or(SqlVal::NullBlob, SqlVal::Blob)
+            row.try_get::<_, Option<Vec<u8>>>(i)?
+                .map_or(SqlVal::NullBlob, SqlVal::Blob)
         } else {
             return Err(StoreError::Corrupt(format!("unexpected column type {t}")));
         };
@@ -154,7 +168,10 @@ macro_rules! pg_tx {
             attempt += 1;
             let mut client = $self.pool.get().await.map_err(pool_err)?;
             let tx = client.transaction().await?;
-            let mut $db = PgDb { tx: &tx, retry: false };
+            let mut $db = PgDb {
+                tx: &tx,
+                retry: false,
+            };
             let result = $body.await;
             let retry = $db.retry;
             match result {
@@ -181,12 +198,26 @@ impl PostgresStore {
     /// Connects a pool of at most `max_connections` to `url` and applies pending
     /// migrations (under an advisory lock, so instances may start together).
     pub async fn connect(url: &str, max_connections: usize) -> Result<Self> {
-        let cfg = tokio_postgres::Config::from_str(url).map_err(|e| StoreError::Backend(format!("DATABASE_URL: {e}")))?;
-        let mgr = Manager::from_config(cfg, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
-        let pool = Pool::builder(mgr).max_size(max_connections.max(1)).build().map_err(pool_err)?;
+        let cfg = tokio_postgres::Config::from_str(url)
+            .map_err(|e| StoreError::Backend(format!("DATABASE_URL: {e}")))?;
+        let mgr = Manager::from_config(
+            cfg,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(mgr)
+            .max_size(max_connections.max(1))
+            .build()
+            .map_err(pool_err)?;
         let store = PostgresStore { pool };
         pg_tx!(store, |db| async {
-            db.exec("SELECT pg_advisory_xact_lock($1)", &[SqlVal::Int(MIGRATION_LOCK)]).await?;
+            db.exec(
+                "SELECT pg_advisory_xact_lock($1)",
+                &[SqlVal::Int(MIGRATION_LOCK)],
+            )
+            .await?;
             core::migrate(&mut db, &DIALECT).await
         })?;
         Ok(store)
@@ -206,23 +237,59 @@ impl Store for PostgresStore {
         Box::pin(async move { pg_tx!(self, |db| core::read(&mut db, resource_type, id)) })
     }
 
-    fn vread<'a>(&'a self, resource_type: &'a str, id: &'a str, version_id: i64) -> BoxFuture<'a, Result<Stored>> {
-        Box::pin(async move { pg_tx!(self, |db| core::vread(&mut db, resource_type, id, version_id)) })
+    fn vread<'a>(
+        &'a self,
+        resource_type: &'a str,
+        id: &'a str,
+        version_id: i64,
+    ) -> BoxFuture<'a, Result<Stored>> {
+        Box::pin(async move {
+            pg_tx!(self, |db| core::vread(
+                &mut db,
+                resource_type,
+                id,
+                version_id
+            ))
+        })
     }
 
-    fn update<'a>(&'a self, resource_type: &'a str, id: &'a str, resource: Value, if_match: Option<i64>) -> BoxFuture<'a, Result<Stored>> {
-        Box::pin(async move { pg_tx!(self, |db| core::update(&mut db, resource_type, id, resource.clone(), if_match)) })
+    fn update<'a>(
+        &'a self,
+        resource_type: &'a str,
+        id: &'a str,
+        resource: Value,
+        if_match: Option<i64>,
+    ) -> BoxFuture<'a, Result<Stored>> {
+        Box::pin(async move {
+            pg_tx!(self, |db| core::update(
+                &mut db,
+                resource_type,
+                id,
+                resource.clone(),
+                if_match
+            ))
+        })
     }
 
     fn delete<'a>(&'a self, resource_type: &'a str, id: &'a str) -> BoxFuture<'a, Result<i64>> {
-        Box::pin(async move { pg_tx!(self, |db| core::delete(&mut db, resource_type, id)).map(|(v, _)| v) })
+        Box::pin(async move {
+            pg_tx!(self, |db| core::delete(&mut db, resource_type, id)).map(|(v, _)| v)
+        })
     }
 
-    fn history<'a>(&'a self, resource_type: &'a str, id: &'a str) -> BoxFuture<'a, Result<Vec<Stored>>> {
+    fn history<'a>(
+        &'a self,
+        resource_type: &'a str,
+        id: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<Stored>>> {
         Box::pin(async move { pg_tx!(self, |db| core::history(&mut db, resource_type, id)) })
     }
 
-    fn search<'a>(&'a self, resource_type: &'a str, query: &'a SearchQuery) -> BoxFuture<'a, Result<Vec<Stored>>> {
+    fn search<'a>(
+        &'a self,
+        resource_type: &'a str,
+        query: &'a SearchQuery,
+    ) -> BoxFuture<'a, Result<Vec<Stored>>> {
         Box::pin(async move { pg_tx!(self, |db| core::search(&mut db, resource_type, query)) })
     }
 
@@ -242,7 +309,13 @@ impl Store for PostgresStore {
         Box::pin(async move { pg_tx!(self, |db| core::pending_revocations(&mut db, limit)) })
     }
 
-    fn mark_published<'a>(&'a self, seqs: &'a [i64], published_at: &'a str) -> BoxFuture<'a, Result<u64>> {
-        Box::pin(async move { pg_tx!(self, |db| core::mark_published(&mut db, seqs, published_at)) })
+    fn mark_published<'a>(
+        &'a self,
+        seqs: &'a [i64],
+        published_at: &'a str,
+    ) -> BoxFuture<'a, Result<u64>> {
+        Box::pin(
+            async move { pg_tx!(self, |db| core::mark_published(&mut db, seqs, published_at)) },
+        )
     }
 }

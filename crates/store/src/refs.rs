@@ -19,9 +19,16 @@ pub fn rewrite(value: &mut Value, map: &HashMap<String, String>) -> Result<(), S
     walk(value, map, &HashSet::new(), 0)
 }
 
-fn walk(value: &mut Value, map: &HashMap<String, String>, local: &HashSet<String>, depth: usize) -> Result<(), StoreError> {
+fn walk(
+    value: &mut Value,
+    map: &HashMap<String, String>,
+    local: &HashSet<String>,
+    depth: usize,
+) -> Result<(), StoreError> {
     if depth > MAX_DEPTH {
-        return Err(StoreError::InvalidResource(format!("nesting deeper than {MAX_DEPTH}")));
+        return Err(StoreError::InvalidResource(format!(
+            "nesting deeper than {MAX_DEPTH}"
+        )));
     }
     match value {
         Value::Array(items) => {
@@ -32,20 +39,21 @@ fn walk(value: &mut Value, map: &HashMap<String, String>, local: &HashSet<String
         Value::Object(obj) => {
             // A nested Bundle (e.g. the DDCC document) defines its own fullUrls.
             let nested_local;
-            let local = if depth > 0 && obj.get("resourceType").and_then(Value::as_str) == Some("Bundle") {
-                let mut l = local.clone();
-                if let Some(Value::Array(entries)) = obj.get("entry") {
-                    for e in entries {
-                        if let Some(u) = e.get("fullUrl").and_then(Value::as_str) {
-                            l.insert(u.to_owned());
+            let local =
+                if depth > 0 && obj.get("resourceType").and_then(Value::as_str) == Some("Bundle") {
+                    let mut l = local.clone();
+                    if let Some(Value::Array(entries)) = obj.get("entry") {
+                        for e in entries {
+                            if let Some(u) = e.get("fullUrl").and_then(Value::as_str) {
+                                l.insert(u.to_owned());
+                            }
                         }
                     }
-                }
-                nested_local = l;
-                &nested_local
-            } else {
-                local
-            };
+                    nested_local = l;
+                    &nested_local
+                } else {
+                    local
+                };
             for (k, v) in obj.iter_mut() {
                 if let Value::String(s) = v {
                     if k == "reference" || k == "url" {
@@ -53,7 +61,10 @@ fn walk(value: &mut Value, map: &HashMap<String, String>, local: &HashSet<String
                             if !local.contains(s.as_str()) {
                                 *s = target.clone();
                             }
-                        } else if k == "reference" && s.starts_with("urn:uuid:") && !local.contains(s.as_str()) {
+                        } else if k == "reference"
+                            && s.starts_with("urn:uuid:")
+                            && !local.contains(s.as_str())
+                        {
                             return Err(StoreError::BrokenReference(s.chars().take(80).collect()));
                         }
                     }
@@ -79,8 +90,12 @@ pub fn rewrite_all_strings(value: &mut Value, map: &HashMap<String, String>, dep
                 *s = t.clone();
             }
         }
-        Value::Array(a) => a.iter_mut().for_each(|v| rewrite_all_strings(v, map, depth + 1)),
-        Value::Object(o) => o.values_mut().for_each(|v| rewrite_all_strings(v, map, depth + 1)),
+        Value::Array(a) => a
+            .iter_mut()
+            .for_each(|v| rewrite_all_strings(v, map, depth + 1)),
+        Value::Object(o) => o
+            .values_mut()
+            .for_each(|v| rewrite_all_strings(v, map, depth + 1)),
         _ => {}
     }
 }
@@ -92,8 +107,11 @@ mod tests {
 
     #[test]
     fn rewrites_and_detects_broken() {
-        let map: HashMap<String, String> =
-            [("urn:uuid:b".to_owned(), "Binary/1".to_owned()), ("urn:uuid:p".to_owned(), "Patient/2".to_owned())].into();
+        let map: HashMap<String, String> = [
+            ("urn:uuid:b".to_owned(), "Binary/1".to_owned()),
+            ("urn:uuid:p".to_owned(), "Patient/2".to_owned()),
+        ]
+        .into();
         let mut dr = json!({"resourceType": "DocumentReference",
             "masterIdentifier": {"value": "urn:uuid:not-a-reference"},
             "subject": {"reference": "urn:uuid:p"},
@@ -103,17 +121,24 @@ mod tests {
         assert_eq!(dr["content"][0]["attachment"]["url"], "Binary/1");
         assert_eq!(dr["masterIdentifier"]["value"], "urn:uuid:not-a-reference");
         let mut bad = json!({"subject": {"reference": "urn:uuid:nowhere"}});
-        assert!(matches!(rewrite(&mut bad, &map), Err(StoreError::BrokenReference(_))));
+        assert!(matches!(
+            rewrite(&mut bad, &map),
+            Err(StoreError::BrokenReference(_))
+        ));
     }
 
     #[test]
     fn nested_bundle_keeps_internal_references() {
-        let map: HashMap<String, String> = [("urn:uuid:p".to_owned(), "Patient/2".to_owned())].into();
+        let map: HashMap<String, String> =
+            [("urn:uuid:p".to_owned(), "Patient/2".to_owned())].into();
         let mut doc = json!({"resourceType": "Bundle", "type": "document", "entry": [
             {"fullUrl": "urn:uuid:c", "resource": {"resourceType": "Composition", "subject": {"reference": "urn:uuid:in"}}},
             {"fullUrl": "urn:uuid:in", "resource": {"resourceType": "Patient"}}]});
         let mut outer = json!({"wrapper": doc.take()});
         rewrite(&mut outer, &map).unwrap();
-        assert_eq!(outer["wrapper"]["entry"][0]["resource"]["subject"]["reference"], "urn:uuid:in");
+        assert_eq!(
+            outer["wrapper"]["entry"][0]["resource"]["subject"]["reference"],
+            "urn:uuid:in"
+        );
     }
 }

@@ -83,11 +83,25 @@ mod tests {
     #[test]
     fn hashes_follow_the_scheme() {
         let sig: Vec<u8> = (0u8..64).collect();
-        let r = Revocation::new("AT", "URN:UVCI:01:AT:X#Y", &sig, SignatureAlg::Ecdsa, "kid", "2021-01-01T00:00:00Z", "Bundle/1");
+        let r = Revocation::new(
+            "AT",
+            "URN:UVCI:01:AT:X#Y",
+            &sig,
+            SignatureAlg::Ecdsa,
+            "kid",
+            "2021-01-01T00:00:00Z",
+            "Bundle/1",
+        );
         // Independently known SHA-256 of the empty string guards the hex routine.
-        assert_eq!(sha256_hex(b""), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+        assert_eq!(
+            sha256_hex(b""),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
         assert_eq!(r.signature_hash, sha256_hex(&sig[..32]));
-        assert_eq!(r.country_code_uvci_hash, sha256_hex(b"ATURN:UVCI:01:AT:X#Y"));
+        assert_eq!(
+            r.country_code_uvci_hash,
+            sha256_hex(b"ATURN:UVCI:01:AT:X#Y")
+        );
         assert_eq!(r.uvci_hash, sha256_hex(b"URN:UVCI:01:AT:X#Y"));
         assert_eq!(Revocation::truncated(&r.uvci_hash).len(), 32);
         let rsa = Revocation::new("AT", "u", &sig, SignatureAlg::Other, "k", "t", "d");

@@ -24,7 +24,12 @@ impl SearchQuery {
         K: Into<String>,
         V: Into<String>,
     {
-        SearchQuery { params: pairs.into_iter().map(|(k, v)| (k.into(), v.into())).collect() }
+        SearchQuery {
+            params: pairs
+                .into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
+        }
     }
 
     pub fn with(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
@@ -49,19 +54,40 @@ enum DatePrefix {
 
 #[derive(Debug)]
 enum Alt {
-    Token { sys: Option<String>, code: Option<String> },
-    Ref { rtype: Option<String>, id: String },
-    Date { prefix: DatePrefix, lo: i64, hi: i64 },
-    Str { value: String, exact: bool },
+    Token {
+        sys: Option<String>,
+        code: Option<String>,
+    },
+    Ref {
+        rtype: Option<String>,
+        id: String,
+    },
+    Date {
+        prefix: DatePrefix,
+        lo: i64,
+        hi: i64,
+    },
+    Str {
+        value: String,
+        exact: bool,
+    },
 }
 
 #[derive(Debug)]
 enum Cond {
     Ids(Vec<String>),
-    Index { param: &'static str, alts: Vec<Alt> },
+    Index {
+        param: &'static str,
+        alts: Vec<Alt>,
+    },
     /// `ref_param.target_param=…`: resources whose `ref_param` points at a `target` whose
     /// `target_param` matches.
-    Chain { ref_param: &'static str, target: &'static str, target_param: &'static str, alts: Vec<Alt> },
+    Chain {
+        ref_param: &'static str,
+        target: &'static str,
+        target_param: &'static str,
+        alts: Vec<Alt>,
+    },
 }
 
 #[derive(Debug)]
@@ -80,18 +106,33 @@ pub(crate) struct Parsed {
 }
 
 fn bad(param: &str, reason: impl Into<String>) -> StoreError {
-    StoreError::InvalidSearchValue { param: param.chars().take(64).collect(), reason: reason.into() }
+    StoreError::InvalidSearchValue {
+        param: param.chars().take(64).collect(),
+        reason: reason.into(),
+    }
 }
 
-fn parse_alt(def_kind: Kind, target: Option<&str>, name: &str, modifier: Option<&str>, v: &str) -> Result<Alt, StoreError> {
+fn parse_alt(
+    def_kind: Kind,
+    target: Option<&str>,
+    name: &str,
+    modifier: Option<&str>,
+    v: &str,
+) -> Result<Alt, StoreError> {
     match def_kind {
         Kind::Token => {
             if modifier.is_some() {
-                return Err(StoreError::UnsupportedSearchParam(format!("{name}:{}", modifier.unwrap_or_default())));
+                return Err(StoreError::UnsupportedSearchParam(format!(
+                    "{name}:{}",
+                    modifier.unwrap_or_default()
+                )));
             }
             match v.split_once('|') {
                 None if v.is_empty() => Err(bad(name, "empty token")),
-                None => Ok(Alt::Token { sys: None, code: Some(v.to_owned()) }),
+                None => Ok(Alt::Token {
+                    sys: None,
+                    code: Some(v.to_owned()),
+                }),
                 Some((s, c)) if s.is_empty() && c.is_empty() => Err(bad(name, "empty token")),
                 Some((s, c)) => Ok(Alt::Token {
                     sys: Some(s.to_owned()),
@@ -110,12 +151,19 @@ fn parse_alt(def_kind: Kind, target: Option<&str>, name: &str, modifier: Option<
                 None => None,
             };
             let (t, id) = split_reference(v);
-            let rtype = if !t.is_empty() { Some(t) } else { modifier_type.or(target.map(str::to_owned)) };
+            let rtype = if !t.is_empty() {
+                Some(t)
+            } else {
+                modifier_type.or(target.map(str::to_owned))
+            };
             Ok(Alt::Ref { rtype, id })
         }
         Kind::Date => {
             if modifier.is_some() {
-                return Err(StoreError::UnsupportedSearchParam(format!("{name}:{}", modifier.unwrap_or_default())));
+                return Err(StoreError::UnsupportedSearchParam(format!(
+                    "{name}:{}",
+                    modifier.unwrap_or_default()
+                )));
             }
             let (prefix, rest) = match v.get(..2) {
                 Some("eq") => (DatePrefix::Eq, &v[2..]),
@@ -124,10 +172,20 @@ fn parse_alt(def_kind: Kind, target: Option<&str>, name: &str, modifier: Option<
                 Some("lt") => (DatePrefix::Lt, &v[2..]),
                 Some("ge") => (DatePrefix::Ge, &v[2..]),
                 Some("le") => (DatePrefix::Le, &v[2..]),
-                Some("sa" | "eb" | "ap") => return Err(bad(name, "prefixes sa, eb and ap are not supported")),
+                Some("sa" | "eb" | "ap") => {
+                    return Err(bad(name, "prefixes sa, eb and ap are not supported"))
+                }
                 _ => (DatePrefix::Eq, v),
             };
-            let (lo, hi) = parse_range(rest).ok_or_else(|| bad(name, format!("not a FHIR date: {}", rest.chars().take(40).collect::<String>())))?;
+            let (lo, hi) = parse_range(rest).ok_or_else(|| {
+                bad(
+                    name,
+                    format!(
+                        "not a FHIR date: {}",
+                        rest.chars().take(40).collect::<String>()
+                    ),
+                )
+            })?;
             Ok(Alt::Date { prefix, lo, hi })
         }
         Kind::String => {
@@ -136,7 +194,10 @@ fn parse_alt(def_kind: Kind, target: Option<&str>, name: &str, modifier: Option<
                 Some("exact") => true,
                 Some(m) => return Err(StoreError::UnsupportedSearchParam(format!("{name}:{m}"))),
             };
-            Ok(Alt::Str { value: fold(v), exact })
+            Ok(Alt::Str {
+                value: fold(v),
+                exact,
+            })
         }
     }
 }
@@ -172,7 +233,12 @@ fn split_values(name: &str, v: &str) -> Result<Vec<String>, StoreError> {
 /// not ask for.
 pub(crate) fn parse(resource_type: &str, q: &SearchQuery) -> Result<Parsed, StoreError> {
     crate::ids::check_type(resource_type)?;
-    let mut parsed = Parsed { resource_type: resource_type.to_owned(), conds: Vec::new(), sort: Vec::new(), count: DEFAULT_COUNT };
+    let mut parsed = Parsed {
+        resource_type: resource_type.to_owned(),
+        conds: Vec::new(),
+        sort: Vec::new(),
+        count: DEFAULT_COUNT,
+    };
     for (raw_name, value) in &q.params {
         let (name, modifier) = match raw_name.split_once(':') {
             Some((n, m)) => (n, Some(m)),
@@ -197,7 +263,15 @@ pub(crate) fn parse(resource_type: &str, q: &SearchQuery) -> Result<Parsed, Stor
                         "_lastUpdated" => SortKey::LastUpdated,
                         other => match param_def(resource_type, other) {
                             Some(d) if d.kind == Kind::Date => SortKey::Date(d.name),
-                            _ => return Err(bad("_sort", format!("cannot sort {resource_type} by `{}`", other.chars().take(40).collect::<String>()))),
+                            _ => {
+                                return Err(bad(
+                                    "_sort",
+                                    format!(
+                                        "cannot sort {resource_type} by `{}`",
+                                        other.chars().take(40).collect::<String>()
+                                    ),
+                                ))
+                            }
                         },
                     };
                     parsed.sort.push((sk, desc));
@@ -205,7 +279,9 @@ pub(crate) fn parse(resource_type: &str, q: &SearchQuery) -> Result<Parsed, Stor
             }
             "_id" => {
                 if modifier.is_some() {
-                    return Err(StoreError::UnsupportedSearchParam(raw_name.chars().take(64).collect()));
+                    return Err(StoreError::UnsupportedSearchParam(
+                        raw_name.chars().take(64).collect(),
+                    ));
                 }
                 let ids = split_values(name, value)?;
                 for id in &ids {
@@ -218,32 +294,50 @@ pub(crate) fn parse(resource_type: &str, q: &SearchQuery) -> Result<Parsed, Stor
                     .iter()
                     .map(|v| parse_alt(Kind::Date, None, name, modifier, v))
                     .collect::<Result<_, _>>()?;
-                parsed.conds.push(Cond::Index { param: "_lastUpdated", alts });
+                parsed.conds.push(Cond::Index {
+                    param: "_lastUpdated",
+                    alts,
+                });
             }
             _ => {
                 // Chained reference: `patient.identifier=sys|val`.
                 if let Some((ref_name, target_name)) = name.split_once('.') {
                     let def: &ParamDef = param_def(resource_type, ref_name)
                         .filter(|d| d.kind == Kind::Reference && modifier.is_none())
-                        .ok_or_else(|| StoreError::UnsupportedSearchParam(raw_name.chars().take(64).collect()))?;
-                    let target = def.target.ok_or_else(|| StoreError::UnsupportedSearchParam(raw_name.chars().take(64).collect()))?;
+                        .ok_or_else(|| {
+                            StoreError::UnsupportedSearchParam(raw_name.chars().take(64).collect())
+                        })?;
+                    let target = def.target.ok_or_else(|| {
+                        StoreError::UnsupportedSearchParam(raw_name.chars().take(64).collect())
+                    })?;
                     let tdef = param_def(target, target_name)
                         .filter(|d| d.kind != Kind::Reference)
-                        .ok_or_else(|| StoreError::UnsupportedSearchParam(raw_name.chars().take(64).collect()))?;
+                        .ok_or_else(|| {
+                            StoreError::UnsupportedSearchParam(raw_name.chars().take(64).collect())
+                        })?;
                     let alts = split_values(name, value)?
                         .iter()
                         .map(|v| parse_alt(tdef.kind, None, name, None, v))
                         .collect::<Result<_, _>>()?;
-                    parsed.conds.push(Cond::Chain { ref_param: def.name, target, target_param: tdef.name, alts });
+                    parsed.conds.push(Cond::Chain {
+                        ref_param: def.name,
+                        target,
+                        target_param: tdef.name,
+                        alts,
+                    });
                     continue;
                 }
-                let def = param_def(resource_type, name)
-                    .ok_or_else(|| StoreError::UnsupportedSearchParam(raw_name.chars().take(64).collect()))?;
+                let def = param_def(resource_type, name).ok_or_else(|| {
+                    StoreError::UnsupportedSearchParam(raw_name.chars().take(64).collect())
+                })?;
                 let alts = split_values(name, value)?
                     .iter()
                     .map(|v| parse_alt(def.kind, def.target, name, modifier, v))
                     .collect::<Result<_, _>>()?;
-                parsed.conds.push(Cond::Index { param: def.name, alts });
+                parsed.conds.push(Cond::Index {
+                    param: def.name,
+                    alts,
+                });
             }
         }
     }
@@ -270,10 +364,16 @@ fn alt_sql(sql: &mut Sql, alias: &str, alt: &Alt) -> String {
         Alt::Token { sys, code } => {
             let mut parts = Vec::new();
             if let Some(s) = sys {
-                parts.push(format!("{alias}.sys = {}", sql.bind(SqlVal::Text(s.clone()))));
+                parts.push(format!(
+                    "{alias}.sys = {}",
+                    sql.bind(SqlVal::Text(s.clone()))
+                ));
             }
             if let Some(c) = code {
-                parts.push(format!("{alias}.val = {}", sql.bind(SqlVal::Text(c.clone()))));
+                parts.push(format!(
+                    "{alias}.val = {}",
+                    sql.bind(SqlVal::Text(c.clone()))
+                ));
             }
             format!("({})", parts.join(" AND "))
         }
@@ -291,20 +391,34 @@ fn alt_sql(sql: &mut Sql, alias: &str, alt: &Alt) -> String {
             // comparison uses are bound (PostgreSQL rejects unused parameters).
             let mut b = |v: i64| sql.bind(SqlVal::Int(v));
             match prefix {
-                DatePrefix::Eq => format!("({alias}.lo >= {} AND {alias}.hi <= {})", b(*lo), b(*hi)),
-                DatePrefix::Ne => format!("NOT ({alias}.lo >= {} AND {alias}.hi <= {})", b(*lo), b(*hi)),
+                DatePrefix::Eq => {
+                    format!("({alias}.lo >= {} AND {alias}.hi <= {})", b(*lo), b(*hi))
+                }
+                DatePrefix::Ne => format!(
+                    "NOT ({alias}.lo >= {} AND {alias}.hi <= {})",
+                    b(*lo),
+                    b(*hi)
+                ),
                 DatePrefix::Gt => format!("({alias}.hi > {})", b(*hi)),
                 DatePrefix::Lt => format!("({alias}.lo < {})", b(*lo)),
                 DatePrefix::Ge => format!("({alias}.hi >= {})", b(*lo)),
                 DatePrefix::Le => format!("({alias}.lo <= {})", b(*hi)),
             }
         }
-        Alt::Str { value, exact: true } => format!("({alias}.val = {})", sql.bind(SqlVal::Text(value.clone()))),
-        Alt::Str { value, exact: false } => {
+        Alt::Str { value, exact: true } => {
+            format!("({alias}.val = {})", sql.bind(SqlVal::Text(value.clone())))
+        }
+        Alt::Str {
+            value,
+            exact: false,
+        } => {
             // SUBSTR rather than LIKE: LIKE's case rules and escapes differ between the
             // two databases; values are already case-folded on both sides.
             let n = value.chars().count();
-            format!("(SUBSTR({alias}.val, 1, {n}) = {})", sql.bind(SqlVal::Text(value.clone())))
+            format!(
+                "(SUBSTR({alias}.val, 1, {n}) = {})",
+                sql.bind(SqlVal::Text(value.clone()))
+            )
         }
     }
 }
@@ -326,7 +440,10 @@ pub(crate) fn compile(p: &Parsed) -> Sql {
     for cond in &p.conds {
         match cond {
             Cond::Ids(ids) => {
-                let list: Vec<String> = ids.iter().map(|i| sql.bind(SqlVal::Text(i.clone()))).collect();
+                let list: Vec<String> = ids
+                    .iter()
+                    .map(|i| sql.bind(SqlVal::Text(i.clone())))
+                    .collect();
                 text.push_str(&format!(" AND c.id IN ({})", list.join(", ")));
             }
             Cond::Index { param, alts } => {
@@ -334,7 +451,12 @@ pub(crate) fn compile(p: &Parsed) -> Sql {
                 let a = alts_sql(&mut sql, "i", alts);
                 text.push_str(&format!(" AND c.id IN (SELECT i.id FROM idx i WHERE i.rtype = {rt} AND i.param = {pp} AND {a})"));
             }
-            Cond::Chain { ref_param, target, target_param, alts } => {
+            Cond::Chain {
+                ref_param,
+                target,
+                target_param,
+                alts,
+            } => {
                 let rp = sql.bind(SqlVal::Text((*ref_param).to_owned()));
                 let tt = sql.bind(SqlVal::Text((*target).to_owned()));
                 let tp = sql.bind(SqlVal::Text((*target_param).to_owned()));
@@ -404,8 +526,28 @@ mod tests {
         let sql = compile(&ok);
         let n = sql.params.len();
         assert!(sql.text.contains(&format!("${n}")) && !sql.text.contains(&format!("${}", n + 1)));
-        assert!(parse("List", &q(&[("code", "folder"), ("designationType", "s|ddcc"), ("patient", "1"), ("status", "current")])).is_ok());
-        assert!(parse("AuditEvent", &q(&[("date", "2021"), ("type", "x"), ("subtype", "y"), ("entity", "Bundle/1"), ("agent", "Device/1"), ("outcome", "0")])).is_ok());
+        assert!(parse(
+            "List",
+            &q(&[
+                ("code", "folder"),
+                ("designationType", "s|ddcc"),
+                ("patient", "1"),
+                ("status", "current")
+            ])
+        )
+        .is_ok());
+        assert!(parse(
+            "AuditEvent",
+            &q(&[
+                ("date", "2021"),
+                ("type", "x"),
+                ("subtype", "y"),
+                ("entity", "Bundle/1"),
+                ("agent", "Device/1"),
+                ("outcome", "0")
+            ])
+        )
+        .is_ok());
     }
 
     #[test]
@@ -425,11 +567,17 @@ mod tests {
         for (t, pairs) in cases {
             assert!(parse(t, &q(pairs)).is_err(), "{t} {pairs:?}");
         }
-        assert!(matches!(parse("DocumentReference", &q(&[("author", "x")])), Err(StoreError::UnsupportedSearchParam(_))));
+        assert!(matches!(
+            parse("DocumentReference", &q(&[("author", "x")])),
+            Err(StoreError::UnsupportedSearchParam(_))
+        ));
     }
 
     #[test]
     fn escaped_commas() {
-        assert_eq!(split_values("x", r"a\,b,c").unwrap(), vec!["a,b".to_owned(), "c".to_owned()]);
+        assert_eq!(
+            split_values("x", r"a\,b,c").unwrap(),
+            vec!["a,b".to_owned(), "c".to_owned()]
+        );
     }
 }

@@ -25,21 +25,26 @@ impl SqlVal {
 
 pub type Row = Vec<SqlVal>;
 
-fn col<'r>(row: &'r Row, i: usize) -> Result<&'r SqlVal, StoreError> {
-    row.get(i).ok_or_else(|| StoreError::Corrupt(format!("missing column {i}")))
+fn col(row: &Row, i: usize) -> Result<&SqlVal, StoreError> {
+    row.get(i)
+        .ok_or_else(|| StoreError::Corrupt(format!("missing column {i}")))
 }
 
 pub fn int(row: &Row, i: usize) -> Result<i64, StoreError> {
     match col(row, i)? {
         SqlVal::Int(v) => Ok(*v),
-        other => Err(StoreError::Corrupt(format!("column {i}: expected integer, got {other:?}"))),
+        other => Err(StoreError::Corrupt(format!(
+            "column {i}: expected integer, got {other:?}"
+        ))),
     }
 }
 
 pub fn text(row: &Row, i: usize) -> Result<String, StoreError> {
     match col(row, i)? {
         SqlVal::Text(v) => Ok(v.clone()),
-        other => Err(StoreError::Corrupt(format!("column {i}: expected text, got {other:?}"))),
+        other => Err(StoreError::Corrupt(format!(
+            "column {i}: expected text, got {other:?}"
+        ))),
     }
 }
 
@@ -47,7 +52,9 @@ pub fn opt_blob(row: &Row, i: usize) -> Result<Option<&[u8]>, StoreError> {
     match col(row, i)? {
         SqlVal::Blob(v) => Ok(Some(v)),
         SqlVal::NullInt | SqlVal::NullText | SqlVal::NullBlob => Ok(None),
-        other => Err(StoreError::Corrupt(format!("column {i}: expected bytes, got {other:?}"))),
+        other => Err(StoreError::Corrupt(format!(
+            "column {i}: expected bytes, got {other:?}"
+        ))),
     }
 }
 
@@ -61,7 +68,11 @@ pub trait Db {
 
     /// For SQL built from client input (search): the back end may decline to cache the
     /// prepared statement, so the variety of client queries cannot grow a cache forever.
-    async fn query_dynamic(&mut self, sql: &str, params: &[SqlVal]) -> Result<Vec<Row>, StoreError> {
+    async fn query_dynamic(
+        &mut self,
+        sql: &str,
+        params: &[SqlVal],
+    ) -> Result<Vec<Row>, StoreError> {
         self.query(sql, params).await
     }
 

@@ -29,7 +29,8 @@ use serde_json::Value;
 use crate::core::{self, Dialect};
 use crate::sql::{Db, Row, SqlVal};
 use crate::{
-    BoxFuture, Claim, ClaimToken, PendingRevocation, Result, SearchQuery, Store, StoreError, Stored, TxRequest, TxResult,
+    BoxFuture, Claim, ClaimToken, PendingRevocation, Result, SearchQuery, Store, StoreError,
+    Stored, TxRequest, TxResult,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,7 +44,11 @@ pub enum Synchronous {
 /// File name inside the data directory.
 pub const DB_FILE: &str = "ddcc-store.sqlite3";
 
-const DIALECT: Dialect = Dialect { int: "INTEGER", blob: "BLOB", serial: "INTEGER" };
+const DIALECT: Dialect = Dialect {
+    int: "INTEGER",
+    blob: "BLOB",
+    serial: "INTEGER",
+};
 
 struct Inner {
     path: PathBuf,
@@ -64,7 +69,9 @@ impl ToSql for SqlVal {
             SqlVal::Int(i) => ToSqlOutput::Borrowed(ValueRef::Integer(*i)),
             SqlVal::Text(s) => ToSqlOutput::Borrowed(ValueRef::Text(s.as_bytes())),
             SqlVal::Blob(b) => ToSqlOutput::Borrowed(ValueRef::Blob(b)),
-            SqlVal::NullInt | SqlVal::NullText | SqlVal::NullBlob => ToSqlOutput::Borrowed(ValueRef::Null),
+            SqlVal::NullInt | SqlVal::NullText | SqlVal::NullBlob => {
+                ToSqlOutput::Borrowed(ValueRef::Null)
+            }
         })
     }
 }
@@ -115,7 +122,9 @@ fn ready<T>(f: impl Future<Output = Result<T>>) -> Result<T> {
     let mut f = std::pin::pin!(f);
     match f.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
         Poll::Ready(v) => v,
-        Poll::Pending => Err(StoreError::Backend("internal: SQLite operation suspended".into())),
+        Poll::Pending => Err(StoreError::Backend(
+            "internal: SQLite operation suspended".into(),
+        )),
     }
 }
 
@@ -129,7 +138,9 @@ fn open_conn(path: &Path, sync: Synchronous, read_only: bool) -> Result<Connecti
     let flags = if read_only {
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
     } else {
-        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
     };
     let conn = Connection::open_with_flags(path, flags)?;
     conn.busy_timeout(Duration::from_secs(30))?;
@@ -137,7 +148,9 @@ fn open_conn(path: &Path, sync: Synchronous, read_only: bool) -> Result<Connecti
     if !read_only {
         let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
         if !mode.eq_ignore_ascii_case("wal") {
-            return Err(StoreError::Backend(format!("could not enable WAL (journal_mode={mode})")));
+            return Err(StoreError::Backend(format!(
+                "could not enable WAL (journal_mode={mode})"
+            )));
         }
     }
     conn.execute_batch(match sync {
@@ -147,7 +160,11 @@ fn open_conn(path: &Path, sync: Synchronous, read_only: bool) -> Result<Connecti
     Ok(conn)
 }
 
-fn run<T>(conn: &Connection, begin: &str, f: impl FnOnce(&mut SqliteDb<'_>) -> Result<T>) -> Result<T> {
+fn run<T>(
+    conn: &Connection,
+    begin: &str,
+    f: impl FnOnce(&mut SqliteDb<'_>) -> Result<T>,
+) -> Result<T> {
     conn.execute_batch(begin)?;
     let result = f(&mut SqliteDb { conn }).and_then(|v| {
         conn.execute_batch("COMMIT")?;
@@ -166,18 +183,28 @@ impl SqliteStore {
     /// and four reader connections, and applies pending migrations.
     pub fn open(data_dir: impl AsRef<Path>) -> Result<Self> {
         let dir = data_dir.as_ref();
-        std::fs::create_dir_all(dir).map_err(|e| StoreError::Backend(format!("{}: {e}", dir.display())))?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| StoreError::Backend(format!("{}: {e}", dir.display())))?;
         Self::open_file(dir.join(DB_FILE), Synchronous::Full, 4)
     }
 
     pub fn open_file(path: impl Into<PathBuf>, sync: Synchronous, readers: usize) -> Result<Self> {
         let path = path.into();
         let writer = open_conn(&path, sync, false)?;
-        run(&writer, "BEGIN IMMEDIATE", |db| ready(core::migrate(db, &DIALECT)))?;
+        run(&writer, "BEGIN IMMEDIATE", |db| {
+            ready(core::migrate(db, &DIALECT))
+        })?;
         let readers = (0..readers.max(1))
             .map(|_| open_conn(&path, sync, true).map(Mutex::new))
             .collect::<Result<Vec<_>>>()?;
-        Ok(SqliteStore { inner: Arc::new(Inner { path, writer: Mutex::new(writer), readers, next: AtomicUsize::new(0) }) })
+        Ok(SqliteStore {
+            inner: Arc::new(Inner {
+                path,
+                writer: Mutex::new(writer),
+                readers,
+                next: AtomicUsize::new(0),
+            }),
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -234,12 +261,23 @@ impl Store for SqliteStore {
         self.read_with(move |db| ready(core::read(db, &t, &i)))
     }
 
-    fn vread<'a>(&'a self, resource_type: &'a str, id: &'a str, version_id: i64) -> BoxFuture<'a, Result<Stored>> {
+    fn vread<'a>(
+        &'a self,
+        resource_type: &'a str,
+        id: &'a str,
+        version_id: i64,
+    ) -> BoxFuture<'a, Result<Stored>> {
         let (t, i) = (resource_type.to_owned(), id.to_owned());
         self.read_with(move |db| ready(core::vread(db, &t, &i, version_id)))
     }
 
-    fn update<'a>(&'a self, resource_type: &'a str, id: &'a str, resource: Value, if_match: Option<i64>) -> BoxFuture<'a, Result<Stored>> {
+    fn update<'a>(
+        &'a self,
+        resource_type: &'a str,
+        id: &'a str,
+        resource: Value,
+        if_match: Option<i64>,
+    ) -> BoxFuture<'a, Result<Stored>> {
         let (t, i) = (resource_type.to_owned(), id.to_owned());
         self.write(move |db| ready(core::update(db, &t, &i, resource, if_match)))
     }
@@ -249,12 +287,20 @@ impl Store for SqliteStore {
         self.write(move |db| ready(core::delete(db, &t, &i)).map(|(v, _)| v))
     }
 
-    fn history<'a>(&'a self, resource_type: &'a str, id: &'a str) -> BoxFuture<'a, Result<Vec<Stored>>> {
+    fn history<'a>(
+        &'a self,
+        resource_type: &'a str,
+        id: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<Stored>>> {
         let (t, i) = (resource_type.to_owned(), id.to_owned());
         self.read_with(move |db| ready(core::history(db, &t, &i)))
     }
 
-    fn search<'a>(&'a self, resource_type: &'a str, query: &'a SearchQuery) -> BoxFuture<'a, Result<Vec<Stored>>> {
+    fn search<'a>(
+        &'a self,
+        resource_type: &'a str,
+        query: &'a SearchQuery,
+    ) -> BoxFuture<'a, Result<Vec<Stored>>> {
         let (t, q) = (resource_type.to_owned(), query.clone());
         self.read_with(move |db| ready(core::search(db, &t, &q)))
     }
@@ -277,7 +323,11 @@ impl Store for SqliteStore {
         self.read_with(move |db| ready(core::pending_revocations(db, limit)))
     }
 
-    fn mark_published<'a>(&'a self, seqs: &'a [i64], published_at: &'a str) -> BoxFuture<'a, Result<u64>> {
+    fn mark_published<'a>(
+        &'a self,
+        seqs: &'a [i64],
+        published_at: &'a str,
+    ) -> BoxFuture<'a, Result<u64>> {
         let (s, at) = (seqs.to_vec(), published_at.to_owned());
         self.write(move |db| ready(core::mark_published(db, &s, &at)))
     }

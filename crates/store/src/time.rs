@@ -140,7 +140,15 @@ pub fn parse_range(s: &str) -> Option<(i64, i64)> {
                     for (i, b) in f.bytes().take(3).enumerate() {
                         ms += i64::from(b - b'0') * [100, 10, 1][i];
                     }
-                    (ss, ms, if f.len() >= 3 { 1 } else { [100, 10, 1][f.len() - 1] })
+                    (
+                        ss,
+                        ms,
+                        if f.len() >= 3 {
+                            1
+                        } else {
+                            [100, 10, 1][f.len() - 1]
+                        },
+                    )
                 }
                 Some(_) => return None,
             }
@@ -163,7 +171,10 @@ mod tests {
         let (lo, hi) = parse_range("2021-03-04T05:06:07.089Z").unwrap();
         assert_eq!(lo, hi);
         assert_eq!(format_instant(lo), "2021-03-04T05:06:07.089Z");
-        assert_eq!(format_instant(parse_range("2000-02-29").unwrap().0), "2000-02-29T00:00:00.000Z");
+        assert_eq!(
+            format_instant(parse_range("2000-02-29").unwrap().0),
+            "2000-02-29T00:00:00.000Z"
+        );
     }
 
     #[test]
@@ -183,7 +194,16 @@ mod tests {
 
     #[test]
     fn rejects_malformed() {
-        for bad in ["", "21", "2021-13", "2021-02-30", "2021-01-01T25:00", "2021-01-01T10:00:00.Z", "2021-1-01", "2021-01-01T10:00+1:00"] {
+        for bad in [
+            "",
+            "21",
+            "2021-13",
+            "2021-02-30",
+            "2021-01-01T25:00",
+            "2021-01-01T10:00:00.Z",
+            "2021-1-01",
+            "2021-01-01T10:00+1:00",
+        ] {
             assert_eq!(parse_range(bad), None, "{bad}");
         }
     }

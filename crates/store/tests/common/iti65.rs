@@ -39,11 +39,15 @@ pub fn iti65_request(run: &str, i: usize, holders: usize) -> TxRequest {
     let entries = vec![
         TxEntry {
             full_url: Some(pat.clone()),
-            op: TxOp::Create { resource: json!({"resourceType": "Patient", "identifier": [{"system": "http://example.org/paper", "value": format!("P-{run}-{i}")}]}) },
+            op: TxOp::Create {
+                resource: json!({"resourceType": "Patient", "identifier": [{"system": "http://example.org/paper", "value": format!("P-{run}-{i}")}]}),
+            },
         },
         TxEntry {
             full_url: Some(bin.clone()),
-            op: TxOp::Create { resource: json!({"resourceType": "Binary", "contentType": "application/fhir+json", "data": "eyJyZXNvdXJjZVR5cGUiOiJCdW5kbGUifQ=="}) },
+            op: TxOp::Create {
+                resource: json!({"resourceType": "Binary", "contentType": "application/fhir+json", "data": "eyJyZXNvdXJjZVR5cGUiOiJCdW5kbGUifQ=="}),
+            },
         },
         TxEntry {
             full_url: Some(dr.clone()),
@@ -76,7 +80,12 @@ pub fn iti65_request(run: &str, i: usize, holders: usize) -> TxRequest {
         },
         TxEntry {
             full_url: Some(u("folder")),
-            op: TxOp::Folder(FolderUpsert { hcid: h.clone(), template: folder_template(&h, &pat), add: vec![dr], remove: vec![] }),
+            op: TxOp::Folder(FolderUpsert {
+                hcid: h.clone(),
+                template: folder_template(&h, &pat),
+                add: vec![dr],
+                remove: vec![],
+            }),
         },
     ];
     TxRequest::new(entries)

@@ -19,8 +19,13 @@ pub fn sqlite_pair() -> Pair {
     let dir = tempfile::tempdir().expect("temp dir");
     let a = SqliteStore::open(dir.path()).expect("open sqlite");
     // A second, independent handle (own connections) on the same file.
-    let b = SqliteStore::open_file(a.path().to_owned(), Synchronous::Full, 2).expect("open sqlite twice");
-    Pair { a: Arc::new(a), b: Arc::new(b), _dir: Some(dir) }
+    let b = SqliteStore::open_file(a.path().to_owned(), Synchronous::Full, 2)
+        .expect("open sqlite twice");
+    Pair {
+        a: Arc::new(a),
+        b: Arc::new(b),
+        _dir: Some(dir),
+    }
 }
 
 /// The server URL, or `None` (with a message) when PostgreSQL tests must be skipped.
@@ -56,10 +61,15 @@ pub fn with_db(url: &str, db: &str) -> String {
 /// Creates a fresh database and returns its URL.
 pub async fn fresh_pg_db() -> Option<String> {
     let url = pg_url()?;
-    let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.expect("connect to DDCC_TEST_DATABASE_URL");
+    let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .expect("connect to DDCC_TEST_DATABASE_URL");
     tokio::spawn(conn);
     let name = format!("t_{}", uuid::Uuid::new_v4().simple());
-    client.batch_execute(&format!("CREATE DATABASE {name}")).await.expect("create test database");
+    client
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .await
+        .expect("create test database");
     Some(with_db(&url, &name))
 }
 
@@ -67,7 +77,11 @@ pub async fn pg_pair() -> Option<Pair> {
     let url = fresh_pg_db().await?;
     let a = PostgresStore::connect(&url, 8).await.expect("connect a");
     let b = PostgresStore::connect(&url, 8).await.expect("connect b");
-    Some(Pair { a: Arc::new(a), b: Arc::new(b), _dir: None })
+    Some(Pair {
+        a: Arc::new(a),
+        b: Arc::new(b),
+        _dir: None,
+    })
 }
 
 /// Instantiates `async fn $name(p: Pair)` for both back ends.
