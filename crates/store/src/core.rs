@@ -27,7 +27,7 @@ pub const MIGRATIONS: &[(i64, &str)] = &[(
        val TEXT NOT NULL, lo {INT}, hi {INT});
      CREATE INDEX idx_val ON idx (rtype, param, val, sys);
      CREATE INDEX idx_date ON idx (rtype, param, lo);
-     CREATE INDEX idx_res ON idx (rtype, id);
+     CREATE INDEX idx_res ON idx (rtype, id, param);
      CREATE TABLE folders (hcid TEXT PRIMARY KEY, list_id TEXT NOT NULL);
      CREATE TABLE idem (k TEXT PRIMARY KEY, state TEXT NOT NULL, token TEXT NOT NULL, expires_ms {INT} NOT NULL, \
        result {BLOB});

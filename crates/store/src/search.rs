@@ -428,6 +428,22 @@ fn alts_sql(sql: &mut Sql, alias: &str, alts: &[Alt]) -> String {
     format!("({})", parts.join(" OR "))
 }
 
+/// Lower is expected to match fewer resources.
+fn selectivity_rank(c: &Cond) -> u8 {
+    match c {
+        Cond::Ids(_) => 0,
+        Cond::Index {
+            param: "identifier",
+            ..
+        } => 1,
+        Cond::Index { alts, .. } if alts.iter().all(|a| matches!(a, Alt::Ref { .. })) => 2,
+        Cond::Chain { .. } => 3,
+        Cond::Index { alts, .. } if alts.iter().all(|a| matches!(a, Alt::Str { .. })) => 4,
+        Cond::Index { alts, .. } if alts.iter().all(|a| matches!(a, Alt::Token { .. })) => 5,
+        Cond::Index { .. } => 6,
+    }
+}
+
 /// `SELECT id, version, lu, deleted, body` of matching current resources.
 pub(crate) fn compile(p: &Parsed) -> Sql {
     let mut sql = Sql::default();
@@ -437,7 +453,18 @@ pub(crate) fn compile(p: &Parsed) -> Sql {
          JOIN res r ON r.rtype = c.rtype AND r.id = c.id AND r.version = c.version \
          WHERE c.rtype = {rt} AND c.deleted = 0"
     );
-    for cond in &p.conds {
+    // The most selective-looking condition drives the query (`c.id IN (…)`, an index
+    // range on `idx_val`); the others are checked per candidate with correlated EXISTS on
+    // `idx_res`. Several IN subqueries would each materialise every match (all
+    // `status=current` documents, say) before intersecting.
+    let driver = p
+        .conds
+        .iter()
+        .enumerate()
+        .min_by_key(|(_, c)| selectivity_rank(c))
+        .map(|(i, _)| i);
+    for (n, cond) in p.conds.iter().enumerate() {
+        let drive = Some(n) == driver;
         match cond {
             Cond::Ids(ids) => {
                 let list: Vec<String> = ids
@@ -449,7 +476,11 @@ pub(crate) fn compile(p: &Parsed) -> Sql {
             Cond::Index { param, alts } => {
                 let pp = sql.bind(SqlVal::Text((*param).to_owned()));
                 let a = alts_sql(&mut sql, "i", alts);
-                text.push_str(&format!(" AND c.id IN (SELECT i.id FROM idx i WHERE i.rtype = {rt} AND i.param = {pp} AND {a})"));
+                if drive {
+                    text.push_str(&format!(" AND c.id IN (SELECT i.id FROM idx i WHERE i.rtype = {rt} AND i.param = {pp} AND {a})"));
+                } else {
+                    text.push_str(&format!(" AND EXISTS (SELECT 1 FROM idx i WHERE i.rtype = c.rtype AND i.id = c.id AND i.param = {pp} AND {a})"));
+                }
             }
             Cond::Chain {
                 ref_param,
@@ -461,11 +492,15 @@ pub(crate) fn compile(p: &Parsed) -> Sql {
                 let tt = sql.bind(SqlVal::Text((*target).to_owned()));
                 let tp = sql.bind(SqlVal::Text((*target_param).to_owned()));
                 let a = alts_sql(&mut sql, "j", alts);
-                text.push_str(&format!(
-                    " AND c.id IN (SELECT i.id FROM idx i WHERE i.rtype = {rt} AND i.param = {rp} AND i.sys = {tt} \
-                     AND i.val IN (SELECT j.id FROM idx j JOIN cur cj ON cj.rtype = j.rtype AND cj.id = j.id AND cj.deleted = 0 \
-                     WHERE j.rtype = {tt} AND j.param = {tp} AND {a}))"
-                ));
+                let targets = format!(
+                    "SELECT j.id FROM idx j JOIN cur cj ON cj.rtype = j.rtype AND cj.id = j.id AND cj.deleted = 0 \
+                     WHERE j.rtype = {tt} AND j.param = {tp} AND {a}"
+                );
+                if drive {
+                    text.push_str(&format!(" AND c.id IN (SELECT i.id FROM idx i WHERE i.rtype = {rt} AND i.param = {rp} AND i.sys = {tt} AND i.val IN ({targets}))"));
+                } else {
+                    text.push_str(&format!(" AND EXISTS (SELECT 1 FROM idx i WHERE i.rtype = c.rtype AND i.id = c.id AND i.param = {rp} AND i.sys = {tt} AND i.val IN ({targets}))"));
+                }
             }
         }
     }
