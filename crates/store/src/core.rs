@@ -175,7 +175,7 @@ pub async fn search<D: Db>(
     if parsed.count == 0 {
         return Ok(Vec::new());
     }
-    let sql = search::compile(&parsed);
+    let sql = search::compile(&parsed, db.per_resource_index_hint());
     let rows = db.query_dynamic(&sql.text, &sql.params).await?;
     rows.iter()
         .map(|row| {

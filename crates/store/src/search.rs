@@ -445,7 +445,10 @@ fn selectivity_rank(c: &Cond) -> u8 {
 }
 
 /// `SELECT id, version, lu, deleted, body` of matching current resources.
-pub(crate) fn compile(p: &Parsed) -> Sql {
+/// `per_resource_hint` is inserted after `idx` in the correlated per-candidate lookups
+/// (SQLite: `INDEXED BY idx_res`; see [`crate::sql::Db::per_resource_index_hint`]).
+pub(crate) fn compile(p: &Parsed, per_resource_hint: &str) -> Sql {
+    let h = per_resource_hint;
     let mut sql = Sql::default();
     let rt = sql.bind(SqlVal::Text(p.resource_type.clone()));
     let mut text = format!(
@@ -479,7 +482,7 @@ pub(crate) fn compile(p: &Parsed) -> Sql {
                 if drive {
                     text.push_str(&format!(" AND c.id IN (SELECT i.id FROM idx i WHERE i.rtype = {rt} AND i.param = {pp} AND {a})"));
                 } else {
-                    text.push_str(&format!(" AND EXISTS (SELECT 1 FROM idx i WHERE i.rtype = c.rtype AND i.id = c.id AND i.param = {pp} AND {a})"));
+                    text.push_str(&format!(" AND EXISTS (SELECT 1 FROM idx i{h} WHERE i.rtype = c.rtype AND i.id = c.id AND i.param = {pp} AND {a})"));
                 }
             }
             Cond::Chain {
@@ -499,7 +502,7 @@ pub(crate) fn compile(p: &Parsed) -> Sql {
                 if drive {
                     text.push_str(&format!(" AND c.id IN (SELECT i.id FROM idx i WHERE i.rtype = {rt} AND i.param = {rp} AND i.sys = {tt} AND i.val IN ({targets}))"));
                 } else {
-                    text.push_str(&format!(" AND EXISTS (SELECT 1 FROM idx i WHERE i.rtype = c.rtype AND i.id = c.id AND i.param = {rp} AND i.sys = {tt} AND i.val IN ({targets}))"));
+                    text.push_str(&format!(" AND EXISTS (SELECT 1 FROM idx i{h} WHERE i.rtype = c.rtype AND i.id = c.id AND i.param = {rp} AND i.sys = {tt} AND i.val IN ({targets}))"));
                 }
             }
         }
@@ -509,7 +512,7 @@ pub(crate) fn compile(p: &Parsed) -> Sql {
         let dir = if *desc { "DESC" } else { "ASC" };
         match key {
             SortKey::Id => order.push(format!("c.id {dir}")),
-            SortKey::LastUpdated => order.push(format!("c.lu_ms {dir}")),
+            SortKey::LastUpdated => order.push(format!("+c.lu_ms {dir}")),
             SortKey::Date(param) => {
                 let pp = sql.bind(SqlVal::Text((*param).to_owned()));
                 // COALESCE gives resources without the element the same place (last when
@@ -517,13 +520,23 @@ pub(crate) fn compile(p: &Parsed) -> Sql {
                 let agg = if *desc { "MAX(d.hi)" } else { "MIN(d.lo)" };
                 let missing = if *desc { i64::MIN + 1 } else { i64::MAX };
                 order.push(format!(
-                    "COALESCE((SELECT {agg} FROM idx d WHERE d.rtype = c.rtype AND d.id = c.id AND d.param = {pp}), {missing}) {dir}"
+                    "COALESCE((SELECT {agg} FROM idx d{h} WHERE d.rtype = c.rtype AND d.id = c.id AND d.param = {pp}), {missing}) {dir}"
                 ));
             }
         }
     }
     // Newest first by default, with the id as a tie-breaker so pages are deterministic.
-    order.push("c.lu_ms DESC".to_owned());
+    // With filters, `+c.lu_ms` (an expression, not the column) keeps SQLite from walking
+    // the whole `cur_lu` index in order and testing each row, when the filter's index
+    // finds the few matches directly; without filters that ordered walk is the best plan.
+    order.push(
+        if p.conds.is_empty() {
+            "c.lu_ms DESC"
+        } else {
+            "+c.lu_ms DESC"
+        }
+        .to_owned(),
+    );
     order.push("c.id ASC".to_owned());
     text.push_str(&format!(" ORDER BY {} LIMIT {}", order.join(", "), p.count));
     sql.text = text;
@@ -558,7 +571,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(ok.count, 5);
-        let sql = compile(&ok);
+        let sql = compile(&ok, "");
         let n = sql.params.len();
         assert!(sql.text.contains(&format!("${n}")) && !sql.text.contains(&format!("${}", n + 1)));
         assert!(parse(

@@ -64,6 +64,13 @@ pub trait Db {
     /// writers on the database file.
     fn for_update(&self) -> &'static str;
 
+    /// Index hint for lookups of one resource's index rows. SQLite without statistics
+    /// prefers `idx_val` when more of its columns are constrained, scanning every row with
+    /// a common value (all `status=current`) instead of the few rows of one resource.
+    fn per_resource_index_hint(&self) -> &'static str {
+        ""
+    }
+
     async fn query(&mut self, sql: &str, params: &[SqlVal]) -> Result<Vec<Row>, StoreError>;
 
     /// For SQL built from client input (search): the back end may decline to cache the

@@ -90,6 +90,10 @@ impl Db for SqliteDb<'_> {
         ""
     }
 
+    fn per_resource_index_hint(&self) -> &'static str {
+        " INDEXED BY idx_res"
+    }
+
     async fn query(&mut self, sql: &str, params: &[SqlVal]) -> Result<Vec<Row>> {
         let mut stmt = self.conn.prepare_cached(&dialect_sql(sql))?;
         let n = stmt.column_count();
