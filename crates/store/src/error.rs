@@ -38,8 +38,6 @@ pub enum StoreError {
     DuplicateFullUrl(String),
     #[error("idempotency key `{0}` is not held by this claim (expired and taken over, or never claimed)")]
     ClaimLost(String),
-    #[error("idempotency key `{0}` is being processed by another request")]
-    KeyBusy(String),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
     #[error("body codec: {0}")]
@@ -63,9 +61,7 @@ impl StoreError {
             | StoreError::DuplicateFullUrl(_) => 400,
             StoreError::NotFound { .. } => 404,
             StoreError::Gone { .. } => 410,
-            StoreError::AlreadyExists { .. }
-            | StoreError::KeyBusy(_)
-            | StoreError::ClaimLost(_) => 409,
+            StoreError::AlreadyExists { .. } | StoreError::ClaimLost(_) => 409,
             StoreError::VersionConflict { .. } => 412,
             StoreError::Corrupt(_) | StoreError::Codec(_) | StoreError::Backend(_) => 500,
         }

@@ -246,12 +246,14 @@ pub(crate) fn parse(resource_type: &str, q: &SearchQuery) -> Result<Parsed, Stor
         };
         match name {
             "_count" => {
+                // FHIR lets a server return fewer than asked: larger counts are capped.
                 parsed.count = value
                     .parse::<usize>()
-                    .ok()
-                    .filter(|c| *c <= MAX_COUNT)
-                    .ok_or_else(|| bad("_count", format!("expected 0..={MAX_COUNT}")))?;
+                    .map_err(|_| bad("_count", "expected a non-negative integer"))?
+                    .min(MAX_COUNT);
             }
+            // Response-format parameters: the HTTP layer honours them; they select nothing.
+            "_format" | "_pretty" => {}
             "_sort" => {
                 for key in value.split(',') {
                     let (desc, key) = match key.strip_prefix('-') {
@@ -571,6 +573,8 @@ mod tests {
         )
         .unwrap();
         assert_eq!(ok.count, 5);
+        let capped = parse("Binary", &q(&[("_count", "100000"), ("_format", "json")])).unwrap();
+        assert_eq!(capped.count, MAX_COUNT);
         let sql = compile(&ok, "");
         let n = sql.params.len();
         assert!(sql.text.contains(&format!("${n}")) && !sql.text.contains(&format!("${}", n + 1)));
@@ -605,7 +609,7 @@ mod tests {
             ("DocumentReference", &[("status:not", "current")]),
             ("DocumentReference", &[("date", "ap2021")]),
             ("DocumentReference", &[("date", "yesterday")]),
-            ("DocumentReference", &[("_count", "100000")]),
+            ("DocumentReference", &[("_count", "-1")]),
             ("DocumentReference", &[("_sort", "status")]),
             ("DocumentReference", &[("_id", "../x")]),
             ("DocumentReference", &[("patient.name", "x")]),

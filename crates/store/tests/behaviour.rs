@@ -23,6 +23,7 @@ both_backends!(
     transaction_is_all_or_nothing,
     idempotent_issuing,
     concurrent_claims_single_winner,
+    concurrent_if_match_single_winner,
     concurrent_folder_updates_one_folder,
     revocation_flow,
 );
@@ -1003,6 +1004,38 @@ async fn concurrent_claims_single_winner(p: Pair) {
         }
     }
     assert_eq!(winners, 1);
+}
+
+async fn concurrent_if_match_single_winner(p: Pair) {
+    // Optimistic locking across instances: of N updates all sent with If-Match 1, exactly
+    // one wins; the rest see the version it created.
+    let c =
+        p.a.create(json!({"resourceType": "Patient", "active": true}))
+            .await
+            .unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..10 {
+        let s: Arc<dyn Store> = if i % 2 == 0 { p.a.clone() } else { p.b.clone() };
+        let id = c.id.clone();
+        tasks.push(tokio::spawn(async move {
+            s.update("Patient", &id, json!({"resourceType": "Patient", "gender": if i % 2 == 0 { "male" } else { "female" }}), Some(1)).await
+        }));
+    }
+    let mut won = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(s) => {
+                won += 1;
+                assert_eq!(s.version_id, 2);
+            }
+            Err(StoreError::VersionConflict {
+                actual: Some(2), ..
+            }) => {}
+            Err(e) => panic!("unexpected {e}"),
+        }
+    }
+    assert_eq!(won, 1);
+    assert_eq!(p.b.read("Patient", &c.id).await.unwrap().version_id, 2);
 }
 
 async fn concurrent_folder_updates_one_folder(p: Pair) {
