@@ -1,0 +1,144 @@
+//! `urn:uuid:` reference resolution for transactions (ITI-65): every reference to an
+//! entry's fullUrl becomes that entry's `Type/id`; an unresolved `urn:uuid:` reference is
+//! a client error because storing it would leave a dangling link in the registry.
+
+use std::collections::{HashMap, HashSet};
+
+use serde_json::Value;
+
+use crate::StoreError;
+
+/// Nesting deeper than this is refused rather than walked (stack safety on hostile input).
+pub const MAX_DEPTH: usize = 64;
+
+/// Rewrites, in place, `reference` values and Attachment-style `url` values that name a
+/// fullUrl in `map`. `urn:uuid:` references that are in neither `map` nor a nested
+/// Bundle's own entries (a document Bundle inside the transaction keeps its internal
+/// references) give [`StoreError::BrokenReference`].
+pub fn rewrite(value: &mut Value, map: &HashMap<String, String>) -> Result<(), StoreError> {
+    walk(value, map, &HashSet::new(), 0)
+}
+
+fn walk(
+    value: &mut Value,
+    map: &HashMap<String, String>,
+    local: &HashSet<String>,
+    depth: usize,
+) -> Result<(), StoreError> {
+    if depth > MAX_DEPTH {
+        return Err(StoreError::InvalidResource(format!(
+            "nesting deeper than {MAX_DEPTH}"
+        )));
+    }
+    match value {
+        Value::Array(items) => {
+            for item in items {
+                walk(item, map, local, depth + 1)?;
+            }
+        }
+        Value::Object(obj) => {
+            // A nested Bundle (e.g. the DDCC document) defines its own fullUrls.
+            let nested_local;
+            let local =
+                if depth > 0 && obj.get("resourceType").and_then(Value::as_str) == Some("Bundle") {
+                    let mut l = local.clone();
+                    if let Some(Value::Array(entries)) = obj.get("entry") {
+                        for e in entries {
+                            if let Some(u) = e.get("fullUrl").and_then(Value::as_str) {
+                                l.insert(u.to_owned());
+                            }
+                        }
+                    }
+                    nested_local = l;
+                    &nested_local
+                } else {
+                    local
+                };
+            for (k, v) in obj.iter_mut() {
+                if let Value::String(s) = v {
+                    if k == "reference" || k == "url" {
+                        if let Some(target) = map.get(s.as_str()) {
+                            if !local.contains(s.as_str()) {
+                                *s = target.clone();
+                            }
+                        } else if k == "reference"
+                            && s.starts_with("urn:uuid:")
+                            && !local.contains(s.as_str())
+                        {
+                            return Err(StoreError::BrokenReference(s.chars().take(80).collect()));
+                        }
+                    }
+                } else {
+                    walk(v, map, local, depth + 1)?;
+                }
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Replaces every string equal to a fullUrl in `map` (used for the caller's idempotency
+/// result, which may name entries by fullUrl before their ids exist).
+pub fn rewrite_all_strings(value: &mut Value, map: &HashMap<String, String>, depth: usize) {
+    if depth > MAX_DEPTH {
+        return;
+    }
+    match value {
+        Value::String(s) => {
+            if let Some(t) = map.get(s.as_str()) {
+                *s = t.clone();
+            }
+        }
+        Value::Array(a) => a
+            .iter_mut()
+            .for_each(|v| rewrite_all_strings(v, map, depth + 1)),
+        Value::Object(o) => o
+            .values_mut()
+            .for_each(|v| rewrite_all_strings(v, map, depth + 1)),
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn rewrites_and_detects_broken() {
+        let map: HashMap<String, String> = [
+            ("urn:uuid:b".to_owned(), "Binary/1".to_owned()),
+            ("urn:uuid:p".to_owned(), "Patient/2".to_owned()),
+        ]
+        .into();
+        let mut dr = json!({"resourceType": "DocumentReference",
+            "masterIdentifier": {"value": "urn:uuid:not-a-reference"},
+            "subject": {"reference": "urn:uuid:p"},
+            "content": [{"attachment": {"url": "urn:uuid:b"}}]});
+        rewrite(&mut dr, &map).unwrap();
+        assert_eq!(dr["subject"]["reference"], "Patient/2");
+        assert_eq!(dr["content"][0]["attachment"]["url"], "Binary/1");
+        assert_eq!(dr["masterIdentifier"]["value"], "urn:uuid:not-a-reference");
+        let mut bad = json!({"subject": {"reference": "urn:uuid:nowhere"}});
+        assert!(matches!(
+            rewrite(&mut bad, &map),
+            Err(StoreError::BrokenReference(_))
+        ));
+    }
+
+    #[test]
+    fn nested_bundle_keeps_internal_references() {
+        let map: HashMap<String, String> =
+            [("urn:uuid:p".to_owned(), "Patient/2".to_owned())].into();
+        let mut doc = json!({"resourceType": "Bundle", "type": "document", "entry": [
+            {"fullUrl": "urn:uuid:c", "resource": {"resourceType": "Composition", "subject": {"reference": "urn:uuid:in"}}},
+            {"fullUrl": "urn:uuid:in", "resource": {"resourceType": "Patient"}}]});
+        let mut outer = json!({"wrapper": doc.take()});
+        rewrite(&mut outer, &map).unwrap();
+        assert_eq!(
+            outer["wrapper"]["entry"][0]["resource"]["subject"]["reference"],
+            "urn:uuid:in"
+        );
+    }
+}
