@@ -22,6 +22,9 @@ pub struct Cli {
 pub enum Command {
     /// Start the HTTP service (standalone, or registered with an OpenHIM core).
     Serve(ServeArgs),
+    /// The document signer certificate (DSC): create it in Vault transit, or show it.
+    #[command(subcommand)]
+    Keys(crate::keys::KeysCommand),
     /// Probe a running instance's `/health` (exit 0 when it answers 200); for
     /// container health checks, where the image has no curl.
     Healthcheck(HealthcheckArgs),
@@ -52,6 +55,8 @@ pub enum CliError {
     Serve(#[from] crate::server::ServeError),
     #[error("health check failed: {0}")]
     Unhealthy(String),
+    #[error(transparent)]
+    Keys(#[from] crate::keys::KeysError),
 }
 
 pub async fn run(cli: Cli) -> Result<(), CliError> {
@@ -63,6 +68,11 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             Ok(())
         }
         Command::Healthcheck(args) => healthcheck(args).await,
+        Command::Keys(cmd) => {
+            let (config, _) = Config::load(None)?;
+            crate::keys::run(cmd, &config).await?;
+            Ok(())
+        }
     }
 }
 

@@ -5,6 +5,7 @@ pub mod catalogue;
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod keys;
 pub mod mapping;
 pub mod metrics;
 pub mod openhim;

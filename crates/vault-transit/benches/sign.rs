@@ -5,8 +5,7 @@
 //! (tests/tools/setup-openbao.sh); prints a skip message without it.
 //! `DDCC_BENCH_SECONDS` sets the length of each run (default 5).
 
-#[path = "../tests/support/mod.rs"]
-mod support;
+use openbao_harness as support;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -1,7 +1,7 @@
 //! Authentication against a real OpenBao: AppRole with a least-privilege policy,
 //! short-lived tokens that must be renewed or replaced mid-run.
 
-mod support;
+use openbao_harness as support;
 
 use std::time::{Duration, Instant};
 

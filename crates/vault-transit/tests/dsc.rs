@@ -1,7 +1,7 @@
 //! DSC lifecycle against a real OpenBao: transit key + CSR, signed by an offline
 //! SCA or by Vault PKI, stored with set-certificate, read back.
 
-mod support;
+use openbao_harness as support;
 
 use std::time::Duration;
 

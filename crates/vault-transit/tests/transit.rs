@@ -1,6 +1,6 @@
 //! Signing against a real OpenBao dev server.
 
-mod support;
+use openbao_harness as support;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -2,8 +2,6 @@
 //! on drop. Finding no `bao` binary skips the test unless `DDCC_REQUIRE_ORACLES`
 //! is set (CI), where it fails.
 
-#![allow(dead_code)] // each test file uses a different subset
-
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
