@@ -176,22 +176,23 @@ pub(crate) fn json_child_ctx(
     defs.child_ctx(ctx, &def, &ty)
 }
 
-/// Children named `name` of a JSON object whose type is `ctx`, with their types.
+/// Children named `name` of a JSON object whose type is `ctx`, with their types,
+/// passed to `out` (so callers build their values without an intermediate list).
 fn json_children<'v>(
     defs: &Definitions,
     ctx: Option<&TypeCtx>,
     obj: &'v Map<String, Value>,
     name: &str,
-) -> Vec<(&'v Value, Option<TypeCtx>)> {
+    out: &mut dyn FnMut(&'v Value, Option<TypeCtx>),
+) {
     let def = ctx.and_then(|c| defs.child(c, name));
-    let mut out = Vec::new();
     let mut push = |val: &'v Value, ty: Option<TypeCtx>| match val {
         Value::Array(a) => {
             for it in a {
-                out.push((it, item_ctx(defs, it, ty.clone())));
+                out(it, item_ctx(defs, it, ty.clone()));
             }
         }
-        other => out.push((other, item_ctx(defs, other, ty))),
+        other => out(other, item_ctx(defs, other, ty)),
     };
     if let Some(val) = obj.get(name) {
         let ty = match (&def, ctx) {
@@ -199,7 +200,7 @@ fn json_children<'v>(
             _ => None,
         };
         push(val, ty);
-        return out;
+        return;
     }
     let may_be_choice = def.as_ref().is_none_or(|d| d.choice);
     if may_be_choice {
@@ -223,7 +224,13 @@ fn json_children<'v>(
             push(val, ty);
         }
     }
-    out
+}
+
+fn json_len(obj: &Map<String, Value>, name: &str) -> usize {
+    match obj.get(name) {
+        Some(Value::Array(a)) => a.len(),
+        _ => 1,
+    }
 }
 
 /// A contained resource is typed by its own `resourceType`.
@@ -324,44 +331,46 @@ impl<'r, 'o> Engine<'r, 'o> {
     // ---- values ---------------------------------------------------------------
 
     fn to_items<'a>(&self, v: &Val<'a>) -> Vec<Item<'a>> {
-        match v {
-            Val::Src { v, ty } => vec![Item::Node {
+        self.to_item(v).into_iter().collect()
+    }
+
+    fn to_item<'a>(&self, v: &Val<'a>) -> Option<Item<'a>> {
+        Some(match v {
+            Val::Src { v, ty } => Item::Node {
                 value: v,
                 type_name: ty.as_ref().map(|t| match t.static_name() {
                     Some(n) => Cow::Borrowed(n),
                     None => Cow::Owned(t.fhirpath_name().to_string()),
                 }),
-            }],
+            },
             Val::Json { v, ty } => {
                 let tn = ty.as_ref().map(|t| t.fhirpath_name().to_string());
                 if v.is_object() {
-                    vec![Item::Owned {
+                    Item::Owned {
                         value: v.clone(),
                         type_name: tn,
-                    }]
+                    }
                 } else {
-                    vec![scalar_item(v, tn.as_deref())]
+                    scalar_item(v, tn.as_deref())
                 }
             }
             Val::Tgt(id) => {
-                let Ok(json) = self.tree.to_json(*id) else {
-                    return Vec::new();
-                };
+                let json = self.tree.to_json(*id).ok()?;
                 let tn = self
                     .tree
                     .node(*id)
                     .and_then(|n| n.ctx.as_ref())
                     .map(|t| t.fhirpath_name().to_string());
                 if json.is_object() {
-                    vec![Item::Owned {
+                    Item::Owned {
                         value: Arc::new(json),
                         type_name: tn,
-                    }]
+                    }
                 } else {
-                    vec![scalar_item(&json, tn.as_deref())]
+                    scalar_item(&json, tn.as_deref())
                 }
             }
-        }
+        })
     }
 
     fn from_item<'a>(&self, it: Item<'a>) -> Val<'a> {
@@ -439,20 +448,26 @@ impl<'r, 'o> Engine<'r, 'o> {
     fn children<'a>(&mut self, v: &Val<'a>, name: &str) -> Vec<Val<'a>> {
         match v {
             Val::Src { v, ty } => match v {
-                Value::Object(o) => json_children(self.defs(), ty.as_ref(), o, name)
-                    .into_iter()
-                    .map(|(v, ty)| Val::Src { v, ty })
-                    .collect(),
+                Value::Object(o) => {
+                    let mut out = Vec::with_capacity(json_len(o, name));
+                    json_children(self.defs(), ty.as_ref(), o, name, &mut |v, ty| {
+                        out.push(Val::Src { v, ty })
+                    });
+                    out
+                }
                 _ => Vec::new(),
             },
             Val::Json { v, ty } => match &**v {
-                Value::Object(o) => json_children(self.defs(), ty.as_ref(), o, name)
-                    .into_iter()
-                    .map(|(v, ty)| Val::Json {
-                        v: Arc::new(v.clone()),
-                        ty,
-                    })
-                    .collect(),
+                Value::Object(o) => {
+                    let mut out = Vec::with_capacity(json_len(o, name));
+                    json_children(self.defs(), ty.as_ref(), o, name, &mut |v, ty| {
+                        out.push(Val::Json {
+                            v: Arc::new(v.clone()),
+                            ty,
+                        })
+                    });
+                    out
+                }
                 _ => Vec::new(),
             },
             Val::Tgt(id) => self
@@ -472,9 +487,9 @@ impl<'r, 'o> Engine<'r, 'o> {
         focus: Option<&Val<'a>>,
         vars: &Vars<'a, 'r>,
     ) -> R<Vec<Val<'a>>> {
-        let input = focus.map(|f| self.to_items(f)).unwrap_or_default();
+        let input = focus.and_then(|f| self.to_item(f));
         let env = Env { vars, eng: self };
-        let out = fhirpath::evaluate(expr, &input, &env)
+        let out = fhirpath::evaluate(expr, input.as_slice(), &env)
             .map_err(|e| format!("FHIRPath '{}': {e}", expr.source()))?;
         Ok(out.into_iter().map(|i| self.from_item(i)).collect())
     }
@@ -485,9 +500,9 @@ impl<'r, 'o> Engine<'r, 'o> {
         focus: &Val<'a>,
         vars: &Vars<'a, 'r>,
     ) -> R<bool> {
-        let input = self.to_items(focus);
+        let input = self.to_item(focus);
         let env = Env { vars, eng: self };
-        let out = fhirpath::evaluate(expr, &input, &env)
+        let out = fhirpath::evaluate(expr, input.as_slice(), &env)
             .map_err(|e| format!("FHIRPath '{}': {e}", expr.source()))?;
         Ok(match out.as_slice() {
             [] => false,
@@ -622,8 +637,14 @@ impl<'r, 'o> Engine<'r, 'o> {
                 group: at.group.to_string(),
             });
         }
-        let mut bindings = vec![vars.clone()];
-        for src in &rule.sources {
+        let mut bindings = match rule.sources.split_first() {
+            Some((first, _)) => self
+                .process_source(first, vars)
+                .map_err(|c| Self::err(at, &rule.name, c))?,
+            None => return Ok(()),
+        };
+        // Further sources multiply the bindings (Matchbox: each combination runs).
+        for src in &rule.sources[1..] {
             let mut next = Vec::new();
             for b in &bindings {
                 next.extend(
