@@ -24,7 +24,7 @@ fn main() {
     let mut term = LocalTerminology::new();
     for r in jsons(&ig.join("terminology")) { term.add_resource(&r); }
     let qr: Value = serde_json::from_str(&std::fs::read_to_string(ig.join("examples/QuestionnaireResponse-DDCCVSQuestionnaireResponseExample.json")).unwrap()).unwrap();
-    let n = 3000;
+    let n: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(3000);
     for (name, both) in [("qr", false), ("both", true)] {
         let c0 = cpu();
         for _ in 0..n {

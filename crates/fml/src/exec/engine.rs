@@ -402,26 +402,26 @@ impl<'r, 'o> Engine<'r, 'o> {
     }
 
     /// The FHIR type name of a value (for type filters and choice names).
-    fn type_name(&self, v: &Val<'_>) -> Option<String> {
+    fn type_name<'v>(&'v self, v: &'v Val<'_>) -> Option<Cow<'v, str>> {
         match v {
             Val::Src { v, ty } => ty
                 .as_ref()
-                .map(|t| t.type_name().to_string())
-                .or_else(|| json_type_guess(v).map(str::to_string))
+                .map(|t| Cow::Borrowed(t.type_name()))
+                .or_else(|| json_type_guess(v).map(Cow::Borrowed))
                 .or_else(|| {
                     v.get("resourceType")
                         .and_then(Value::as_str)
-                        .map(str::to_string)
+                        .map(Cow::Borrowed)
                 }),
             Val::Json { v, ty } => ty
                 .as_ref()
-                .map(|t| t.type_name().to_string())
-                .or_else(|| json_type_guess(v).map(str::to_string)),
+                .map(|t| Cow::Borrowed(t.type_name()))
+                .or_else(|| json_type_guess(v).map(Cow::Borrowed)),
             Val::Tgt(id) => {
                 let n = self.tree.node(*id)?;
                 match (&n.ctx, &n.content) {
-                    (Some(c), _) => Some(c.type_name().to_string()),
-                    (None, Content::Prim(p)) => json_type_guess(p).map(str::to_string),
+                    (Some(c), _) => Some(Cow::Borrowed(c.type_name())),
+                    (None, Content::Prim(p)) => json_type_guess(p).map(Cow::Borrowed),
                     _ => None,
                 }
             }
@@ -429,10 +429,10 @@ impl<'r, 'o> Engine<'r, 'o> {
     }
 
     /// A primitive value as JSON (for `append`, `translate`, ...).
-    fn json_of(&self, v: &Val<'_>) -> R<Cow<'_, Value>> {
+    fn json_of<'v>(&self, v: &'v Val<'_>) -> R<Cow<'v, Value>> {
         Ok(match v {
-            Val::Src { v, .. } => Cow::Owned((*v).clone()),
-            Val::Json { v, .. } => Cow::Owned((**v).clone()),
+            Val::Src { v, .. } => Cow::Borrowed(*v),
+            Val::Json { v, .. } => Cow::Borrowed(&**v),
             Val::Tgt(id) => Cow::Owned(self.tree.to_json(*id)?),
         })
     }
@@ -694,8 +694,8 @@ impl<'r, 'o> Engine<'r, 'o> {
             return Ok(());
         };
         let (s, t) = (s.clone(), t.clone());
-        let st = self.type_name(&s).unwrap_or_default();
-        let tt = self.type_name(&t).unwrap_or_default();
+        let st = self.type_name(&s).unwrap_or_default().into_owned();
+        let tt = self.type_name(&t).unwrap_or_default().into_owned();
         match self.resolve_group_by_types(at.map, &st, &tt) {
             Some((m, g)) => {
                 let mut nv = Vars::default();

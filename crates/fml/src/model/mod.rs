@@ -44,7 +44,18 @@ pub struct LogicalModel {
     /// JSON `resourceType` of instances: the last path segment of `type`.
     pub type_name: String,
     root: String,
-    elements: HashMap<String, ElementDef>,
+    /// Parent path -> element name -> definition.
+    elements: FastMap<String, FastMap<String, ElementDef>>,
+}
+
+impl LogicalModel {
+    fn has_path(&self, path: &str) -> bool {
+        path == self.root
+            || path
+                .rsplit_once('.')
+                .and_then(|(p, n)| self.elements.get(p).map(|m| m.contains_key(n)))
+                .unwrap_or(false)
+    }
 }
 
 /// Where a value sits in the type system.
@@ -365,9 +376,9 @@ impl R4Model {
 /// (and caller-supplied aliases) by URL mapped to their R4 base type.
 #[derive(Default, Clone)]
 pub struct Definitions {
-    logical: HashMap<String, Arc<LogicalModel>>,
-    logical_by_type: HashMap<String, Arc<LogicalModel>>,
-    profiles: HashMap<String, String>,
+    logical: FastMap<String, Arc<LogicalModel>>,
+    logical_by_type: FastMap<String, Arc<LogicalModel>>,
+    profiles: FastMap<String, String>,
 }
 
 impl std::fmt::Debug for Definitions {
@@ -423,7 +434,7 @@ impl Definitions {
                 message: "no root element".into(),
             })?
             .to_string();
-        let mut map = HashMap::new();
+        let mut map: FastMap<String, FastMap<String, ElementDef>> = FastMap::default();
         for e in elements.iter().skip(1) {
             let Some(path) = e.get("path").and_then(Value::as_str) else {
                 continue;
@@ -465,8 +476,11 @@ impl Definitions {
                 .get("max")
                 .and_then(Value::as_str)
                 .is_some_and(|m| m != "0" && m != "1");
-            map.insert(
-                path.to_string(),
+            let Some((parent, _)) = path.rsplit_once('.') else {
+                continue;
+            };
+            map.entry(parent.to_string()).or_default().insert(
+                name.to_string(),
                 ElementDef {
                     name: Arc::from(name),
                     path: Arc::from(path),
@@ -553,11 +567,7 @@ impl Definitions {
             TypeCtx::R4(node) => r4().node_child(node, name),
             TypeCtx::Named(_) => None,
             TypeCtx::Logical { model, path } => {
-                let mut key = String::with_capacity(path.len() + name.len() + 1);
-                key.push_str(path);
-                key.push('.');
-                key.push_str(name);
-                if let Some(e) = model.elements.get(&key) {
+                if let Some(e) = model.elements.get(&**path).and_then(|m| m.get(name)) {
                     return Some(e);
                 }
                 // Elements inherited from Element/BackboneElement (id, extension) are
@@ -606,7 +616,7 @@ impl Definitions {
                         path: Arc::from(cr),
                     });
                 }
-                if nested && model.elements.contains_key(&*e.path) {
+                if nested && model.has_path(&e.path) {
                     return Some(TypeCtx::Logical {
                         model: model.clone(),
                         path: e.path.clone(),
@@ -674,7 +684,7 @@ impl fhirpath::ModelInfo for Definitions {
                 } else {
                     let (head, _) = parent_type.split_once('.')?;
                     let m = self.logical_by_type.values().find(|m| m.root == head)?;
-                    if !m.elements.contains_key(parent_type) {
+                    if !m.has_path(parent_type) {
                         return None;
                     }
                     TypeCtx::Logical {
