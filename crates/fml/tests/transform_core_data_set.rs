@@ -27,7 +27,9 @@ fn find_qrs<'v>(v: &'v Value, out: &mut Vec<&'v Value>) {
 
 #[test]
 fn qresp_to_core_data_set_matches_expected() {
-    let Some(conf) = conformance_dir() else { return };
+    let Some(conf) = conformance_dir() else {
+        return;
+    };
     let reg = ig_registry(&conf);
     let term = terminology(&conf, "terminology");
     let expected_dir = conf.join("ddcc-ig/derived/expected-core-data-set");
@@ -48,7 +50,11 @@ fn qresp_to_core_data_set_matches_expected() {
             let id = qr.get("id").and_then(Value::as_str).unwrap_or("");
             let by_file = expected_dir.join(format!("{stem}.expected.json"));
             let by_id = expected_dir.join(format!("QuestionnaireResponse-{id}.expected.json"));
-            let label = file.strip_prefix(&conf).unwrap_or(&file).display().to_string();
+            let label = file
+                .strip_prefix(&conf)
+                .unwrap_or(&file)
+                .display()
+                .to_string();
             let exp_path = [by_file, by_id].into_iter().find(|p| Path::exists(p));
             let Some(exp_path) = exp_path else {
                 failures.push(format!("{label} (QR {id}): no expected core data set"));
@@ -70,7 +76,10 @@ fn qresp_to_core_data_set_matches_expected() {
                     } else {
                         failures.push(format!(
                             "{label} (QR {id}) vs {}:\n    {}",
-                            exp_path.file_name().map(|f| f.to_string_lossy()).unwrap_or_default(),
+                            exp_path
+                                .file_name()
+                                .map(|f| f.to_string_lossy())
+                                .unwrap_or_default(),
                             d.join("\n    ")
                         ));
                     }
@@ -82,6 +91,9 @@ fn qresp_to_core_data_set_matches_expected() {
         println!("DIFF {f}");
     }
     println!("{passed} of {total} passed");
-    assert!(total >= 19, "expected at least 19 QuestionnaireResponses, found {total}");
+    assert!(
+        total >= 19,
+        "expected at least 19 QuestionnaireResponses, found {total}"
+    );
     assert!(failures.is_empty(), "{} of {total} failed", failures.len());
 }

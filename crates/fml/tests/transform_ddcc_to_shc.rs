@@ -14,9 +14,18 @@ const MAP: &str = "http://smart.who.int/ddcc/StructureMap/DDCCtoSHC";
 /// The SMART Health Cards profiles the map names are not in the corpus (their
 /// package cannot be fetched here); they constrain these R4 types.
 const SHC_PROFILES: [(&str, &str); 3] = [
-    ("http://hl7.org/fhir/uv/shc-vaccination/StructureDefinition/shc-vaccination-bundle-dm", "Bundle"),
-    ("http://hl7.org/fhir/uv/shc-vaccination/StructureDefinition/shc-patient-general-dm", "Patient"),
-    ("http://hl7.org/fhir/uv/shc-vaccination/StructureDefinition/shc-vaccination-dm", "Immunization"),
+    (
+        "http://hl7.org/fhir/uv/shc-vaccination/StructureDefinition/shc-vaccination-bundle-dm",
+        "Bundle",
+    ),
+    (
+        "http://hl7.org/fhir/uv/shc-vaccination/StructureDefinition/shc-patient-general-dm",
+        "Patient",
+    ),
+    (
+        "http://hl7.org/fhir/uv/shc-vaccination/StructureDefinition/shc-vaccination-dm",
+        "Immunization",
+    ),
 ];
 
 fn strip(v: &mut Value) {
@@ -32,7 +41,9 @@ fn strip(v: &mut Value) {
 
 #[test]
 fn ddcc_to_shc_matches_ig_output() {
-    let Some(conf) = conformance_dir() else { return };
+    let Some(conf) = conformance_dir() else {
+        return;
+    };
     let mut reg = ig_registry(&conf);
     for (url, base) in SHC_PROFILES {
         reg.add_profile_alias(url, base);

@@ -155,7 +155,10 @@ impl Lit<'_> {
 }
 
 fn literal(s: &str) -> Result<Value, String> {
-    let mut l = Lit { s: s.as_bytes(), i: 0 };
+    let mut l = Lit {
+        s: s.as_bytes(),
+        i: 0,
+    };
     let v = l.value()?;
     l.ws();
     if l.i != s.len() {
@@ -178,7 +181,9 @@ fn path(p: &str) -> Result<Vec<PathSeg>, String> {
             out.push(PathSeg::Key(key.to_string()));
         }
         if let Some(i) = idx {
-            out.push(PathSeg::Index(i.parse().map_err(|_| format!("bad index in {p}"))?));
+            out.push(PathSeg::Index(
+                i.parse().map_err(|_| format!("bad index in {p}"))?,
+            ));
         }
     }
     Ok(out)
@@ -186,7 +191,10 @@ fn path(p: &str) -> Result<Vec<PathSeg>, String> {
 
 fn quoted_args(s: &str) -> Vec<String> {
     let mut out = Vec::new();
-    let mut l = Lit { s: s.as_bytes(), i: 0 };
+    let mut l = Lit {
+        s: s.as_bytes(),
+        i: 0,
+    };
     while l.i < l.s.len() {
         if matches!(l.s[l.i], b'\'' | b'"') {
             if let Ok(x) = l.string() {
@@ -344,7 +352,9 @@ fn setup_registry(conf: &Path, setup: &Value) -> MapRegistry {
 
 #[test]
 fn structuremap_feature_scenarios() {
-    let Some(conf) = conformance_dir() else { return };
+    let Some(conf) = conformance_dir() else {
+        return;
+    };
     let setup = read_json(
         &Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("tests/data/transform/structuremap-tests-setup.json"),
@@ -355,7 +365,9 @@ fn structuremap_feature_scenarios() {
         .and_then(Value::as_str)
         .unwrap_or("terminology-2023-11");
     let mut term = terminology(&conf, folder);
-    for f in json_files(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/transform/terminology")) {
+    for f in
+        json_files(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/transform/terminology"))
+    {
         term.add_resource(&read_json(&f));
     }
     let known: Vec<(usize, String)> = setup
@@ -408,9 +420,10 @@ fn structuremap_feature_scenarios() {
                             "line {}: listed as a known difference but now passes; update the list",
                             a.line
                         )),
-                        (Err(e), Some(r)) => {
-                            known_seen.push(format!("line {}: {} -> {e}\n      reason: {r}", a.line, a.text))
-                        }
+                        (Err(e), Some(r)) => known_seen.push(format!(
+                            "line {}: {} -> {e}\n      reason: {r}",
+                            a.line, a.text
+                        )),
                         (Err(e), None) => errs.push(format!("line {}: {} -> {e}", a.line, a.text)),
                     }
                 }
@@ -450,6 +463,9 @@ fn structuremap_feature_scenarios() {
     println!(
         "{sc_passed} of {run} scenarios passed ({sc_known} more pass except for known differences)"
     );
-    assert!(run >= 16, "expected at least 16 runnable scenarios, found {run}");
+    assert!(
+        run >= 16,
+        "expected at least 16 runnable scenarios, found {run}"
+    );
     assert!(failures.is_empty(), "{} scenarios failed", failures.len());
 }

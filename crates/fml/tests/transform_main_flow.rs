@@ -25,7 +25,9 @@ fn get<'v>(v: &'v Value, path: &str) -> Option<&'v Value> {
 
 #[test]
 fn main_flow_builds_transaction_bundle() {
-    let Some(conf) = conformance_dir() else { return };
+    let Some(conf) = conformance_dir() else {
+        return;
+    };
     let reg = ig_registry(&conf);
     let term = terminology(&conf, "terminology");
     let mut total = 0;
@@ -40,7 +42,10 @@ fn main_flow_builds_transaction_bundle() {
         let counter = AtomicUsize::new(0);
         let opts = TransformOptions {
             uuid: Some(Box::new(move || {
-                format!("00000000-0000-4000-8000-{:012}", counter.fetch_add(1, Ordering::SeqCst))
+                format!(
+                    "00000000-0000-4000-8000-{:012}",
+                    counter.fetch_add(1, Ordering::SeqCst)
+                )
             })),
             now: None,
         };
@@ -68,26 +73,76 @@ fn main_flow_builds_transaction_bundle() {
             ("entry.0.request.url", format!("Patient/{pid}").into()),
             ("entry.0.resource.resourceType", "Patient".into()),
             ("entry.0.resource.id", pid.into()),
-            ("entry.0.resource.name.0.text", get(&cds, "name").cloned().unwrap_or_default()),
-            ("entry.0.resource.birthDate", get(&cds, "birthDate").cloned().unwrap_or_default()),
+            (
+                "entry.0.resource.name.0.text",
+                get(&cds, "name").cloned().unwrap_or_default(),
+            ),
+            (
+                "entry.0.resource.birthDate",
+                get(&cds, "birthDate").cloned().unwrap_or_default(),
+            ),
             ("entry.1.resource.resourceType", "Composition".into()),
-            ("entry.1.resource.subject.reference", format!("Patient/{pid}").into()),
-            ("entry.1.resource.section.0.entry.0.reference", format!("Immunization/{iid}").into()),
+            (
+                "entry.1.resource.subject.reference",
+                format!("Patient/{pid}").into(),
+            ),
+            (
+                "entry.1.resource.section.0.entry.0.reference",
+                format!("Immunization/{iid}").into(),
+            ),
             ("entry.2.resource.resourceType", "DocumentReference".into()),
-            ("entry.2.resource.content.2.attachment.contentType", "application/pdf".into()),
-            ("entry.3.resource.description", "DCC QR code for COVID 19 Vaccine Certificate".into()),
+            (
+                "entry.2.resource.content.2.attachment.contentType",
+                "application/pdf".into(),
+            ),
+            (
+                "entry.3.resource.description",
+                "DCC QR code for COVID 19 Vaccine Certificate".into(),
+            ),
             ("entry.4.resource.resourceType", "Immunization".into()),
             ("entry.4.resource.id", iid.into()),
             ("entry.4.resource.status", "completed".into()),
-            ("entry.4.resource.occurrenceDateTime", get(&cds, "vaccination.date").cloned().unwrap_or_default()),
-            ("entry.4.resource.vaccineCode.coding.0", get(&cds, "vaccination.vaccine").cloned().unwrap_or_default()),
-            ("entry.4.resource.protocolApplied.0.doseNumberPositiveInt", get(&cds, "vaccination.dose").cloned().unwrap_or_default()),
-            ("entry.4.resource.extension.0.url", "http://smart.who.int/ddcc/StructureDefinition/DDCCVaccineBrand".into()),
-            ("entry.4.resource.extension.0.valueCoding", get(&cds, "vaccination.brand").cloned().unwrap_or_default()),
-            ("entry.4.resource.extension.2.valueCode", get(&cds, "vaccination.country.code").cloned().unwrap_or_default()),
-            ("entry.5.resource.resourceType", "ImmunizationRecommendation".into()),
-            ("entry.5.resource.recommendation.0.doseNumberInteger",
-             Value::from(get(&cds, "vaccination.dose").and_then(Value::as_i64).unwrap_or(0) + 1)),
+            (
+                "entry.4.resource.occurrenceDateTime",
+                get(&cds, "vaccination.date").cloned().unwrap_or_default(),
+            ),
+            (
+                "entry.4.resource.vaccineCode.coding.0",
+                get(&cds, "vaccination.vaccine")
+                    .cloned()
+                    .unwrap_or_default(),
+            ),
+            (
+                "entry.4.resource.protocolApplied.0.doseNumberPositiveInt",
+                get(&cds, "vaccination.dose").cloned().unwrap_or_default(),
+            ),
+            (
+                "entry.4.resource.extension.0.url",
+                "http://smart.who.int/ddcc/StructureDefinition/DDCCVaccineBrand".into(),
+            ),
+            (
+                "entry.4.resource.extension.0.valueCoding",
+                get(&cds, "vaccination.brand").cloned().unwrap_or_default(),
+            ),
+            (
+                "entry.4.resource.extension.2.valueCode",
+                get(&cds, "vaccination.country.code")
+                    .cloned()
+                    .unwrap_or_default(),
+            ),
+            (
+                "entry.5.resource.resourceType",
+                "ImmunizationRecommendation".into(),
+            ),
+            (
+                "entry.5.resource.recommendation.0.doseNumberInteger",
+                Value::from(
+                    get(&cds, "vaccination.dose")
+                        .and_then(Value::as_i64)
+                        .unwrap_or(0)
+                        + 1,
+                ),
+            ),
         ];
         for (path, want) in expect {
             let got = get(&bundle, path);
@@ -103,6 +158,9 @@ fn main_flow_builds_transaction_bundle() {
         println!("DIFF {f}");
     }
     println!("{} of {total} passed", total - failures.len().min(total));
-    assert!(total == 6, "expected 6 example QuestionnaireResponses, found {total}");
+    assert!(
+        total == 6,
+        "expected 6 example QuestionnaireResponses, found {total}"
+    );
     assert!(failures.is_empty(), "{} differences", failures.len());
 }

@@ -20,7 +20,7 @@ pub enum CompileError {
         group: String,
         rule: String,
         expression: String,
-        error: fhirpath::Error,
+        error: Box<fhirpath::Error>,
     },
 }
 
@@ -213,7 +213,7 @@ impl Ctx<'_> {
             group: self.group.clone(),
             rule: rule.to_string(),
             expression: text.to_string(),
-            error,
+            error: Box::new(error),
         })?;
         Ok(Expr {
             text: Arc::from(text),
@@ -330,9 +330,9 @@ fn rule(cx: &mut Ctx<'_>, r: &Value, depth: usize) -> Result<Rule, CompileError>
                 Some("last") => TargetListMode::Last,
                 Some("collate") => TargetListMode::Collate,
                 other => {
-                    return Err(cx.invalid(format!(
-                        "rule {name}: unknown target listMode {other:?}"
-                    )))
+                    return Err(
+                        cx.invalid(format!("rule {name}: unknown target listMode {other:?}"))
+                    )
                 }
             });
         }
@@ -373,7 +373,8 @@ fn rule(cx: &mut Ctx<'_>, r: &Value, depth: usize) -> Result<Rule, CompileError>
     }
     let mut dependents = Vec::new();
     for d in arr(r, "dependent") {
-        let dn = s(d, "name").ok_or_else(|| cx.invalid(format!("rule {name}: dependent without name")))?;
+        let dn = s(d, "name")
+            .ok_or_else(|| cx.invalid(format!("rule {name}: dependent without name")))?;
         let mut variables = Vec::new();
         // R4 has `variable: [string]`; R5 has `parameter: [{valueId|valueString}]`.
         for v in arr(d, "variable") {

@@ -173,7 +173,7 @@ pub(crate) fn json_child_ctx(
         None if def.types.len() == 1 => def.types[0].clone(),
         None => return None,
     };
-    defs.child_ctx(ctx, &def, &ty)
+    defs.child_ctx(ctx, def, &ty)
 }
 
 /// Children named `name` of a JSON object whose type is `ctx`, with their types,
@@ -373,7 +373,7 @@ impl<'r, 'o> Engine<'r, 'o> {
         })
     }
 
-    fn from_item<'a>(&self, it: Item<'a>) -> Val<'a> {
+    fn item_to_val<'a>(&self, it: Item<'a>) -> Val<'a> {
         match it {
             Item::Node { value, type_name } => Val::Src {
                 v: value,
@@ -491,7 +491,7 @@ impl<'r, 'o> Engine<'r, 'o> {
         let env = Env { vars, eng: self };
         let out = fhirpath::evaluate(expr, input.as_slice(), &env)
             .map_err(|e| format!("FHIRPath '{}': {e}", expr.source()))?;
-        Ok(out.into_iter().map(|i| self.from_item(i)).collect())
+        Ok(out.into_iter().map(|i| self.item_to_val(i)).collect())
     }
 
     fn eval_bool<'a>(
@@ -557,18 +557,21 @@ impl<'r, 'o> Engine<'r, 'o> {
             (d, None) => d.clone(),
         };
         let tgt_ctx = match tgt_in.type_.as_deref() {
-            Some(t) => self
-                .resolve_type_ref(map, t)
-                .ok_or_else(|| setup(format!("target type {t} is not known (load its StructureDefinition)")))?,
+            Some(t) => self.resolve_type_ref(map, t).ok_or_else(|| {
+                setup(format!(
+                    "target type {t} is not known (load its StructureDefinition)"
+                ))
+            })?,
             None => {
                 let mut targets = map
                     .structures
                     .iter()
                     .filter(|s| s.mode == super::compile::ModelMode::Target);
                 match (targets.next(), targets.next()) {
-                    (Some(s), None) => self.defs().resolve_type(&s.url).ok_or_else(|| {
-                        setup(format!("target type {} is not known", s.url))
-                    })?,
+                    (Some(s), None) => self
+                        .defs()
+                        .resolve_type(&s.url)
+                        .ok_or_else(|| setup(format!("target type {} is not known", s.url)))?,
                     _ => {
                         return Err(setup(format!(
                             "group {} does not declare its target type",
@@ -580,7 +583,14 @@ impl<'r, 'o> Engine<'r, 'o> {
         };
         let root = self.new_object(tgt_ctx);
         let mut vars = Vars::default();
-        vars.add(&src_in.name, Mode::Input, Val::Src { v: source, ty: src_ctx });
+        vars.add(
+            &src_in.name,
+            Mode::Input,
+            Val::Src {
+                v: source,
+                ty: src_ctx,
+            },
+        );
         vars.add(&tgt_in.name, Mode::Output, Val::Tgt(root));
         self.execute_group(map, group, &vars, 0)?;
         self.tree.to_json(root).map_err(setup)
@@ -753,29 +763,26 @@ impl<'r, 'o> Engine<'r, 'o> {
                 InputMode::Source => (Mode::Input, vars.get_any(var)),
                 InputMode::Target => (Mode::Output, vars.get(var, Mode::Output)),
             };
-            let val = val.ok_or_else(|| {
-                Self::err(
-                    at,
-                    rule,
-                    format!(
+            let val =
+                val.ok_or_else(|| {
+                    Self::err(
+                        at,
+                        rule,
+                        format!(
                         "calling group {}: {} variable '{var}' (for parameter '{}') has no value",
                         g.name,
                         if mode == Mode::Input { "source" } else { "target" },
                         input.name
                     ),
-                )
-            })?;
+                    )
+                })?;
             nv.add(&input.name, mode, val.clone());
         }
         self.execute_group(m, g, &nv, depth + 1)
     }
 
     /// A group by name: in `map`, then in the maps it imports (transitively).
-    fn resolve_group(
-        &self,
-        map: &'r CompiledMap,
-        name: &str,
-    ) -> R<(&'r CompiledMap, &'r Group)> {
+    fn resolve_group(&self, map: &'r CompiledMap, name: &str) -> R<(&'r CompiledMap, &'r Group)> {
         if let Some(g) = map.group(name) {
             return Ok((map, g));
         }
@@ -838,7 +845,8 @@ impl<'r, 'o> Engine<'r, 'o> {
                 let (Some(a), Some(b)) = (&g.inputs[0].type_, &g.inputs[1].type_) else {
                     continue;
                 };
-                if self.group_input_type_matches(m, a, src) && self.group_input_type_matches(m, b, tgt)
+                if self.group_input_type_matches(m, a, src)
+                    && self.group_input_type_matches(m, b, tgt)
                 {
                     return Some((m, g));
                 }
@@ -849,11 +857,7 @@ impl<'r, 'o> Engine<'r, 'o> {
 
     // ---- sources ---------------------------------------------------------------
 
-    fn process_source<'a>(
-        &mut self,
-        src: &'r Source,
-        vars: &Vars<'a, 'r>,
-    ) -> R<Vec<Vars<'a, 'r>>> {
+    fn process_source<'a>(&mut self, src: &'r Source, vars: &Vars<'a, 'r>) -> R<Vec<Vars<'a, 'r>>> {
         let base = vars
             .get_any(&src.context)
             .cloned()
@@ -903,30 +907,24 @@ impl<'r, 'o> Engine<'r, 'o> {
             }
         }
         match src.list_mode {
-            None => {}
             Some(SourceListMode::First) => items.truncate(1),
-            Some(SourceListMode::NotFirst) => {
-                if !items.is_empty() {
-                    items.remove(0);
-                }
+            Some(SourceListMode::NotFirst) if !items.is_empty() => {
+                items.remove(0);
             }
-            Some(SourceListMode::Last) => {
-                if items.len() > 1 {
-                    items.drain(..items.len() - 1);
-                }
+            Some(SourceListMode::Last) if items.len() > 1 => {
+                items.drain(..items.len() - 1);
             }
             Some(SourceListMode::NotLast) => {
                 items.pop();
             }
-            Some(SourceListMode::OnlyOne) => {
-                if items.len() > 1 {
-                    return Err(format!(
-                        "only_one: source {} has {} items",
-                        src.element.as_deref().unwrap_or(&src.context),
-                        items.len()
-                    ));
-                }
+            Some(SourceListMode::OnlyOne) if items.len() > 1 => {
+                return Err(format!(
+                    "only_one: source {} has {} items",
+                    src.element.as_deref().unwrap_or(&src.context),
+                    items.len()
+                ));
             }
+            _ => {}
         }
         if let Some(min) = src.min {
             if (items.len() as i64) < min {
@@ -1078,7 +1076,10 @@ impl<'r, 'o> Engine<'r, 'o> {
                 Some(prim(Value::String(id), "id"))
             }
             Transform::Evaluate => {
-                let expr = tgt.expression.as_ref().ok_or("evaluate without expression")?;
+                let expr = tgt
+                    .expression
+                    .as_ref()
+                    .ok_or("evaluate without expression")?;
                 let focus = if ps.len() >= 2 {
                     Some(self.param(&ps[0], vars)?)
                 } else {
@@ -1114,7 +1115,10 @@ impl<'r, 'o> Engine<'r, 'o> {
                 m.insert("system".into(), Value::String(system));
                 m.insert("code".into(), Value::String(code));
                 if ps.len() > 2 {
-                    m.insert("display".into(), Value::String(self.param_string(tgt, 2, vars)?));
+                    m.insert(
+                        "display".into(),
+                        Value::String(self.param_string(tgt, 2, vars)?),
+                    );
                 }
                 Some(Val::Json {
                     v: Arc::new(Value::Object(m)),
@@ -1126,10 +1130,19 @@ impl<'r, 'o> Engine<'r, 'o> {
                     serde_json::json!({"text": self.param_string(tgt, 0, vars)?})
                 } else {
                     let mut c = Map::new();
-                    c.insert("system".into(), Value::String(self.param_string(tgt, 0, vars)?));
-                    c.insert("code".into(), Value::String(self.param_string(tgt, 1, vars)?));
+                    c.insert(
+                        "system".into(),
+                        Value::String(self.param_string(tgt, 0, vars)?),
+                    );
+                    c.insert(
+                        "code".into(),
+                        Value::String(self.param_string(tgt, 1, vars)?),
+                    );
                     if ps.len() > 2 {
-                        c.insert("display".into(), Value::String(self.param_string(tgt, 2, vars)?));
+                        c.insert(
+                            "display".into(),
+                            Value::String(self.param_string(tgt, 2, vars)?),
+                        );
                     }
                     serde_json::json!({"coding": [Value::Object(c)]})
                 };
@@ -1140,8 +1153,14 @@ impl<'r, 'o> Engine<'r, 'o> {
             }
             Transform::Id => {
                 let mut m = Map::new();
-                m.insert("system".into(), Value::String(self.param_string(tgt, 0, vars)?));
-                m.insert("value".into(), Value::String(self.param_string(tgt, 1, vars)?));
+                m.insert(
+                    "system".into(),
+                    Value::String(self.param_string(tgt, 0, vars)?),
+                );
+                m.insert(
+                    "value".into(),
+                    Value::String(self.param_string(tgt, 1, vars)?),
+                );
                 if ps.len() > 2 {
                     m.insert(
                         "type".into(),
@@ -1156,10 +1175,19 @@ impl<'r, 'o> Engine<'r, 'o> {
             Transform::Cp => {
                 let mut m = Map::new();
                 if ps.len() > 1 {
-                    m.insert("system".into(), Value::String(self.param_string(tgt, 0, vars)?));
-                    m.insert("value".into(), Value::String(self.param_string(tgt, 1, vars)?));
+                    m.insert(
+                        "system".into(),
+                        Value::String(self.param_string(tgt, 0, vars)?),
+                    );
+                    m.insert(
+                        "value".into(),
+                        Value::String(self.param_string(tgt, 1, vars)?),
+                    );
                 } else {
-                    m.insert("value".into(), Value::String(self.param_string(tgt, 0, vars)?));
+                    m.insert(
+                        "value".into(),
+                        Value::String(self.param_string(tgt, 0, vars)?),
+                    );
                 }
                 Some(Val::Json {
                     v: Arc::new(Value::Object(m)),
@@ -1282,7 +1310,7 @@ impl<'r, 'o> Engine<'r, 'o> {
         match def.types.as_slice() {
             [t] => self
                 .defs()
-                .child_ctx(&pctx, &def, t)
+                .child_ctx(&pctx, def, t)
                 .ok_or_else(|| format!("create(): unknown type {t}")),
             _ => Err(format!(
                 "create(): element '{e}' has several types; name one"
@@ -1304,7 +1332,10 @@ impl<'r, 'o> Engine<'r, 'o> {
         let (json_name, repeats, def_ctx) = match &pctx {
             Some(c) => {
                 let (def, chosen) = defs.child_by_json_name(c, element).ok_or_else(|| {
-                    format!("element '{element}' is not defined on type {}", c.type_name())
+                    format!(
+                        "element '{element}' is not defined on type {}",
+                        c.type_name()
+                    )
                 })?;
                 let name = if def.choice && chosen.is_none() {
                     let t = self.type_name(&value).ok_or_else(|| {
@@ -1317,7 +1348,7 @@ impl<'r, 'o> Engine<'r, 'o> {
                 let ty = chosen.or_else(|| {
                     (def.types.len() == 1 && !def.choice).then(|| def.types[0].clone())
                 });
-                let dctx = ty.and_then(|t| defs.child_ctx(c, &def, &t));
+                let dctx = ty.and_then(|t| defs.child_ctx(c, def, &t));
                 (name, def.repeats && !def.choice, dctx)
             }
             None => (element.to_string(), false, None),
@@ -1416,7 +1447,7 @@ impl<'r, 'o> Engine<'r, 'o> {
             }
         }
         let ctx = defs
-            .child_ctx(&pctx, &def, &ty)
+            .child_ctx(&pctx, def, &ty)
             .ok_or_else(|| format!("unknown type {ty} of element '{element}'"))?;
         let id = self.new_object(ctx);
         self.insert_child(parent, element, element, def.repeats, id, &[])?;
@@ -1493,7 +1524,10 @@ fn quantity(text: &str) -> R<Value> {
     m.insert("value".into(), value);
     if let Some(code) = unit.strip_prefix('\'').and_then(|u| u.strip_suffix('\'')) {
         m.insert("unit".into(), Value::String(code.to_string()));
-        m.insert("system".into(), Value::String("http://unitsofmeasure.org".into()));
+        m.insert(
+            "system".into(),
+            Value::String("http://unitsofmeasure.org".into()),
+        );
         m.insert("code".into(), Value::String(code.to_string()));
     } else if !unit.is_empty() {
         m.insert("unit".into(), Value::String(unit.to_string()));

@@ -105,7 +105,10 @@ fn parse_includes(v: Option<&Value>) -> Vec<Include> {
     let mut out = Vec::new();
     for inc in v.and_then(Value::as_array).into_iter().flatten() {
         let mut i = Include {
-            system: inc.get("system").and_then(Value::as_str).map(str::to_string),
+            system: inc
+                .get("system")
+                .and_then(Value::as_str)
+                .map(str::to_string),
             ..Include::default()
         };
         for c in inc
@@ -178,9 +181,19 @@ impl LocalTerminology {
             }
             "ConceptMap" => {
                 let mut groups = Vec::new();
-                for g in r.get("group").and_then(Value::as_array).into_iter().flatten() {
+                for g in r
+                    .get("group")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
                     let mut elements = Vec::new();
-                    for e in g.get("element").and_then(Value::as_array).into_iter().flatten() {
+                    for e in g
+                        .get("element")
+                        .and_then(Value::as_array)
+                        .into_iter()
+                        .flatten()
+                    {
                         let Some(code) = e.get("code").and_then(Value::as_str) else {
                             continue;
                         };
@@ -276,7 +289,13 @@ impl LocalTerminology {
             .or_else(|| self.aliases.get(url).and_then(|u| self.code_systems.get(u)))
     }
 
-    fn include_matches(&self, inc: &Include, system: Option<&str>, code: &str, depth: usize) -> bool {
+    fn include_matches(
+        &self,
+        inc: &Include,
+        system: Option<&str>,
+        code: &str,
+        depth: usize,
+    ) -> bool {
         if let (Some(s), Some(is)) = (system, inc.system.as_deref()) {
             if !self.same_url(s, is) {
                 return false;
@@ -285,7 +304,8 @@ impl LocalTerminology {
         let code_ok = match &inc.system {
             Some(sys) if inc.codes.is_empty() => {
                 // The whole code system; when we do not have it, any code of it counts.
-                self.code_system(sys).is_none_or(|codes| codes.contains(code))
+                self.code_system(sys)
+                    .is_none_or(|codes| codes.contains(code))
             }
             Some(_) => inc.codes.contains(code),
             None => inc.codes.is_empty() || inc.codes.contains(code),
@@ -425,17 +445,23 @@ mod tests {
 
     fn term() -> LocalTerminology {
         let mut t = LocalTerminology::new();
-        t.add_resource(&json!({"resourceType": "CodeSystem", "url": "http://cs/new",
-            "concept": [{"code": "a", "concept": [{"code": "a1"}]}, {"code": "b"}]}));
+        t.add_resource(
+            &json!({"resourceType": "CodeSystem", "url": "http://cs/new",
+            "concept": [{"code": "a", "concept": [{"code": "a1"}]}, {"code": "b"}]}),
+        );
         t.add_resource(&json!({"resourceType": "ValueSet", "url": "http://vs/enum",
             "compose": {"include": [{"system": "http://s", "concept": [{"code": "x"}]}]}}));
-        t.add_resource(&json!({"resourceType": "ValueSet", "url": "http://vs/new-all",
-            "compose": {"include": [{"system": "http://cs/new"}]}}));
-        t.add_resource(&json!({"resourceType": "ConceptMap", "url": "http://cm/1", "id": "cm-1",
+        t.add_resource(
+            &json!({"resourceType": "ValueSet", "url": "http://vs/new-all",
+            "compose": {"include": [{"system": "http://cs/new"}]}}),
+        );
+        t.add_resource(
+            &json!({"resourceType": "ConceptMap", "url": "http://cm/1", "id": "cm-1",
             "group": [{"source": "http://s", "target": "http://t",
               "element": [{"code": "x", "target": [{"code": "X", "equivalence": "equivalent"}]},
                           {"code": "u", "target": [{"equivalence": "unmatched"}]},
-                          {"code": "m", "target": [{"code": "M1"}, {"code": "M2"}]}]}]}));
+                          {"code": "m", "target": [{"code": "M1"}, {"code": "M2"}]}]}]}),
+        );
         t.add_alias("http://vs/old-all", "http://vs/new-all");
         t.add_alias("http://cs/old", "http://cs/new");
         t
@@ -444,28 +470,62 @@ mod tests {
     #[test]
     fn member_of_enumerated_whole_system_and_alias() {
         let t = term();
-        assert_eq!(t.member_of(Some("http://s"), "x", "http://vs/enum"), Some(true));
-        assert_eq!(t.member_of(Some("http://s"), "y", "http://vs/enum"), Some(false));
-        assert_eq!(t.member_of(Some("http://other"), "x", "http://vs/enum"), Some(false));
+        assert_eq!(
+            t.member_of(Some("http://s"), "x", "http://vs/enum"),
+            Some(true)
+        );
+        assert_eq!(
+            t.member_of(Some("http://s"), "y", "http://vs/enum"),
+            Some(false)
+        );
+        assert_eq!(
+            t.member_of(Some("http://other"), "x", "http://vs/enum"),
+            Some(false)
+        );
         assert_eq!(t.member_of(None, "x", "http://vs/enum"), Some(true));
-        assert_eq!(t.member_of(Some("http://cs/old"), "a1", "http://vs/old-all"), Some(true));
-        assert_eq!(t.member_of(Some("http://cs/new"), "zz", "http://vs/new-all"), Some(false));
+        assert_eq!(
+            t.member_of(Some("http://cs/old"), "a1", "http://vs/old-all"),
+            Some(true)
+        );
+        assert_eq!(
+            t.member_of(Some("http://cs/new"), "zz", "http://vs/new-all"),
+            Some(false)
+        );
         assert_eq!(t.member_of(None, "x", "http://vs/unknown"), None);
     }
 
     #[test]
     fn translate_rules() {
         let t = term();
-        let c = t.translate(Some("http://s"), "x", "http://cm/1").expect("ok");
+        let c = t
+            .translate(Some("http://s"), "x", "http://cm/1")
+            .expect("ok");
         assert_eq!(
             c,
-            Some(Coding { system: Some("http://t".into()), code: "X".into(), display: None })
+            Some(Coding {
+                system: Some("http://t".into()),
+                code: "X".into(),
+                display: None
+            })
         );
-        assert_eq!(t.translate(None, "x", "cm-1").expect("by id").map(|c| c.code), Some("X".into()));
-        assert_eq!(t.translate(Some("http://s"), "nope", "http://cm/1"), Ok(None));
+        assert_eq!(
+            t.translate(None, "x", "cm-1")
+                .expect("by id")
+                .map(|c| c.code),
+            Some("X".into())
+        );
+        assert_eq!(
+            t.translate(Some("http://s"), "nope", "http://cm/1"),
+            Ok(None)
+        );
         assert_eq!(t.translate(Some("http://s"), "u", "http://cm/1"), Ok(None));
         assert!(t.translate(Some("http://s"), "m", "http://cm/1").is_err());
-        assert!(t.translate(Some("http://s"), "x", "http://cm/unknown").is_err());
-        assert_eq!(t.translate(Some("http://elsewhere"), "x", "http://cm/1"), Ok(None));
+        assert!(t
+            .translate(Some("http://s"), "x", "http://cm/unknown")
+            .is_err());
+        assert_eq!(
+            t.translate(Some("http://elsewhere"), "x", "http://cm/1"),
+            Ok(None)
+        );
     }
 }

@@ -88,9 +88,9 @@ impl Tree {
                 Value::Array(a) => (true, a.iter().collect()),
                 other => (false, vec![other]),
             };
-            let child_ctx = ctx
-                .as_ref()
-                .and_then(|c| crate::exec::engine::json_child_ctx(defs, c, k, items.first().copied()));
+            let child_ctx = ctx.as_ref().and_then(|c| {
+                crate::exec::engine::json_child_ctx(defs, c, k, items.first().copied())
+            });
             let mut ids = Vec::new();
             for it in items {
                 let content = if it.is_object() {

@@ -79,8 +79,14 @@ impl PartialEq for TypeCtx {
             (TypeCtx::R4(a), TypeCtx::R4(b)) => std::ptr::eq(*a, *b),
             (TypeCtx::Named(a), TypeCtx::Named(b)) => a == b,
             (
-                TypeCtx::Logical { model: m1, path: p1 },
-                TypeCtx::Logical { model: m2, path: p2 },
+                TypeCtx::Logical {
+                    model: m1,
+                    path: p1,
+                },
+                TypeCtx::Logical {
+                    model: m2,
+                    path: p2,
+                },
             ) => Arc::ptr_eq(m1, m2) && p1 == p2,
             _ => false,
         }
@@ -271,8 +277,20 @@ impl R4Model {
             index: FastMap::default(),
         };
         let mut names: Vec<String> = parents.keys().cloned().collect();
-        names.extend(["Base", "Element", "BackboneElement", "Resource", "DomainResource"].map(String::from));
-        names.extend(flat.keys().filter_map(|p| p.rsplit_once('.').map(|(a, _)| a.to_string())));
+        names.extend(
+            [
+                "Base",
+                "Element",
+                "BackboneElement",
+                "Resource",
+                "DomainResource",
+            ]
+            .map(String::from),
+        );
+        names.extend(
+            flat.keys()
+                .filter_map(|p| p.rsplit_once('.').map(|(a, _)| a.to_string())),
+        );
         names.sort();
         names.dedup();
         for n in names {
@@ -318,7 +336,9 @@ impl R4Model {
                 d.r4_target = model.index.get(&target).copied();
             }
             if let Some(&pi) = model.index.get(parent) {
-                model.nodes[pi as usize].children.insert(name.to_string(), d);
+                model.nodes[pi as usize]
+                    .children
+                    .insert(name.to_string(), d);
             }
         }
         model
@@ -360,7 +380,11 @@ impl R4Model {
     }
 
     /// The element `name` of `node`, looking through base types.
-    pub fn node_child(&'static self, node: &'static R4Node, name: &str) -> Option<&'static ElementDef> {
+    pub fn node_child(
+        &'static self,
+        node: &'static R4Node,
+        name: &str,
+    ) -> Option<&'static ElementDef> {
         let mut cur = node;
         for _ in 0..10 {
             if let Some(e) = cur.children.get(name) {
@@ -534,10 +558,9 @@ impl Definitions {
             });
         }
         if let Some(base) = self.profiles.get(reference) {
-            return self.resolve_type(base).or_else(|| {
-                r4().has_type(base)
-                    .then(|| TypeCtx::r4(base))
-            });
+            return self
+                .resolve_type(base)
+                .or_else(|| r4().has_type(base).then(|| TypeCtx::r4(base)));
         }
         if let Some(name) = reference.strip_prefix(FHIR_SD_BASE) {
             if r4().has_type(name) {
@@ -555,10 +578,12 @@ impl Definitions {
         if let Some(n) = r4().intern(resource_type) {
             return Some(TypeCtx::R4(n));
         }
-        self.logical_by_type.get(resource_type).map(|m| TypeCtx::Logical {
-            model: m.clone(),
-            path: Arc::from(m.root.as_str()),
-        })
+        self.logical_by_type
+            .get(resource_type)
+            .map(|m| TypeCtx::Logical {
+                model: m.clone(),
+                path: Arc::from(m.root.as_str()),
+            })
     }
 
     /// The element `name` of the type at `ctx`.
@@ -720,7 +745,7 @@ mod tests {
         assert_eq!(occ.types, vec![Arc::from("dateTime"), Arc::from("string")]);
         let pa = d.child(&imm, "protocolApplied").expect("protocolApplied");
         assert!(pa.repeats);
-        let pactx = d.child_ctx(&imm, &pa, "BackboneElement").expect("ctx");
+        let pactx = d.child_ctx(&imm, pa, "BackboneElement").expect("ctx");
         assert_eq!(pactx.type_name(), "BackboneElement");
         let dn = d.child(&pactx, "doseNumber").expect("doseNumber");
         assert!(dn.choice);
@@ -729,7 +754,9 @@ mod tests {
         assert!(d.child(&TypeCtx::r4("Coding"), "id").is_some());
         assert!(d.child(&imm, "nonsense").is_none());
         let ext = TypeCtx::r4("Extension");
-        let (e, t) = d.child_by_json_name(&ext, "valueCoding").expect("valueCoding");
+        let (e, t) = d
+            .child_by_json_name(&ext, "valueCoding")
+            .expect("valueCoding");
         assert_eq!(&*e.name, "value");
         assert_eq!(t.as_deref(), Some("Coding"));
         // content reference
@@ -765,9 +792,9 @@ mod tests {
         assert_eq!(root.resource_type(), Some("M"));
         let b = d.child(&root, "b").expect("b");
         assert!(b.repeats);
-        let bctx = d.child_ctx(&root, &b, "BackboneElement").expect("b ctx");
+        let bctx = d.child_ctx(&root, b, "BackboneElement").expect("b ctx");
         let c = d.child(&bctx, "c").expect("c");
-        let cctx = d.child_ctx(&bctx, &c, "Coding").expect("coding");
+        let cctx = d.child_ctx(&bctx, c, "Coding").expect("coding");
         assert_eq!(cctx.type_name(), "Coding");
         assert!(d.child(&root, "d").is_some_and(|e| e.choice));
         assert!(d.child(&root, "zz").is_none());

@@ -25,8 +25,8 @@ pub fn conformance_dir() -> Option<PathBuf> {
 }
 
 pub fn read_json(path: &Path) -> Value {
-    let text = std::fs::read_to_string(path)
-        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    let text =
+        std::fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
     serde_json::from_str(text.trim_start_matches('\u{feff}'))
         .unwrap_or_else(|e| panic!("parsing {}: {e}", path.display()))
 }
