@@ -1329,7 +1329,7 @@ impl<'r, 'o> Engine<'r, 'o> {
         let defs = self.reg.definitions_ref();
         self.tree.explode(parent, defs);
         let pctx = self.tree.node(parent).and_then(|n| n.ctx.clone());
-        let (json_name, repeats, def_ctx) = match &pctx {
+        let (json_name, repeats, slot, def_ctx) = match &pctx {
             Some(c) => {
                 let (def, chosen) = defs.child_by_json_name(c, element).ok_or_else(|| {
                     format!(
@@ -1349,13 +1349,18 @@ impl<'r, 'o> Engine<'r, 'o> {
                     (def.types.len() == 1 && !def.choice).then(|| def.types[0].clone())
                 });
                 let dctx = ty.and_then(|t| defs.child_ctx(c, def, &t));
-                (name, def.repeats && !def.choice, dctx)
+                (
+                    name,
+                    def.repeats && !def.choice,
+                    is_resource_slot(def),
+                    dctx,
+                )
             }
-            None => (element.to_string(), false, None),
+            None => (element.to_string(), false, false, None),
         };
         let (v, ty) = match value {
             Val::Tgt(id) => {
-                self.insert_child(parent, &json_name, element, repeats, id, modes)?;
+                self.insert_child(parent, &json_name, element, repeats, slot, id, modes)?;
                 return Ok(id);
             }
             Val::Src { v, ty } => (Arc::new(v.clone()), ty),
@@ -1373,19 +1378,26 @@ impl<'r, 'o> Engine<'r, 'o> {
             }
         };
         let id = self.tree.add(ty, content);
-        self.insert_child(parent, &json_name, element, repeats, id, modes)?;
+        self.insert_child(parent, &json_name, element, repeats, slot, id, modes)?;
         Ok(id)
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn insert_child(
         &mut self,
         parent: NodeId,
         json_name: &str,
         base: &str,
         repeats: bool,
+        resource_slot: bool,
         id: NodeId,
         modes: &[TargetListMode],
     ) -> R<()> {
+        if resource_slot {
+            if let Some(n) = self.tree.nodes.get_mut(id) {
+                n.resource_slot = true;
+            }
+        }
         let node = self
             .tree
             .nodes
@@ -1450,9 +1462,16 @@ impl<'r, 'o> Engine<'r, 'o> {
             .child_ctx(&pctx, def, &ty)
             .ok_or_else(|| format!("unknown type {ty} of element '{element}'"))?;
         let id = self.new_object(ctx);
-        self.insert_child(parent, element, element, def.repeats, id, &[])?;
+        let slot = is_resource_slot(def);
+        self.insert_child(parent, element, element, def.repeats, slot, id, &[])?;
         Ok(id)
     }
+}
+
+fn is_resource_slot(def: &crate::model::ElementDef) -> bool {
+    def.types
+        .iter()
+        .any(|t| matches!(&**t, "Resource" | "DomainResource"))
 }
 
 /// The JSON form of a primitive value in an element of primitive type `ty`.

@@ -23,6 +23,10 @@ pub enum Content {
 pub struct Node {
     pub ctx: Option<TypeCtx>,
     pub content: Content,
+    /// Placed in an element of type Resource (`Bundle.entry.resource`): a logical
+    /// model instance there carries `resourceType`, as at the root; elsewhere (an
+    /// element typed by another logical model) it does not, as in Matchbox.
+    pub resource_slot: bool,
 }
 
 #[derive(Debug, Default)]
@@ -35,7 +39,11 @@ const MAX_DEPTH: usize = 256;
 
 impl Tree {
     pub fn add(&mut self, ctx: Option<TypeCtx>, content: Content) -> NodeId {
-        self.nodes.push(Node { ctx, content });
+        self.nodes.push(Node {
+            ctx,
+            content,
+            resource_slot: false,
+        });
         self.nodes.len() - 1
     }
 
@@ -67,6 +75,7 @@ impl Tree {
         let Some(Node {
             content: Content::Json(v),
             ctx,
+            ..
         }) = self.nodes.get(id)
         else {
             return;
@@ -98,7 +107,11 @@ impl Tree {
                 } else {
                     Content::Prim(it.clone())
                 };
-                ids.push(self.add(child_ctx.clone(), content));
+                let id = self.add(child_ctx.clone(), content);
+                if let Some(n) = self.nodes.get_mut(id) {
+                    n.resource_slot = it.get("resourceType").is_some();
+                }
+                ids.push(id);
             }
             kids.push((k.clone(), repeats, ids));
         }
@@ -125,7 +138,10 @@ impl Tree {
             Content::Json(v) => Ok((**v).clone()),
             Content::Obj(kids) => {
                 let mut m = Map::new();
-                if let Some(rt) = node.ctx.as_ref().and_then(TypeCtx::resource_type) {
+                let ctx = node.ctx.as_ref();
+                let writes_type =
+                    depth == 0 || node.resource_slot || matches!(ctx, Some(TypeCtx::R4(_)));
+                if let Some(rt) = ctx.and_then(TypeCtx::resource_type).filter(|_| writes_type) {
                     m.insert("resourceType".into(), Value::String(rt.to_string()));
                 }
                 for (name, repeats, ids) in kids {
