@@ -4,6 +4,10 @@
 /// bound is what keeps a 2 MiB thread stack safe in debug builds.
 pub(crate) const MAX_DEPTH: u32 = 200;
 
+/// The deepest nesting of parentheses, function arguments and unary signs. Each
+/// level costs several parser and evaluator frames, hence the lower bound.
+pub(crate) const MAX_NESTING: u32 = 100;
+
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Literal {
     Empty,

@@ -1,7 +1,7 @@
 //! The evaluator: walks the syntax tree over borrowed FHIR JSON.
 
 use crate::ast::{BinOp, Expr, Kind, Literal, TypeSpec, MAX_DEPTH};
-use crate::model;
+use crate::model::{self, ElemType};
 use crate::temporal::Temporal;
 use crate::value::{self, prim, type_from_suffix};
 use crate::{Decimal, Environment, Error, Item, ModelInfo};
@@ -95,7 +95,7 @@ impl<'e, 'a> Evaluator<'e, 'a> {
                     Some(r) => self.eval(r, focus, frame)?,
                     None => focus.to_vec(),
                 };
-                self.call(name, input, args, focus, frame)
+                self.call(name, input, args, frame)
             }
             Kind::Indexer(recv, idx) => {
                 let base = self.eval(recv, focus, frame)?;
@@ -167,13 +167,16 @@ impl<'e, 'a> Evaluator<'e, 'a> {
     }
 
     /// The FHIR type of an item, from its record or its JSON shape.
-    pub fn item_type(&self, item: &Item<'a>) -> Option<String> {
+    pub fn item_type<'i>(&self, item: &'i Item<'a>) -> Option<Cow<'i, str>> {
         match item {
-            Item::Node { value, type_name } => type_name
-                .as_ref()
-                .map(|t| t.to_string())
-                .or_else(|| guess_type(value)),
-            Item::Owned { value, type_name } => type_name.clone().or_else(|| guess_type(value)),
+            Item::Node { value, type_name } => match type_name {
+                Some(t) => Some(Cow::Borrowed(t.as_ref())),
+                None => guess_type(value).map(Cow::Borrowed),
+            },
+            Item::Owned { value, type_name } => match type_name {
+                Some(t) => Some(Cow::Borrowed(t.as_str())),
+                None => guess_type(value).map(|t| Cow::Owned(t.to_string())),
+            },
             _ => None,
         }
     }
@@ -227,8 +230,8 @@ impl<'e, 'a> Evaluator<'e, 'a> {
                         push_borrowed(&mut out, v, ty);
                     } else {
                         for (k, v) in map {
-                            if let Some(suffix) = choice_suffix(k, name) {
-                                push_borrowed(&mut out, v, Some(type_from_suffix(suffix)));
+                            if let Some(ty) = self.choice_type(parent.as_deref(), k, name) {
+                                push_borrowed(&mut out, v, Some(ty));
                             }
                         }
                     }
@@ -241,8 +244,8 @@ impl<'e, 'a> Evaluator<'e, 'a> {
                             push_owned(&mut out, v, ty);
                         } else {
                             for (k, v) in map {
-                                if let Some(suffix) = choice_suffix(k, name) {
-                                    push_owned(&mut out, v, Some(type_from_suffix(suffix)));
+                                if let Some(ty) = self.choice_type(parent.as_deref(), k, name) {
+                                    push_owned(&mut out, v, Some(ty));
                                 }
                             }
                         }
@@ -254,17 +257,47 @@ impl<'e, 'a> Evaluator<'e, 'a> {
         out
     }
 
-    fn child_type(&self, parent: Option<&str>, name: &str) -> Option<String> {
+    /// The type when `key` is the choice element `name[x]` (`valueString` for
+    /// `value`): the suffix must name a type the element allows, or, when the
+    /// parent type is unknown, a FHIR type at all (so `resourceType` is no `resource[x]`).
+    fn choice_type(
+        &self,
+        parent: Option<&str>,
+        key: &str,
+        name: &str,
+    ) -> Option<Cow<'static, str>> {
+        let suffix = choice_suffix(key, name)?;
+        if let Some(p) = parent {
+            if let Some(types) = self.env.model().and_then(|m| m.element_types(p, name)) {
+                let ty = type_from_suffix(suffix);
+                return types.contains(&ty).then_some(Cow::Owned(ty));
+            }
+            if let Some(et) = model::r4().lookup(p, name) {
+                return match et {
+                    ElemType::Choice(list) => list
+                        .iter()
+                        .find(|t| suffix_names(t, suffix))
+                        .map(|t| Cow::Borrowed(t.as_str())),
+                    ElemType::One(t) => suffix_names(t, suffix).then_some(Cow::Borrowed(t)),
+                };
+            }
+        }
+        let ty = type_from_suffix(suffix);
+        model::r4().is_type_name(&ty).then_some(Cow::Owned(ty))
+    }
+
+    fn child_type(&self, parent: Option<&str>, name: &str) -> Option<Cow<'static, str>> {
         let parent = parent?;
-        let types = self
-            .env
-            .model()
-            .and_then(|m| m.element_types(parent, name))
-            .or_else(|| model::r4().element_types(parent, name))?;
-        if types.len() == 1 {
-            types.into_iter().next()
-        } else {
-            None
+        if let Some(types) = self.env.model().and_then(|m| m.element_types(parent, name)) {
+            return if types.len() == 1 {
+                types.into_iter().next().map(Cow::Owned)
+            } else {
+                None
+            };
+        }
+        match model::r4().lookup(parent, name)? {
+            ElemType::One(t) => Some(Cow::Borrowed(t)),
+            ElemType::Choice(_) => None,
         }
     }
 
@@ -328,18 +361,25 @@ fn choice_suffix<'k>(key: &'k str, name: &str) -> Option<&'k str> {
     }
 }
 
-fn guess_type(v: &Value) -> Option<String> {
-    v.get("resourceType")
-        .and_then(Value::as_str)
-        .map(str::to_string)
+fn guess_type(v: &Value) -> Option<&str> {
+    v.get("resourceType").and_then(Value::as_str)
 }
 
-fn push_borrowed<'a>(out: &mut Items<'a>, v: &'a Value, ty: Option<String>) {
+/// Does a choice suffix (`DateTime`) name the type (`dateTime`)?
+fn suffix_names(ty: &str, suffix: &str) -> bool {
+    let (mut a, mut b) = (ty.chars(), suffix.chars());
+    match (a.next(), b.next()) {
+        (Some(x), Some(y)) => x.to_ascii_uppercase() == y && a.as_str() == b.as_str(),
+        _ => false,
+    }
+}
+
+fn push_borrowed<'a>(out: &mut Items<'a>, v: &'a Value, ty: Option<Cow<'static, str>>) {
     let one = |v: &'a Value| Item::Node {
         value: v,
         type_name: match v.get("resourceType").and_then(Value::as_str) {
             Some(rt) => Some(Cow::Borrowed(rt)),
-            None => ty.clone().map(Cow::Owned),
+            None => ty.clone(),
         },
     };
     match v {
@@ -349,14 +389,14 @@ fn push_borrowed<'a>(out: &mut Items<'a>, v: &'a Value, ty: Option<String>) {
     }
 }
 
-fn push_owned<'a>(out: &mut Items<'a>, v: &Value, ty: Option<String>) {
+fn push_owned<'a>(out: &mut Items<'a>, v: &Value, ty: Option<Cow<'static, str>>) {
     let one = |v: &Value| Item::Owned {
         value: Arc::new(v.clone()),
         type_name: v
             .get("resourceType")
             .and_then(Value::as_str)
             .map(str::to_string)
-            .or_else(|| ty.clone()),
+            .or_else(|| ty.as_ref().map(|t| t.to_string())),
     };
     match v {
         Value::Array(a) => out.extend(a.iter().filter(|x| !x.is_null()).map(one)),

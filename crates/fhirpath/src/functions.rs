@@ -7,6 +7,7 @@ use crate::value::{self, as_str, prim, quantity_text};
 use crate::{Decimal, Error, Item};
 use serde_json::Value;
 use std::borrow::Cow;
+use std::collections::HashMap;
 
 fn b<'a>(v: bool) -> R<Items<'a>> {
     Ok(vec![Item::Boolean(v)])
@@ -107,8 +108,8 @@ fn to_boolean(i: &Item<'_>) -> Option<bool> {
         Item::Integer(1) => Some(true),
         Item::Integer(0) => Some(false),
         Item::Decimal(d) => match d.to_f64() {
-            x if x == 1.0 => Some(true),
-            x if x == 0.0 => Some(false),
+            1.0 => Some(true),
+            0.0 => Some(false),
             _ => None,
         },
         Item::String(s) => match s.to_lowercase().as_str() {
@@ -141,7 +142,7 @@ const CALENDAR: &[&str] = &[
 
 fn parse_quantity_text(t: &str) -> Option<(Decimal, String)> {
     let t = t.trim();
-    let (num, rest) = match t.find(|c: char| c == ' ' || c == '\'') {
+    let (num, rest) = match t.find([' ', '\'']) {
         Some(p) => (&t[..p], t[p..].trim()),
         None => (t, ""),
     };
@@ -177,43 +178,22 @@ fn to_quantity(i: &Item<'_>) -> Option<(Decimal, String)> {
     }
 }
 
-/// `toQuantity(unit)`: only identities and calendar/UCUM synonyms convert here.
+/// `toQuantity(unit)`: metric prefixes and durations convert; other units only to themselves.
 fn convert_unit(v: Decimal, from: &str, to: &str) -> Option<(Decimal, String)> {
     if from == to {
         return Some((v, to.to_string()));
     }
-    fn syn(u: &str) -> &str {
-        match u {
-            "week" | "weeks" => "wk",
-            "day" | "days" => "d",
-            "hour" | "hours" => "h",
-            "minute" | "minutes" => "min",
-            "second" | "seconds" => "s",
-            "millisecond" | "milliseconds" => "ms",
-            "year" | "years" => "a",
-            "month" | "months" => "mo",
-            o => o,
-        }
-    }
-    if syn(from) == syn(to) {
-        return Some((v, to.to_string()));
-    }
-    let secs = |u: &str| -> Option<f64> {
-        Some(match syn(u) {
-            "ms" => 0.001,
-            "s" => 1.0,
-            "min" => 60.0,
-            "h" => 3600.0,
-            "d" => 86400.0,
-            "wk" => 604800.0,
-            _ => return None,
-        })
+    let f = crate::units::factor(from, to)?;
+    let d = if f == 1.0 {
+        v
+    } else {
+        Decimal::from_f64(v.to_f64() * f)?
     };
-    let (a, c) = (secs(from)?, secs(to)?);
-    Decimal::from_f64(v.to_f64() * a / c).map(|d| (d, to.to_string()))
+    Some((d, to.to_string()))
 }
 
-/// JavaScript replacement syntax (`$1`, `$<name>`, `$&`, `$$`) to the regex crate's.
+/// JavaScript replacement syntax (`$1`, `$<name>`, `$&`, `$$`) and Java's `${name}`
+/// to the regex crate's.
 fn js_replacement(r: &str) -> String {
     let mut out = String::new();
     let mut it = r.chars().peekable();
@@ -230,6 +210,30 @@ fn js_replacement(r: &str) -> String {
             Some('&') => {
                 it.next();
                 out.push_str("${0}");
+            }
+            // Java's `${name}`: the IG maps were written for Matchbox (HAPI), where
+            // this names a group; FHIRPath.js would leave it as text
+            Some('{') => {
+                let mut name = String::new();
+                let mut closed = false;
+                let mut look = it.clone();
+                look.next();
+                for ch in look.by_ref() {
+                    if ch == '}' {
+                        closed = true;
+                        break;
+                    }
+                    name.push(ch);
+                }
+                if closed
+                    && !name.is_empty()
+                    && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                {
+                    it = look;
+                    out.push_str(&format!("${{{name}}}"));
+                } else {
+                    out.push_str("$$");
+                }
             }
             Some('<') => {
                 let mut name = String::new();
@@ -265,18 +269,34 @@ fn js_replacement(r: &str) -> String {
 }
 
 /// FHIRPath regexes follow JavaScript; `(?<name>` is accepted by the regex crate
-/// already, so only compilation limits need guarding.
+/// already, so only compilation limits need guarding. Compiled patterns are cached
+/// per thread: maps evaluate the same few patterns for every resource.
 fn regex(pattern: &str, whole: bool) -> R<regex::Regex> {
+    thread_local! {
+        static CACHE: std::cell::RefCell<HashMap<(String, bool), regex::Regex>> = std::cell::RefCell::new(HashMap::new());
+    }
+    let key = (pattern.to_string(), whole);
+    if let Some(re) = CACHE.with(|c| c.borrow().get(&key).cloned()) {
+        return Ok(re);
+    }
     let p = if whole {
         format!("^(?s:{pattern})$")
     } else {
         format!("(?s){pattern}")
     };
-    regex::RegexBuilder::new(&p)
+    let re = regex::RegexBuilder::new(&p)
         .size_limit(1 << 20)
         .nest_limit(100)
         .build()
-        .map_err(|e| Error::Eval(format!("invalid regular expression: {e}")))
+        .map_err(|e| Error::Eval(format!("invalid regular expression: {e}")))?;
+    CACHE.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.len() >= 256 {
+            c.clear();
+        }
+        c.insert(key, re.clone());
+    });
+    Ok(re)
 }
 
 fn chars_of(s: &str) -> Vec<char> {
@@ -340,17 +360,55 @@ impl<'e, 'a> Evaluator<'e, 'a> {
         self.eval(e, std::slice::from_ref(item), &f)
     }
 
+    /// Dispatches by family so that only one family's locals sit on the stack
+    /// per nesting level (debug builds give every match arm its own slots).
     pub(crate) fn call(
         &self,
         name: &str,
         input: Items<'a>,
         args: &[Expr],
-        _focus: &[Item<'a>],
+        frame: &Frame<'a>,
+    ) -> R<Items<'a>> {
+        match name {
+            "empty" | "exists" | "all" | "allTrue" | "anyTrue" | "allFalse" | "anyFalse"
+            | "subsetOf" | "supersetOf" | "count" | "distinct" | "isDistinct" => {
+                self.f_existence(name, input, args, frame)
+            }
+            "where" | "select" | "repeat" | "ofType" | "is" | "as" => {
+                self.f_filtering(name, input, args, frame)
+            }
+            "single" | "first" | "last" | "tail" | "skip" | "take" | "intersect" | "exclude"
+            | "union" | "combine" => self.f_subsetting(name, input, args, frame),
+            "iif" | "toBoolean" | "convertsToBoolean" | "toInteger" | "convertsToInteger"
+            | "toDecimal" | "convertsToDecimal" | "toString" | "convertsToString" | "toDate"
+            | "convertsToDate" | "toDateTime" | "convertsToDateTime" | "toTime"
+            | "convertsToTime" | "toQuantity" | "convertsToQuantity" => {
+                self.f_conversion(name, input, args, frame)
+            }
+            "indexOf" | "substring" | "startsWith" | "endsWith" | "contains" | "upper"
+            | "lower" | "length" | "trim" | "toChars" | "replace" | "matches" | "matchesFull"
+            | "replaceMatches" | "split" | "join" => self.f_strings(name, input, args, frame),
+            "abs" | "ceiling" | "floor" | "truncate" | "exp" | "ln" | "sqrt" | "round" | "log"
+            | "power" => self.f_math(name, input, args, frame),
+            "children" | "descendants" => self.f_tree(name, input, args, frame),
+            "trace" | "now" | "today" | "timeOfDay" | "aggregate" | "sum" | "min" | "max"
+            | "avg" | "not" | "type" => self.f_utility(name, input, args, frame),
+            "extension" | "hasValue" | "getValue" | "memberOf" | "resolve" | "htmlChecks"
+            | "htmlchecks" | "conformsTo" => self.f_fhir(name, input, args, frame),
+            _ => Err(Error::UnknownFunction(name.to_string())),
+        }
+    }
+
+    #[inline(never)]
+    fn f_existence(
+        &self,
+        name: &str,
+        input: Items<'a>,
+        args: &[Expr],
         frame: &Frame<'a>,
     ) -> R<Items<'a>> {
         let no_args = |min: usize, max: usize| arity(name, args, min, max);
         match name {
-            // existence
             "empty" => {
                 no_args(0, 0)?;
                 b(input.is_empty())
@@ -415,7 +473,20 @@ impl<'e, 'a> Evaluator<'e, 'a> {
                 let n = input.len();
                 b(value::distinct(input).len() == n)
             }
-            // filtering and projection
+            _ => Err(Error::UnknownFunction(name.to_string())),
+        }
+    }
+
+    #[inline(never)]
+    fn f_filtering(
+        &self,
+        name: &str,
+        input: Items<'a>,
+        args: &[Expr],
+        frame: &Frame<'a>,
+    ) -> R<Items<'a>> {
+        let no_args = |min: usize, max: usize| arity(name, args, min, max);
+        match name {
             "where" => {
                 no_args(1, 1)?;
                 let mut out = Vec::new();
@@ -437,17 +508,32 @@ impl<'e, 'a> Evaluator<'e, 'a> {
             "repeat" => {
                 no_args(1, 1)?;
                 let mut out: Items<'a> = Vec::new();
+                // document nodes are deduplicated through a structural hash so that a
+                // deep or wide document stays linear; other values by FHIRPath equality
+                let mut memo = HashMap::new();
+                let mut by_hash: HashMap<u64, Vec<&'a Value>> = HashMap::new();
                 let mut queue = input;
-                let mut rounds = 0usize;
                 while !queue.is_empty() {
-                    rounds += 1;
-                    if rounds > 10_000 || out.len() > 1_000_000 {
-                        return eval_err("repeat() does not terminate");
+                    if out.len() > 1_000_000 {
+                        return eval_err("repeat() produced more than a million items");
                     }
                     let mut next = Vec::new();
                     for (i, it) in queue.iter().enumerate() {
                         for r in self.lambda(&args[0], it, i, frame)? {
-                            if !value::contains_item(&out, &r) {
+                            let new = match &r {
+                                Item::Node { value, .. } => {
+                                    let h = value::structural_hash(value, &mut memo);
+                                    let same = by_hash.entry(h).or_default();
+                                    if same.iter().any(|v| value::json_eq(v, value)) {
+                                        false
+                                    } else {
+                                        same.push(value);
+                                        true
+                                    }
+                                }
+                                _ => !value::contains_item(&out, &r),
+                            };
+                            if new {
                                 out.push(r.clone());
                                 next.push(r);
                             }
@@ -473,7 +559,20 @@ impl<'e, 'a> Evaluator<'e, 'a> {
                     Some(i) => b(self.is_type(&i, &ty)),
                 }
             }
-            // subsetting
+            _ => Err(Error::UnknownFunction(name.to_string())),
+        }
+    }
+
+    #[inline(never)]
+    fn f_subsetting(
+        &self,
+        name: &str,
+        input: Items<'a>,
+        args: &[Expr],
+        frame: &Frame<'a>,
+    ) -> R<Items<'a>> {
+        let no_args = |min: usize, max: usize| arity(name, args, min, max);
+        match name {
             "single" => {
                 no_args(0, 0)?;
                 Ok(singleton(&input)?.into_iter().collect())
@@ -527,12 +626,22 @@ impl<'e, 'a> Evaluator<'e, 'a> {
                     all
                 })
             }
-            // conversion
+            _ => Err(Error::UnknownFunction(name.to_string())),
+        }
+    }
+
+    #[inline(never)]
+    fn f_conversion(
+        &self,
+        name: &str,
+        input: Items<'a>,
+        args: &[Expr],
+        frame: &Frame<'a>,
+    ) -> R<Items<'a>> {
+        let no_args = |min: usize, max: usize| arity(name, args, min, max);
+        match name {
             "iif" => {
                 no_args(2, 3)?;
-                if input.len() > 1 {
-                    return eval_err("iif() needs a single input");
-                }
                 let cond = self.eval(&args[0], &input, frame)?;
                 let branch = if to_bool(&cond)? == Some(true) {
                     args.get(1)
@@ -612,7 +721,20 @@ impl<'e, 'a> Evaluator<'e, 'a> {
                     .into_iter()
                     .collect())
             }
-            // strings
+            _ => Err(Error::UnknownFunction(name.to_string())),
+        }
+    }
+
+    #[inline(never)]
+    fn f_strings(
+        &self,
+        name: &str,
+        input: Items<'a>,
+        args: &[Expr],
+        frame: &Frame<'a>,
+    ) -> R<Items<'a>> {
+        let no_args = |min: usize, max: usize| arity(name, args, min, max);
+        match name {
             "indexOf" => self.string_fn(input, args, frame, |st, a| {
                 let sub = a[0].as_deref()?;
                 Some(match st.find(sub) {
@@ -743,7 +865,20 @@ impl<'e, 'a> Evaluator<'e, 'a> {
                 }
                 Ok(vec![s(parts.join(&sep))])
             }
-            // math
+            _ => Err(Error::UnknownFunction(name.to_string())),
+        }
+    }
+
+    #[inline(never)]
+    fn f_math(
+        &self,
+        name: &str,
+        input: Items<'a>,
+        args: &[Expr],
+        frame: &Frame<'a>,
+    ) -> R<Items<'a>> {
+        let no_args = |min: usize, max: usize| arity(name, args, min, max);
+        match name {
             "abs" | "ceiling" | "floor" | "truncate" | "exp" | "ln" | "sqrt" => {
                 no_args(0, 0)?;
                 let Some(i) = singleton(&input)? else {
@@ -805,7 +940,20 @@ impl<'e, 'a> Evaluator<'e, 'a> {
                     .into_iter()
                     .collect())
             }
-            // tree navigation
+            _ => Err(Error::UnknownFunction(name.to_string())),
+        }
+    }
+
+    #[inline(never)]
+    fn f_tree(
+        &self,
+        name: &str,
+        input: Items<'a>,
+        args: &[Expr],
+        _frame: &Frame<'a>,
+    ) -> R<Items<'a>> {
+        let no_args = |min: usize, max: usize| arity(name, args, min, max);
+        match name {
             "children" => {
                 no_args(0, 0)?;
                 Ok(self.children(&input))
@@ -824,7 +972,20 @@ impl<'e, 'a> Evaluator<'e, 'a> {
                 }
                 Ok(out)
             }
-            // utility
+            _ => Err(Error::UnknownFunction(name.to_string())),
+        }
+    }
+
+    #[inline(never)]
+    fn f_utility(
+        &self,
+        name: &str,
+        input: Items<'a>,
+        args: &[Expr],
+        frame: &Frame<'a>,
+    ) -> R<Items<'a>> {
+        let no_args = |min: usize, max: usize| arity(name, args, min, max);
+        match name {
             "trace" => {
                 no_args(1, 2)?;
                 Ok(input)
@@ -884,7 +1045,8 @@ impl<'e, 'a> Evaluator<'e, 'a> {
                             Some(t) => ("System", t.to_string()),
                             None => (
                                 "FHIR",
-                                self.item_type(i).unwrap_or_else(|| "Element".into()),
+                                self.item_type(i)
+                                    .map_or_else(|| "Element".to_string(), |t| t.into_owned()),
                             ),
                         };
                         Item::Owned {
@@ -896,7 +1058,20 @@ impl<'e, 'a> Evaluator<'e, 'a> {
                     })
                     .collect())
             }
-            // FHIR additions
+            _ => Err(Error::UnknownFunction(name.to_string())),
+        }
+    }
+
+    #[inline(never)]
+    fn f_fhir(
+        &self,
+        name: &str,
+        input: Items<'a>,
+        args: &[Expr],
+        frame: &Frame<'a>,
+    ) -> R<Items<'a>> {
+        let no_args = |min: usize, max: usize| arity(name, args, min, max);
+        match name {
             "extension" => {
                 no_args(1, 1)?;
                 let Some(url) = self.arg_string(args, 0, &input, frame)? else {
@@ -934,10 +1109,11 @@ impl<'e, 'a> Evaluator<'e, 'a> {
                 let Some(vs) = self.arg_string(args, 0, &input, frame)? else {
                     return Ok(vec![]);
                 };
-                let Some(i) = singleton(&input)? else {
+                // HAPI (Matchbox) answers empty unless exactly one item is tested
+                let [i] = input.as_slice() else {
                     return Ok(vec![]);
                 };
-                let r = self.member_of(&i, &vs)?;
+                let r = self.member_of(i, &vs)?;
                 Ok(r.map(Item::Boolean).into_iter().collect())
             }
             "resolve" => {

@@ -25,6 +25,7 @@ pub mod model;
 mod ops;
 mod parser;
 mod temporal;
+mod units;
 mod value;
 
 /// A parsed FHIRPath expression.
@@ -112,13 +113,13 @@ impl<'a> Item<'a> {
             Item::Quantity { .. } => "Quantity",
             Item::Node { value, type_name } => {
                 return match type_name {
-                    Some(t) => Some(Cow::Borrowed(t.as_ref())),
+                    Some(t) => Some(Cow::Borrowed(fhir_name(t.as_ref()))),
                     None => json_type(value).map(Cow::Borrowed),
                 }
             }
             Item::Owned { value, type_name } => {
                 return match type_name {
-                    Some(t) => Some(Cow::Borrowed(t.as_str())),
+                    Some(t) => Some(Cow::Borrowed(fhir_name(t.as_str()))),
                     None => json_type(value).map(|t| Cow::Owned(t.to_string())),
                 }
             }
@@ -253,6 +254,21 @@ pub fn evaluate_str<'a>(src: &str, resource: &'a Value) -> Result<Vec<Item<'a>>,
             .map(Cow::Borrowed),
     };
     evaluate(&expr, &[root], &EmptyEnvironment)
+}
+
+/// The R4 model types element ids and `Extension.url` as `System.String`; as a
+/// FHIR type (e.g. to name a choice element) that is `string`.
+fn fhir_name(t: &str) -> &str {
+    match t {
+        "System.String" => "string",
+        "System.Boolean" => "boolean",
+        "System.Integer" => "integer",
+        "System.Decimal" => "decimal",
+        "System.Date" => "date",
+        "System.DateTime" => "dateTime",
+        "System.Time" => "time",
+        other => other,
+    }
 }
 
 fn json_type(v: &Value) -> Option<&str> {

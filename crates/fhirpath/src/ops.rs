@@ -53,7 +53,22 @@ pub(crate) fn binary<'a>(op: BinOp, a: Items<'a>, b: Items<'a>) -> R<Items<'a>> 
             let (Some(x), Some(y)) = (singleton(&a)?, singleton(&b)?) else {
                 return Ok(vec![]);
             };
-            arithmetic(op, &prim(&x), &prim(&y)).map(|o| o.into_iter().collect())
+            let (x, y) = (prim(&x), prim(&y));
+            // a string that holds a date (an element whose type the model does not
+            // know) takes part in date arithmetic with a quantity
+            let x = match (&x, &y) {
+                (Item::String(s), Item::Quantity { .. })
+                    if matches!(op, BinOp::Add | BinOp::Sub) =>
+                {
+                    match crate::temporal::Temporal::parse_date_time(s) {
+                        Some(t) if !t.has_time && t.precision <= 3 => Item::Date(s.to_string()),
+                        Some(_) => Item::DateTime(s.to_string()),
+                        None => x,
+                    }
+                }
+                _ => x,
+            };
+            arithmetic(op, &x, &y).map(|o| o.into_iter().collect())
         }
     }
 }

@@ -1,6 +1,6 @@
 //! Lexer and recursive-descent parser for the FHIRPath N1 grammar.
 
-use crate::ast::{BinOp, Expr, Kind, Literal, TypeSpec, MAX_DEPTH};
+use crate::ast::{BinOp, Expr, Kind, Literal, TypeSpec, MAX_DEPTH, MAX_NESTING};
 use crate::{Error, Position};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -439,7 +439,7 @@ impl<'s> Parser<'s> {
 
     fn expression(&mut self) -> Result<Expr, Error> {
         self.nesting += 1;
-        if self.nesting > MAX_DEPTH {
+        if self.nesting > MAX_NESTING {
             return Err(Error::TooDeep);
         }
         let r = self.binary(0);
@@ -447,35 +447,36 @@ impl<'s> Parser<'s> {
         r
     }
 
-    /// Precedence climbing over levels 0 (implies) … 9 (multiplicative); level 7
-    /// is the `is`/`as` type operators, 10 the unary sign.
-    fn binary(&mut self, level: u8) -> Result<Expr, Error> {
-        if level == 10 {
-            return self.unary();
-        }
-        if level == 7 {
-            let mut left = self.binary(8)?;
-            loop {
-                let word = match self.peek() {
-                    Tok::Ident(w) if w == "is" || w == "as" => w.clone(),
-                    _ => return Ok(left),
-                };
-                self.bump();
-                let ty = self.type_spec()?;
-                left = if word == "is" {
-                    self.node(Kind::Is(Box::new(left), ty))?
-                } else {
-                    self.node(Kind::As(Box::new(left), ty))?
-                };
+    /// Precedence climbing: levels 0 (implies) … 9 (multiplicative), 7 being the
+    /// `is`/`as` type operators. One loop per operand keeps the recursion per
+    /// nesting level small (the parser's stack use bounds what fits in 2 MiB).
+    fn binary(&mut self, min_level: u8) -> Result<Expr, Error> {
+        let mut left = self.unary()?;
+        loop {
+            let t = self.peek();
+            if let Tok::Ident(w) = t {
+                if (w == "is" || w == "as") && min_level <= 7 {
+                    let is = w == "is";
+                    self.bump();
+                    let ty = self.type_spec()?;
+                    left = if is {
+                        self.node(Kind::Is(Box::new(left), ty))?
+                    } else {
+                        self.node(Kind::As(Box::new(left), ty))?
+                    };
+                    continue;
+                }
             }
-        }
-        let mut left = self.binary(level + 1)?;
-        while let Some(op) = op_of(self.peek(), level) {
+            let Some((op, level)) = (min_level..10)
+                .rev()
+                .find_map(|l| op_of(t, l).map(|o| (o, l)))
+            else {
+                return Ok(left);
+            };
             self.bump();
             let right = self.binary(level + 1)?;
             left = self.node(Kind::Binary(op, Box::new(left), Box::new(right)))?;
         }
-        Ok(left)
     }
 
     fn type_spec(&mut self) -> Result<TypeSpec, Error> {
@@ -505,7 +506,7 @@ impl<'s> Parser<'s> {
             Tok::Op("-") => {
                 self.bump();
                 self.nesting += 1;
-                if self.nesting > MAX_DEPTH {
+                if self.nesting > MAX_NESTING {
                     return Err(Error::TooDeep);
                 }
                 let inner = self.unary();
@@ -528,7 +529,7 @@ impl<'s> Parser<'s> {
             Tok::Op("+") => {
                 self.bump();
                 self.nesting += 1;
-                if self.nesting > MAX_DEPTH {
+                if self.nesting > MAX_NESTING {
                     return Err(Error::TooDeep);
                 }
                 let r = self.unary();
@@ -587,14 +588,35 @@ impl<'s> Parser<'s> {
         }
     }
 
+    /// The recursive terms (parentheses, function calls) live here; everything
+    /// else is in [`Parser::simple_term`], off the recursion path.
     fn term(&mut self) -> Result<Expr, Error> {
-        let t = self.bump();
-        let kind = match t {
+        match self.peek() {
             Tok::Op("(") => {
+                self.bump();
                 let e = self.expression()?;
                 self.expect(")")?;
-                return Ok(e);
+                Ok(e)
             }
+            Tok::Ident(w) | Tok::Delimited(w)
+                if w != "true"
+                    && w != "false"
+                    && self.toks.get(self.i + 1).map(|t| &t.0) == Some(&Tok::Op("(")) =>
+            {
+                let w = w.clone();
+                self.bump();
+                let args = self.args()?;
+                self.node(Kind::Function(None, w, args))
+            }
+            _ => self.simple_term(),
+        }
+    }
+
+    #[inline(never)]
+    fn simple_term(&mut self) -> Result<Expr, Error> {
+        let t = self.bump();
+        let t_copy = std::mem::discriminant(&t);
+        let kind = match t {
             Tok::Op("{") => {
                 self.expect("}")?;
                 Kind::Literal(Literal::Empty)
@@ -625,6 +647,10 @@ impl<'s> Parser<'s> {
                     return Err(self.err("long literal out of range"));
                 }
             },
+            Tok::Date(d) | Tok::DateTime(d) | Tok::Time(d) if !valid_temporal(&t_copy, &d) => {
+                self.i = self.i.saturating_sub(1);
+                return Err(self.err(&format!("invalid date/time literal @{d}")));
+            }
             Tok::Date(d) => Kind::Literal(Literal::Date(d)),
             Tok::DateTime(d) => Kind::Literal(Literal::DateTime(d)),
             Tok::Time(d) => Kind::Literal(Literal::Time(d)),
@@ -634,14 +660,7 @@ impl<'s> Parser<'s> {
             Tok::Special("total") => Kind::Total,
             Tok::Ident(w) if w == "true" => Kind::Literal(Literal::Boolean(true)),
             Tok::Ident(w) if w == "false" => Kind::Literal(Literal::Boolean(false)),
-            Tok::Ident(w) | Tok::Delimited(w) => {
-                if self.peek() == &Tok::Op("(") {
-                    let args = self.args()?;
-                    Kind::Function(None, w, args)
-                } else {
-                    Kind::Ident(w)
-                }
-            }
+            Tok::Ident(w) | Tok::Delimited(w) => Kind::Ident(w),
             _ => {
                 self.i = self.i.saturating_sub(1);
                 return Err(self.err("expected an expression"));
@@ -659,5 +678,15 @@ fn leak(op: &str) -> &'static str {
         "}" => "}",
         "(" => "(",
         _ => ",",
+    }
+}
+
+/// Month 13 or 25 o'clock lex like dates; they are rejected here, at parse time.
+fn valid_temporal(kind: &std::mem::Discriminant<Tok>, text: &str) -> bool {
+    use crate::temporal::Temporal;
+    if *kind == std::mem::discriminant(&Tok::Time(String::new())) {
+        Temporal::parse_time(text).is_some()
+    } else {
+        Temporal::parse_date_time(text).is_some()
     }
 }

@@ -71,8 +71,11 @@ fn split_tz(s: &str) -> Option<(&str, Option<i32>)> {
     if let Some(c) = s.strip_suffix('Z') {
         return Some((c, Some(0)));
     }
-    if s.len() > 6 {
+    if s.len() > 6 && s.is_char_boundary(s.len() - 6) {
         let (c, z) = s.split_at(s.len() - 6);
+        if !z.is_ascii() {
+            return Some((s, None));
+        }
         let b = z.as_bytes();
         if (b[0] == b'+' || b[0] == b'-') && b[3] == b':' {
             let h = num(&z[1..3])? as i32;
@@ -392,7 +395,7 @@ impl Temporal {
                 }
             }
         }
-        if t.year < 1 || t.year > 9999 {
+        if t.has_date && (t.year < 1 || t.year > 9999) {
             return None;
         }
         Some(t)

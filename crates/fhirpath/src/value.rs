@@ -70,6 +70,9 @@ pub(crate) fn prim<'a>(item: &Item<'a>) -> Item<'a> {
                 Value::String(s) => {
                     string_node(s, ty).unwrap_or(Item::String(Cow::Borrowed(s.as_str())))
                 }
+                Value::Object(_) if is_quantity_type(ty) => quantity_json(value)
+                    .map(|(value, unit)| Item::Quantity { value, unit })
+                    .unwrap_or_else(|| item.clone()),
                 _ => item.clone(),
             }
         }
@@ -81,11 +84,30 @@ pub(crate) fn prim<'a>(item: &Item<'a>) -> Item<'a> {
                 Value::String(s) => {
                     string_node(s, ty).unwrap_or_else(|| Item::String(Cow::Owned(s.clone())))
                 }
+                Value::Object(_) if is_quantity_type(ty) => quantity_json(value)
+                    .map(|(value, unit)| Item::Quantity { value, unit })
+                    .unwrap_or_else(|| item.clone()),
                 _ => item.clone(),
             }
         }
         _ => item.clone(),
     }
+}
+
+/// FHIR types that are Quantities (a typed Quantity node compares and prints as one).
+fn is_quantity_type(ty: Option<&str>) -> bool {
+    matches!(
+        ty,
+        Some(
+            "Quantity"
+                | "Age"
+                | "Duration"
+                | "Distance"
+                | "Count"
+                | "SimpleQuantity"
+                | "MoneyQuantity"
+        )
+    )
 }
 
 fn string_node<'a>(s: &str, ty: Option<&str>) -> Option<Item<'a>> {
@@ -174,6 +196,29 @@ fn canonical_unit(u: &str) -> &str {
     }
 }
 
+/// Order of two quantities after converting the second to the first's unit;
+/// `None` when the units are not commensurable.
+fn quantity_order(v1: &Decimal, u1: &str, v2: &Decimal, u2: &str) -> Option<Ordering> {
+    if canonical_unit(u1) == canonical_unit(u2) {
+        return v1.cmp_value(v2);
+    }
+    // a calendar year or month is not the UCUM `a`/`mo` for `=`
+    if matches!(canonical_unit(u1), "year" | "month")
+        || matches!(canonical_unit(u2), "year" | "month")
+    {
+        return None;
+    }
+    let f = crate::units::factor(u2, u1)?;
+    let converted = Decimal::from_f64(v2.to_f64() * f)?;
+    // compare at the precision float conversion leaves exact
+    let (x, y) = (v1.to_f64(), converted.to_f64());
+    if (x - y).abs() <= 1e-12 * x.abs().max(y.abs()) {
+        Some(Ordering::Equal)
+    } else {
+        x.partial_cmp(&y)
+    }
+}
+
 fn temporal_pair(a: &Item<'_>, b: &Item<'_>) -> Option<(Temporal, Temporal)> {
     let ta = temporal(a).or_else(|| {
         let s = as_str(a)?;
@@ -213,22 +258,62 @@ pub(crate) fn equal(a: &Item<'_>, b: &Item<'_>) -> Option<bool> {
         (Item::String(x), Item::String(y)) => Some(x == y),
         (Item::Quantity { .. }, _) | (_, Item::Quantity { .. }) => {
             let ((v1, u1), (v2, u2)) = (as_quantity(&a)?, as_quantity(&b)?);
-            if canonical_unit(&u1) != canonical_unit(&u2) {
-                return Some(false);
-            }
-            Some(v1.cmp_value(&v2) == Some(Ordering::Equal))
+            Some(quantity_order(&v1, &u1, &v2, &u2) == Some(Ordering::Equal))
         }
         _ => match (json_of(&a), json_of(&b)) {
-            (Some(x), Some(y)) => Some(x == y),
+            (Some(x), Some(y)) => Some(json_eq(x, y)),
             _ => Some(false),
         },
     }
 }
 
+/// Deep JSON equality without recursion (documents built in code can be deeper
+/// than any stack); objects compare regardless of key order.
+pub(crate) fn json_eq(a: &Value, b: &Value) -> bool {
+    let mut stack = vec![(a, b)];
+    while let Some((x, y)) = stack.pop() {
+        if std::ptr::eq(x, y) {
+            continue;
+        }
+        match (x, y) {
+            (Value::Array(p), Value::Array(q)) => {
+                if p.len() != q.len() {
+                    return false;
+                }
+                stack.extend(p.iter().zip(q));
+            }
+            (Value::Object(p), Value::Object(q)) => {
+                if p.len() != q.len() {
+                    return false;
+                }
+                for (k, v) in p {
+                    match q.get(k) {
+                        Some(w) => stack.push((v, w)),
+                        None => return false,
+                    }
+                }
+            }
+            (Value::Number(p), Value::Number(q)) => {
+                if p != q && p.as_f64() != q.as_f64() {
+                    return false;
+                }
+            }
+            _ => {
+                if x != y {
+                    return false;
+                }
+            }
+        }
+    }
+    true
+}
+
+/// Every whitespace character counts as a space; runs are not collapsed (the
+/// spec treats whitespace characters as equivalent; FHIRPath.js agrees).
 fn normalise_ws(s: &str) -> String {
-    s.split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ")
+    s.chars()
+        .map(|c| if c.is_whitespace() { ' ' } else { c })
+        .collect::<String>()
         .to_lowercase()
 }
 
@@ -277,13 +362,7 @@ pub(crate) fn compare(a: &Item<'_>, b: &Item<'_>) -> Result<Option<Ordering>, St
     match (&a, &b) {
         (Item::String(x), Item::String(y)) => Ok(Some(x.cmp(y))),
         _ => match (as_quantity(&a), as_quantity(&b)) {
-            (Some((v1, u1)), Some((v2, u2))) => {
-                if canonical_unit(&u1) == canonical_unit(&u2) {
-                    Ok(v1.cmp_value(&v2))
-                } else {
-                    Ok(None)
-                }
-            }
+            (Some((v1, u1)), Some((v2, u2))) => Ok(quantity_order(&v1, &u1, &v2, &u2)),
             _ => Err(format!(
                 "cannot compare {} with {}",
                 type_label(&a),
@@ -386,4 +465,58 @@ pub(crate) fn distinct<'a>(items: Vec<Item<'a>>) -> Vec<Item<'a>> {
         }
     }
     out
+}
+
+/// A hash consistent with [`json_eq`] (key order ignored, `1` = `1.0`), computed
+/// bottom-up without recursion; `memo` caches subtrees by address so a chain of
+/// nested nodes costs linear time overall.
+pub(crate) fn structural_hash(
+    v: &Value,
+    memo: &mut std::collections::HashMap<*const Value, u64>,
+) -> u64 {
+    use std::hash::{Hash, Hasher};
+    fn h<T: Hash>(t: T) -> u64 {
+        let mut s = std::collections::hash_map::DefaultHasher::new();
+        t.hash(&mut s);
+        s.finish()
+    }
+    let mut stack = vec![(v, false)];
+    while let Some((n, children_done)) = stack.pop() {
+        let key = n as *const Value;
+        if memo.contains_key(&key) {
+            continue;
+        }
+        let leaf = match n {
+            Value::Null => Some(h(0u8)),
+            Value::Bool(b) => Some(h((1u8, b))),
+            Value::Number(x) => Some(h((2u8, x.as_f64().map(f64::to_bits)))),
+            Value::String(x) => Some(h((3u8, x))),
+            _ => None,
+        };
+        if let Some(x) = leaf {
+            memo.insert(key, x);
+            continue;
+        }
+        if !children_done {
+            stack.push((n, true));
+            match n {
+                Value::Array(a) => stack.extend(a.iter().map(|c| (c, false))),
+                Value::Object(o) => stack.extend(o.values().map(|c| (c, false))),
+                _ => {}
+            }
+            continue;
+        }
+        let child = |c: &Value, memo: &std::collections::HashMap<*const Value, u64>| {
+            memo.get(&(c as *const Value)).copied().unwrap_or(0)
+        };
+        let x = match n {
+            Value::Array(a) => a.iter().fold(h(4u8), |acc, c| h((acc, child(c, memo)))),
+            Value::Object(o) => o.iter().fold(h((5u8, o.len())), |acc, (k, c)| {
+                acc.wrapping_add(h((k, child(c, memo))))
+            }),
+            _ => 0,
+        };
+        memo.insert(key, x);
+    }
+    memo.get(&(v as *const Value)).copied().unwrap_or(0)
 }
