@@ -11,7 +11,9 @@ use transform_support::*;
 
 #[test]
 fn ips_example_gives_documented_result() {
-    let Some(conf) = conformance_dir() else { return };
+    let Some(conf) = conformance_dir() else {
+        return;
+    };
     let reg = ig_registry(&conf);
     let term = terminology(&conf, "terminology");
     let input = read_json(

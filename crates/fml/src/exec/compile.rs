@@ -82,6 +82,58 @@ pub enum SourceListMode {
 pub struct Expr {
     pub text: Arc<str>,
     pub expr: fhirpath::Expression,
+    /// `name.path.to.element = 'literal'`, the shape of most `where` conditions in
+    /// the IG maps; evaluated natively when the data allows (see engine), else by
+    /// the FHIRPath evaluator.
+    pub fast_eq: Option<FastEq>,
+}
+
+/// A condition of the form `root.seg1.seg2 = 'literal'`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FastEq {
+    pub root: String,
+    pub path: Vec<String>,
+    pub literal: String,
+}
+
+fn is_ident(s: &str) -> bool {
+    let mut c = s.chars();
+    c.next()
+        .is_some_and(|f| f.is_ascii_alphabetic() || f == '_')
+        && c.all(|x| x.is_ascii_alphanumeric() || x == '_')
+}
+
+/// Recognise `a.b.c = 'text'` (no escapes, no functions, lower-case root so it
+/// cannot be a type name).
+pub fn fast_eq(text: &str) -> Option<FastEq> {
+    let (lhs, rhs) = text.split_once(" = ")?;
+    let rhs = rhs.trim();
+    let literal = rhs.strip_prefix('\'')?.strip_suffix('\'')?;
+    if literal.contains(['\'', '\\']) {
+        return None;
+    }
+    let mut parts = lhs.trim().split('.');
+    let root = parts.next()?;
+    if !is_ident(root) || !root.starts_with(|c: char| c.is_ascii_lowercase()) {
+        return None;
+    }
+    let path: Vec<String> = parts.map(str::to_string).collect();
+    if !path.iter().all(|p| is_ident(p)) {
+        return None;
+    }
+    // Reserved words and functions cannot appear without parentheses, but `as`,
+    // `is`, `and`... as path segments would be parsed differently by FHIRPath.
+    const RESERVED: [&str; 12] = [
+        "and", "or", "xor", "implies", "as", "is", "div", "mod", "in", "contains", "true", "false",
+    ];
+    if RESERVED.contains(&root) || path.iter().any(|p| RESERVED.contains(&p.as_str())) {
+        return None;
+    }
+    Some(FastEq {
+        root: root.to_string(),
+        path,
+        literal: literal.to_string(),
+    })
 }
 
 #[derive(Debug, Clone)]
@@ -218,6 +270,7 @@ impl Ctx<'_> {
         Ok(Expr {
             text: Arc::from(text),
             expr,
+            fast_eq: fast_eq(text),
         })
     }
 

@@ -4,8 +4,8 @@
 //! dependent groups.
 
 use super::compile::{
-    CompiledMap, Group, InputMode, Param, Rule, Source, SourceListMode, Target, TargetListMode,
-    Transform, TypeMode,
+    CompiledMap, Expr, FastEq, Group, InputMode, Param, Rule, Source, SourceListMode, Target,
+    TargetListMode, Transform, TypeMode,
 };
 use super::terminology::{Coding, Terminology};
 use super::tree::{is_choice_of, Content, NodeId, Tree};
@@ -494,6 +494,75 @@ impl<'r, 'o> Engine<'r, 'o> {
         Ok(out.into_iter().map(|i| self.item_to_val(i)).collect())
     }
 
+    fn eval_cond<'a>(&self, e: &Expr, focus: &Val<'a>, vars: &Vars<'a, 'r>) -> R<bool> {
+        if let Some(f) = &e.fast_eq {
+            if let Some(b) = self.fast_eq(f, focus, vars) {
+                return Ok(b);
+            }
+        }
+        self.eval_bool(&e.expr, focus, vars)
+    }
+
+    /// `root.a.b = 'text'` without the evaluator, when the result is certain:
+    /// the path ends in at most one string-typed primitive. Anything else (choice
+    /// elements, unknown types, several values, target nodes) returns `None` and
+    /// goes to FHIRPath. Same rules as FHIRPath: the root is a variable if one has
+    /// that name, else a child of the focus; empty compares to nothing (false).
+    fn fast_eq(&self, f: &FastEq, focus: &Val<'_>, vars: &Vars<'_, 'r>) -> Option<bool> {
+        let (start, path): (&Val<'_>, &[String]) = match vars.get_any(&f.root) {
+            Some(v) => (v, &f.path[..]),
+            None => (focus, &[]),
+        };
+        let (mut cur, mut ctx): (Vec<&Value>, Option<TypeCtx>) = match start {
+            Val::Src { v, ty } => (vec![*v], ty.clone()),
+            Val::Json { v, ty } => (vec![&**v], ty.clone()),
+            Val::Tgt(_) => return None,
+        };
+        let segs = if path.is_empty() && vars.get_any(&f.root).is_none() {
+            std::iter::once(&f.root)
+                .chain(f.path.iter())
+                .collect::<Vec<_>>()
+        } else {
+            path.iter().collect::<Vec<_>>()
+        };
+        let mut string_like = false;
+        for seg in segs {
+            let c = ctx.as_ref()?;
+            let def = self.defs().child(c, seg)?;
+            if def.choice || def.types.len() != 1 {
+                return None;
+            }
+            let mut next = Vec::new();
+            for v in &cur {
+                match v.get(seg.as_str()) {
+                    Some(Value::Array(a)) => next.extend(a.iter()),
+                    Some(x) => next.push(x),
+                    None => {}
+                }
+            }
+            string_like = matches!(
+                &*def.types[0],
+                "string"
+                    | "code"
+                    | "id"
+                    | "uri"
+                    | "url"
+                    | "canonical"
+                    | "markdown"
+                    | "oid"
+                    | "uuid"
+            );
+            let next_ctx = self.defs().child_ctx(c, def, &def.types[0]);
+            ctx = next_ctx;
+            cur = next;
+        }
+        match cur.as_slice() {
+            [] => Some(false),
+            [Value::String(s)] if string_like => Some(*s == f.literal),
+            _ => None,
+        }
+    }
+
     fn eval_bool<'a>(
         &self,
         expr: &fhirpath::Expression,
@@ -893,7 +962,7 @@ impl<'r, 'o> Engine<'r, 'o> {
         if let Some(cond) = &src.condition {
             let mut kept = Vec::with_capacity(items.len());
             for it in items {
-                if self.eval_bool(&cond.expr, &it, vars)? {
+                if self.eval_cond(cond, &it, vars)? {
                     kept.push(it);
                 }
             }
@@ -901,7 +970,7 @@ impl<'r, 'o> Engine<'r, 'o> {
         }
         if let Some(check) = &src.check {
             for it in &items {
-                if !self.eval_bool(&check.expr, it, vars)? {
+                if !self.eval_cond(check, it, vars)? {
                     return Err(format!("check failed: {}", check.text));
                 }
             }
@@ -1552,4 +1621,70 @@ fn quantity(text: &str) -> R<Value> {
         m.insert("unit".into(), Value::String(unit.to_string()));
     }
     Ok(Value::Object(m))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::exec::compile::fast_eq;
+    use crate::exec::NoTerminology;
+    use serde_json::json;
+
+    /// The native `a.b = 'x'` path must agree with the FHIRPath evaluator whenever
+    /// it answers, and step aside where it cannot be sure.
+    #[test]
+    fn fast_equality_agrees_with_fhirpath() {
+        let reg = MapRegistry::new();
+        let opts = TransformOptions::default();
+        let eng = Engine::new(&reg, &NoTerminology, &opts);
+        let qr = json!({"resourceType": "QuestionnaireResponse", "status": "completed",
+        "item": [
+            {"linkId": "name", "answer": [{"valueString": "A"}]},
+            {"linkId": "dose", "answer": [{"valueInteger": 1}, {"valueInteger": 2}]},
+            {"text": "no link id"},
+            {"linkId": "nested", "item": [{"linkId": "inner"}, {"linkId": "inner2"}]}
+        ]});
+        let root = Val::Src {
+            v: &qr,
+            ty: Some(TypeCtx::r4("QuestionnaireResponse")),
+        };
+        let items = {
+            let mut e = Engine::new(&reg, &NoTerminology, &opts);
+            e.children(&root, "item")
+        };
+        let conditions = [
+            "item.linkId = 'name'",
+            "item.linkId = 'dose'",
+            "linkId = 'name'",
+            "item.item.linkId = 'inner'",
+            "item.answer.valueString = 'A'",
+            "status = 'completed'",
+            "item.text = 'no link id'",
+        ];
+        let mut answered = 0;
+        for text in conditions {
+            let f = fast_eq(text).expect("recognised");
+            let expr = fhirpath::parse(text).expect("parses");
+            for it in &items {
+                for focus in [it, &root] {
+                    let mut vars = Vars::default();
+                    vars.add("item", Mode::Input, it.clone());
+                    let full = eng.eval_bool(&expr, focus, &vars);
+                    if let Some(fast) = eng.fast_eq(&f, focus, &vars) {
+                        answered += 1;
+                        assert_eq!(Ok(fast), full, "{text}");
+                    }
+                }
+            }
+        }
+        assert!(answered > 20, "fast path answered only {answered} cases");
+        for not_fast in [
+            "Patient.id = 'x'",
+            "a.b = \"x\"",
+            "a.where(b) = 'x'",
+            "a.b = 'it''s'",
+        ] {
+            assert_eq!(fast_eq(not_fast), None, "{not_fast}");
+        }
+    }
 }

@@ -698,29 +698,28 @@ fn element_type_names(e: &ElementDef) -> Vec<String> {
 /// Type information for the FHIRPath evaluator over R4 and the loaded logical models.
 impl fhirpath::ModelInfo for Definitions {
     fn element_types(&self, parent_type: &str, element: &str) -> Option<Vec<String>> {
-        let e = match r4().child(parent_type, element) {
-            Some(e) => e,
-            None => {
-                let ctx = if let Some(m) = self.logical_by_type.get(parent_type) {
-                    TypeCtx::Logical {
-                        model: m.clone(),
-                        path: Arc::from(m.root.as_str()),
-                    }
-                } else {
-                    let (head, _) = parent_type.split_once('.')?;
-                    let m = self.logical_by_type.values().find(|m| m.root == head)?;
-                    if !m.has_path(parent_type) {
-                        return None;
-                    }
-                    TypeCtx::Logical {
-                        model: m.clone(),
-                        path: Arc::from(parent_type),
-                    }
-                };
-                return self.child(&ctx, element).map(element_type_names);
+        // R4 types: the evaluator's own R4 table (generated from the same FHIRPath.js
+        // model as ours) answers without allocating; we add the logical models.
+        if r4().has_type(parent_type) {
+            return None;
+        }
+        let ctx = if let Some(m) = self.logical_by_type.get(parent_type) {
+            TypeCtx::Logical {
+                model: m.clone(),
+                path: Arc::from(m.root.as_str()),
+            }
+        } else {
+            let (head, _) = parent_type.split_once('.')?;
+            let m = self.logical_by_type.values().find(|m| m.root == head)?;
+            if !m.has_path(parent_type) {
+                return None;
+            }
+            TypeCtx::Logical {
+                model: m.clone(),
+                path: Arc::from(parent_type),
             }
         };
-        Some(element_type_names(e))
+        self.child(&ctx, element).map(element_type_names)
     }
 
     fn is_subtype(&self, ty: &str, base: &str) -> Option<bool> {
