@@ -509,37 +509,36 @@ impl<'r, 'o> Engine<'r, 'o> {
     /// goes to FHIRPath. Same rules as FHIRPath: the root is a variable if one has
     /// that name, else a child of the focus; empty compares to nothing (false).
     fn fast_eq(&self, f: &FastEq, focus: &Val<'_>, vars: &Vars<'_, 'r>) -> Option<bool> {
-        let (start, path): (&Val<'_>, &[String]) = match vars.get_any(&f.root) {
-            Some(v) => (v, &f.path[..]),
-            None => (focus, &[]),
-        };
-        let (mut cur, mut ctx): (Vec<&Value>, Option<TypeCtx>) = match start {
-            Val::Src { v, ty } => (vec![*v], ty.clone()),
-            Val::Json { v, ty } => (vec![&**v], ty.clone()),
+        let var = vars.get_any(&f.root);
+        let start = var.unwrap_or(focus);
+        let (mut cur, mut ctx): (Option<&Value>, Option<TypeCtx>) = match start {
+            Val::Src { v, ty } => (Some(*v), ty.clone()),
+            Val::Json { v, ty } => (Some(&**v), ty.clone()),
             Val::Tgt(_) => return None,
         };
-        let segs = if path.is_empty() && vars.get_any(&f.root).is_none() {
-            std::iter::once(&f.root)
-                .chain(f.path.iter())
-                .collect::<Vec<_>>()
-        } else {
-            path.iter().collect::<Vec<_>>()
-        };
+        let root_is_path = var.is_none();
+        let segs = root_is_path
+            .then_some(&f.root)
+            .into_iter()
+            .chain(f.path.iter());
         let mut string_like = false;
+        let mut steps = 0;
         for seg in segs {
+            steps += 1;
             let c = ctx.as_ref()?;
             let def = self.defs().child(c, seg)?;
             if def.choice || def.types.len() != 1 {
                 return None;
             }
-            let mut next = Vec::new();
-            for v in &cur {
-                match v.get(seg.as_str()) {
-                    Some(Value::Array(a)) => next.extend(a.iter()),
-                    Some(x) => next.push(x),
-                    None => {}
-                }
-            }
+            // One value at most per step; several go to the evaluator.
+            cur = match cur.and_then(|v| v.get(seg.as_str())) {
+                Some(Value::Array(a)) => match a.as_slice() {
+                    [] => None,
+                    [x] => Some(x),
+                    _ => return None,
+                },
+                other => other,
+            };
             string_like = matches!(
                 &*def.types[0],
                 "string"
@@ -554,11 +553,11 @@ impl<'r, 'o> Engine<'r, 'o> {
             );
             let next_ctx = self.defs().child_ctx(c, def, &def.types[0]);
             ctx = next_ctx;
-            cur = next;
         }
-        match cur.as_slice() {
-            [] => Some(false),
-            [Value::String(s)] if string_like => Some(*s == f.literal),
+        match cur {
+            _ if steps == 0 => None,
+            None => Some(false),
+            Some(Value::String(s)) if string_like => Some(*s == f.literal),
             _ => None,
         }
     }
