@@ -246,21 +246,6 @@ fn item_ctx(defs: &Definitions, v: &Value, declared: Option<TypeCtx>) -> Option<
     declared
 }
 
-fn ctx_from_fhirpath_name(defs: &Definitions, name: &str) -> Option<TypeCtx> {
-    if let Some(t) = defs.resolve_type(name) {
-        return Some(t);
-    }
-    if let Some((head, _)) = name.split_once('.') {
-        if let Some(m) = defs.logical_by_type_name(head) {
-            let _ = m;
-        }
-        if r4().has_type(head) {
-            return Some(TypeCtx::r4(name));
-        }
-    }
-    None
-}
-
 struct Env<'e, 'a, 'r, 'o> {
     vars: &'e Vars<'a, 'r>,
     eng: &'e Engine<'r, 'o>,
@@ -378,7 +363,7 @@ impl<'r, 'o> Engine<'r, 'o> {
             Item::Node { value, type_name } => Val::Src {
                 v: value,
                 ty: type_name
-                    .and_then(|t| ctx_from_fhirpath_name(self.defs(), &t))
+                    .and_then(|t| self.defs().resolve_fhirpath_name(&t))
                     .or_else(|| {
                         value
                             .get("resourceType")
@@ -388,7 +373,7 @@ impl<'r, 'o> Engine<'r, 'o> {
                     .or_else(|| json_type_guess(value).map(TypeCtx::r4)),
             },
             Item::Owned { value, type_name } => Val::Json {
-                ty: type_name.and_then(|t| ctx_from_fhirpath_name(self.defs(), &t)),
+                ty: type_name.and_then(|t| self.defs().resolve_fhirpath_name(&t)),
                 v: value,
             },
             other => {

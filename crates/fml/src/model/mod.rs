@@ -542,6 +542,25 @@ impl Definitions {
         self.logical_by_type.get(name)
     }
 
+    /// The position named by a FHIRPath type name as [`TypeCtx::fhirpath_name`]
+    /// gives it: a type name, a URL, an R4 backbone path or a path inside a
+    /// logical model (`DDCCCoreDataSet.vaccination`).
+    pub fn resolve_fhirpath_name(&self, name: &str) -> Option<TypeCtx> {
+        if let Some(t) = self.resolve_type(name) {
+            return Some(t);
+        }
+        let (head, _) = name.split_once('.')?;
+        if let Some(m) = self.logical_by_type.values().find(|m| m.root == head) {
+            if m.has_path(name) {
+                return Some(TypeCtx::Logical {
+                    model: m.clone(),
+                    path: Arc::from(name),
+                });
+            }
+        }
+        r4().intern(name).map(TypeCtx::R4)
+    }
+
     /// Resolve a type reference (a StructureDefinition URL, a profile URL, or an R4
     /// type name) to the position of its root.
     pub fn resolve_type(&self, reference: &str) -> Option<TypeCtx> {
