@@ -10,6 +10,32 @@
 //! 3. Per request: [`transform`]`(map_url, &source_json, &registry, &terminology)`.
 //!    The registry and terminology are read-only during a transform, so both can
 //!    sit in an `Arc` and serve concurrent requests.
+//!
+//! Semantics (HL7's Java StructureMap engine as Matchbox runs it; each point is
+//! pinned by a test against the IG's own expectations):
+//! - A rule's sources: children by element name (choice elements by their typed
+//!   JSON name), then the type filter (literal compare: `: DDCCPatient` never
+//!   matches a Patient), then `where` and `check`, evaluated with the enclosing
+//!   variables and the item as focus (the rule's own variable is not bound yet),
+//!   then the list mode. A bare identifier in FHIRPath is a variable first.
+//! - Targets run in order; then dependent groups; then nested rules. A rule with
+//!   one typed source variable, one target variable made by a parameterless
+//!   `create` and nothing else uses the group whose input types match (`<<types>>`).
+//! - Writing an element the target type does not define fails the transform with
+//!   the map, group and rule named. A choice element is named from the value's
+//!   type (`doseNumberInteger`); a primitive written to a non-choice primitive
+//!   element takes that element's JSON form (integer 1 into a string is "1").
+//! - Created objects are shared: `entry.resource = create('Patient') as p` and
+//!   later writes to `p` are one object.
+//! - Output: `resourceType` first, at the root and in Resource-typed elements;
+//!   a logical model's `resourceType` is the last segment of its type URL.
+//! - `translate` returns the ConceptMap group's target system and the code
+//!   (`Coding`, `CodeableConcept`, `code`, `system` or `display`); no entry for the
+//!   code sets nothing; several usable targets are an error.
+//! - Groups calling groups and nested rules share a depth budget of 100.
+//! - Conditions of the form `a.b.c = 'text'` over string-typed elements are
+//!   evaluated natively (same result as FHIRPath; anything the shortcut cannot
+//!   decide goes to the evaluator).
 
 pub mod compile;
 mod engine;
@@ -182,7 +208,15 @@ pub fn transform_with(
 
 #[cfg(test)]
 mod tests {
-    use super::glob;
+    use super::*;
+
+    #[test]
+    fn shared_state_is_thread_safe() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<MapRegistry>();
+        assert_send_sync::<LocalTerminology>();
+        assert_send_sync::<TransformError>();
+    }
 
     #[test]
     fn import_wildcards() {
