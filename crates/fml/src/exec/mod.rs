@@ -86,7 +86,10 @@ pub struct MapRegistry {
 }
 
 impl MapRegistry {
+    /// An empty registry. Also loads the built-in R4 model (about 10 ms, once per
+    /// process) so the first request does not pay for it.
     pub fn new() -> Self {
+        let _ = crate::model::r4();
         Self::default()
     }
 
