@@ -421,3 +421,24 @@ fn transforms_into_r4_target_qty_id_cc_truncate_cast_reference() {
                "component": [{"valueInteger": 7}]})
     );
 }
+
+#[test]
+fn primitive_into_complex_element_is_an_error() {
+    // src.id as i -> tgt.part = i   (part is a BackboneElement)
+    let m = map(
+        "http://t/10",
+        json!([group(
+            "G",
+            json!([
+                {"name": "prim", "source": [src("src", Some("id"), Some("i"))],
+                 "target": [copy("tgt", "part", json!({"valueId": "i"}))]}
+            ])
+        )]),
+    );
+    let reg = registry(&[m]);
+    let err = transform("http://t/10", &patient(), &reg, &NoTerminology).expect_err("must fail");
+    assert!(
+        err.to_string().contains("cannot set it to the primitive"),
+        "{err}"
+    );
+}

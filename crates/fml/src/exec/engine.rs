@@ -1425,9 +1425,16 @@ impl<'r, 'o> Engine<'r, 'o> {
             // A primitive takes the declared type of a non-choice element (Matchbox
             // stores the text and writes it as that type: integer 1 into a string
             // element is "1").
-            match def_ctx.filter(TypeCtx::is_primitive) {
-                Some(d) => (Content::Prim(coerce(&v, d.type_name())), Some(d)),
-                None => (Content::Prim(Arc::unwrap_or_clone(v)), ty),
+            match def_ctx {
+                Some(d) if d.is_primitive() => (Content::Prim(coerce(&v, d.type_name())), Some(d)),
+                // A primitive cannot become a complex element (a string is no Coding).
+                Some(d) if d.resource_type().is_none() && d.type_name() != "Resource" => {
+                    return Err(format!(
+                        "element '{element}' has type {}; cannot set it to the primitive value {v}",
+                        d.type_name()
+                    ));
+                }
+                _ => (Content::Prim(Arc::unwrap_or_clone(v)), ty),
             }
         };
         let id = self.tree.add(ty, content);
