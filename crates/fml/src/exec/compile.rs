@@ -151,6 +151,19 @@ pub struct Source {
     pub log_message: Option<Expr>,
 }
 
+impl Source {
+    /// A source that names a variable and nothing else (`src` / `src as s`): it
+    /// binds exactly once.
+    pub fn is_plain(&self) -> bool {
+        self.element.is_none()
+            && self.type_.is_none()
+            && self.condition.is_none()
+            && self.check.is_none()
+            && self.list_mode.is_none()
+            && self.min.is_none_or(|m| m <= 1)
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TargetListMode {
     First,

@@ -700,6 +700,24 @@ impl<'r, 'o> Engine<'r, 'o> {
                 group: at.group.to_string(),
             });
         }
+        // The common `src -> ...` / `src as s -> ...` rule binds exactly once: no
+        // source list to build.
+        if let [only] = rule.sources.as_slice() {
+            if only.is_plain() {
+                let base = vars.get_any(&only.context).cloned().ok_or_else(|| {
+                    Self::err(
+                        at,
+                        &rule.name,
+                        format!("unknown source variable '{}'", only.context),
+                    )
+                })?;
+                let mut v = vars.clone();
+                if let Some(name) = &only.variable {
+                    v.add(name, Mode::Input, base);
+                }
+                return self.run_rule_body(at, rule, v, depth);
+            }
+        }
         let mut bindings = match rule.sources.split_first() {
             Some((first, _)) => self
                 .process_source(first, vars)
@@ -717,20 +735,33 @@ impl<'r, 'o> Engine<'r, 'o> {
             }
             bindings = next;
         }
-        for mut v in bindings {
-            for tgt in &rule.targets {
-                self.process_target(at, tgt, &mut v)
-                    .map_err(|c| Self::err(at, &rule.name, c))?;
-            }
-            for dep in &rule.dependents {
-                self.execute_dependent(at, &rule.name, dep, &v, depth)?;
-            }
-            for child in &rule.rules {
-                self.execute_rule(at, child, &v, depth + 1)?;
-            }
-            if rule.rules.is_empty() && rule.dependents.is_empty() {
-                self.default_mapping(at, rule, &v, depth)?;
-            }
+        for v in bindings {
+            self.run_rule_body(at, rule, v, depth)?;
+        }
+        Ok(())
+    }
+
+    /// Targets, dependent groups, nested rules (or the default type mapping) for
+    /// one binding of the rule's sources.
+    fn run_rule_body<'a>(
+        &mut self,
+        at: At<'r>,
+        rule: &'r Rule,
+        mut v: Vars<'a, 'r>,
+        depth: usize,
+    ) -> Result<(), TransformError> {
+        for tgt in &rule.targets {
+            self.process_target(at, tgt, &mut v)
+                .map_err(|c| Self::err(at, &rule.name, c))?;
+        }
+        for dep in &rule.dependents {
+            self.execute_dependent(at, &rule.name, dep, &v, depth)?;
+        }
+        for child in &rule.rules {
+            self.execute_rule(at, child, &v, depth + 1)?;
+        }
+        if rule.rules.is_empty() && rule.dependents.is_empty() {
+            self.default_mapping(at, rule, &v, depth)?;
         }
         Ok(())
     }
