@@ -4,9 +4,9 @@
 //! Needs the conformance corpus (`../shared` or `$DDCC_SHARED`); skips without it.
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use std::hint::black_box;
 use fml::exec::{transform, LocalTerminology, MapRegistry};
 use serde_json::Value;
+use std::hint::black_box;
 use std::path::{Path, PathBuf};
 
 const QR_MAP: &str = "http://smart.who.int/ddcc/StructureMap/QRespToVSCoreDataSet";
