@@ -442,3 +442,31 @@ fn primitive_into_complex_element_is_an_error() {
         "{err}"
     );
 }
+
+#[test]
+fn created_objects_are_shared_between_assignments() {
+    // src -> create('Coding') as c, tgt.part as p1, p1.code = c,
+    //        tgt.part as p2, p2.code = c, c.code = 'x'
+    let m = map(
+        "http://t/11",
+        json!([group(
+            "G",
+            json!([
+                {"name": "share", "source": [src("src", None, None)], "target": [
+                    {"transform": "create", "variable": "c", "parameter": [{"valueString": "Coding"}]},
+                    {"context": "tgt", "contextType": "variable", "element": "part", "variable": "p1"},
+                    copy("p1", "code", json!({"valueId": "c"})),
+                    {"context": "tgt", "contextType": "variable", "element": "part", "variable": "p2"},
+                    copy("p2", "code", json!({"valueId": "c"})),
+                    copy("c", "code", json!({"valueString": "x"}))
+                ]}
+            ])
+        )]),
+    );
+    let reg = registry(&[m]);
+    let out = transform("http://t/11", &patient(), &reg, &NoTerminology).expect("ok");
+    assert_eq!(
+        out,
+        json!({"resourceType": "LM", "part": [{"code": {"code": "x"}}, {"code": {"code": "x"}}]})
+    );
+}

@@ -646,7 +646,10 @@ impl<'r, 'o> Engine<'r, 'o> {
         );
         vars.add(&tgt_in.name, Mode::Output, Val::Tgt(root));
         self.execute_group(map, group, &vars, 0)?;
-        self.tree.to_json(root).map_err(setup)
+        drop(vars);
+        std::mem::take(&mut self.tree)
+            .into_json(root)
+            .map_err(setup)
     }
 
     fn err(at: At<'_>, rule: &str, cause: String) -> TransformError {

@@ -125,6 +125,76 @@ impl Tree {
         self.to_json_depth(id, 0)
     }
 
+    /// The final output: like [`Tree::to_json`], but values and names of nodes
+    /// reachable once are moved instead of copied. Shared nodes (one object
+    /// assigned in two places) are copied at each place.
+    pub fn into_json(mut self, root: NodeId) -> Result<Value, String> {
+        let mut refs = vec![0u32; self.nodes.len()];
+        if let Some(r) = refs.get_mut(root) {
+            *r += 1;
+        }
+        for n in &self.nodes {
+            if let Content::Obj(kids) = &n.content {
+                for (_, _, ids) in kids {
+                    for &i in ids {
+                        if let Some(r) = refs.get_mut(i) {
+                            *r = r.saturating_add(1);
+                        }
+                    }
+                }
+            }
+        }
+        self.take_json(root, 0, &refs)
+    }
+
+    fn take_json(&mut self, id: NodeId, depth: usize, refs: &[u32]) -> Result<Value, String> {
+        if depth > MAX_DEPTH {
+            return Err("target tree too deep (cycle?)".into());
+        }
+        if refs.get(id).copied().unwrap_or(0) > 1 {
+            return self.to_json_depth(id, depth);
+        }
+        let node = self
+            .nodes
+            .get_mut(id)
+            .ok_or_else(|| format!("dangling node {id}"))?;
+        let content = std::mem::replace(&mut node.content, Content::Prim(Value::Null));
+        let writes_type =
+            depth == 0 || node.resource_slot || matches!(node.ctx, Some(TypeCtx::R4(_)));
+        let rt = node
+            .ctx
+            .as_ref()
+            .and_then(TypeCtx::resource_type)
+            .filter(|_| writes_type)
+            .map(str::to_string);
+        match content {
+            Content::Prim(v) => Ok(v),
+            Content::Json(v) => Ok(Arc::try_unwrap(v).unwrap_or_else(|a| (*a).clone())),
+            Content::Obj(kids) => {
+                let mut m = Map::new();
+                if let Some(rt) = rt {
+                    m.insert("resourceType".into(), Value::String(rt));
+                }
+                for (name, repeats, ids) in kids {
+                    if ids.is_empty() {
+                        continue;
+                    }
+                    if repeats {
+                        let mut a = Vec::with_capacity(ids.len());
+                        for c in ids {
+                            a.push(self.take_json(c, depth + 1, refs)?);
+                        }
+                        m.insert(name, Value::Array(a));
+                    } else if let Some(&last) = ids.last() {
+                        let v = self.take_json(last, depth + 1, refs)?;
+                        m.insert(name, v);
+                    }
+                }
+                Ok(Value::Object(m))
+            }
+        }
+    }
+
     fn to_json_depth(&self, id: NodeId, depth: usize) -> Result<Value, String> {
         if depth > MAX_DEPTH {
             return Err("target tree too deep (cycle?)".into());
