@@ -107,7 +107,7 @@ impl TypeCtx {
     pub fn type_name(&self) -> &str {
         match self {
             TypeCtx::R4(p) => {
-                if p.path.contains('.') {
+                if p.is_backbone {
                     "BackboneElement"
                 } else {
                     &p.path
@@ -192,6 +192,8 @@ pub struct R4Node {
     pub path: String,
     base: Option<u32>,
     is_resource: bool,
+    /// A nested element path (`Bundle.entry`), typed `BackboneElement`.
+    is_backbone: bool,
     children: FastMap<String, ElementDef>,
 }
 
@@ -297,6 +299,7 @@ impl R4Model {
             let idx = model.nodes.len() as u32;
             model.index.insert(n.clone(), idx);
             model.nodes.push(R4Node {
+                is_backbone: n.contains('.'),
                 path: n,
                 base: None,
                 is_resource: false,
