@@ -103,11 +103,11 @@ struct At<'r> {
     group: &'r str,
 }
 
-pub(crate) struct Engine<'r, 'o> {
+pub(crate) struct Engine<'a, 'r, 'o> {
     reg: &'r MapRegistry,
     term: &'r dyn Terminology,
     opts: &'o TransformOptions<'o>,
-    pub(crate) tree: Tree,
+    pub(crate) tree: Tree<'a>,
     shared: HashMap<(usize, usize, NodeId), NodeId>,
 }
 
@@ -248,7 +248,7 @@ fn item_ctx(defs: &Definitions, v: &Value, declared: Option<TypeCtx>) -> Option<
 
 struct Env<'e, 'a, 'r, 'o> {
     vars: &'e Vars<'a, 'r>,
-    eng: &'e Engine<'r, 'o>,
+    eng: &'e Engine<'a, 'r, 'o>,
 }
 
 impl<'a> fhirpath::Environment<'a> for Env<'_, 'a, '_, '_> {
@@ -294,7 +294,7 @@ fn scalar_item<'a>(v: &Value, ty: Option<&str>) -> Item<'a> {
 
 type R<T> = Result<T, String>;
 
-impl<'r, 'o> Engine<'r, 'o> {
+impl<'a, 'r, 'o> Engine<'a, 'r, 'o> {
     pub(crate) fn new(
         reg: &'r MapRegistry,
         term: &'r dyn Terminology,
@@ -315,11 +315,11 @@ impl<'r, 'o> Engine<'r, 'o> {
 
     // ---- values ---------------------------------------------------------------
 
-    fn to_items<'a>(&self, v: &Val<'a>) -> Vec<Item<'a>> {
+    fn to_items(&self, v: &Val<'a>) -> Vec<Item<'a>> {
         self.to_item(v).into_iter().collect()
     }
 
-    fn to_item<'a>(&self, v: &Val<'a>) -> Option<Item<'a>> {
+    fn to_item(&self, v: &Val<'a>) -> Option<Item<'a>> {
         Some(match v {
             Val::Src { v, ty } => Item::Node {
                 value: v,
@@ -358,7 +358,7 @@ impl<'r, 'o> Engine<'r, 'o> {
         })
     }
 
-    fn item_to_val<'a>(&self, it: Item<'a>) -> Val<'a> {
+    fn item_to_val(&self, it: Item<'a>) -> Val<'a> {
         match it {
             Item::Node { value, type_name } => Val::Src {
                 v: value,
@@ -407,6 +407,7 @@ impl<'r, 'o> Engine<'r, 'o> {
                 match (&n.ctx, &n.content) {
                     (Some(c), _) => Some(Cow::Borrowed(c.type_name())),
                     (None, Content::Prim(p)) => json_type_guess(p).map(Cow::Borrowed),
+                    (None, Content::Src(p)) => json_type_guess(p).map(Cow::Borrowed),
                     _ => None,
                 }
             }
@@ -430,7 +431,7 @@ impl<'r, 'o> Engine<'r, 'o> {
     }
 
     /// Children of a value by element name.
-    fn children<'a>(&mut self, v: &Val<'a>, name: &str) -> Vec<Val<'a>> {
+    fn children(&mut self, v: &Val<'a>, name: &str) -> Vec<Val<'a>> {
         match v {
             Val::Src { v, ty } => match v {
                 Value::Object(o) => {
@@ -466,7 +467,7 @@ impl<'r, 'o> Engine<'r, 'o> {
 
     // ---- FHIRPath --------------------------------------------------------------
 
-    fn eval<'a>(
+    fn eval(
         &self,
         expr: &fhirpath::Expression,
         focus: Option<&Val<'a>>,
@@ -479,7 +480,7 @@ impl<'r, 'o> Engine<'r, 'o> {
         Ok(out.into_iter().map(|i| self.item_to_val(i)).collect())
     }
 
-    fn eval_cond<'a>(&self, e: &Expr, focus: &Val<'a>, vars: &Vars<'a, 'r>) -> R<bool> {
+    fn eval_cond(&self, e: &Expr, focus: &Val<'a>, vars: &Vars<'a, 'r>) -> R<bool> {
         if let Some(f) = &e.fast_eq {
             if let Some(b) = self.fast_eq(f, focus, vars) {
                 return Ok(b);
@@ -547,7 +548,7 @@ impl<'r, 'o> Engine<'r, 'o> {
         }
     }
 
-    fn eval_bool<'a>(
+    fn eval_bool(
         &self,
         expr: &fhirpath::Expression,
         focus: &Val<'a>,
@@ -569,7 +570,7 @@ impl<'r, 'o> Engine<'r, 'o> {
 
     /// Run `map` on `source`: its first group gets the source and a new target
     /// object typed from the group's target parameter.
-    pub(crate) fn run<'a>(
+    pub(crate) fn run(
         &mut self,
         map: &'r CompiledMap,
         source: &'a Value,
@@ -661,7 +662,7 @@ impl<'r, 'o> Engine<'r, 'o> {
         }
     }
 
-    fn execute_group<'a>(
+    fn execute_group(
         &mut self,
         map: &'r CompiledMap,
         group: &'r Group,
@@ -690,7 +691,7 @@ impl<'r, 'o> Engine<'r, 'o> {
         Ok(())
     }
 
-    fn execute_rule<'a>(
+    fn execute_rule(
         &mut self,
         at: At<'r>,
         rule: &'r Rule,
@@ -746,7 +747,7 @@ impl<'r, 'o> Engine<'r, 'o> {
 
     /// Targets, dependent groups, nested rules (or the default type mapping) for
     /// one binding of the rule's sources.
-    fn run_rule_body<'a>(
+    fn run_rule_body(
         &mut self,
         at: At<'r>,
         rule: &'r Rule,
@@ -771,7 +772,7 @@ impl<'r, 'o> Engine<'r, 'o> {
 
     /// `src.a as s -> tgt.b as t` with no `then`: the compiled form has a `create`
     /// without parameters; the group whose input types match does the work.
-    fn default_mapping<'a>(
+    fn default_mapping(
         &mut self,
         at: At<'r>,
         rule: &'r Rule,
@@ -821,7 +822,7 @@ impl<'r, 'o> Engine<'r, 'o> {
         }
     }
 
-    fn execute_dependent<'a>(
+    fn execute_dependent(
         &mut self,
         at: At<'r>,
         rule: &str,
@@ -944,7 +945,7 @@ impl<'r, 'o> Engine<'r, 'o> {
 
     // ---- sources ---------------------------------------------------------------
 
-    fn process_source<'a>(&mut self, src: &'r Source, vars: &Vars<'a, 'r>) -> R<Vec<Vars<'a, 'r>>> {
+    fn process_source(&mut self, src: &'r Source, vars: &Vars<'a, 'r>) -> R<Vec<Vars<'a, 'r>>> {
         let base = vars
             .get_any(&src.context)
             .cloned()
@@ -1023,12 +1024,7 @@ impl<'r, 'o> Engine<'r, 'o> {
 
     // ---- targets ---------------------------------------------------------------
 
-    fn process_target<'a>(
-        &mut self,
-        at: At<'r>,
-        tgt: &'r Target,
-        vars: &mut Vars<'a, 'r>,
-    ) -> R<()> {
+    fn process_target(&mut self, at: At<'r>, tgt: &'r Target, vars: &mut Vars<'a, 'r>) -> R<()> {
         let dest = match &tgt.context {
             Some(c) => match vars.get(c, Mode::Output) {
                 Some(Val::Tgt(id)) => Some(*id),
@@ -1074,7 +1070,7 @@ impl<'r, 'o> Engine<'r, 'o> {
         Ok(())
     }
 
-    fn param<'a>(&self, p: &Param, vars: &Vars<'a, 'r>) -> R<Val<'a>> {
+    fn param(&self, p: &Param, vars: &Vars<'a, 'r>) -> R<Val<'a>> {
         Ok(match p {
             Param::Id(name) => vars
                 .get_any(name)
@@ -1105,7 +1101,7 @@ impl<'r, 'o> Engine<'r, 'o> {
         self.tree.add(Some(ctx), Content::Obj(Vec::new()))
     }
 
-    fn run_transform<'a>(
+    fn run_transform(
         &mut self,
         at: At<'r>,
         tr: Transform,
@@ -1311,7 +1307,7 @@ impl<'r, 'o> Engine<'r, 'o> {
         })
     }
 
-    fn translate<'a>(&self, v: &Val<'a>, map: &str, field: Option<&str>) -> R<Option<Val<'a>>> {
+    fn translate(&self, v: &Val<'a>, map: &str, field: Option<&str>) -> R<Option<Val<'a>>> {
         let j = self.json_of(v)?;
         let coding = match &*j {
             Value::Object(o) => match o.get("coding").and_then(Value::as_array) {
@@ -1410,7 +1406,7 @@ impl<'r, 'o> Engine<'r, 'o> {
         &mut self,
         parent: NodeId,
         element: &str,
-        value: Val<'_>,
+        value: Val<'a>,
         modes: &[TargetListMode],
     ) -> R<NodeId> {
         let defs = self.reg.definitions_ref();
@@ -1450,7 +1446,34 @@ impl<'r, 'o> Engine<'r, 'o> {
                 self.insert_child(parent, &json_name, element, repeats, slot, id, modes)?;
                 return Ok(id);
             }
-            Val::Src { v, ty } => (Arc::new(v.clone()), ty),
+            Val::Src { v, ty } => {
+                // Source values are referenced, not copied, unless the element's
+                // type changes their JSON form.
+                let (content, ty) = match def_ctx {
+                    Some(d) if d.is_primitive() && !v.is_object() => {
+                        let c = coerce(v, d.type_name());
+                        if c == *v {
+                            (Content::Src(v), Some(d))
+                        } else {
+                            (Content::Prim(c), Some(d))
+                        }
+                    }
+                    Some(d)
+                        if !v.is_object()
+                            && d.resource_type().is_none()
+                            && d.type_name() != "Resource" =>
+                    {
+                        return Err(format!(
+                            "element '{element}' has type {}; cannot set it to the primitive value {v}",
+                            d.type_name()
+                        ));
+                    }
+                    d => (Content::Src(v), ty.or(d)),
+                };
+                let id = self.tree.add(ty, content);
+                self.insert_child(parent, &json_name, element, repeats, slot, id, modes)?;
+                return Ok(id);
+            }
             Val::Json { v, ty } => (v, ty),
         };
         let (content, ty) = if v.is_object() {

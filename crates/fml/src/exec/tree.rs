@@ -10,19 +10,23 @@ use std::sync::Arc;
 pub type NodeId = usize;
 
 #[derive(Debug, Clone)]
-pub enum Content {
+pub enum Content<'a> {
     /// Children in insertion order: JSON name, does it repeat, the values.
     Obj(Vec<(String, bool, Vec<NodeId>)>),
     /// A primitive value.
     Prim(Value),
-    /// A complex value copied from a source; exploded into `Obj` when written into.
+    /// A complex value computed during the transform; exploded into `Obj` when
+    /// written into.
     Json(Arc<Value>),
+    /// A value of the source document, referenced rather than copied; exploded
+    /// into `Obj` when written into.
+    Src(&'a Value),
 }
 
 #[derive(Debug, Clone)]
-pub struct Node {
+pub struct Node<'a> {
     pub ctx: Option<TypeCtx>,
-    pub content: Content,
+    pub content: Content<'a>,
     /// Placed in an element of type Resource (`Bundle.entry.resource`): a logical
     /// model instance there carries `resourceType`, as at the root; elsewhere (an
     /// element typed by another logical model) it does not, as in Matchbox.
@@ -30,15 +34,15 @@ pub struct Node {
 }
 
 #[derive(Debug, Default)]
-pub struct Tree {
-    pub nodes: Vec<Node>,
+pub struct Tree<'a> {
+    pub nodes: Vec<Node<'a>>,
 }
 
 /// Serialising a node graph that contains a cycle (`a.x = a`) must stop.
 const MAX_DEPTH: usize = 256;
 
-impl Tree {
-    pub fn add(&mut self, ctx: Option<TypeCtx>, content: Content) -> NodeId {
+impl<'a> Tree<'a> {
+    pub fn add(&mut self, ctx: Option<TypeCtx>, content: Content<'a>) -> NodeId {
         self.nodes.push(Node {
             ctx,
             content,
@@ -47,7 +51,7 @@ impl Tree {
         self.nodes.len() - 1
     }
 
-    pub fn node(&self, id: NodeId) -> Option<&Node> {
+    pub fn node(&self, id: NodeId) -> Option<&Node<'a>> {
         self.nodes.get(id)
     }
 
@@ -70,21 +74,43 @@ impl Tree {
         out
     }
 
-    /// Turn a copied JSON value into nodes so elements can be added to it.
+    /// Turn a copied or referenced JSON value into nodes so elements can be added
+    /// to it.
     pub fn explode(&mut self, id: NodeId, defs: &Definitions) {
-        let Some(Node {
-            content: Content::Json(v),
-            ctx,
-            ..
-        }) = self.nodes.get(id)
-        else {
+        let Some(node) = self.nodes.get(id) else {
             return;
         };
-        let v = v.clone();
-        let ctx = ctx.clone();
-        let Value::Object(obj) = &*v else {
+        let ctx = node.ctx.clone();
+        match &node.content {
+            Content::Src(v) => {
+                let v: &'a Value = v;
+                self.explode_with(id, ctx, v, defs, &mut |it| Content::Src(it));
+            }
+            Content::Json(v) => {
+                let v = v.clone();
+                self.explode_with(id, ctx, &v, defs, &mut |it| {
+                    if it.is_object() {
+                        Content::Json(Arc::new(it.clone()))
+                    } else {
+                        Content::Prim(it.clone())
+                    }
+                });
+            }
+            _ => {}
+        }
+    }
+
+    fn explode_with<'v>(
+        &mut self,
+        id: NodeId,
+        ctx: Option<TypeCtx>,
+        v: &'v Value,
+        defs: &Definitions,
+        make: &mut dyn FnMut(&'v Value) -> Content<'a>,
+    ) {
+        let Value::Object(obj) = v else {
             if let Some(n) = self.nodes.get_mut(id) {
-                n.content = Content::Prim((*v).clone());
+                n.content = Content::Prim(v.clone());
             }
             return;
         };
@@ -93,7 +119,7 @@ impl Tree {
             if k == "resourceType" {
                 continue;
             }
-            let (repeats, items): (bool, Vec<&Value>) = match val {
+            let (repeats, items): (bool, Vec<&'v Value>) = match val {
                 Value::Array(a) => (true, a.iter().collect()),
                 other => (false, vec![other]),
             };
@@ -102,12 +128,7 @@ impl Tree {
             });
             let mut ids = Vec::new();
             for it in items {
-                let content = if it.is_object() {
-                    Content::Json(Arc::new(it.clone()))
-                } else {
-                    Content::Prim(it.clone())
-                };
-                let id = self.add(child_ctx.clone(), content);
+                let id = self.add(child_ctx.clone(), make(it));
                 if let Some(n) = self.nodes.get_mut(id) {
                     n.resource_slot = it.get("resourceType").is_some();
                 }
@@ -170,6 +191,7 @@ impl Tree {
         match content {
             Content::Prim(v) => Ok(v),
             Content::Json(v) => Ok(Arc::try_unwrap(v).unwrap_or_else(|a| (*a).clone())),
+            Content::Src(v) => Ok(v.clone()),
             Content::Obj(kids) => {
                 let mut m = Map::new();
                 if let Some(rt) = rt {
@@ -206,6 +228,7 @@ impl Tree {
         match &node.content {
             Content::Prim(v) => Ok(v.clone()),
             Content::Json(v) => Ok((**v).clone()),
+            Content::Src(v) => Ok((*v).clone()),
             Content::Obj(kids) => {
                 let mut m = Map::new();
                 let ctx = node.ctx.as_ref();
