@@ -849,9 +849,11 @@ impl<'e, 'a> Evaluator<'e, 'a> {
                 let re = regex(&pat, false)?;
                 let refs = rep.matches('$').count();
                 let per_match = rep.len().saturating_add(refs.saturating_mul(st.len()));
-                if per_match > 0 {
-                    // count only as far as the bound needs
-                    let room = crate::eval::MAX_STRING.saturating_sub(st.len()) / per_match;
+                // count matches only as far as the bound needs
+                if let Some(room) = crate::eval::MAX_STRING
+                    .saturating_sub(st.len())
+                    .checked_div(per_match)
+                {
                     if re.find_iter(&st).take(room.saturating_add(1)).count() > room {
                         return eval_err("replaceMatches() result larger than 64 MiB");
                     }
