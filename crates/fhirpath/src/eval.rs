@@ -273,6 +273,12 @@ impl<'e, 'a> Evaluator<'e, 'a> {
                         }
                     }
                 }
+                // a System Quantity exposes its parts like a FHIR Quantity
+                Item::Quantity { value, unit } => match name {
+                    "value" => out.push(Item::Decimal(value.clone())),
+                    "unit" | "code" => out.push(Item::String(Cow::Owned(unit.clone()))),
+                    _ => {}
+                },
                 _ => {}
             }
         }
