@@ -1118,8 +1118,13 @@ impl<'a, 'r, 'o> Engine<'a, 'r, 'o> {
             Transform::Create => {
                 let ctx = match ps.first() {
                     Some(_) => {
+                        // Matchbox creates by type name or StructureDefinition URL;
+                        // a `uses` alias is only a fallback (CertICAOtoDDCC declares
+                        // an ICAO model as alias `Patient` and means FHIR Patient).
                         let t = self.param_string(tgt, 0, vars)?;
-                        self.resolve_type_ref(at.map, &t)
+                        self.defs()
+                            .resolve_type(&t)
+                            .or_else(|| self.resolve_type_ref(at.map, &t))
                             .ok_or_else(|| format!("create: unknown type {t}"))?
                     }
                     None => self.infer_element_type(dest, tgt.element.as_deref())?,
