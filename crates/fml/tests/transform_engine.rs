@@ -470,3 +470,23 @@ fn created_objects_are_shared_between_assignments() {
         json!({"resourceType": "LM", "part": [{"code": {"code": "x"}}, {"code": {"code": "x"}}]})
     );
 }
+
+#[test]
+fn date_op_adds_calendar_durations() {
+    // src -> tgt.birthDate = dateOp('2021-01-01', '+', '30 days')
+    let m = json!({
+        "resourceType": "StructureMap", "url": "http://t/12", "name": "D", "status": "draft",
+        "group": [{"name": "G", "typeMode": "none", "input": [
+            {"name": "src", "mode": "source"}, {"name": "tgt", "type": "Patient", "mode": "target"}],
+          "rule": [{"name": "d", "source": [src("src", None, None)], "target": [
+            {"context": "tgt", "contextType": "variable", "element": "birthDate", "transform": "dateOp",
+             "parameter": [{"valueString": "2021-01-01"}, {"valueString": "+"}, {"valueString": "30 days"}]}
+          ]}]}]
+    });
+    let reg = registry(&[m]);
+    let out = transform("http://t/12", &patient(), &reg, &NoTerminology).expect("ok");
+    assert_eq!(
+        out,
+        json!({"resourceType": "Patient", "birthDate": "2021-01-31"})
+    );
+}
