@@ -237,6 +237,8 @@ pub struct Rule {
 pub struct CompiledMap {
     pub url: String,
     pub name: String,
+    /// The StructureMap resource it was compiled from (for `GET StructureMap`).
+    pub resource: Arc<Value>,
     pub structures: Vec<Structure>,
     pub imports: Vec<String>,
     pub groups: Vec<Group>,
@@ -542,6 +544,7 @@ pub fn compile(sm: &Value) -> Result<CompiledMap, CompileError> {
     Ok(CompiledMap {
         url,
         name,
+        resource: Arc::new(sm.clone()),
         structures,
         imports,
         groups,
