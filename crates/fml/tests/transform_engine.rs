@@ -490,3 +490,29 @@ fn date_op_adds_calendar_durations() {
         json!({"resourceType": "Patient", "birthDate": "2021-01-31"})
     );
 }
+
+#[test]
+fn share_list_mode_reuses_one_element() {
+    // src.name as n -> tgt.part as p share part, p.code = c('http://s', n.family)
+    let m = map(
+        "http://t/13",
+        json!([group(
+            "G",
+            json!([
+                {"name": "names", "source": [src("src", Some("name"), Some("n"))],
+                 "rule": [{"name": "fam", "source": [src("n", Some("family"), Some("f"))], "target": [
+                    {"context": "tgt", "contextType": "variable", "element": "part", "variable": "p",
+                     "listMode": ["share"], "listRuleId": "part"},
+                    {"context": "p", "contextType": "variable", "element": "code", "transform": "c",
+                     "parameter": [{"valueString": "http://s"}, {"valueId": "f"}]}]}]}
+            ])
+        )]),
+    );
+    let reg = registry(&[m]);
+    let out = transform("http://t/13", &patient(), &reg, &NoTerminology).expect("ok");
+    // One shared part; its single-valued code holds the last family name.
+    assert_eq!(
+        out,
+        json!({"resourceType": "LM", "part": [{"code": {"system": "http://s", "code": "Roe"}}]})
+    );
+}
