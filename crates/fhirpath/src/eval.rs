@@ -30,6 +30,20 @@ pub(crate) struct Evaluator<'e, 'a> {
     pub env: &'e dyn Environment<'a>,
     pub context: Items<'a>,
     depth: Cell<u32>,
+    /// Items produced so far: bounds the work of pathological expressions
+    /// (`aggregate($total.combine($total))` doubles per item).
+    produced: Cell<usize>,
+}
+
+/// Most items one evaluation may produce in total, and the longest string.
+const MAX_PRODUCED: usize = 10_000_000;
+pub(crate) const MAX_STRING: usize = 64 * 1024 * 1024;
+
+pub(crate) fn check_len(s: &str) -> R<()> {
+    if s.len() > MAX_STRING {
+        return eval_err("string result larger than 64 MiB");
+    }
+    Ok(())
 }
 
 impl<'e, 'a> Evaluator<'e, 'a> {
@@ -38,6 +52,7 @@ impl<'e, 'a> Evaluator<'e, 'a> {
             env,
             context,
             depth: Cell::new(0),
+            produced: Cell::new(0),
         }
     }
 
@@ -60,6 +75,13 @@ impl<'e, 'a> Evaluator<'e, 'a> {
         self.depth.set(d);
         let r = self.eval_inner(e, focus, frame);
         self.depth.set(d - 1);
+        if let Ok(items) = &r {
+            let n = self.produced.get().saturating_add(items.len());
+            if n > MAX_PRODUCED {
+                return eval_err("evaluation produced too many items");
+            }
+            self.produced.set(n);
+        }
         r
     }
 
@@ -251,6 +273,12 @@ impl<'e, 'a> Evaluator<'e, 'a> {
                         }
                     }
                 }
+                // a System Quantity exposes its parts like a FHIR Quantity
+                Item::Quantity { value, unit } => match name {
+                    "value" => out.push(Item::Decimal(value.clone())),
+                    "unit" | "code" => out.push(Item::String(Cow::Owned(unit.clone()))),
+                    _ => {}
+                },
                 _ => {}
             }
         }

@@ -801,6 +801,16 @@ impl<'e, 'a> Evaluator<'e, 'a> {
                 ) else {
                     return Ok(vec![]);
                 };
+                // bound the result before building it: a long replacement repeated
+                // at every position could otherwise exhaust memory
+                let n = if pat.is_empty() {
+                    st.chars().count() + 1
+                } else {
+                    st.matches(pat.as_str()).count()
+                };
+                if st.len().saturating_add(n.saturating_mul(rep.len())) > crate::eval::MAX_STRING {
+                    return eval_err("replace() result larger than 64 MiB");
+                }
                 let out = if pat.is_empty() {
                     // JavaScript split('').join(rep) semantics: between every character and at both ends
                     let mut o = rep.clone();
@@ -812,6 +822,7 @@ impl<'e, 'a> Evaluator<'e, 'a> {
                 } else {
                     st.replace(&pat, &rep)
                 };
+                crate::eval::check_len(&out)?;
                 Ok(vec![s(out)])
             }
             "matches" | "matchesFull" => {
@@ -836,9 +847,22 @@ impl<'e, 'a> Evaluator<'e, 'a> {
                     return Ok(vec![]);
                 };
                 let re = regex(&pat, false)?;
-                Ok(vec![s(re
+                let refs = rep.matches('$').count();
+                let per_match = rep.len().saturating_add(refs.saturating_mul(st.len()));
+                // count matches only as far as the bound needs
+                if let Some(room) = crate::eval::MAX_STRING
+                    .saturating_sub(st.len())
+                    .checked_div(per_match)
+                {
+                    if re.find_iter(&st).take(room.saturating_add(1)).count() > room {
+                        return eval_err("replaceMatches() result larger than 64 MiB");
+                    }
+                }
+                let out = re
                     .replace_all(&st, js_replacement(&rep).as_str())
-                    .into_owned())])
+                    .into_owned();
+                crate::eval::check_len(&out)?;
+                Ok(vec![s(out)])
             }
             "split" => {
                 no_args(1, 1)?;
@@ -863,7 +887,9 @@ impl<'e, 'a> Evaluator<'e, 'a> {
                         _ => return eval_err("join() needs strings"),
                     }
                 }
-                Ok(vec![s(parts.join(&sep))])
+                let out = parts.join(&sep);
+                crate::eval::check_len(&out)?;
+                Ok(vec![s(out)])
             }
             _ => Err(Error::UnknownFunction(name.to_string())),
         }

@@ -243,6 +243,13 @@ pub fn evaluate<'a>(
     ev.run(&expr.tree)
 }
 
+/// FHIRPath's singleton evaluation of a result as a Boolean (what `where`,
+/// `check` and FML conditions need): empty -> `None`, a single Boolean -> its
+/// value, any other single item -> `true`, more than one item -> an error.
+pub fn to_boolean(items: &[Item<'_>]) -> Result<Option<bool>, Error> {
+    eval::to_bool(items)
+}
+
 /// Convenience: parse and evaluate against one JSON resource with no environment.
 pub fn evaluate_str<'a>(src: &str, resource: &'a Value) -> Result<Vec<Item<'a>>, Error> {
     let expr = parse(src)?;

@@ -47,7 +47,9 @@ pub(crate) fn binary<'a>(op: BinOp, a: Items<'a>, b: Items<'a>) -> R<Items<'a>> 
                     Some(_) => eval_err("& needs strings"),
                 }
             };
-            Ok(vec![Item::String(Cow::Owned(s(x)? + &s(y)?))])
+            let joined = s(x)? + &s(y)?;
+            crate::eval::check_len(&joined)?;
+            Ok(vec![Item::String(Cow::Owned(joined))])
         }
         _ => {
             let (Some(x), Some(y)) = (singleton(&a)?, singleton(&b)?) else {
@@ -151,7 +153,9 @@ fn arithmetic<'a>(op: BinOp, x: &Item<'a>, y: &Item<'a>) -> R<Option<Item<'a>>> 
             })
         }
         (String(a), String(b)) if op == BinOp::Add => {
-            Ok(Some(String(Cow::Owned(format!("{a}{b}")))))
+            let joined = format!("{a}{b}");
+            crate::eval::check_len(&joined)?;
+            Ok(Some(String(Cow::Owned(joined))))
         }
         (Date(_) | DateTime(_) | Time(_), _) if matches!(op, BinOp::Add | BinOp::Sub) => {
             let t = temporal(x).ok_or_else(|| Error::Eval("invalid date/time".into()))?;

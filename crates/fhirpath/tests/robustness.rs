@@ -260,3 +260,22 @@ fn non_ascii_text_where_dates_are_expected() {
     }
     assert!(evaluate_str("birthDate < @2021-01-01", &doc).is_err());
 }
+
+#[test]
+fn exponential_growth_is_cut_off() {
+    on_small_stack(|| {
+        let doc = json!({"resourceType": "Basic", "n": (0..64).collect::<Vec<_>>()});
+        for src in [
+            "n.aggregate($total.combine($total), 1).count()",
+            "n.aggregate($total & $total, 'xx').length()",
+            "n.aggregate($total + $total, 'xx').length()",
+            "n.aggregate($total.replace('', $total), 'ab').length()",
+            "n.aggregate($total.replaceMatches('', $total), 'ab').length()",
+        ] {
+            match evaluate_str(src, &doc) {
+                Err(Error::Eval(_)) => {}
+                other => panic!("{src}: expected an evaluation error, got {other:?}"),
+            }
+        }
+    });
+}

@@ -577,6 +577,13 @@ fn item_api() {
     let n = fhirpath::evaluate_str("1 + 1", &d).expect("int");
     assert_eq!(n[0].fhir_type().as_deref(), Some("integer"));
     assert_eq!(n[0].to_json(), json!(2));
+    assert_eq!(fhirpath::to_boolean(&[]), Ok(None));
+    assert_eq!(
+        fhirpath::to_boolean(&[Item::Boolean(false)]),
+        Ok(Some(false))
+    );
+    assert_eq!(fhirpath::to_boolean(&items[1..2]), Ok(Some(true)));
+    assert!(fhirpath::to_boolean(&items).is_err());
     let e = parse("status").expect("parse");
     assert_eq!(e.source(), "status");
     fn send_sync<T: Send + Sync + Clone>(_: &T) {}

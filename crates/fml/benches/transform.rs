@@ -3,9 +3,10 @@
 //! IG's English example, with maps compiled once (as the service caches them).
 //! Needs the conformance corpus (`../shared` or `$DDCC_SHARED`); skips without it.
 
-use criterion::{black_box, criterion_group, criterion_main, Criterion};
+use criterion::{criterion_group, criterion_main, Criterion};
 use fml::exec::{transform, LocalTerminology, MapRegistry};
 use serde_json::Value;
+use std::hint::black_box;
 use std::path::{Path, PathBuf};
 
 const QR_MAP: &str = "http://smart.who.int/ddcc/StructureMap/QRespToVSCoreDataSet";

@@ -30,70 +30,72 @@ fn qresp_to_core_data_set_matches_expected() {
     let Some(conf) = conformance_dir() else {
         return;
     };
-    let reg = ig_registry(&conf);
     let term = terminology(&conf, "terminology");
     let expected_dir = conf.join("ddcc-ig/derived/expected-core-data-set");
-
-    let mut total = 0;
-    let mut passed = 0;
-    let mut failures = Vec::new();
-    for file in json_files(&conf) {
-        if file.starts_with(conf.join("ddcc-ig/derived")) {
-            continue;
-        }
-        let doc = read_json(&file);
-        let mut qrs = Vec::new();
-        find_qrs(&doc, &mut qrs);
-        let stem = file.file_stem().and_then(|s| s.to_str()).unwrap_or("");
-        for qr in qrs {
-            total += 1;
-            let id = qr.get("id").and_then(Value::as_str).unwrap_or("");
-            let by_file = expected_dir.join(format!("{stem}.expected.json"));
-            let by_id = expected_dir.join(format!("QuestionnaireResponse-{id}.expected.json"));
-            let label = file
-                .strip_prefix(&conf)
-                .unwrap_or(&file)
-                .display()
-                .to_string();
-            let exp_path = [by_file, by_id].into_iter().find(|p| Path::exists(p));
-            let Some(exp_path) = exp_path else {
-                failures.push(format!("{label} (QR {id}): no expected core data set"));
+    let mut all_failures = 0;
+    for (source, reg) in ig_registries(&conf) {
+        let mut total = 0;
+        let mut passed = 0;
+        let mut failures = Vec::new();
+        for file in json_files(&conf) {
+            if file.starts_with(conf.join("ddcc-ig/derived")) {
                 continue;
-            };
-            let expected = prune(&read_json(&exp_path));
-            match transform(MAP, qr, &reg, &term) {
-                Err(e) => failures.push(format!("{label} (QR {id}): transform failed: {e}")),
-                Ok(actual) => {
-                    let mut d = Vec::new();
-                    diff(
-                        expected.as_ref().unwrap_or(&Value::Null),
-                        prune(&actual).as_ref().unwrap_or(&Value::Null),
-                        "$",
-                        &mut d,
-                    );
-                    if d.is_empty() {
-                        passed += 1;
-                    } else {
-                        failures.push(format!(
-                            "{label} (QR {id}) vs {}:\n    {}",
-                            exp_path
-                                .file_name()
-                                .map(|f| f.to_string_lossy())
-                                .unwrap_or_default(),
-                            d.join("\n    ")
-                        ));
+            }
+            let doc = read_json(&file);
+            let mut qrs = Vec::new();
+            find_qrs(&doc, &mut qrs);
+            let stem = file.file_stem().and_then(|s| s.to_str()).unwrap_or("");
+            for qr in qrs {
+                total += 1;
+                let id = qr.get("id").and_then(Value::as_str).unwrap_or("");
+                let by_file = expected_dir.join(format!("{stem}.expected.json"));
+                let by_id = expected_dir.join(format!("QuestionnaireResponse-{id}.expected.json"));
+                let label = file
+                    .strip_prefix(&conf)
+                    .unwrap_or(&file)
+                    .display()
+                    .to_string();
+                let exp_path = [by_file, by_id].into_iter().find(|p| Path::exists(p));
+                let Some(exp_path) = exp_path else {
+                    failures.push(format!("{label} (QR {id}): no expected core data set"));
+                    continue;
+                };
+                let expected = prune(&read_json(&exp_path));
+                match transform(MAP, qr, &reg, &term) {
+                    Err(e) => failures.push(format!("{label} (QR {id}): transform failed: {e}")),
+                    Ok(actual) => {
+                        let mut d = Vec::new();
+                        diff(
+                            expected.as_ref().unwrap_or(&Value::Null),
+                            prune(&actual).as_ref().unwrap_or(&Value::Null),
+                            "$",
+                            &mut d,
+                        );
+                        if d.is_empty() {
+                            passed += 1;
+                        } else {
+                            failures.push(format!(
+                                "{label} (QR {id}) vs {}:\n    {}",
+                                exp_path
+                                    .file_name()
+                                    .map(|f| f.to_string_lossy())
+                                    .unwrap_or_default(),
+                                d.join("\n    ")
+                            ));
+                        }
                     }
                 }
             }
         }
+        for f in &failures {
+            println!("DIFF [{source}] {f}");
+        }
+        println!("{source}: {passed} of {total} passed");
+        assert!(
+            total >= 19,
+            "expected at least 19 QuestionnaireResponses, found {total}"
+        );
+        all_failures += failures.len();
     }
-    for f in &failures {
-        println!("DIFF {f}");
-    }
-    println!("{passed} of {total} passed");
-    assert!(
-        total >= 19,
-        "expected at least 19 QuestionnaireResponses, found {total}"
-    );
-    assert!(failures.is_empty(), "{} of {total} failed", failures.len());
+    assert_eq!(all_failures, 0, "differences listed above");
 }

@@ -325,8 +325,7 @@ fn check(a: &Assertion, actual: Option<&Value>) -> Result<(), String> {
     }
 }
 
-fn setup_registry(conf: &Path, setup: &Value) -> MapRegistry {
-    let mut reg = ig_registry(conf);
+fn setup_registry(mut reg: MapRegistry, setup: &Value) -> MapRegistry {
     if let Some(aliases) = setup.get("profile_aliases").and_then(Value::as_object) {
         for (url, base) in aliases {
             if let Some(b) = base.as_str().filter(|_| !url.starts_with('_')) {
@@ -359,7 +358,6 @@ fn structuremap_feature_scenarios() {
         &Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("tests/data/transform/structuremap-tests-setup.json"),
     );
-    let reg = setup_registry(&conf, &setup);
     let folder = setup
         .get("terminology")
         .and_then(Value::as_str)
@@ -382,90 +380,97 @@ fn structuremap_feature_scenarios() {
             ))
         })
         .collect();
-    let mut known_seen = Vec::new();
     let feature_dir = conf.join("ddcc-ig/structuremap-tests");
     let text = std::fs::read_to_string(feature_dir.join("structuremap-tests.feature"))
         .expect("feature file");
     let scenarios = parse_feature(&text).unwrap_or_else(|e| panic!("feature: {e}"));
 
-    let (mut run, mut sc_passed, mut sc_known, mut checks, mut checks_passed) = (0, 0, 0, 0, 0);
-    let mut not_run = Vec::new();
-    let mut failures = Vec::new();
-    for sc in &scenarios {
-        let (Some(map), Some(fixture)) = (&sc.map, &sc.fixture) else {
-            let why = if sc.tags.iter().any(|t| t == "@ignore") {
-                "tagged @ignore (server metadata, not a transform)"
-            } else if sc.tags.iter().any(|t| t == "@preload") {
-                "server preload step (upload of IG/maps/definitions); our registry loads them directly"
-            } else {
-                "no transform in scenario"
+    let mut total_failures = 0;
+    for (source, reg) in ig_registries(&conf) {
+        let reg = setup_registry(reg, &setup);
+        let mut known_seen = Vec::new();
+        let (mut run, mut sc_passed, mut sc_known, mut checks, mut checks_passed) = (0, 0, 0, 0, 0);
+        let mut not_run = Vec::new();
+        let mut failures = Vec::new();
+        for sc in &scenarios {
+            let (Some(map), Some(fixture)) = (&sc.map, &sc.fixture) else {
+                let why = if sc.tags.iter().any(|t| t == "@ignore") {
+                    "tagged @ignore (server metadata, not a transform)"
+                } else if sc.tags.iter().any(|t| t == "@preload") {
+                    "server preload step (upload of IG/maps/definitions); our registry loads them directly"
+                } else {
+                    "no transform in scenario"
+                };
+                not_run.push(format!("line {}: {} — {why}", sc.line, sc.name));
+                continue;
             };
-            not_run.push(format!("line {}: {} — {why}", sc.line, sc.name));
-            continue;
-        };
-        run += 1;
-        let input = read_json(&feature_dir.join(fixture));
-        let result = transform(map, &input, &reg, &term);
-        let mut errs = Vec::new();
-        let known_before = known_seen.len();
-        match &result {
-            Err(e) => errs.push(format!("transform failed: {e}")),
-            Ok(out) => {
-                for a in &sc.assertions {
-                    checks += 1;
-                    let reason = known.iter().find(|(l, _)| *l == a.line).map(|(_, r)| r);
-                    match (check(a, at(out, &a.path)), reason) {
-                        (Ok(()), None) => checks_passed += 1,
-                        (Ok(()), Some(_)) => errs.push(format!(
+            run += 1;
+            let input = read_json(&feature_dir.join(fixture));
+            let result = transform(map, &input, &reg, &term);
+            let mut errs = Vec::new();
+            let known_before = known_seen.len();
+            match &result {
+                Err(e) => errs.push(format!("transform failed: {e}")),
+                Ok(out) => {
+                    for a in &sc.assertions {
+                        checks += 1;
+                        let reason = known.iter().find(|(l, _)| *l == a.line).map(|(_, r)| r);
+                        match (check(a, at(out, &a.path)), reason) {
+                            (Ok(()), None) => checks_passed += 1,
+                            (Ok(()), Some(_)) => errs.push(format!(
                             "line {}: listed as a known difference but now passes; update the list",
                             a.line
                         )),
-                        (Err(e), Some(r)) => known_seen.push(format!(
-                            "line {}: {} -> {e}\n      reason: {r}",
-                            a.line, a.text
-                        )),
-                        (Err(e), None) => errs.push(format!("line {}: {} -> {e}", a.line, a.text)),
+                            (Err(e), Some(r)) => known_seen.push(format!(
+                                "line {}: {} -> {e}\n      reason: {r}",
+                                a.line, a.text
+                            )),
+                            (Err(e), None) => {
+                                errs.push(format!("line {}: {} -> {e}", a.line, a.text))
+                            }
+                        }
                     }
                 }
             }
-        }
-        if result.is_err() {
-            checks += sc.assertions.len();
-        }
-        if errs.is_empty() && (result.is_ok() || !sc.expects_ok) {
-            if known_seen.len() == known_before {
-                sc_passed += 1;
-            } else {
-                sc_known += 1;
+            if result.is_err() {
+                checks += sc.assertions.len();
             }
-        } else {
-            failures.push(format!(
-                "scenario line {} '{}' ({map} on {fixture}):\n    {}",
-                sc.line,
-                sc.name,
-                errs.join("\n    ")
-            ));
+            if errs.is_empty() && (result.is_ok() || !sc.expects_ok) {
+                if known_seen.len() == known_before {
+                    sc_passed += 1;
+                } else {
+                    sc_known += 1;
+                }
+            } else {
+                failures.push(format!(
+                    "scenario line {} '{}' ({map} on {fixture}):\n    {}",
+                    sc.line,
+                    sc.name,
+                    errs.join("\n    ")
+                ));
+            }
         }
-    }
-    for n in &not_run {
-        println!("NOT RUN {n}");
-    }
-    for k in &known_seen {
-        println!("KNOWN {k}");
-    }
-    for f in &failures {
-        println!("DIFF {f}");
-    }
-    println!(
-        "{checks_passed} of {checks} assertions passed ({} known differences, listed above)",
+        for n in &not_run {
+            println!("NOT RUN {n}");
+        }
+        for k in &known_seen {
+            println!("KNOWN [{source}] {k}");
+        }
+        for f in &failures {
+            println!("DIFF [{source}] {f}");
+        }
+        println!(
+        "{source}: {checks_passed} of {checks} assertions passed ({} known differences, listed above)",
         known_seen.len()
     );
-    println!(
-        "{sc_passed} of {run} scenarios passed ({sc_known} more pass except for known differences)"
+        println!(
+        "{source}: {sc_passed} of {run} scenarios passed ({sc_known} more pass except for known differences)"
     );
-    assert!(
-        run >= 16,
-        "expected at least 16 runnable scenarios, found {run}"
-    );
-    assert!(failures.is_empty(), "{} scenarios failed", failures.len());
+        assert!(
+            run >= 16,
+            "expected at least 16 runnable scenarios, found {run}"
+        );
+        total_failures += failures.len();
+    }
+    assert_eq!(total_failures, 0, "scenario failures listed above");
 }

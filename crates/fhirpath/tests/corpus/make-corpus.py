@@ -276,6 +276,11 @@ add(B, "(entry.resource.ofType(Immunization).exists())", "(entry.resource.ofType
     "entry.resource.ofType(ImmunizationRecommendation).recommendation.dateCriterion.value",
     "entry.resource.ofType(Immunization).occurrence.toString().substring(0, 4)")
 
+# JavaScript coercions and quantity parts
+add(I, "lotNumber + 1", "(5 'mg').value", "(5 'mg').unit", "(4 days).value", "status.substring(2, -1)",
+    "expirationDate - occurrence", "occurrence.toDateTime() + 1 hour", "(occurrence | expirationDate).max()",
+    "extension.value.ofType(date) + 1 month", "today() - 1 day < today()", "1.length()", "status.startsWith(1)")
+
 seen_ids = set()
 out = []
 for n, e in enumerate(E):

@@ -20,7 +20,7 @@ pub enum CompileError {
         group: String,
         rule: String,
         expression: String,
-        error: fhirpath::Error,
+        error: Box<fhirpath::Error>,
     },
 }
 
@@ -82,6 +82,58 @@ pub enum SourceListMode {
 pub struct Expr {
     pub text: Arc<str>,
     pub expr: fhirpath::Expression,
+    /// `name.path.to.element = 'literal'`, the shape of most `where` conditions in
+    /// the IG maps; evaluated natively when the data allows (see engine), else by
+    /// the FHIRPath evaluator.
+    pub fast_eq: Option<FastEq>,
+}
+
+/// A condition of the form `root.seg1.seg2 = 'literal'`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FastEq {
+    pub root: String,
+    pub path: Vec<String>,
+    pub literal: String,
+}
+
+fn is_ident(s: &str) -> bool {
+    let mut c = s.chars();
+    c.next()
+        .is_some_and(|f| f.is_ascii_alphabetic() || f == '_')
+        && c.all(|x| x.is_ascii_alphanumeric() || x == '_')
+}
+
+/// Recognise `a.b.c = 'text'` (no escapes, no functions, lower-case root so it
+/// cannot be a type name).
+pub fn fast_eq(text: &str) -> Option<FastEq> {
+    let (lhs, rhs) = text.split_once(" = ")?;
+    let rhs = rhs.trim();
+    let literal = rhs.strip_prefix('\'')?.strip_suffix('\'')?;
+    if literal.contains(['\'', '\\']) {
+        return None;
+    }
+    let mut parts = lhs.trim().split('.');
+    let root = parts.next()?;
+    if !is_ident(root) || !root.starts_with(|c: char| c.is_ascii_lowercase()) {
+        return None;
+    }
+    let path: Vec<String> = parts.map(str::to_string).collect();
+    if !path.iter().all(|p| is_ident(p)) {
+        return None;
+    }
+    // Reserved words and functions cannot appear without parentheses, but `as`,
+    // `is`, `and`... as path segments would be parsed differently by FHIRPath.
+    const RESERVED: [&str; 12] = [
+        "and", "or", "xor", "implies", "as", "is", "div", "mod", "in", "contains", "true", "false",
+    ];
+    if RESERVED.contains(&root) || path.iter().any(|p| RESERVED.contains(&p.as_str())) {
+        return None;
+    }
+    Some(FastEq {
+        root: root.to_string(),
+        path,
+        literal: literal.to_string(),
+    })
 }
 
 #[derive(Debug, Clone)]
@@ -97,6 +149,19 @@ pub struct Source {
     pub condition: Option<Expr>,
     pub check: Option<Expr>,
     pub log_message: Option<Expr>,
+}
+
+impl Source {
+    /// A source that names a variable and nothing else (`src` / `src as s`): it
+    /// binds exactly once.
+    pub fn is_plain(&self) -> bool {
+        self.element.is_none()
+            && self.type_.is_none()
+            && self.condition.is_none()
+            && self.check.is_none()
+            && self.list_mode.is_none()
+            && self.min.is_none_or(|m| m <= 1)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -172,6 +237,8 @@ pub struct Rule {
 pub struct CompiledMap {
     pub url: String,
     pub name: String,
+    /// The StructureMap resource it was compiled from (for `GET StructureMap`).
+    pub resource: Arc<Value>,
     pub structures: Vec<Structure>,
     pub imports: Vec<String>,
     pub groups: Vec<Group>,
@@ -213,11 +280,12 @@ impl Ctx<'_> {
             group: self.group.clone(),
             rule: rule.to_string(),
             expression: text.to_string(),
-            error,
+            error: Box::new(error),
         })?;
         Ok(Expr {
             text: Arc::from(text),
             expr,
+            fast_eq: fast_eq(text),
         })
     }
 
@@ -476,6 +544,7 @@ pub fn compile(sm: &Value) -> Result<CompiledMap, CompileError> {
     Ok(CompiledMap {
         url,
         name,
+        resource: Arc::new(sm.clone()),
         structures,
         imports,
         groups,

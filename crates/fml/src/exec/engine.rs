@@ -4,8 +4,8 @@
 //! dependent groups.
 
 use super::compile::{
-    CompiledMap, Group, InputMode, Param, Rule, Source, SourceListMode, Target, TargetListMode,
-    Transform, TypeMode,
+    CompiledMap, Expr, FastEq, Group, InputMode, Param, Rule, Source, SourceListMode, Target,
+    TargetListMode, Transform, TypeMode,
 };
 use super::terminology::{Coding, Terminology};
 use super::tree::{is_choice_of, Content, NodeId, Tree};
@@ -103,11 +103,11 @@ struct At<'r> {
     group: &'r str,
 }
 
-pub(crate) struct Engine<'r, 'o> {
+pub(crate) struct Engine<'a, 'r, 'o> {
     reg: &'r MapRegistry,
     term: &'r dyn Terminology,
     opts: &'o TransformOptions<'o>,
-    pub(crate) tree: Tree,
+    pub(crate) tree: Tree<'a>,
     shared: HashMap<(usize, usize, NodeId), NodeId>,
 }
 
@@ -173,25 +173,26 @@ pub(crate) fn json_child_ctx(
         None if def.types.len() == 1 => def.types[0].clone(),
         None => return None,
     };
-    defs.child_ctx(ctx, &def, &ty)
+    defs.child_ctx(ctx, def, &ty)
 }
 
-/// Children named `name` of a JSON object whose type is `ctx`, with their types.
+/// Children named `name` of a JSON object whose type is `ctx`, with their types,
+/// passed to `out` (so callers build their values without an intermediate list).
 fn json_children<'v>(
     defs: &Definitions,
     ctx: Option<&TypeCtx>,
     obj: &'v Map<String, Value>,
     name: &str,
-) -> Vec<(&'v Value, Option<TypeCtx>)> {
+    out: &mut dyn FnMut(&'v Value, Option<TypeCtx>),
+) {
     let def = ctx.and_then(|c| defs.child(c, name));
-    let mut out = Vec::new();
     let mut push = |val: &'v Value, ty: Option<TypeCtx>| match val {
         Value::Array(a) => {
             for it in a {
-                out.push((it, item_ctx(defs, it, ty.clone())));
+                out(it, item_ctx(defs, it, ty.clone()));
             }
         }
-        other => out.push((other, item_ctx(defs, other, ty))),
+        other => out(other, item_ctx(defs, other, ty)),
     };
     if let Some(val) = obj.get(name) {
         let ty = match (&def, ctx) {
@@ -199,7 +200,7 @@ fn json_children<'v>(
             _ => None,
         };
         push(val, ty);
-        return out;
+        return;
     }
     let may_be_choice = def.as_ref().is_none_or(|d| d.choice);
     if may_be_choice {
@@ -223,7 +224,13 @@ fn json_children<'v>(
             push(val, ty);
         }
     }
-    out
+}
+
+fn json_len(obj: &Map<String, Value>, name: &str) -> usize {
+    match obj.get(name) {
+        Some(Value::Array(a)) => a.len(),
+        _ => 1,
+    }
 }
 
 /// A contained resource is typed by its own `resourceType`.
@@ -239,24 +246,9 @@ fn item_ctx(defs: &Definitions, v: &Value, declared: Option<TypeCtx>) -> Option<
     declared
 }
 
-fn ctx_from_fhirpath_name(defs: &Definitions, name: &str) -> Option<TypeCtx> {
-    if let Some(t) = defs.resolve_type(name) {
-        return Some(t);
-    }
-    if let Some((head, _)) = name.split_once('.') {
-        if let Some(m) = defs.logical_by_type_name(head) {
-            let _ = m;
-        }
-        if r4().has_type(head) {
-            return Some(TypeCtx::r4(name));
-        }
-    }
-    None
-}
-
 struct Env<'e, 'a, 'r, 'o> {
     vars: &'e Vars<'a, 'r>,
-    eng: &'e Engine<'r, 'o>,
+    eng: &'e Engine<'a, 'r, 'o>,
 }
 
 impl<'a> fhirpath::Environment<'a> for Env<'_, 'a, '_, '_> {
@@ -302,7 +294,7 @@ fn scalar_item<'a>(v: &Value, ty: Option<&str>) -> Item<'a> {
 
 type R<T> = Result<T, String>;
 
-impl<'r, 'o> Engine<'r, 'o> {
+impl<'a, 'r, 'o> Engine<'a, 'r, 'o> {
     pub(crate) fn new(
         reg: &'r MapRegistry,
         term: &'r dyn Terminology,
@@ -323,53 +315,55 @@ impl<'r, 'o> Engine<'r, 'o> {
 
     // ---- values ---------------------------------------------------------------
 
-    fn to_items<'a>(&self, v: &Val<'a>) -> Vec<Item<'a>> {
-        match v {
-            Val::Src { v, ty } => vec![Item::Node {
+    fn to_items(&self, v: &Val<'a>) -> Vec<Item<'a>> {
+        self.to_item(v).into_iter().collect()
+    }
+
+    fn to_item(&self, v: &Val<'a>) -> Option<Item<'a>> {
+        Some(match v {
+            Val::Src { v, ty } => Item::Node {
                 value: v,
                 type_name: ty.as_ref().map(|t| match t.static_name() {
                     Some(n) => Cow::Borrowed(n),
                     None => Cow::Owned(t.fhirpath_name().to_string()),
                 }),
-            }],
+            },
             Val::Json { v, ty } => {
                 let tn = ty.as_ref().map(|t| t.fhirpath_name().to_string());
                 if v.is_object() {
-                    vec![Item::Owned {
+                    Item::Owned {
                         value: v.clone(),
                         type_name: tn,
-                    }]
+                    }
                 } else {
-                    vec![scalar_item(v, tn.as_deref())]
+                    scalar_item(v, tn.as_deref())
                 }
             }
             Val::Tgt(id) => {
-                let Ok(json) = self.tree.to_json(*id) else {
-                    return Vec::new();
-                };
+                let json = self.tree.to_json(*id).ok()?;
                 let tn = self
                     .tree
                     .node(*id)
                     .and_then(|n| n.ctx.as_ref())
                     .map(|t| t.fhirpath_name().to_string());
                 if json.is_object() {
-                    vec![Item::Owned {
+                    Item::Owned {
                         value: Arc::new(json),
                         type_name: tn,
-                    }]
+                    }
                 } else {
-                    vec![scalar_item(&json, tn.as_deref())]
+                    scalar_item(&json, tn.as_deref())
                 }
             }
-        }
+        })
     }
 
-    fn from_item<'a>(&self, it: Item<'a>) -> Val<'a> {
+    fn item_to_val(&self, it: Item<'a>) -> Val<'a> {
         match it {
             Item::Node { value, type_name } => Val::Src {
                 v: value,
                 ty: type_name
-                    .and_then(|t| ctx_from_fhirpath_name(self.defs(), &t))
+                    .and_then(|t| self.defs().resolve_fhirpath_name(&t))
                     .or_else(|| {
                         value
                             .get("resourceType")
@@ -379,7 +373,7 @@ impl<'r, 'o> Engine<'r, 'o> {
                     .or_else(|| json_type_guess(value).map(TypeCtx::r4)),
             },
             Item::Owned { value, type_name } => Val::Json {
-                ty: type_name.and_then(|t| ctx_from_fhirpath_name(self.defs(), &t)),
+                ty: type_name.and_then(|t| self.defs().resolve_fhirpath_name(&t)),
                 v: value,
             },
             other => {
@@ -393,26 +387,27 @@ impl<'r, 'o> Engine<'r, 'o> {
     }
 
     /// The FHIR type name of a value (for type filters and choice names).
-    fn type_name(&self, v: &Val<'_>) -> Option<String> {
+    fn type_name<'v>(&'v self, v: &'v Val<'_>) -> Option<Cow<'v, str>> {
         match v {
             Val::Src { v, ty } => ty
                 .as_ref()
-                .map(|t| t.type_name().to_string())
-                .or_else(|| json_type_guess(v).map(str::to_string))
+                .map(|t| Cow::Borrowed(t.type_name()))
+                .or_else(|| json_type_guess(v).map(Cow::Borrowed))
                 .or_else(|| {
                     v.get("resourceType")
                         .and_then(Value::as_str)
-                        .map(str::to_string)
+                        .map(Cow::Borrowed)
                 }),
             Val::Json { v, ty } => ty
                 .as_ref()
-                .map(|t| t.type_name().to_string())
-                .or_else(|| json_type_guess(v).map(str::to_string)),
+                .map(|t| Cow::Borrowed(t.type_name()))
+                .or_else(|| json_type_guess(v).map(Cow::Borrowed)),
             Val::Tgt(id) => {
                 let n = self.tree.node(*id)?;
                 match (&n.ctx, &n.content) {
-                    (Some(c), _) => Some(c.type_name().to_string()),
-                    (None, Content::Prim(p)) => json_type_guess(p).map(str::to_string),
+                    (Some(c), _) => Some(Cow::Borrowed(c.type_name())),
+                    (None, Content::Prim(p)) => json_type_guess(p).map(Cow::Borrowed),
+                    (None, Content::Src(p)) => json_type_guess(p).map(Cow::Borrowed),
                     _ => None,
                 }
             }
@@ -420,10 +415,10 @@ impl<'r, 'o> Engine<'r, 'o> {
     }
 
     /// A primitive value as JSON (for `append`, `translate`, ...).
-    fn json_of(&self, v: &Val<'_>) -> R<Cow<'_, Value>> {
+    fn json_of<'v>(&self, v: &'v Val<'_>) -> R<Cow<'v, Value>> {
         Ok(match v {
-            Val::Src { v, .. } => Cow::Owned((*v).clone()),
-            Val::Json { v, .. } => Cow::Owned((**v).clone()),
+            Val::Src { v, .. } => Cow::Borrowed(*v),
+            Val::Json { v, .. } => Cow::Borrowed(&**v),
             Val::Tgt(id) => Cow::Owned(self.tree.to_json(*id)?),
         })
     }
@@ -436,23 +431,29 @@ impl<'r, 'o> Engine<'r, 'o> {
     }
 
     /// Children of a value by element name.
-    fn children<'a>(&mut self, v: &Val<'a>, name: &str) -> Vec<Val<'a>> {
+    fn children(&mut self, v: &Val<'a>, name: &str) -> Vec<Val<'a>> {
         match v {
             Val::Src { v, ty } => match v {
-                Value::Object(o) => json_children(self.defs(), ty.as_ref(), o, name)
-                    .into_iter()
-                    .map(|(v, ty)| Val::Src { v, ty })
-                    .collect(),
+                Value::Object(o) => {
+                    let mut out = Vec::with_capacity(json_len(o, name));
+                    json_children(self.defs(), ty.as_ref(), o, name, &mut |v, ty| {
+                        out.push(Val::Src { v, ty })
+                    });
+                    out
+                }
                 _ => Vec::new(),
             },
             Val::Json { v, ty } => match &**v {
-                Value::Object(o) => json_children(self.defs(), ty.as_ref(), o, name)
-                    .into_iter()
-                    .map(|(v, ty)| Val::Json {
-                        v: Arc::new(v.clone()),
-                        ty,
-                    })
-                    .collect(),
+                Value::Object(o) => {
+                    let mut out = Vec::with_capacity(json_len(o, name));
+                    json_children(self.defs(), ty.as_ref(), o, name, &mut |v, ty| {
+                        out.push(Val::Json {
+                            v: Arc::new(v.clone()),
+                            ty,
+                        })
+                    });
+                    out
+                }
                 _ => Vec::new(),
             },
             Val::Tgt(id) => self
@@ -466,28 +467,96 @@ impl<'r, 'o> Engine<'r, 'o> {
 
     // ---- FHIRPath --------------------------------------------------------------
 
-    fn eval<'a>(
+    fn eval(
         &self,
         expr: &fhirpath::Expression,
         focus: Option<&Val<'a>>,
         vars: &Vars<'a, 'r>,
     ) -> R<Vec<Val<'a>>> {
-        let input = focus.map(|f| self.to_items(f)).unwrap_or_default();
+        let input = focus.and_then(|f| self.to_item(f));
         let env = Env { vars, eng: self };
-        let out = fhirpath::evaluate(expr, &input, &env)
+        let out = fhirpath::evaluate(expr, input.as_slice(), &env)
             .map_err(|e| format!("FHIRPath '{}': {e}", expr.source()))?;
-        Ok(out.into_iter().map(|i| self.from_item(i)).collect())
+        Ok(out.into_iter().map(|i| self.item_to_val(i)).collect())
     }
 
-    fn eval_bool<'a>(
+    fn eval_cond(&self, e: &Expr, focus: &Val<'a>, vars: &Vars<'a, 'r>) -> R<bool> {
+        if let Some(f) = &e.fast_eq {
+            if let Some(b) = self.fast_eq(f, focus, vars) {
+                return Ok(b);
+            }
+        }
+        self.eval_bool(&e.expr, focus, vars)
+    }
+
+    /// `root.a.b = 'text'` without the evaluator, when the result is certain:
+    /// the path ends in at most one string-typed primitive. Anything else (choice
+    /// elements, unknown types, several values, target nodes) returns `None` and
+    /// goes to FHIRPath. Same rules as FHIRPath: the root is a variable if one has
+    /// that name, else a child of the focus; empty compares to nothing (false).
+    fn fast_eq(&self, f: &FastEq, focus: &Val<'_>, vars: &Vars<'_, 'r>) -> Option<bool> {
+        let var = vars.get_any(&f.root);
+        let start = var.unwrap_or(focus);
+        let (mut cur, mut ctx): (Option<&Value>, Option<TypeCtx>) = match start {
+            Val::Src { v, ty } => (Some(*v), ty.clone()),
+            Val::Json { v, ty } => (Some(&**v), ty.clone()),
+            Val::Tgt(_) => return None,
+        };
+        let root_is_path = var.is_none();
+        let segs = root_is_path
+            .then_some(&f.root)
+            .into_iter()
+            .chain(f.path.iter());
+        let mut string_like = false;
+        let mut steps = 0;
+        for seg in segs {
+            steps += 1;
+            let c = ctx.as_ref()?;
+            let def = self.defs().child(c, seg)?;
+            if def.choice || def.types.len() != 1 {
+                return None;
+            }
+            // One value at most per step; several go to the evaluator.
+            cur = match cur.and_then(|v| v.get(seg.as_str())) {
+                Some(Value::Array(a)) => match a.as_slice() {
+                    [] => None,
+                    [x] => Some(x),
+                    _ => return None,
+                },
+                other => other,
+            };
+            string_like = matches!(
+                &*def.types[0],
+                "string"
+                    | "code"
+                    | "id"
+                    | "uri"
+                    | "url"
+                    | "canonical"
+                    | "markdown"
+                    | "oid"
+                    | "uuid"
+            );
+            let next_ctx = self.defs().child_ctx(c, def, &def.types[0]);
+            ctx = next_ctx;
+        }
+        match cur {
+            _ if steps == 0 => None,
+            None => Some(false),
+            Some(Value::String(s)) if string_like => Some(*s == f.literal),
+            _ => None,
+        }
+    }
+
+    fn eval_bool(
         &self,
         expr: &fhirpath::Expression,
         focus: &Val<'a>,
         vars: &Vars<'a, 'r>,
     ) -> R<bool> {
-        let input = self.to_items(focus);
+        let input = self.to_item(focus);
         let env = Env { vars, eng: self };
-        let out = fhirpath::evaluate(expr, &input, &env)
+        let out = fhirpath::evaluate(expr, input.as_slice(), &env)
             .map_err(|e| format!("FHIRPath '{}': {e}", expr.source()))?;
         Ok(match out.as_slice() {
             [] => false,
@@ -501,7 +570,7 @@ impl<'r, 'o> Engine<'r, 'o> {
 
     /// Run `map` on `source`: its first group gets the source and a new target
     /// object typed from the group's target parameter.
-    pub(crate) fn run<'a>(
+    pub(crate) fn run(
         &mut self,
         map: &'r CompiledMap,
         source: &'a Value,
@@ -578,7 +647,10 @@ impl<'r, 'o> Engine<'r, 'o> {
         );
         vars.add(&tgt_in.name, Mode::Output, Val::Tgt(root));
         self.execute_group(map, group, &vars, 0)?;
-        self.tree.to_json(root).map_err(setup)
+        drop(vars);
+        std::mem::take(&mut self.tree)
+            .into_json(root)
+            .map_err(setup)
     }
 
     fn err(at: At<'_>, rule: &str, cause: String) -> TransformError {
@@ -590,7 +662,7 @@ impl<'r, 'o> Engine<'r, 'o> {
         }
     }
 
-    fn execute_group<'a>(
+    fn execute_group(
         &mut self,
         map: &'r CompiledMap,
         group: &'r Group,
@@ -619,7 +691,7 @@ impl<'r, 'o> Engine<'r, 'o> {
         Ok(())
     }
 
-    fn execute_rule<'a>(
+    fn execute_rule(
         &mut self,
         at: At<'r>,
         rule: &'r Rule,
@@ -632,8 +704,32 @@ impl<'r, 'o> Engine<'r, 'o> {
                 group: at.group.to_string(),
             });
         }
-        let mut bindings = vec![vars.clone()];
-        for src in &rule.sources {
+        // The common `src -> ...` / `src as s -> ...` rule binds exactly once: no
+        // source list to build.
+        if let [only] = rule.sources.as_slice() {
+            if only.is_plain() {
+                let base = vars.get_any(&only.context).cloned().ok_or_else(|| {
+                    Self::err(
+                        at,
+                        &rule.name,
+                        format!("unknown source variable '{}'", only.context),
+                    )
+                })?;
+                let mut v = vars.clone();
+                if let Some(name) = &only.variable {
+                    v.add(name, Mode::Input, base);
+                }
+                return self.run_rule_body(at, rule, v, depth);
+            }
+        }
+        let mut bindings = match rule.sources.split_first() {
+            Some((first, _)) => self
+                .process_source(first, vars)
+                .map_err(|c| Self::err(at, &rule.name, c))?,
+            None => return Ok(()),
+        };
+        // Further sources multiply the bindings (Matchbox: each combination runs).
+        for src in &rule.sources[1..] {
             let mut next = Vec::new();
             for b in &bindings {
                 next.extend(
@@ -643,27 +739,40 @@ impl<'r, 'o> Engine<'r, 'o> {
             }
             bindings = next;
         }
-        for mut v in bindings {
-            for tgt in &rule.targets {
-                self.process_target(at, tgt, &mut v)
-                    .map_err(|c| Self::err(at, &rule.name, c))?;
-            }
-            for dep in &rule.dependents {
-                self.execute_dependent(at, &rule.name, dep, &v, depth)?;
-            }
-            for child in &rule.rules {
-                self.execute_rule(at, child, &v, depth + 1)?;
-            }
-            if rule.rules.is_empty() && rule.dependents.is_empty() {
-                self.default_mapping(at, rule, &v, depth)?;
-            }
+        for v in bindings {
+            self.run_rule_body(at, rule, v, depth)?;
+        }
+        Ok(())
+    }
+
+    /// Targets, dependent groups, nested rules (or the default type mapping) for
+    /// one binding of the rule's sources.
+    fn run_rule_body(
+        &mut self,
+        at: At<'r>,
+        rule: &'r Rule,
+        mut v: Vars<'a, 'r>,
+        depth: usize,
+    ) -> Result<(), TransformError> {
+        for tgt in &rule.targets {
+            self.process_target(at, tgt, &mut v)
+                .map_err(|c| Self::err(at, &rule.name, c))?;
+        }
+        for dep in &rule.dependents {
+            self.execute_dependent(at, &rule.name, dep, &v, depth)?;
+        }
+        for child in &rule.rules {
+            self.execute_rule(at, child, &v, depth + 1)?;
+        }
+        if rule.rules.is_empty() && rule.dependents.is_empty() {
+            self.default_mapping(at, rule, &v, depth)?;
         }
         Ok(())
     }
 
     /// `src.a as s -> tgt.b as t` with no `then`: the compiled form has a `create`
     /// without parameters; the group whose input types match does the work.
-    fn default_mapping<'a>(
+    fn default_mapping(
         &mut self,
         at: At<'r>,
         rule: &'r Rule,
@@ -683,8 +792,8 @@ impl<'r, 'o> Engine<'r, 'o> {
             return Ok(());
         };
         let (s, t) = (s.clone(), t.clone());
-        let st = self.type_name(&s).unwrap_or_default();
-        let tt = self.type_name(&t).unwrap_or_default();
+        let st = self.type_name(&s).unwrap_or_default().into_owned();
+        let tt = self.type_name(&t).unwrap_or_default().into_owned();
         match self.resolve_group_by_types(at.map, &st, &tt) {
             Some((m, g)) => {
                 let mut nv = Vars::default();
@@ -713,7 +822,7 @@ impl<'r, 'o> Engine<'r, 'o> {
         }
     }
 
-    fn execute_dependent<'a>(
+    fn execute_dependent(
         &mut self,
         at: At<'r>,
         rule: &str,
@@ -836,7 +945,7 @@ impl<'r, 'o> Engine<'r, 'o> {
 
     // ---- sources ---------------------------------------------------------------
 
-    fn process_source<'a>(&mut self, src: &'r Source, vars: &Vars<'a, 'r>) -> R<Vec<Vars<'a, 'r>>> {
+    fn process_source(&mut self, src: &'r Source, vars: &Vars<'a, 'r>) -> R<Vec<Vars<'a, 'r>>> {
         let base = vars
             .get_any(&src.context)
             .cloned()
@@ -872,7 +981,7 @@ impl<'r, 'o> Engine<'r, 'o> {
         if let Some(cond) = &src.condition {
             let mut kept = Vec::with_capacity(items.len());
             for it in items {
-                if self.eval_bool(&cond.expr, &it, vars)? {
+                if self.eval_cond(cond, &it, vars)? {
                     kept.push(it);
                 }
             }
@@ -880,36 +989,30 @@ impl<'r, 'o> Engine<'r, 'o> {
         }
         if let Some(check) = &src.check {
             for it in &items {
-                if !self.eval_bool(&check.expr, it, vars)? {
+                if !self.eval_cond(check, it, vars)? {
                     return Err(format!("check failed: {}", check.text));
                 }
             }
         }
         match src.list_mode {
-            None => {}
             Some(SourceListMode::First) => items.truncate(1),
-            Some(SourceListMode::NotFirst) => {
-                if !items.is_empty() {
-                    items.remove(0);
-                }
+            Some(SourceListMode::NotFirst) if !items.is_empty() => {
+                items.remove(0);
             }
-            Some(SourceListMode::Last) => {
-                if items.len() > 1 {
-                    items.drain(..items.len() - 1);
-                }
+            Some(SourceListMode::Last) if items.len() > 1 => {
+                items.drain(..items.len() - 1);
             }
             Some(SourceListMode::NotLast) => {
                 items.pop();
             }
-            Some(SourceListMode::OnlyOne) => {
-                if items.len() > 1 {
-                    return Err(format!(
-                        "only_one: source {} has {} items",
-                        src.element.as_deref().unwrap_or(&src.context),
-                        items.len()
-                    ));
-                }
+            Some(SourceListMode::OnlyOne) if items.len() > 1 => {
+                return Err(format!(
+                    "only_one: source {} has {} items",
+                    src.element.as_deref().unwrap_or(&src.context),
+                    items.len()
+                ));
             }
+            _ => {}
         }
         if let Some(min) = src.min {
             if (items.len() as i64) < min {
@@ -921,12 +1024,7 @@ impl<'r, 'o> Engine<'r, 'o> {
 
     // ---- targets ---------------------------------------------------------------
 
-    fn process_target<'a>(
-        &mut self,
-        at: At<'r>,
-        tgt: &'r Target,
-        vars: &mut Vars<'a, 'r>,
-    ) -> R<()> {
+    fn process_target(&mut self, at: At<'r>, tgt: &'r Target, vars: &mut Vars<'a, 'r>) -> R<()> {
         let dest = match &tgt.context {
             Some(c) => match vars.get(c, Mode::Output) {
                 Some(Val::Tgt(id)) => Some(*id),
@@ -972,7 +1070,7 @@ impl<'r, 'o> Engine<'r, 'o> {
         Ok(())
     }
 
-    fn param<'a>(&self, p: &Param, vars: &Vars<'a, 'r>) -> R<Val<'a>> {
+    fn param(&self, p: &Param, vars: &Vars<'a, 'r>) -> R<Val<'a>> {
         Ok(match p {
             Param::Id(name) => vars
                 .get_any(name)
@@ -1003,7 +1101,7 @@ impl<'r, 'o> Engine<'r, 'o> {
         self.tree.add(Some(ctx), Content::Obj(Vec::new()))
     }
 
-    fn run_transform<'a>(
+    fn run_transform(
         &mut self,
         at: At<'r>,
         tr: Transform,
@@ -1020,8 +1118,13 @@ impl<'r, 'o> Engine<'r, 'o> {
             Transform::Create => {
                 let ctx = match ps.first() {
                     Some(_) => {
+                        // Matchbox creates by type name or StructureDefinition URL;
+                        // a `uses` alias is only a fallback (CertICAOtoDDCC declares
+                        // an ICAO model as alias `Patient` and means FHIR Patient).
                         let t = self.param_string(tgt, 0, vars)?;
-                        self.resolve_type_ref(at.map, &t)
+                        self.defs()
+                            .resolve_type(&t)
+                            .or_else(|| self.resolve_type_ref(at.map, &t))
                             .ok_or_else(|| format!("create: unknown type {t}"))?
                     }
                     None => self.infer_element_type(dest, tgt.element.as_deref())?,
@@ -1056,7 +1159,7 @@ impl<'r, 'o> Engine<'r, 'o> {
             Transform::Uuid => {
                 let id = match &self.opts.uuid {
                     Some(f) => f(),
-                    None => uuid::Uuid::new_v4().to_string(),
+                    None => random_uuid(),
                 };
                 Some(prim(Value::String(id), "id"))
             }
@@ -1209,7 +1312,7 @@ impl<'r, 'o> Engine<'r, 'o> {
         })
     }
 
-    fn translate<'a>(&self, v: &Val<'a>, map: &str, field: Option<&str>) -> R<Option<Val<'a>>> {
+    fn translate(&self, v: &Val<'a>, map: &str, field: Option<&str>) -> R<Option<Val<'a>>> {
         let j = self.json_of(v)?;
         let coding = match &*j {
             Value::Object(o) => match o.get("coding").and_then(Value::as_array) {
@@ -1273,7 +1376,7 @@ impl<'r, 'o> Engine<'r, 'o> {
         };
         let id = match &self.opts.uuid {
             Some(f) => f(),
-            None => uuid::Uuid::new_v4().to_string(),
+            None => random_uuid(),
         };
         self.set_property(*node, "id", prim(Value::String(id.clone()), "id"), &[])?;
         Ok(format!("{rt}/{id}"))
@@ -1295,7 +1398,7 @@ impl<'r, 'o> Engine<'r, 'o> {
         match def.types.as_slice() {
             [t] => self
                 .defs()
-                .child_ctx(&pctx, &def, t)
+                .child_ctx(&pctx, def, t)
                 .ok_or_else(|| format!("create(): unknown type {t}")),
             _ => Err(format!(
                 "create(): element '{e}' has several types; name one"
@@ -1308,13 +1411,13 @@ impl<'r, 'o> Engine<'r, 'o> {
         &mut self,
         parent: NodeId,
         element: &str,
-        value: Val<'_>,
+        value: Val<'a>,
         modes: &[TargetListMode],
     ) -> R<NodeId> {
         let defs = self.reg.definitions_ref();
         self.tree.explode(parent, defs);
         let pctx = self.tree.node(parent).and_then(|n| n.ctx.clone());
-        let (json_name, repeats, def_ctx) = match &pctx {
+        let (json_name, repeats, slot, def_ctx) = match &pctx {
             Some(c) => {
                 let (def, chosen) = defs.child_by_json_name(c, element).ok_or_else(|| {
                     format!(
@@ -1333,17 +1436,49 @@ impl<'r, 'o> Engine<'r, 'o> {
                 let ty = chosen.or_else(|| {
                     (def.types.len() == 1 && !def.choice).then(|| def.types[0].clone())
                 });
-                let dctx = ty.and_then(|t| defs.child_ctx(c, &def, &t));
-                (name, def.repeats && !def.choice, dctx)
+                let dctx = ty.and_then(|t| defs.child_ctx(c, def, &t));
+                (
+                    name,
+                    def.repeats && !def.choice,
+                    is_resource_slot(def),
+                    dctx,
+                )
             }
-            None => (element.to_string(), false, None),
+            None => (element.to_string(), false, false, None),
         };
         let (v, ty) = match value {
             Val::Tgt(id) => {
-                self.insert_child(parent, &json_name, element, repeats, id, modes)?;
+                self.insert_child(parent, &json_name, element, repeats, slot, id, modes)?;
                 return Ok(id);
             }
-            Val::Src { v, ty } => (Arc::new(v.clone()), ty),
+            Val::Src { v, ty } => {
+                // Source values are referenced, not copied, unless the element's
+                // type changes their JSON form.
+                let (content, ty) = match def_ctx {
+                    Some(d) if d.is_primitive() && !v.is_object() => {
+                        let c = coerce(v, d.type_name());
+                        if c == *v {
+                            (Content::Src(v), Some(d))
+                        } else {
+                            (Content::Prim(c), Some(d))
+                        }
+                    }
+                    Some(d)
+                        if !v.is_object()
+                            && d.resource_type().is_none()
+                            && d.type_name() != "Resource" =>
+                    {
+                        return Err(format!(
+                            "element '{element}' has type {}; cannot set it to the primitive value {v}",
+                            d.type_name()
+                        ));
+                    }
+                    d => (Content::Src(v), ty.or(d)),
+                };
+                let id = self.tree.add(ty, content);
+                self.insert_child(parent, &json_name, element, repeats, slot, id, modes)?;
+                return Ok(id);
+            }
             Val::Json { v, ty } => (v, ty),
         };
         let (content, ty) = if v.is_object() {
@@ -1352,25 +1487,39 @@ impl<'r, 'o> Engine<'r, 'o> {
             // A primitive takes the declared type of a non-choice element (Matchbox
             // stores the text and writes it as that type: integer 1 into a string
             // element is "1").
-            match def_ctx.filter(TypeCtx::is_primitive) {
-                Some(d) => (Content::Prim(coerce(&v, d.type_name())), Some(d)),
-                None => (Content::Prim(Arc::unwrap_or_clone(v)), ty),
+            match def_ctx {
+                Some(d) if d.is_primitive() => (Content::Prim(coerce(&v, d.type_name())), Some(d)),
+                // A primitive cannot become a complex element (a string is no Coding).
+                Some(d) if d.resource_type().is_none() && d.type_name() != "Resource" => {
+                    return Err(format!(
+                        "element '{element}' has type {}; cannot set it to the primitive value {v}",
+                        d.type_name()
+                    ));
+                }
+                _ => (Content::Prim(Arc::unwrap_or_clone(v)), ty),
             }
         };
         let id = self.tree.add(ty, content);
-        self.insert_child(parent, &json_name, element, repeats, id, modes)?;
+        self.insert_child(parent, &json_name, element, repeats, slot, id, modes)?;
         Ok(id)
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn insert_child(
         &mut self,
         parent: NodeId,
         json_name: &str,
         base: &str,
         repeats: bool,
+        resource_slot: bool,
         id: NodeId,
         modes: &[TargetListMode],
     ) -> R<()> {
+        if resource_slot {
+            if let Some(n) = self.tree.nodes.get_mut(id) {
+                n.resource_slot = true;
+            }
+        }
         let node = self
             .tree
             .nodes
@@ -1432,11 +1581,48 @@ impl<'r, 'o> Engine<'r, 'o> {
             }
         }
         let ctx = defs
-            .child_ctx(&pctx, &def, &ty)
+            .child_ctx(&pctx, def, &ty)
             .ok_or_else(|| format!("unknown type {ty} of element '{element}'"))?;
         let id = self.new_object(ctx);
-        self.insert_child(parent, element, element, def.repeats, id, &[])?;
+        let slot = is_resource_slot(def);
+        self.insert_child(parent, element, element, def.repeats, slot, id, &[])?;
         Ok(id)
+    }
+}
+
+fn is_resource_slot(def: &crate::model::ElementDef) -> bool {
+    def.types
+        .iter()
+        .any(|t| matches!(&**t, "Resource" | "DomainResource"))
+}
+
+/// A random (version 4) UUID. The OS random source is read 4 KiB at a time per
+/// thread: one system call per 256 UUIDs instead of one each (a document bundle
+/// needs six).
+fn random_uuid() -> String {
+    use std::cell::RefCell;
+    thread_local! {
+        static POOL: RefCell<([u8; 4096], usize)> = const { RefCell::new(([0; 4096], 4096)) };
+    }
+    let bytes = POOL.with(|p| {
+        let mut p = p.borrow_mut();
+        let (buf, pos) = &mut *p;
+        if *pos + 16 > buf.len() {
+            if getrandom::fill(buf).is_err() {
+                return None;
+            }
+            *pos = 0;
+        }
+        let mut b = [0u8; 16];
+        b.copy_from_slice(&buf[*pos..*pos + 16]);
+        // Used bytes are not kept around.
+        buf[*pos..*pos + 16].fill(0);
+        *pos += 16;
+        Some(b)
+    });
+    match bytes {
+        Some(b) => uuid::Builder::from_random_bytes(b).into_uuid().to_string(),
+        None => uuid::Uuid::new_v4().to_string(),
     }
 }
 
@@ -1518,4 +1704,81 @@ fn quantity(text: &str) -> R<Value> {
         m.insert("unit".into(), Value::String(unit.to_string()));
     }
     Ok(Value::Object(m))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::exec::compile::fast_eq;
+    use crate::exec::NoTerminology;
+    use serde_json::json;
+
+    #[test]
+    fn random_uuids_are_v4_and_distinct() {
+        let ids: std::collections::HashSet<String> = (0..1000).map(|_| random_uuid()).collect();
+        assert_eq!(ids.len(), 1000);
+        for id in &ids {
+            let u = uuid::Uuid::parse_str(id).expect("uuid");
+            assert_eq!(u.get_version_num(), 4);
+            assert_eq!(u.get_variant(), uuid::Variant::RFC4122);
+        }
+    }
+
+    /// The native `a.b = 'x'` path must agree with the FHIRPath evaluator whenever
+    /// it answers, and step aside where it cannot be sure.
+    #[test]
+    fn fast_equality_agrees_with_fhirpath() {
+        let reg = MapRegistry::new();
+        let opts = TransformOptions::default();
+        let eng = Engine::new(&reg, &NoTerminology, &opts);
+        let qr = json!({"resourceType": "QuestionnaireResponse", "status": "completed",
+        "item": [
+            {"linkId": "name", "answer": [{"valueString": "A"}]},
+            {"linkId": "dose", "answer": [{"valueInteger": 1}, {"valueInteger": 2}]},
+            {"text": "no link id"},
+            {"linkId": "nested", "item": [{"linkId": "inner"}, {"linkId": "inner2"}]}
+        ]});
+        let root = Val::Src {
+            v: &qr,
+            ty: Some(TypeCtx::r4("QuestionnaireResponse")),
+        };
+        let items = {
+            let mut e = Engine::new(&reg, &NoTerminology, &opts);
+            e.children(&root, "item")
+        };
+        let conditions = [
+            "item.linkId = 'name'",
+            "item.linkId = 'dose'",
+            "linkId = 'name'",
+            "item.item.linkId = 'inner'",
+            "item.answer.valueString = 'A'",
+            "status = 'completed'",
+            "item.text = 'no link id'",
+        ];
+        let mut answered = 0;
+        for text in conditions {
+            let f = fast_eq(text).expect("recognised");
+            let expr = fhirpath::parse(text).expect("parses");
+            for it in &items {
+                for focus in [it, &root] {
+                    let mut vars = Vars::default();
+                    vars.add("item", Mode::Input, it.clone());
+                    let full = eng.eval_bool(&expr, focus, &vars);
+                    if let Some(fast) = eng.fast_eq(&f, focus, &vars) {
+                        answered += 1;
+                        assert_eq!(Ok(fast), full, "{text}");
+                    }
+                }
+            }
+        }
+        assert!(answered > 20, "fast path answered only {answered} cases");
+        for not_fast in [
+            "Patient.id = 'x'",
+            "a.b = \"x\"",
+            "a.where(b) = 'x'",
+            "a.b = 'it''s'",
+        ] {
+            assert_eq!(fast_eq(not_fast), None, "{not_fast}");
+        }
+    }
 }

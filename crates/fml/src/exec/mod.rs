@@ -10,6 +10,32 @@
 //! 3. Per request: [`transform`]`(map_url, &source_json, &registry, &terminology)`.
 //!    The registry and terminology are read-only during a transform, so both can
 //!    sit in an `Arc` and serve concurrent requests.
+//!
+//! Semantics (HL7's Java StructureMap engine as Matchbox runs it; each point is
+//! pinned by a test against the IG's own expectations):
+//! - A rule's sources: children by element name (choice elements by their typed
+//!   JSON name), then the type filter (literal compare: `: DDCCPatient` never
+//!   matches a Patient), then `where` and `check`, evaluated with the enclosing
+//!   variables and the item as focus (the rule's own variable is not bound yet),
+//!   then the list mode. A bare identifier in FHIRPath is a variable first.
+//! - Targets run in order; then dependent groups; then nested rules. A rule with
+//!   one typed source variable, one target variable made by a parameterless
+//!   `create` and nothing else uses the group whose input types match (`<<types>>`).
+//! - Writing an element the target type does not define fails the transform with
+//!   the map, group and rule named. A choice element is named from the value's
+//!   type (`doseNumberInteger`); a primitive written to a non-choice primitive
+//!   element takes that element's JSON form (integer 1 into a string is "1").
+//! - Created objects are shared: `entry.resource = create('Patient') as p` and
+//!   later writes to `p` are one object.
+//! - Output: `resourceType` first, at the root and in Resource-typed elements;
+//!   a logical model's `resourceType` is the last segment of its type URL.
+//! - `translate` returns the ConceptMap group's target system and the code
+//!   (`Coding`, `CodeableConcept`, `code`, `system` or `display`); no entry for the
+//!   code sets nothing; several usable targets are an error.
+//! - Groups calling groups and nested rules share a depth budget of 100.
+//! - Conditions of the form `a.b.c = 'text'` over string-typed elements are
+//!   evaluated natively (same result as FHIRPath; anything the shortcut cannot
+//!   decide goes to the evaluator).
 
 pub mod compile;
 mod engine;
@@ -42,6 +68,51 @@ pub enum TransformError {
     TooDeep { map: String, group: String },
 }
 
+impl TransformError {
+    /// The error as a FHIR OperationOutcome (what `$transform` answers with 422).
+    /// The map, group and rule are also in `diagnostics`/`expression` so a client
+    /// can find the failing rule.
+    pub fn to_operation_outcome(&self) -> Value {
+        let (code, expression) = match self {
+            TransformError::UnknownMap(_) => ("not-found", None),
+            TransformError::Rule {
+                map, group, rule, ..
+            } => ("processing", Some(format!("{map}#{group}.{rule}"))),
+            TransformError::Setup { .. } => ("processing", None),
+            TransformError::TooDeep { map, group } => {
+                ("too-costly", Some(format!("{map}#{group}")))
+            }
+        };
+        let mut issue = serde_json::json!({
+            "severity": "error",
+            "code": code,
+            "diagnostics": self.to_string(),
+        });
+        if let (Some(e), Some(obj)) = (expression, issue.as_object_mut()) {
+            obj.insert("expression".into(), Value::Array(vec![Value::String(e)]));
+        }
+        serde_json::json!({"resourceType": "OperationOutcome", "issue": [issue]})
+    }
+}
+
+/// What [`MapRegistry::add_resource`] did with a resource.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Loaded {
+    Map,
+    Definition,
+    /// Not a StructureMap or StructureDefinition (terminology goes to [`LocalTerminology`]).
+    Ignored,
+}
+
+/// Why a resource could not be loaded into the registry.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum LoadError {
+    #[error(transparent)]
+    Map(#[from] CompileError),
+    #[error(transparent)]
+    Definition(#[from] ModelError),
+}
+
 /// Knobs for one transform. `Default` = random UUIDs, system clock.
 #[derive(Default)]
 pub struct TransformOptions<'o> {
@@ -60,7 +131,10 @@ pub struct MapRegistry {
 }
 
 impl MapRegistry {
+    /// An empty registry. Also loads the built-in R4 model (about 10 ms, once per
+    /// process) so the first request does not pay for it.
     pub fn new() -> Self {
+        let _ = crate::model::r4();
         Self::default()
     }
 
@@ -69,6 +143,22 @@ impl MapRegistry {
         let m = Arc::new(compile(structure_map)?);
         self.maps.insert(m.url.clone(), m.clone());
         Ok(m)
+    }
+
+    /// Load whatever the service finds in its profile folder: StructureMaps are
+    /// compiled, StructureDefinitions added to the type model, anything else ignored.
+    pub fn add_resource(&mut self, resource: &Value) -> Result<Loaded, LoadError> {
+        match resource.get("resourceType").and_then(Value::as_str) {
+            Some("StructureMap") => {
+                self.add_map(resource)?;
+                Ok(Loaded::Map)
+            }
+            Some("StructureDefinition") => {
+                self.add_structure_definition(resource)?;
+                Ok(Loaded::Definition)
+            }
+            _ => Ok(Loaded::Ignored),
+        }
     }
 
     /// Also answer to `alias` for the map (or import) URL `url`, e.g. the DDCC IG's
@@ -182,7 +272,42 @@ pub fn transform_with(
 
 #[cfg(test)]
 mod tests {
-    use super::glob;
+    use super::*;
+
+    #[test]
+    fn errors_as_operation_outcome_and_resource_loading() {
+        let e = TransformError::Rule {
+            map: "http://m".into(),
+            group: "G".into(),
+            rule: "r".into(),
+            cause: "element 'x' is not defined on type Patient".into(),
+        };
+        let oo = e.to_operation_outcome();
+        assert_eq!(oo["resourceType"], "OperationOutcome");
+        assert_eq!(oo["issue"][0]["code"], "processing");
+        assert_eq!(oo["issue"][0]["expression"][0], "http://m#G.r");
+        assert!(oo["issue"][0]["diagnostics"]
+            .as_str()
+            .is_some_and(|d| d.contains("not defined")));
+
+        let mut reg = MapRegistry::new();
+        let sm =
+            serde_json::json!({"resourceType": "StructureMap", "url": "http://m", "group": []});
+        assert_eq!(reg.add_resource(&sm), Ok(Loaded::Map));
+        let vs = serde_json::json!({"resourceType": "ValueSet", "url": "http://v"});
+        assert_eq!(reg.add_resource(&vs), Ok(Loaded::Ignored));
+        let bad = serde_json::json!({"resourceType": "StructureDefinition"});
+        assert!(reg.add_resource(&bad).is_err());
+        assert!(reg.map("http://m").is_some());
+    }
+
+    #[test]
+    fn shared_state_is_thread_safe() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<MapRegistry>();
+        assert_send_sync::<LocalTerminology>();
+        assert_send_sync::<TransformError>();
+    }
 
     #[test]
     fn import_wildcards() {

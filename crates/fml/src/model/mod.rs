@@ -32,6 +32,9 @@ pub struct ElementDef {
     pub types: Vec<Arc<str>>,
     pub repeats: bool,
     pub choice: bool,
+    /// For R4 elements of one type: the node of that type (or of the nested
+    /// backbone path), resolved at load time so navigation needs no lookup.
+    pub(crate) r4_target: Option<u32>,
 }
 
 /// A logical model (StructureDefinition with `kind = logical`).
@@ -41,15 +44,26 @@ pub struct LogicalModel {
     /// JSON `resourceType` of instances: the last path segment of `type`.
     pub type_name: String,
     root: String,
-    elements: HashMap<String, ElementDef>,
+    /// Parent path -> element name -> definition.
+    elements: FastMap<String, FastMap<String, ElementDef>>,
+}
+
+impl LogicalModel {
+    fn has_path(&self, path: &str) -> bool {
+        path == self.root
+            || path
+                .rsplit_once('.')
+                .and_then(|(p, n)| self.elements.get(p).map(|m| m.contains_key(n)))
+                .unwrap_or(false)
+    }
 }
 
 /// Where a value sits in the type system.
 #[derive(Debug, Clone)]
 pub enum TypeCtx {
-    /// An R4 type name (`Coding`, `string`) or a backbone path (`Bundle.entry`),
-    /// interned in the static R4 table.
-    R4(&'static str),
+    /// An R4 type name (`Coding`, `string`) or a backbone path (`Bundle.entry`):
+    /// its node in the static R4 table.
+    R4(&'static R4Node),
     /// A type name the model does not know (it has no elements).
     Named(Arc<str>),
     /// A path inside a logical model; `path == root` is the model itself.
@@ -62,7 +76,7 @@ pub enum TypeCtx {
 impl PartialEq for TypeCtx {
     fn eq(&self, other: &Self) -> bool {
         match (self, other) {
-            (TypeCtx::R4(a), TypeCtx::R4(b)) => a == b,
+            (TypeCtx::R4(a), TypeCtx::R4(b)) => std::ptr::eq(*a, *b),
             (TypeCtx::Named(a), TypeCtx::Named(b)) => a == b,
             (
                 TypeCtx::Logical {
@@ -93,10 +107,10 @@ impl TypeCtx {
     pub fn type_name(&self) -> &str {
         match self {
             TypeCtx::R4(p) => {
-                if p.contains('.') {
+                if p.is_backbone {
                     "BackboneElement"
                 } else {
-                    p
+                    &p.path
                 }
             }
             TypeCtx::Named(n) => n,
@@ -114,7 +128,7 @@ impl TypeCtx {
     /// (R4 types), so evaluation items need no allocation.
     pub fn static_name(&self) -> Option<&'static str> {
         match self {
-            TypeCtx::R4(p) => Some(p),
+            TypeCtx::R4(p) => Some(&p.path),
             _ => None,
         }
     }
@@ -123,7 +137,7 @@ impl TypeCtx {
     /// element its path (so `ModelInfo` can answer questions about its children).
     pub fn fhirpath_name(&self) -> &str {
         match self {
-            TypeCtx::R4(p) => p,
+            TypeCtx::R4(p) => &p.path,
             TypeCtx::Named(n) => n,
             TypeCtx::Logical { model, path } => {
                 if **path == *model.root {
@@ -136,15 +150,15 @@ impl TypeCtx {
     }
 
     pub fn is_primitive(&self) -> bool {
-        matches!(self, TypeCtx::R4(p) if is_primitive_name(p))
+        matches!(self, TypeCtx::R4(p) if is_primitive_name(&p.path))
     }
 
     /// Is this a resource type (or a logical model root), i.e. does its JSON carry `resourceType`?
     pub fn resource_type(&self) -> Option<&str> {
         match self {
             TypeCtx::R4(p) => {
-                if r4().is_resource(p) {
-                    Some(p)
+                if p.is_resource {
+                    Some(&p.path)
                 } else {
                     None
                 }
@@ -168,10 +182,19 @@ pub fn is_primitive_name(name: &str) -> bool {
 
 /// The R4 base model, parsed once from the generated table.
 pub struct R4Model {
-    parents: FastMap<String, String>,
-    /// Parent path (type name or backbone path) -> element name -> definition;
-    /// content references are resolved at load time.
-    children: FastMap<String, FastMap<String, ElementDef>>,
+    nodes: Vec<R4Node>,
+    index: FastMap<String, u32>,
+}
+
+/// An R4 type or backbone path with its own elements.
+#[derive(Debug)]
+pub struct R4Node {
+    pub path: String,
+    base: Option<u32>,
+    is_resource: bool,
+    /// A nested element path (`Bundle.entry`), typed `BackboneElement`.
+    is_backbone: bool,
+    children: FastMap<String, ElementDef>,
 }
 
 /// FxHash: the keys are short trusted strings from our own tables; SipHash's
@@ -212,7 +235,7 @@ impl R4Model {
         // The table is generated and committed; a malformed table is a build defect,
         // so an empty model (every lookup fails with a clear error) is the fallback.
         let v: Value = serde_json::from_str(text).unwrap_or(Value::Null);
-        let mut parents = FastMap::default();
+        let mut parents: FastMap<String, String> = FastMap::default();
         if let Some(p) = v.get("parents").and_then(Value::as_object) {
             for (k, val) in p {
                 if let Some(s) = val.as_str() {
@@ -234,6 +257,7 @@ impl R4Model {
                         types: types.split(',').map(Arc::from).collect(),
                         repeats: flags.contains('r'),
                         choice: flags.contains('c'),
+                        r4_target: None,
                     },
                 );
             }
@@ -249,78 +273,127 @@ impl R4Model {
                 flat.insert(path.clone(), d);
             }
         }
-        let mut children: FastMap<String, FastMap<String, ElementDef>> = FastMap::default();
-        for (path, d) in flat {
+        // One node per type name and per path that has elements.
+        let mut model = R4Model {
+            nodes: Vec::new(),
+            index: FastMap::default(),
+        };
+        let mut names: Vec<String> = parents.keys().cloned().collect();
+        names.extend(
+            [
+                "Base",
+                "Element",
+                "BackboneElement",
+                "Resource",
+                "DomainResource",
+            ]
+            .map(String::from),
+        );
+        names.extend(
+            flat.keys()
+                .filter_map(|p| p.rsplit_once('.').map(|(a, _)| a.to_string())),
+        );
+        names.sort();
+        names.dedup();
+        for n in names {
+            let idx = model.nodes.len() as u32;
+            model.index.insert(n.clone(), idx);
+            model.nodes.push(R4Node {
+                is_backbone: n.contains('.'),
+                path: n,
+                base: None,
+                is_resource: false,
+                children: FastMap::default(),
+            });
+        }
+        for i in 0..model.nodes.len() {
+            let path = model.nodes[i].path.clone();
+            let base = if path.contains('.') {
+                Some("BackboneElement")
+            } else {
+                parents.get(&path).map(String::as_str)
+            };
+            model.nodes[i].base = base.and_then(|b| model.index.get(b).copied());
+            let mut cur = path.as_str();
+            for _ in 0..8 {
+                if cur == "Resource" {
+                    model.nodes[i].is_resource = true;
+                    break;
+                }
+                match parents.get(cur) {
+                    Some(p) => cur = p,
+                    None => break,
+                }
+            }
+        }
+        for (path, mut d) in flat {
             let Some((parent, name)) = path.rsplit_once('.') else {
                 continue;
             };
-            children
-                .entry(parent.to_string())
-                .or_default()
-                .insert(name.to_string(), d);
+            if let [t] = d.types.as_slice() {
+                let target = if &**t == "BackboneElement" || &**t == "Element" {
+                    d.path.to_string()
+                } else {
+                    t.to_string()
+                };
+                d.r4_target = model.index.get(&target).copied();
+            }
+            if let Some(&pi) = model.index.get(parent) {
+                model.nodes[pi as usize]
+                    .children
+                    .insert(name.to_string(), d);
+            }
         }
-        R4Model { parents, children }
+        model
     }
 
-    /// The static copy of an R4 type name or backbone path.
-    pub fn intern(&'static self, name: &str) -> Option<&'static str> {
-        if let Some((k, _)) = self.parents.get_key_value(name) {
-            return Some(k);
-        }
-        self.children.get_key_value(name).map(|(k, _)| k.as_str())
+    /// The node of an R4 type name or backbone path.
+    pub fn intern(&'static self, name: &str) -> Option<&'static R4Node> {
+        self.index.get(name).map(|&i| &self.nodes[i as usize])
+    }
+
+    fn node(&'static self, i: u32) -> Option<&'static R4Node> {
+        self.nodes.get(i as usize)
     }
 
     /// Is `name` an R4 type (resource, data type or primitive)?
     pub fn has_type(&self, name: &str) -> bool {
-        self.parents.contains_key(name)
+        self.index.contains_key(name)
     }
 
-    pub fn parent(&self, name: &str) -> Option<&str> {
-        self.parents.get(name).map(String::as_str)
+    pub fn is_resource(&'static self, name: &str) -> bool {
+        self.intern(name).is_some_and(|n| n.is_resource)
     }
 
-    pub fn is_resource(&self, name: &str) -> bool {
-        let mut cur = name;
-        for _ in 0..8 {
-            if cur == "Resource" {
-                return true;
-            }
-            match self.parents.get(cur) {
-                Some(p) => cur = p,
-                None => return false,
-            }
-        }
-        false
-    }
-
-    pub fn is_subtype(&self, ty: &str, base: &str) -> bool {
-        let mut cur = ty;
-        for _ in 0..8 {
-            if cur == base {
-                return true;
-            }
-            match self.parents.get(cur) {
-                Some(p) => cur = p,
-                None => return false,
-            }
-        }
-        false
-    }
-
-    /// The element `name` of the R4 type or backbone path `path`, looking through
-    /// base types.
-    pub fn child(&'static self, path: &str, name: &str) -> Option<&'static ElementDef> {
-        let mut cur: &str = path;
+    pub fn is_subtype(&'static self, ty: &str, base: &str) -> bool {
+        let mut cur = self.intern(ty);
         for _ in 0..10 {
-            if let Some(e) = self.children.get(cur).and_then(|m| m.get(name)) {
+            match cur {
+                Some(n) if n.path == base => return true,
+                Some(n) => cur = n.base.and_then(|b| self.node(b)),
+                None => return false,
+            }
+        }
+        false
+    }
+
+    /// The element `name` of the R4 type or backbone path `path`.
+    pub fn child(&'static self, path: &str, name: &str) -> Option<&'static ElementDef> {
+        self.node_child(self.intern(path)?, name)
+    }
+
+    /// The element `name` of `node`, looking through base types.
+    pub fn node_child(
+        &'static self,
+        node: &'static R4Node,
+        name: &str,
+    ) -> Option<&'static ElementDef> {
+        let mut cur = node;
+        for _ in 0..10 {
+            if let Some(e) = cur.children.get(name) {
                 return Some(e);
             }
-            // Backbone paths inherit from BackboneElement; type names from their parent.
-            cur = if cur.contains('.') {
-                "BackboneElement"
-            } else {
-                self.parents.get(cur)?.as_str()
-            };
+            cur = self.node(cur.base?)?;
         }
         None
     }
@@ -330,9 +403,9 @@ impl R4Model {
 /// (and caller-supplied aliases) by URL mapped to their R4 base type.
 #[derive(Default, Clone)]
 pub struct Definitions {
-    logical: HashMap<String, Arc<LogicalModel>>,
-    logical_by_type: HashMap<String, Arc<LogicalModel>>,
-    profiles: HashMap<String, String>,
+    logical: FastMap<String, Arc<LogicalModel>>,
+    logical_by_type: FastMap<String, Arc<LogicalModel>>,
+    profiles: FastMap<String, String>,
 }
 
 impl std::fmt::Debug for Definitions {
@@ -388,7 +461,7 @@ impl Definitions {
                 message: "no root element".into(),
             })?
             .to_string();
-        let mut map = HashMap::new();
+        let mut map: FastMap<String, FastMap<String, ElementDef>> = FastMap::default();
         for e in elements.iter().skip(1) {
             let Some(path) = e.get("path").and_then(Value::as_str) else {
                 continue;
@@ -430,14 +503,18 @@ impl Definitions {
                 .get("max")
                 .and_then(Value::as_str)
                 .is_some_and(|m| m != "0" && m != "1");
-            map.insert(
-                path.to_string(),
+            let Some((parent, _)) = path.rsplit_once('.') else {
+                continue;
+            };
+            map.entry(parent.to_string()).or_default().insert(
+                name.to_string(),
                 ElementDef {
                     name: Arc::from(name),
                     path: Arc::from(path),
                     types,
                     repeats,
-                    choice: choice || false,
+                    choice,
+                    r4_target: None,
                 },
             );
         }
@@ -466,6 +543,25 @@ impl Definitions {
 
     pub fn logical_by_type_name(&self, name: &str) -> Option<&Arc<LogicalModel>> {
         self.logical_by_type.get(name)
+    }
+
+    /// The position named by a FHIRPath type name as [`TypeCtx::fhirpath_name`]
+    /// gives it: a type name, a URL, an R4 backbone path or a path inside a
+    /// logical model (`DDCCCoreDataSet.vaccination`).
+    pub fn resolve_fhirpath_name(&self, name: &str) -> Option<TypeCtx> {
+        if let Some(t) = self.resolve_type(name) {
+            return Some(t);
+        }
+        let (head, _) = name.split_once('.')?;
+        if let Some(m) = self.logical_by_type.values().find(|m| m.root == head) {
+            if m.has_path(name) {
+                return Some(TypeCtx::Logical {
+                    model: m.clone(),
+                    path: Arc::from(name),
+                });
+            }
+        }
+        r4().intern(name).map(TypeCtx::R4)
     }
 
     /// Resolve a type reference (a StructureDefinition URL, a profile URL, or an R4
@@ -515,14 +611,10 @@ impl Definitions {
     /// The element `name` of the type at `ctx`.
     pub fn child<'c>(&self, ctx: &'c TypeCtx, name: &str) -> Option<&'c ElementDef> {
         match ctx {
-            TypeCtx::R4(path) => r4().child(path, name),
+            TypeCtx::R4(node) => r4().node_child(node, name),
             TypeCtx::Named(_) => None,
             TypeCtx::Logical { model, path } => {
-                let mut key = String::with_capacity(path.len() + name.len() + 1);
-                key.push_str(path);
-                key.push('.');
-                key.push_str(name);
-                if let Some(e) = model.elements.get(&key) {
+                if let Some(e) = model.elements.get(&**path).and_then(|m| m.get(name)) {
                     return Some(e);
                 }
                 // Elements inherited from Element/BackboneElement (id, extension) are
@@ -571,7 +663,7 @@ impl Definitions {
                         path: Arc::from(cr),
                     });
                 }
-                if nested && model.elements.contains_key(&*e.path) {
+                if nested && model.has_path(&e.path) {
                     return Some(TypeCtx::Logical {
                         model: model.clone(),
                         path: e.path.clone(),
@@ -579,6 +671,11 @@ impl Definitions {
                 }
             }
             TypeCtx::R4(_) | TypeCtx::Named(_) => {
+                if let Some(n) = e.r4_target.and_then(|i| r4().node(i)) {
+                    if e.types.len() == 1 && &*e.types[0] == ty {
+                        return Some(TypeCtx::R4(n));
+                    }
+                }
                 if nested {
                     return Some(TypeCtx::r4(&e.path));
                 }
@@ -623,29 +720,28 @@ fn element_type_names(e: &ElementDef) -> Vec<String> {
 /// Type information for the FHIRPath evaluator over R4 and the loaded logical models.
 impl fhirpath::ModelInfo for Definitions {
     fn element_types(&self, parent_type: &str, element: &str) -> Option<Vec<String>> {
-        let e = match r4().child(parent_type, element) {
-            Some(e) => e,
-            None => {
-                let ctx = if let Some(m) = self.logical_by_type.get(parent_type) {
-                    TypeCtx::Logical {
-                        model: m.clone(),
-                        path: Arc::from(m.root.as_str()),
-                    }
-                } else {
-                    let (head, _) = parent_type.split_once('.')?;
-                    let m = self.logical_by_type.values().find(|m| m.root == head)?;
-                    if !m.elements.contains_key(parent_type) {
-                        return None;
-                    }
-                    TypeCtx::Logical {
-                        model: m.clone(),
-                        path: Arc::from(parent_type),
-                    }
-                };
-                return self.child(&ctx, element).map(element_type_names);
+        // R4 types: the evaluator's own R4 table (generated from the same FHIRPath.js
+        // model as ours) answers without allocating; we add the logical models.
+        if r4().has_type(parent_type) {
+            return None;
+        }
+        let ctx = if let Some(m) = self.logical_by_type.get(parent_type) {
+            TypeCtx::Logical {
+                model: m.clone(),
+                path: Arc::from(m.root.as_str()),
+            }
+        } else {
+            let (head, _) = parent_type.split_once('.')?;
+            let m = self.logical_by_type.values().find(|m| m.root == head)?;
+            if !m.has_path(parent_type) {
+                return None;
+            }
+            TypeCtx::Logical {
+                model: m.clone(),
+                path: Arc::from(parent_type),
             }
         };
-        Some(element_type_names(e))
+        self.child(&ctx, element).map(element_type_names)
     }
 
     fn is_subtype(&self, ty: &str, base: &str) -> Option<bool> {
@@ -670,7 +766,7 @@ mod tests {
         assert_eq!(occ.types, vec![Arc::from("dateTime"), Arc::from("string")]);
         let pa = d.child(&imm, "protocolApplied").expect("protocolApplied");
         assert!(pa.repeats);
-        let pactx = d.child_ctx(&imm, &pa, "BackboneElement").expect("ctx");
+        let pactx = d.child_ctx(&imm, pa, "BackboneElement").expect("ctx");
         assert_eq!(pactx.type_name(), "BackboneElement");
         let dn = d.child(&pactx, "doseNumber").expect("doseNumber");
         assert!(dn.choice);
@@ -717,9 +813,9 @@ mod tests {
         assert_eq!(root.resource_type(), Some("M"));
         let b = d.child(&root, "b").expect("b");
         assert!(b.repeats);
-        let bctx = d.child_ctx(&root, &b, "BackboneElement").expect("b ctx");
+        let bctx = d.child_ctx(&root, b, "BackboneElement").expect("b ctx");
         let c = d.child(&bctx, "c").expect("c");
-        let cctx = d.child_ctx(&bctx, &c, "Coding").expect("coding");
+        let cctx = d.child_ctx(&bctx, c, "Coding").expect("coding");
         assert_eq!(cctx.type_name(), "Coding");
         assert!(d.child(&root, "d").is_some_and(|e| e.choice));
         assert!(d.child(&root, "zz").is_none());

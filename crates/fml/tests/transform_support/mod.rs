@@ -80,6 +80,36 @@ pub fn ig_registry(conf: &Path) -> MapRegistry {
     reg
 }
 
+/// The same maps compiled by our parser from the IG's `.fml` files.
+pub fn ig_registry_from_fml(conf: &Path) -> MapRegistry {
+    let mut reg = MapRegistry::new();
+    load_definitions(&mut reg, conf);
+    let dir = conf.join("ddcc-ig/maps");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .map(|rd| rd.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    files.sort();
+    for f in files {
+        if f.extension().is_none_or(|x| x != "fml") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&f).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
+        let map = fml::parse::parse_map(&text).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
+        reg.add_map(&map)
+            .unwrap_or_else(|e| panic!("{}: {e}", f.display()));
+    }
+    reg
+}
+
+/// Both ways of getting the IG's maps: the IG Publisher's compiled JSON and our
+/// parser on the `.fml` text. Oracle tests run against each.
+pub fn ig_registries(conf: &Path) -> Vec<(&'static str, MapRegistry)> {
+    vec![
+        ("compiled StructureMaps", ig_registry(conf)),
+        ("maps parsed from .fml", ig_registry_from_fml(conf)),
+    ]
+}
+
 /// Terminology from one of the IG's terminology folders, with the IG's alias table.
 pub fn terminology(conf: &Path, folder: &str) -> LocalTerminology {
     let mut t = LocalTerminology::new();
