@@ -32,10 +32,14 @@ install_pg() {
   if ! find_bin; then
     echo "installing postgresql from Debian packages" >&2
     export DEBIAN_FRONTEND=noninteractive
-    apt-get update >&2 && apt-get install -y postgresql >&2
+    local SUDO=""
+    if [ "$(id -u)" != 0 ]; then SUDO="sudo -E"; fi
+    $SUDO apt-get update >&2 && $SUDO apt-get install -y postgresql >&2
     find_bin || { echo "postgresql install failed" >&2; exit 1; }
   fi
-  id postgres >/dev/null 2>&1 || useradd --system --home-dir "$PGDIR" postgres
+  if [ "$(id -u)" = 0 ]; then
+    id postgres >/dev/null 2>&1 || useradd --system --home-dir "$PGDIR" postgres
+  fi
 }
 
 free_port() {
@@ -54,7 +58,9 @@ start() {
   fi
   rm -rf "$PGDIR"
   mkdir -p "$PGDIR"
-  chown postgres "$PGDIR"
+  # Root cannot run PostgreSQL: the server runs as the `postgres` user; anyone else runs
+  # it as themselves.
+  if [ "$(id -u)" = 0 ]; then chown postgres "$PGDIR"; fi
   as_pg "$BIN/initdb" -D "$PGDIR/data" -U postgres --auth=trust -E UTF8 >/dev/null
   local port; port=$(free_port)
   as_pg "$BIN/pg_ctl" -D "$PGDIR/data" -l "$PGDIR/log" -w \

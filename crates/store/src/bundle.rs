@@ -3,7 +3,7 @@
 
 use serde_json::{json, Value};
 
-use crate::{StoreError, TxEntry, TxOp, TxRequest, TxResult};
+use crate::{StoreError, Stored, TxEntry, TxOp, TxRequest, TxResult};
 
 fn invalid(msg: impl Into<String>) -> StoreError {
     StoreError::InvalidResource(msg.into())
@@ -156,6 +156,23 @@ pub fn transaction_response(results: &[TxResult]) -> Value {
     json!({"resourceType": "Bundle", "type": "transaction-response", "entry": entries})
 }
 
+/// A `searchset` Bundle for search results; `base` is the server's FHIR base URL
+/// (e.g. `http://host/fhir`), used for each entry's `fullUrl`.
+pub fn searchset(base: &str, results: &[Stored]) -> Value {
+    let base = base.trim_end_matches('/');
+    let entries: Vec<Value> = results
+        .iter()
+        .map(|s| {
+            json!({
+                "fullUrl": format!("{base}/{}/{}", s.resource_type, s.id),
+                "resource": s.resource,
+                "search": {"mode": "match"},
+            })
+        })
+        .collect();
+    json!({"resourceType": "Bundle", "type": "searchset", "total": results.len(), "entry": entries})
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -214,5 +231,15 @@ mod tests {
         );
         assert_eq!(parse_etag("W/\"12\""), Some(12));
         assert_eq!(parse_etag("x"), None);
+        let s = Stored {
+            resource_type: "Binary".into(),
+            id: "b".into(),
+            version_id: 1,
+            last_updated: "2024-01-01T00:00:00.000Z".into(),
+            resource: json!({"resourceType": "Binary", "id": "b"}),
+        };
+        let ss = searchset("http://h/fhir/", &[s]);
+        assert_eq!(ss["entry"][0]["fullUrl"], "http://h/fhir/Binary/b");
+        assert_eq!(ss["total"], 1);
     }
 }

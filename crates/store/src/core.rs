@@ -190,6 +190,7 @@ fn resource_object<'v>(
     resource: &'v mut Value,
     expected_type: Option<&str>,
 ) -> Result<(String, &'v mut Map<String, Value>)> {
+    refs::check_depth(resource)?;
     let obj = resource
         .as_object_mut()
         .ok_or_else(|| StoreError::InvalidResource("a resource must be a JSON object".into()))?;

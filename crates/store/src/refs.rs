@@ -78,6 +78,28 @@ fn walk(
     Ok(())
 }
 
+/// Refuses values nested deeper than [`MAX_DEPTH`], so no later recursive walk (index
+/// extraction, encoding) meets unbounded depth.
+pub fn check_depth(value: &Value) -> Result<(), StoreError> {
+    fn depth_ok(v: &Value, d: usize) -> bool {
+        if d > MAX_DEPTH {
+            return false;
+        }
+        match v {
+            Value::Array(a) => a.iter().all(|x| depth_ok(x, d + 1)),
+            Value::Object(o) => o.values().all(|x| depth_ok(x, d + 1)),
+            _ => true,
+        }
+    }
+    if depth_ok(value, 0) {
+        Ok(())
+    } else {
+        Err(StoreError::InvalidResource(format!(
+            "nesting deeper than {MAX_DEPTH}"
+        )))
+    }
+}
+
 /// Replaces every string equal to a fullUrl in `map` (used for the caller's idempotency
 /// result, which may name entries by fullUrl before their ids exist).
 pub fn rewrite_all_strings(value: &mut Value, map: &HashMap<String, String>, depth: usize) {

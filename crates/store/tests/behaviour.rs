@@ -312,6 +312,21 @@ async fn bad_input_changes_nothing(p: Pair) {
         s.transaction(no_hcid).await.unwrap_err(),
         StoreError::InvalidResource(_)
     ));
+    let mut deep = json!("leaf");
+    for _ in 0..100 {
+        deep = json!({ "extension": [deep] });
+    }
+    let mut too_deep = iti65::iti65_request("bad", 7, 1);
+    too_deep.entries.push(TxEntry {
+        full_url: None,
+        op: TxOp::Create {
+            resource: json!({"resourceType": "Basic", "code": deep}),
+        },
+    });
+    assert!(matches!(
+        s.transaction(too_deep).await.unwrap_err(),
+        StoreError::InvalidResource(_)
+    ));
     let overlong_hcid = FolderUpsert {
         hcid: "h".repeat(300),
         template: json!({}),
