@@ -6,36 +6,38 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 
-# Tests that need an oracle fail (instead of skipping) when it is missing.
-export DDCC_REQUIRE_ORACLES=1
 export CARGO_TERM_COLOR=never
-
 step() { printf '\n=== %s\n' "$*"; }
 
-if [ ! -d "$root/../shared" ]; then
-  echo "NOTE: ../shared is absent: conformance-corpus tests will skip and say so."
-  unset DDCC_REQUIRE_ORACLES
+if [ -d "$root/../shared" ]; then
+  # Tests that need an oracle fail (instead of skipping) when it is missing.
+  export DDCC_REQUIRE_ORACLES=1
+else
+  echo "NOTE: ../shared is absent: conformance-corpus tests skip and say so."
 fi
 
-step "installing test tools"
+step "installing test tools (idempotent)"
 for s in tests/tools/setup-*.sh; do
-  [ -e "$s" ] || continue
   echo "--- $s"
-  bash "$s"
+  bash "$s" >/dev/null
 done
 
-step "starting PostgreSQL for the store tests"
-if [ -x tests/tools/postgres.sh ] || [ -f tests/tools/postgres.sh ]; then
-  DDCC_TEST_DATABASE_URL=$(bash tests/tools/postgres.sh start)
-  export DDCC_TEST_DATABASE_URL
-  trap 'bash tests/tools/postgres.sh stop >/dev/null 2>&1 || true' EXIT
-fi
+step "starting a throwaway PostgreSQL for the store tests"
+DDCC_TEST_DATABASE_URL=$(bash tests/tools/postgres.sh start)
+export DDCC_TEST_DATABASE_URL
+trap 'bash tests/tools/postgres.sh stop >/dev/null 2>&1 || true' EXIT
 
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
-step "cargo clippy"
+step "generated files are current"
+python3 tools/derive-rc2-map.py --check
+
+step "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
 
+step "compliance harness self-test"
+python3 -m unittest discover -s tests/compliance -p 'test_*.py'
+
 step "cargo test"
-cargo test --workspace --no-fail-fast 2>&1 | tee target/test-output.txt
+cargo test --workspace --no-fail-fast
