@@ -87,11 +87,16 @@ async fn keys_init_then_issue_through_vault_transit() {
     assert!(String::from_utf8_lossy(&show.stdout).contains(&format!("kid: {kid}")));
 
     // The service, signing through Vault.
-    let mut cfg = Config::default();
-    cfg.standalone = Some(true);
-    cfg.ddcc.issuer_country = "XA".into();
-    cfg.ddcc.profiles_dir = root().join("fhir-profiles");
-    cfg.data_dir = std::env::temp_dir().join(format!("ddcc-vault-issuing-{}", std::process::id()));
+    let cfg = Config {
+        standalone: Some(true),
+        data_dir: std::env::temp_dir().join(format!("ddcc-vault-issuing-{}", std::process::id())),
+        ddcc: ddcc_mediator::config::DdccConfig {
+            issuer_country: "XA".into(),
+            profiles_dir: root().join("fhir-profiles"),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
     let services = Services::build_with_env(&cfg, |k| env.get(k).cloned())
         .await
         .expect("services");
