@@ -33,15 +33,19 @@ fn read(p: &std::path::Path) -> Value {
 }
 
 fn config() -> Config {
-    let mut c = Config::default();
-    c.standalone = Some(true);
-    c.data_dir = std::env::temp_dir().join(format!(
-        "ddcc-issuing-test-{}-{:x}",
-        std::process::id(),
-        fastrand::u64(..)
-    ));
-    c.ddcc.profiles_dir = root().join("fhir-profiles");
-    c
+    Config {
+        standalone: Some(true),
+        data_dir: std::env::temp_dir().join(format!(
+            "ddcc-issuing-test-{}-{:x}",
+            std::process::id(),
+            fastrand::u64(..)
+        )),
+        ddcc: ddcc_mediator::config::DdccConfig {
+            profiles_dir: root().join("fhir-profiles"),
+            ..Default::default()
+        },
+        ..Default::default()
+    }
 }
 
 /// The app plus the signing identity it uses, for checking signatures.
