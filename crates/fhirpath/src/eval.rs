@@ -374,7 +374,7 @@ impl<'e, 'a> Evaluator<'e, 'a> {
             _ => {
                 let a = self.eval(l, focus, frame)?;
                 let b = self.eval(r, focus, frame)?;
-                crate::ops::binary(op, a, b)
+                crate::ops::binary(op, a, b, self.env.whole_seconds_in_date_arithmetic())
             }
         }
     }

@@ -1277,16 +1277,22 @@ impl<'e, 'a> Evaluator<'e, 'a> {
             _ => {
                 let mut acc = items[0].clone();
                 for i in &items[1..] {
-                    acc = crate::ops::binary(crate::ast::BinOp::Add, vec![acc], vec![i.clone()])?
-                        .into_iter()
-                        .next()
-                        .ok_or_else(|| Error::Eval("sum overflow".into()))?;
+                    acc = crate::ops::binary(
+                        crate::ast::BinOp::Add,
+                        vec![acc],
+                        vec![i.clone()],
+                        false,
+                    )?
+                    .into_iter()
+                    .next()
+                    .ok_or_else(|| Error::Eval("sum overflow".into()))?;
                 }
                 if name == "avg" {
                     return crate::ops::binary(
                         crate::ast::BinOp::Div,
                         vec![acc],
                         vec![Item::Integer(items.len() as i64)],
+                        false,
                     );
                 }
                 Ok(vec![acc])

@@ -214,6 +214,13 @@ pub trait Environment<'a> {
     fn model(&self) -> Option<&dyn ModelInfo> {
         None
     }
+    /// Matchbox compatibility: HL7's Java FHIRPath engine adds only the integer part
+    /// of a seconds quantity to a date/time (`@1970-01-01T00:00:00Z + 1.5 's'` is
+    /// one second later), where the FHIRPath spec keeps milliseconds. The FML
+    /// executor turns this on so IG maps give the results Matchbox gives.
+    fn whole_seconds_in_date_arithmetic(&self) -> bool {
+        false
+    }
     /// The clock for `now()`, `today()`, `timeOfDay()` (ISO 8601 dateTime). `None` = system clock.
     fn now(&self) -> Option<String> {
         None

@@ -6,7 +6,14 @@ use crate::value::{self, as_quantity, prim, temporal};
 use crate::{Decimal, Error, Item};
 use std::borrow::Cow;
 
-pub(crate) fn binary<'a>(op: BinOp, a: Items<'a>, b: Items<'a>) -> R<Items<'a>> {
+/// `whole_seconds`: add only the integer part of a seconds quantity to a date/time,
+/// as HL7's Java engine (Matchbox's) does; see `Environment::whole_seconds_in_date_arithmetic`.
+pub(crate) fn binary<'a>(
+    op: BinOp,
+    a: Items<'a>,
+    b: Items<'a>,
+    whole_seconds: bool,
+) -> R<Items<'a>> {
     let boolean = |b: Option<bool>| Ok(b.map(Item::Boolean).into_iter().collect());
     match op {
         BinOp::Union => {
@@ -70,7 +77,7 @@ pub(crate) fn binary<'a>(op: BinOp, a: Items<'a>, b: Items<'a>) -> R<Items<'a>> 
                 }
                 _ => x,
             };
-            arithmetic(op, &x, &y).map(|o| o.into_iter().collect())
+            arithmetic(op, &x, &y, whole_seconds).map(|o| o.into_iter().collect())
         }
     }
 }
@@ -79,7 +86,12 @@ fn overflow() -> Error {
     Error::Eval("integer overflow".into())
 }
 
-fn arithmetic<'a>(op: BinOp, x: &Item<'a>, y: &Item<'a>) -> R<Option<Item<'a>>> {
+fn arithmetic<'a>(
+    op: BinOp,
+    x: &Item<'a>,
+    y: &Item<'a>,
+    whole_seconds: bool,
+) -> R<Option<Item<'a>>> {
     use Item::*;
     match (x, y) {
         (Integer(i), Integer(j)) => {
@@ -190,11 +202,14 @@ fn arithmetic<'a>(op: BinOp, x: &Item<'a>, y: &Item<'a>) -> R<Option<Item<'a>>> 
                     "date/time arithmetic needs a time-based unit, not '{unit}'"
                 ));
             }
-            let n = if op == BinOp::Sub {
+            let mut n = if op == BinOp::Sub {
                 -v.to_f64()
             } else {
                 v.to_f64()
             };
+            if whole_seconds && matches!(unit.as_str(), "second" | "seconds" | "s") {
+                n = n.trunc();
+            }
             Ok(t.add(n, &unit).map(|r| temporal_item(x, &r)))
         }
         (Quantity { .. }, Quantity { .. })

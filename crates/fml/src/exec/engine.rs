@@ -252,6 +252,11 @@ struct Env<'e, 'a, 'r, 'o> {
 }
 
 impl<'a> fhirpath::Environment<'a> for Env<'_, 'a, '_, '_> {
+    /// Matchbox's engine adds whole seconds only; the IG maps' epoch conversions
+    /// (`@1970-01-01T00:00:00.000+00:00 + epoch.toQuantity()`) rely on it.
+    fn whole_seconds_in_date_arithmetic(&self) -> bool {
+        true
+    }
     fn variable(&self, name: &str) -> Option<Vec<Item<'a>>> {
         self.vars.get_any(name).map(|v| self.eng.to_items(v))
     }
