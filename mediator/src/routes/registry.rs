@@ -28,7 +28,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route(web::get().to(search))
                 .route(web::post().to(create)),
         )
-        .service(web::resource("/fhir/{type}/{id}").route(web::get().to(read)))
+        .service(
+            web::resource("/fhir/{type}/{id}")
+                .route(web::get().to(read))
+                .route(web::post().to(post_instance)),
+        )
         .service(web::resource("/fhir/{type}/{id}/_history/{vid}").route(web::get().to(vread)));
 }
 
@@ -249,6 +253,21 @@ async fn read(
         &stored,
         None,
     ))
+}
+
+/// `POST /fhir/{type}/$op` for an operation not served here is an unknown endpoint
+/// (404); a POST on a resource instance is a method this server does not allow.
+async fn post_instance(
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let (t, id) = path.into_inner();
+    check_type(&t)?;
+    check_id(&id)?;
+    Err(ApiError::MethodNotAllowed {
+        method: "POST".into(),
+        path: req.path().to_string(),
+    })
 }
 
 async fn vread(

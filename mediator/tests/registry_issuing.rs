@@ -1,0 +1,354 @@
+//! The issuing flow's persistence, in-process with the real app, catalogue and local
+//! signer over the embedded store: a resubmitted event returns the certificate already
+//! issued (same identifier, same signature, one stored copy); two doses for one HCID end
+//! in one Folder holding both; `$getQRCode` serves the stored QR images as bytes; the
+//! registry routes refuse bad requests with OperationOutcomes.
+
+use actix_web::http::header::CONTENT_TYPE;
+use actix_web::test::{self, TestRequest};
+use ddcc_mediator::config::Config;
+use ddcc_mediator::server;
+use ddcc_mediator::services::Services;
+use serde_json::{json, Value};
+use std::path::PathBuf;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn shared() -> Option<PathBuf> {
+    let p = std::env::var_os("DDCC_SHARED")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("../shared"));
+    if p.is_dir() {
+        Some(p)
+    } else {
+        println!("SKIP: {} is absent", p.display());
+        None
+    }
+}
+
+fn config() -> Config {
+    let mut c = Config::default();
+    c.standalone = Some(true);
+    c.data_dir = std::env::temp_dir().join(format!(
+        "ddcc-registry-test-{}-{:x}",
+        std::process::id(),
+        fastrand::u64(..)
+    ));
+    c.ddcc.profiles_dir = root().join("fhir-profiles");
+    c
+}
+
+async fn app() -> impl actix_web::dev::Service<
+    actix_http::Request,
+    Response = actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>,
+    Error = actix_web::Error,
+> {
+    let cfg = config();
+    let services = Services::build_with_env(&cfg, |_| None)
+        .await
+        .expect("services");
+    let state = server::build_state(cfg, |b| services.install(b)).expect("state");
+    test::init_service(server::build_app(state, |_| {})).await
+}
+
+async fn call(
+    app: &impl actix_web::dev::Service<
+        actix_http::Request,
+        Response = actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>,
+        Error = actix_web::Error,
+    >,
+    method: &str,
+    path: &str,
+    body: Option<&Value>,
+) -> (u16, String, Vec<u8>) {
+    let mut req = match method {
+        "POST" => TestRequest::post(),
+        _ => TestRequest::get(),
+    }
+    .uri(path);
+    if let Some(b) = body {
+        req = req
+            .insert_header((CONTENT_TYPE, "application/fhir+json"))
+            .set_payload(b.to_string());
+    }
+    let resp = test::call_service(app, req.to_request()).await;
+    let status = resp.status().as_u16();
+    let ct = resp
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    (status, ct, test::read_body(resp).await.to_vec())
+}
+
+fn json_of(bytes: &[u8]) -> Value {
+    serde_json::from_slice(bytes).unwrap_or(Value::Null)
+}
+
+fn english_response() -> Option<Value> {
+    let s = shared()?;
+    let p = s.join(
+        "conformance/ddcc-ig/examples/QuestionnaireResponse-DDCCVSQuestionnaireResponseExample.json",
+    );
+    Some(serde_json::from_slice(&std::fs::read(p).expect("example")).expect("json"))
+}
+
+fn set_answer(response: &mut Value, link_id: &str, answer: Value) {
+    let items = response["item"].as_array_mut().expect("items");
+    let item = items
+        .iter_mut()
+        .find(|i| i["linkId"] == link_id)
+        .expect("link id present");
+    item["answer"] = json!([answer]);
+}
+
+const GENERATE: &str = "/fhir/QuestionnaireResponse/$generateHealthCertificate";
+
+fn search_total(v: &Value) -> u64 {
+    v["total"].as_u64().unwrap_or(u64::MAX)
+}
+
+#[actix_web::test]
+async fn resubmission_returns_the_issued_certificate_and_folders_collect_doses() {
+    let Some(mut response) = english_response() else {
+        return;
+    };
+    let hcid = format!("test-hcid-{:x}", fastrand::u64(..));
+    set_answer(&mut response, "hcid", json!({"valueString": hcid}));
+    let app = app().await;
+
+    let (s1, _, b1) = call(&app, "POST", GENERATE, Some(&response)).await;
+    assert_eq!(s1, 200, "{}", String::from_utf8_lossy(&b1));
+    // The same event again, with a different resource id and meta: same content.
+    let mut again = response.clone();
+    again["id"] = json!("resubmitted");
+    again["meta"] = json!({"versionId": "7"});
+    let (s2, _, b2) = call(&app, "POST", GENERATE, Some(&again)).await;
+    assert_eq!(s2, 200);
+    let (d1, d2) = (json_of(&b1), json_of(&b2));
+    assert_eq!(d1["identifier"], d2["identifier"]);
+    assert_eq!(d1["signature"], d2["signature"]);
+    assert_eq!(
+        d1, d2,
+        "the resubmission gets the very document first issued"
+    );
+
+    let folder_q = format!("/fhir/List?code=folder&identifier={hcid}");
+    let (_, _, f) = call(&app, "GET", &folder_q, None).await;
+    let folders = json_of(&f);
+    assert_eq!(search_total(&folders), 1, "{folders}");
+    let first_entries = folders["entry"][0]["resource"]["entry"]
+        .as_array()
+        .map(Vec::len)
+        .unwrap_or(0);
+    assert!(first_entries >= 2, "document + QR references: {folders}");
+    let master = d1["identifier"]["value"].as_str().expect("identifier");
+    let (_, _, r) = call(
+        &app,
+        "GET",
+        &format!("/fhir/DocumentReference?identifier={master}"),
+        None,
+    )
+    .await;
+    assert_eq!(
+        search_total(&json_of(&r)),
+        1,
+        "one document registered, not two"
+    );
+
+    // A second dose for the same holder: a new certificate, the same Folder.
+    let mut dose2 = response.clone();
+    set_answer(&mut dose2, "dose", json!({"valueInteger": 2}));
+    set_answer(&mut dose2, "date", json!({"valueDate": "2021-04-26"}));
+    let (s3, _, b3) = call(&app, "POST", GENERATE, Some(&dose2)).await;
+    assert_eq!(s3, 200, "{}", String::from_utf8_lossy(&b3));
+    assert_ne!(json_of(&b3)["identifier"], d1["identifier"]);
+    let (_, _, f) = call(&app, "GET", &folder_q, None).await;
+    let folders = json_of(&f);
+    assert_eq!(search_total(&folders), 1, "one Folder per HCID: {folders}");
+    let entries = folders["entry"][0]["resource"]["entry"]
+        .as_array()
+        .map(Vec::len)
+        .unwrap_or(0);
+    assert_eq!(entries, 2 * first_entries, "both doses in the Folder");
+
+    // The whole-document DocumentReference points at the stored signed bytes (ITI-68).
+    let (_, _, r) = call(
+        &app,
+        "GET",
+        &format!("/fhir/DocumentReference?identifier={master}"),
+        None,
+    )
+    .await;
+    let docref = &json_of(&r)["entry"][0]["resource"];
+    let url = docref["content"][0]["attachment"]["url"]
+        .as_str()
+        .expect("attachment url");
+    assert!(url.starts_with("Binary/"), "{url}");
+    let (s, ct, bytes) = call(&app, "GET", &format!("/fhir/{url}"), None).await;
+    assert_eq!(s, 200);
+    assert_eq!(ct, "application/fhir+json");
+    assert_eq!(
+        json_of(&bytes),
+        d1,
+        "the stored document is what was signed"
+    );
+}
+
+#[actix_web::test]
+async fn get_qr_code_serves_stored_images_as_bytes() {
+    let Some(response) = english_response() else {
+        return;
+    };
+    let app = app().await;
+    let (s, _, _) = call(&app, "POST", GENERATE, Some(&response)).await;
+    assert_eq!(s, 200);
+    let (_, _, r) = call(&app, "GET", "/fhir/DocumentReference?_count=100", None).await;
+    let all = json_of(&r);
+    let qr_id = all["entry"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| &e["resource"])
+        .find(|d| {
+            d["content"].as_array().is_some_and(|c| {
+                c.iter()
+                    .any(|c| c["attachment"]["contentType"] == "image/png")
+            })
+        })
+        .and_then(|d| d["id"].as_str())
+        .expect("a stored QR DocumentReference")
+        .to_string();
+    let (s, ct, png) = call(
+        &app,
+        "GET",
+        &format!("/fhir/DocumentReference/{qr_id}/$getQRCode?format=png"),
+        None,
+    )
+    .await;
+    assert_eq!((s, ct.as_str()), (200, "image/png"));
+    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "PNG bytes, not JSON");
+    let (s, _, payload) = call(
+        &app,
+        "GET",
+        &format!("/fhir/DocumentReference/{qr_id}/$getQRCode?format=payload"),
+        None,
+    )
+    .await;
+    assert_eq!(s, 200);
+    assert!(!payload.is_empty());
+    let (s, _, _) = call(
+        &app,
+        "GET",
+        &format!("/fhir/DocumentReference/{qr_id}/$getQRCode?format=gif"),
+        None,
+    )
+    .await;
+    assert_eq!(s, 400);
+    let (s, _, _) = call(
+        &app,
+        "GET",
+        "/fhir/DocumentReference/no-such-id/$getQRCode?format=png",
+        None,
+    )
+    .await;
+    assert_eq!(s, 404);
+}
+
+/// Bad requests are 4xx OperationOutcomes, and valid ones round-trip with versions.
+#[actix_web::test]
+async fn registry_routes_refuse_bad_requests() {
+    let app = app().await;
+    let patient = json!({"resourceType": "Patient", "name": [{"family": "X"}]});
+    let cases: Vec<(&str, &str, Option<Value>, u16)> = vec![
+        ("POST", "/fhir/INVALIDTYPE", Some(patient.clone()), 404),
+        (
+            "POST",
+            "/fhir/Patient",
+            Some(json!({"resourceType": "INVALIDTYPE"})),
+            404,
+        ),
+        ("POST", "/fhir/Bundle", Some(patient.clone()), 400),
+        (
+            "POST",
+            "/fhir/Bundle",
+            Some(json!({"resourceType": "Bundle"})),
+            400,
+        ),
+        ("GET", "/fhir/Patient/a..b", None, 400),
+        ("GET", "/fhir/DocumentReference?unknown=1", None, 400),
+        ("GET", "/fhir/Patient/does-not-exist", None, 404),
+        ("GET", "/fhir/INVALIDTYPE/x", None, 404),
+        ("GET", "/fhir/Patient/x/_history/zero", None, 400),
+        (
+            "POST",
+            "/fhir",
+            Some(json!({"resourceType": "Bundle", "type": "searchset"})),
+            400,
+        ),
+        (
+            "POST",
+            "/fhir",
+            Some(json!({"resourceType": "Bundle", "type": "transaction", "entry": []})),
+            422,
+        ),
+        (
+            "POST",
+            "/fhir",
+            Some(
+                json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+                {"fullUrl": "urn:uuid:1", "resource": {"resourceType": "List", "status": "current", "mode": "working",
+                  "code": {"coding": [{"system": "https://profiles.ihe.net/ITI/MHD/CodeSystem/MHDlistTypes", "code": "submissionset"}]},
+                  "entry": [{"item": {"reference": "urn:uuid:missing"}}]},
+                 "request": {"method": "POST", "url": "List"}},
+                {"resource": {"resourceType": "DocumentReference", "status": "current", "content": []},
+                 "request": {"method": "POST", "url": "DocumentReference"}}]}),
+            ),
+            400,
+        ),
+    ];
+    for (method, path, body, want) in cases {
+        let (s, ct, b) = call(&app, method, path, body.as_ref()).await;
+        assert_eq!(s, want, "{method} {path}: {}", String::from_utf8_lossy(&b));
+        assert_eq!(ct, "application/fhir+json", "{method} {path}");
+        assert_eq!(
+            json_of(&b)["resourceType"],
+            "OperationOutcome",
+            "{method} {path}"
+        );
+    }
+    // The broken-reference transaction changed nothing.
+    let (_, _, r) = call(&app, "GET", "/fhir/List?code=submissionset", None).await;
+    assert_eq!(search_total(&json_of(&r)), 0);
+
+    let (s, _, b) = call(&app, "POST", "/fhir/Patient", Some(&patient)).await;
+    assert_eq!(s, 201);
+    let created = json_of(&b);
+    let id = created["id"].as_str().expect("id");
+    assert_eq!(created["meta"]["versionId"], "1");
+    let (s, _, b) = call(&app, "GET", &format!("/fhir/Patient/{id}/_history/1"), None).await;
+    assert_eq!(s, 200);
+    assert_eq!(json_of(&b)["name"], patient["name"]);
+    let (s, _, b) = call(&app, "GET", "/fhir/metadata", None).await;
+    assert_eq!(s, 200);
+    let cs = json_of(&b);
+    assert_eq!(cs["resourceType"], "CapabilityStatement");
+    let types: Vec<&str> = cs["rest"][0]["resource"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r["type"].as_str())
+        .collect();
+    for t in [
+        "DocumentReference",
+        "List",
+        "Binary",
+        "StructureMap",
+        "QuestionnaireResponse",
+    ] {
+        assert!(types.contains(&t), "{t} missing from {types:?}");
+    }
+}
