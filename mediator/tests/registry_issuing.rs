@@ -29,13 +29,15 @@ fn shared() -> Option<PathBuf> {
 }
 
 fn config() -> Config {
-    let mut c = Config::default();
-    c.standalone = Some(true);
-    c.data_dir = std::env::temp_dir().join(format!(
-        "ddcc-registry-test-{}-{:x}",
-        std::process::id(),
-        fastrand::u64(..)
-    ));
+    let mut c = Config {
+        standalone: Some(true),
+        data_dir: std::env::temp_dir().join(format!(
+            "ddcc-registry-test-{}-{:x}",
+            std::process::id(),
+            fastrand::u64(..)
+        )),
+        ..Default::default()
+    };
     c.ddcc.profiles_dir = root().join("fhir-profiles");
     c
 }
