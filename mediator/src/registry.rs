@@ -243,6 +243,16 @@ fn registration(issued: &Issued, now: &str) -> (Vec<TxEntry>, Value) {
     if let Some(id) = &identifier {
         docref["masterIdentifier"] = id.clone();
     }
+    // The UVCI makes the certificate findable by it (ITI-67) and is what a revocation
+    // hashes; `context.related` ties the QR DocumentReferences to the document so a
+    // revocation retires them together.
+    if let Some(uvci) = issued.uvci.as_deref().filter(|u| !u.is_empty()) {
+        docref["identifier"] = json!([{"system": "urn:ietf:rfc:3986", "value": uvci}]);
+    }
+    if !qr_urns.is_empty() {
+        docref["context"] =
+            json!({"related": qr_urns.iter().map(|u| json!({"reference": u})).collect::<Vec<_>>()});
+    }
     if let Some(s) = &subject {
         docref["subject"] = s.clone();
     }
@@ -428,6 +438,305 @@ where
     };
     record(recorder, &registered_from(&value, &results));
     Ok(issued.document)
+}
+
+/// LOINC code of the whole-document DocumentReference, for callers telling it from the
+/// QR DocumentReferences.
+pub fn is_document_reference(docref: &Value) -> bool {
+    docref
+        .pointer("/type/coding")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .any(|c| {
+            c.get("system").and_then(Value::as_str) == Some(DOCUMENT_TYPE.0)
+                && c.get("code").and_then(Value::as_str) == Some(DOCUMENT_TYPE.1)
+        })
+}
+
+fn qr_category(docref: &Value) -> Option<&str> {
+    docref
+        .pointer("/category/0/coding/0/code")
+        .or_else(|| docref.pointer("/type/coding/0/code"))
+        .and_then(Value::as_str)
+}
+
+fn serialized_payload(docref: &Value) -> Option<String> {
+    let c = docref
+        .get("content")?
+        .as_array()?
+        .iter()
+        .find(|c| c.pointer("/format/code").and_then(Value::as_str) == Some("serialized"))?;
+    let data = c.pointer("/attachment/data")?.as_str()?;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(data)
+        .ok()?;
+    String::from_utf8(bytes).ok()
+}
+
+/// The EU DCC revocation entry of an `HC1:` certificate: the COSE signature and kid,
+/// and the issuing country from the CWT `iss`.
+fn revocation_of(
+    hc1: &str,
+    uvci: &str,
+    fallback_country: &str,
+    at: &str,
+    document: &str,
+) -> Option<ddcc_store::Revocation> {
+    use coset::CborSerializable;
+    use coset::TaggedCborSerializable;
+    let cose = ddcc_cert::hc1::unpack(hc1).ok()?;
+    let sign1 = coset::CoseSign1::from_tagged_slice(&cose)
+        .or_else(|_| coset::CoseSign1::from_slice(&cose))
+        .ok()?;
+    let kid_bytes = if sign1.protected.header.key_id.is_empty() {
+        &sign1.unprotected.key_id
+    } else {
+        &sign1.protected.header.key_id
+    };
+    let kid = base64::engine::general_purpose::STANDARD.encode(kid_bytes);
+    let country = sign1
+        .payload
+        .as_deref()
+        .and_then(|p| coset::cwt::ClaimsSet::from_slice(p).ok())
+        .and_then(|c| c.issuer)
+        .unwrap_or_else(|| fallback_country.to_string());
+    if sign1.signature.is_empty() {
+        return None;
+    }
+    Some(ddcc_store::Revocation::new(
+        &country,
+        uvci,
+        &sign1.signature,
+        ddcc_store::SignatureAlg::Ecdsa,
+        &kid,
+        at,
+        document,
+    ))
+}
+
+fn hcid_of(document: &Value) -> Option<String> {
+    document
+        .get("link")?
+        .as_array()?
+        .iter()
+        .find(|l| l.get("relation").and_then(Value::as_str) == Some("publication"))?
+        .get("url")?
+        .as_str()
+        .map(str::to_string)
+}
+
+fn reference_id<'a>(r: &'a str, t: &str) -> Option<&'a str> {
+    r.strip_prefix(t)?
+        .strip_prefix('/')
+        .map(|id| id.split('/').next().unwrap_or(id))
+}
+
+/// Revokes the certificate named by `id` (the whole-document DocumentReference id, the
+/// document's `Bundle.identifier` value, or a stored Bundle's id). In one transaction:
+/// the DocumentReferences become `entered-in-error`, the document is deleted from the
+/// repository, the holder's Folder drops them, and the EU DCC revocation is recorded.
+/// `Ok(false)` when it was already revoked.
+pub async fn revoke(store: &dyn Store, id: &str, country: &str) -> Result<bool, ApiError> {
+    let docref = find_document_reference(store, id).await?;
+    let Some(docref) = docref else {
+        // A document stored with `POST /fhir/Bundle` and never registered: delete it.
+        return match store.read("Bundle", id).await {
+            Ok(_) => {
+                store
+                    .transaction(TxRequest::new(vec![TxEntry {
+                        full_url: None,
+                        op: TxOp::Delete {
+                            resource_type: "Bundle".into(),
+                            id: id.into(),
+                        },
+                    }]))
+                    .await
+                    .map_err(store_error)?;
+                Ok(true)
+            }
+            Err(StoreError::Gone { .. }) => Ok(false),
+            Err(StoreError::NotFound { .. }) => Err(ApiError::not_found(format!(
+                "no certificate is registered under `{id}`"
+            ))),
+            Err(e) => Err(store_error(e)),
+        };
+    };
+    if docref.resource.get("status").and_then(Value::as_str) == Some("entered-in-error") {
+        return Ok(false);
+    }
+    let now = ddcc_cert::rfc3339_utc(crate::routes::mapping::now_unix());
+    let mut entries = Vec::new();
+    let retire = |stored: &ddcc_store::Stored, entries: &mut Vec<TxEntry>| {
+        let mut r = stored.resource.clone();
+        r["status"] = json!("entered-in-error");
+        entries.push(TxEntry {
+            full_url: None,
+            op: TxOp::Update {
+                resource_type: "DocumentReference".into(),
+                id: stored.id.clone(),
+                resource: r,
+                if_match: Some(stored.version_id),
+            },
+        });
+    };
+    retire(&docref, &mut entries);
+    let mut removed = vec![format!("DocumentReference/{}", docref.id)];
+    let mut revocation = None;
+    let uvci = docref
+        .resource
+        .get("identifier")
+        .and_then(Value::as_array)
+        .and_then(|a| a.iter().find_map(|i| i.get("value")?.as_str()))
+        .map(str::to_string);
+    let related: Vec<String> = docref
+        .resource
+        .pointer("/context/related")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r.get("reference")?.as_str())
+        .filter_map(|r| reference_id(r, "DocumentReference"))
+        .map(str::to_string)
+        .collect();
+    for qr_id in &related {
+        let qr = match store.read("DocumentReference", qr_id).await {
+            Ok(q) => q,
+            Err(StoreError::NotFound { .. } | StoreError::Gone { .. }) => continue,
+            Err(e) => return Err(store_error(e)),
+        };
+        if qr_category(&qr.resource) == Some("dcc") {
+            if let (Some(uvci), Some(payload)) = (&uvci, serialized_payload(&qr.resource)) {
+                revocation = revocation_of(
+                    &payload,
+                    uvci,
+                    country,
+                    &now,
+                    &format!("DocumentReference/{}", docref.id),
+                );
+            }
+        }
+        retire(&qr, &mut entries);
+        removed.push(format!("DocumentReference/{qr_id}"));
+    }
+    let binary = docref
+        .resource
+        .pointer("/content/0/attachment/url")
+        .and_then(Value::as_str)
+        .and_then(|u| reference_id(u, "Binary"))
+        .map(str::to_string);
+    let mut hcid = None;
+    if let Some(bin) = &binary {
+        match store.read("Binary", bin).await {
+            Ok(b) => {
+                let document = b
+                    .resource
+                    .get("data")
+                    .and_then(Value::as_str)
+                    .and_then(|d| base64::engine::general_purpose::STANDARD.decode(d).ok())
+                    .and_then(|bytes| serde_json::from_slice::<Value>(&bytes).ok());
+                hcid = document.as_ref().and_then(hcid_of);
+                entries.push(TxEntry {
+                    full_url: None,
+                    op: TxOp::Delete {
+                        resource_type: "Binary".into(),
+                        id: bin.clone(),
+                    },
+                });
+            }
+            Err(StoreError::NotFound { .. } | StoreError::Gone { .. }) => {}
+            Err(e) => return Err(store_error(e)),
+        }
+    }
+    // The Folder key is the HCID as issued; the document's link carries it as
+    // `urn:HCID:<hcid>`. Only an existing Folder is edited: an upsert for an unknown HCID
+    // would create one.
+    let candidates: Vec<String> = hcid
+        .iter()
+        .flat_map(|h| {
+            [
+                h.clone(),
+                h.strip_prefix("urn:HCID:").unwrap_or(h).to_string(),
+            ]
+        })
+        .collect();
+    for candidate in candidates {
+        let q = ddcc_store::SearchQuery::new()
+            .with("code", "folder")
+            .with("identifier", candidate.replace(',', "\\,"));
+        if !store
+            .search("List", &q)
+            .await
+            .map_err(store_error)?
+            .is_empty()
+        {
+            entries.push(TxEntry {
+                full_url: None,
+                op: TxOp::Folder(FolderUpsert {
+                    hcid: candidate,
+                    template: json!({"resourceType": "List"}),
+                    add: Vec::new(),
+                    remove: removed,
+                }),
+            });
+            break;
+        }
+    }
+    store
+        .transaction(TxRequest {
+            entries,
+            complete_key: None,
+            revocations: revocation.into_iter().collect(),
+        })
+        .await
+        .map_err(store_error)?;
+    Ok(true)
+}
+
+async fn find_document_reference(
+    store: &dyn Store,
+    id: &str,
+) -> Result<Option<ddcc_store::Stored>, ApiError> {
+    if ddcc_store::ids::check_id(id).is_ok() {
+        match store.read("DocumentReference", id).await {
+            Ok(d) if is_document_reference(&d.resource) => return Ok(Some(d)),
+            Ok(_) => {
+                return Err(ApiError::Invalid {
+                    status: 400,
+                    issues: vec![Issue::error(
+                        "invalid",
+                        format!("DocumentReference/{id} is a QR code, not a certificate document"),
+                    )],
+                })
+            }
+            Err(StoreError::NotFound { .. } | StoreError::Gone { .. }) => {}
+            Err(e) => return Err(store_error(e)),
+        }
+    }
+    let mut keys = vec![id.to_string()];
+    if let Ok(bundle) = store.read("Bundle", id).await {
+        if let Some(v) = bundle
+            .resource
+            .pointer("/identifier/value")
+            .and_then(Value::as_str)
+        {
+            keys.push(v.to_string());
+        }
+    }
+    for key in keys {
+        let q = ddcc_store::SearchQuery::new().with("identifier", key.replace(',', "\\,"));
+        let found = store
+            .search("DocumentReference", &q)
+            .await
+            .map_err(store_error)?;
+        if let Some(d) = found
+            .into_iter()
+            .find(|d| is_document_reference(&d.resource))
+        {
+            return Ok(Some(d));
+        }
+    }
+    Ok(None)
 }
 
 async fn release(store: &dyn Store, token: &ddcc_store::ClaimToken) {

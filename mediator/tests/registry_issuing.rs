@@ -7,9 +7,11 @@
 use actix_web::http::header::CONTENT_TYPE;
 use actix_web::test::{self, TestRequest};
 use ddcc_mediator::config::Config;
+use ddcc_mediator::registry::Registry;
 use ddcc_mediator::server;
 use ddcc_mediator::services::Services;
 use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
 use std::path::PathBuf;
 
 fn root() -> PathBuf {
@@ -47,12 +49,28 @@ async fn app() -> impl actix_web::dev::Service<
     Response = actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>,
     Error = actix_web::Error,
 > {
+    app_and_store().await.0
+}
+
+/// The app and the store behind it, for checks HTTP cannot make (revocation records).
+async fn app_and_store() -> (
+    impl actix_web::dev::Service<
+        actix_http::Request,
+        Response = actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>,
+        Error = actix_web::Error,
+    >,
+    std::sync::Arc<Registry>,
+) {
     let cfg = config();
     let services = Services::build_with_env(&cfg, |_| None)
         .await
         .expect("services");
+    let registry = services.registry.clone();
     let state = server::build_state(cfg, |b| services.install(b)).expect("state");
-    test::init_service(server::build_app(state, |_| {})).await
+    (
+        test::init_service(server::build_app(state, |_| {})).await,
+        registry,
+    )
 }
 
 async fn call(
@@ -353,4 +371,126 @@ async fn registry_routes_refuse_bad_requests() {
     ] {
         assert!(types.contains(&t), "{t} missing from {types:?}");
     }
+}
+
+/// `$revokeHealthCertificate`: one transaction retires the DocumentReferences, deletes
+/// the document, empties it from the Folder and records the EU DCC revocation hashes.
+#[actix_web::test]
+async fn revoke_retires_the_certificate_and_records_the_revocation() {
+    let Some(mut response) = english_response() else {
+        return;
+    };
+    let hcid = format!("revoke-hcid-{:x}", fastrand::u64(..));
+    set_answer(&mut response, "hcid", json!({"valueString": hcid}));
+    let (app, registry) = app_and_store().await;
+    let (s, _, b) = call(&app, "POST", GENERATE, Some(&response)).await;
+    assert_eq!(s, 200, "{}", String::from_utf8_lossy(&b));
+    let doc = json_of(&b);
+    let master = doc["identifier"]["value"].as_str().expect("identifier");
+    let (_, _, r) = call(
+        &app,
+        "GET",
+        &format!("/fhir/DocumentReference?identifier={master}"),
+        None,
+    )
+    .await;
+    let docref = json_of(&r)["entry"][0]["resource"].clone();
+    let docref_id = docref["id"].as_str().expect("docref id").to_string();
+    let uvci = docref["identifier"][0]["value"]
+        .as_str()
+        .expect("UVCI identifier")
+        .to_string();
+    let binary = docref["content"][0]["attachment"]["url"]
+        .as_str()
+        .expect("url")
+        .to_string();
+    let related: Vec<String> = docref["context"]["related"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r["reference"].as_str().map(str::to_string))
+        .collect();
+    assert!(
+        !related.is_empty(),
+        "QR DocumentReferences are linked: {docref}"
+    );
+
+    let params =
+        json!({"resourceType": "Parameters", "parameter": [{"name": "id", "valueString": master}]});
+    let (s, _, b) = call(
+        &app,
+        "POST",
+        "/fhir/Bundle/$revokeHealthCertificate",
+        Some(&params),
+    )
+    .await;
+    assert_eq!(s, 200, "{}", String::from_utf8_lossy(&b));
+    assert_eq!(
+        json_of(&b)["parameter"][0],
+        json!({"name": "return", "valueBoolean": true})
+    );
+
+    for r in std::iter::once(format!("DocumentReference/{docref_id}")).chain(related) {
+        let (s, _, b) = call(&app, "GET", &format!("/fhir/{r}"), None).await;
+        assert_eq!(s, 200);
+        assert_eq!(json_of(&b)["status"], "entered-in-error", "{r}");
+    }
+    let (s, _, _) = call(&app, "GET", &format!("/fhir/{binary}"), None).await;
+    assert_eq!(s, 410, "the document is deleted from the repository");
+    let (_, _, f) = call(
+        &app,
+        "GET",
+        &format!("/fhir/List?code=folder&identifier={hcid}"),
+        None,
+    )
+    .await;
+    let folder = &json_of(&f)["entry"][0]["resource"];
+    assert_eq!(
+        folder["entry"].as_array().map(Vec::len).unwrap_or(0),
+        0,
+        "the Folder drops the revoked certificate: {folder}"
+    );
+
+    let pending = registry
+        .store
+        .pending_revocations(100)
+        .await
+        .expect("revocations");
+    let hex = |b: &[u8]| hex::encode(Sha256::digest(b));
+    let rec = pending
+        .iter()
+        .map(|p| &p.revocation)
+        .find(|r| r.uvci_hash == hex(uvci.as_bytes()))
+        .expect("the UVCI hash is recorded");
+    assert_eq!(rec.document_id, format!("DocumentReference/{docref_id}"));
+    assert_eq!(rec.signature_hash.len(), 64);
+    assert!(!rec.kid.is_empty());
+
+    // Again: nothing left to revoke. By path, unknown: 404.
+    let (s, _, b) = call(
+        &app,
+        "POST",
+        &format!("/fhir/Bundle/{docref_id}/$revokeHealthCertificate"),
+        None,
+    )
+    .await;
+    assert_eq!(s, 200);
+    assert_eq!(json_of(&b)["parameter"][0]["valueBoolean"], false);
+    let (s, _, _) = call(
+        &app,
+        "POST",
+        "/fhir/Bundle/unknown-id/$revokeHealthCertificate",
+        None,
+    )
+    .await;
+    assert_eq!(s, 404);
+    let bad = json!({"resourceType": "Parameters", "parameter": []});
+    let (s, _, _) = call(
+        &app,
+        "POST",
+        "/fhir/Bundle/$revokeHealthCertificate",
+        Some(&bad),
+    )
+    .await;
+    assert_eq!(s, 400);
 }

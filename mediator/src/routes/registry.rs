@@ -24,6 +24,13 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         )
         .service(web::resource("/fhir/Binary/{id}").route(web::get().to(binary)))
         .service(
+            web::resource("/fhir/Bundle/$revokeHealthCertificate").route(web::post().to(revoke)),
+        )
+        .service(
+            web::resource("/fhir/Bundle/{id}/$revokeHealthCertificate")
+                .route(web::post().to(revoke_instance)),
+        )
+        .service(
             web::resource("/fhir/{type}")
                 .route(web::get().to(search))
                 .route(web::post().to(create)),
@@ -561,6 +568,70 @@ async fn qr_code(
         .body(bytes))
 }
 
+/// `Parameters{id}`: the certificate to revoke.
+fn revoke_target(body: &Value) -> Result<String, ApiError> {
+    if body.get("resourceType").and_then(Value::as_str) != Some("Parameters") {
+        return Err(ApiError::bad_request(
+            "$revokeHealthCertificate takes a Parameters resource with `id`",
+        ));
+    }
+    body.get("parameter")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .find(|p| p.get("name").and_then(Value::as_str) == Some("id"))
+        .and_then(|p| {
+            ["valueId", "valueString", "valueUri", "valueCode"]
+                .iter()
+                .find_map(|k| p.get(*k).and_then(Value::as_str))
+        })
+        .map(str::to_string)
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| ApiError::Invalid {
+            status: 400,
+            issues: vec![
+                Issue::error("required", "parameter `id` is required").at("Parameters.parameter")
+            ],
+        })
+}
+
+async fn run_revoke(
+    state: &AppState,
+    recorder: &Recorder,
+    id: &str,
+) -> Result<HttpResponse, ApiError> {
+    let reg = registry(state)?;
+    let revoked =
+        crate::registry::revoke(reg.store.as_ref(), id, &state.config.ddcc.issuer_country).await?;
+    recorder.property("revoked", revoked.to_string());
+    Ok(fhir_json(
+        StatusCode::OK,
+        &json!({
+            "resourceType": "Parameters",
+            "parameter": [{"name": "return", "valueBoolean": revoked}],
+        }),
+    ))
+}
+
+async fn revoke(
+    state: AppState,
+    recorder: Recorder,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let id = revoke_target(&json_body(&body)?)?;
+    run_revoke(&state, &recorder, &id).await
+}
+
+async fn revoke_instance(
+    state: AppState,
+    recorder: Recorder,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = path.into_inner();
+    check_id(&id)?;
+    run_revoke(&state, &recorder, &id).await
+}
+
 /// What `GET /fhir/{T}?…` answers per type: the store's search parameters.
 fn search_params(t: &str) -> Vec<Value> {
     let mut out: Vec<Value> = ddcc_store::index::PARAMS
@@ -618,6 +689,12 @@ async fn metadata(state: AppState, req: HttpRequest) -> Result<HttpResponse, Api
                 r["operation"] = json!([op(
                     "getQRCode",
                     &format!("{base}/OperationDefinition/getQRCode")
+                )]);
+            }
+            if t == "Bundle" {
+                r["operation"] = json!([op(
+                    "revokeHealthCertificate",
+                    &format!("{base}/OperationDefinition/revokeHealthCertificate")
                 )]);
             }
             resources.push(r);
