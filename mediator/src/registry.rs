@@ -46,8 +46,7 @@ pub fn store_error(e: StoreError) -> ApiError {
         other => {
             let code = match status {
                 404 | 410 => "not-found",
-                409 => "conflict",
-                412 => "conflict",
+                409 | 412 => "conflict",
                 _ if matches!(other, StoreError::UnsupportedSearchParam(_)) => "not-supported",
                 _ => "invalid",
             };

@@ -10,6 +10,10 @@ use ddcc_mediator::config::Config;
 use ddcc_mediator::registry::Registry;
 use ddcc_mediator::server;
 use ddcc_mediator::services::Services;
+use ddcc_store::{
+    BoxFuture, Claim, ClaimToken, PendingRevocation, SearchQuery, Store, StoreError, Stored,
+    TxRequest, TxResult,
+};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use std::path::PathBuf;
@@ -493,4 +497,115 @@ async fn revoke_retires_the_certificate_and_records_the_revocation() {
     )
     .await;
     assert_eq!(s, 400);
+}
+
+/// The store as configured, except that every transaction fails as a full disk would.
+struct FailingTransactions(std::sync::Arc<dyn Store>);
+
+impl Store for FailingTransactions {
+    fn backend(&self) -> &'static str {
+        self.0.backend()
+    }
+    fn create(&self, resource: Value) -> BoxFuture<'_, ddcc_store::Result<Stored>> {
+        self.0.create(resource)
+    }
+    fn read<'a>(&'a self, t: &'a str, id: &'a str) -> BoxFuture<'a, ddcc_store::Result<Stored>> {
+        self.0.read(t, id)
+    }
+    fn vread<'a>(
+        &'a self,
+        t: &'a str,
+        id: &'a str,
+        v: i64,
+    ) -> BoxFuture<'a, ddcc_store::Result<Stored>> {
+        self.0.vread(t, id, v)
+    }
+    fn update<'a>(
+        &'a self,
+        t: &'a str,
+        id: &'a str,
+        resource: Value,
+        if_match: Option<i64>,
+    ) -> BoxFuture<'a, ddcc_store::Result<Stored>> {
+        self.0.update(t, id, resource, if_match)
+    }
+    fn delete<'a>(&'a self, t: &'a str, id: &'a str) -> BoxFuture<'a, ddcc_store::Result<i64>> {
+        self.0.delete(t, id)
+    }
+    fn history<'a>(
+        &'a self,
+        t: &'a str,
+        id: &'a str,
+    ) -> BoxFuture<'a, ddcc_store::Result<Vec<Stored>>> {
+        self.0.history(t, id)
+    }
+    fn search<'a>(
+        &'a self,
+        t: &'a str,
+        q: &'a SearchQuery,
+    ) -> BoxFuture<'a, ddcc_store::Result<Vec<Stored>>> {
+        self.0.search(t, q)
+    }
+    fn transaction(&self, _: TxRequest) -> BoxFuture<'_, ddcc_store::Result<Vec<TxResult>>> {
+        Box::pin(async { Err(StoreError::Backend("disk I/O error".into())) })
+    }
+    fn claim_key<'a>(&'a self, key: &'a str, ttl: i64) -> BoxFuture<'a, ddcc_store::Result<Claim>> {
+        self.0.claim_key(key, ttl)
+    }
+    fn release_key<'a>(&'a self, c: &'a ClaimToken) -> BoxFuture<'a, ddcc_store::Result<()>> {
+        self.0.release_key(c)
+    }
+    fn pending_revocations(
+        &self,
+        limit: usize,
+    ) -> BoxFuture<'_, ddcc_store::Result<Vec<PendingRevocation>>> {
+        self.0.pending_revocations(limit)
+    }
+    fn mark_published<'a>(
+        &'a self,
+        seqs: &'a [i64],
+        at: &'a str,
+    ) -> BoxFuture<'a, ddcc_store::Result<u64>> {
+        self.0.mark_published(seqs, at)
+    }
+}
+
+/// A store failure while registering is a 503 that leaves nothing behind and releases
+/// the event's key (a retry is issued at once); an event held by another request is a 409.
+#[actix_web::test]
+async fn store_failure_is_503_and_a_held_event_is_409() {
+    let Some(response) = english_response() else {
+        return;
+    };
+    let cfg = config();
+    let services = Services::build_with_env(&cfg, |_| None)
+        .await
+        .expect("services");
+    let real = services.registry.store.clone();
+    let failing = std::sync::Arc::new(Registry {
+        store: std::sync::Arc::new(FailingTransactions(real.clone())),
+    });
+    let state =
+        server::build_state(cfg, |b| services.install(b).with_service(failing)).expect("state");
+    let app = test::init_service(server::build_app(state, |_| {})).await;
+
+    let (s, ct, b) = call(&app, "POST", GENERATE, Some(&response)).await;
+    assert_eq!(s, 503, "{}", String::from_utf8_lossy(&b));
+    assert_eq!(ct, "application/fhir+json");
+    assert_eq!(json_of(&b)["issue"][0]["code"], "transient");
+    let all = real
+        .search("DocumentReference", &SearchQuery::new())
+        .await
+        .expect("search");
+    assert!(all.is_empty(), "nothing half-written");
+    let key = ddcc_mediator::registry::idempotency_key(&response);
+    let claim = real.claim_key(&key, 60_000).await.expect("claim");
+    assert!(
+        matches!(claim, Claim::Claimed(_)),
+        "the failed attempt released its key: {claim:?}"
+    );
+    // That claim is now held: the same event meanwhile is a 409.
+    let (s, _, b) = call(&app, "POST", GENERATE, Some(&response)).await;
+    assert_eq!(s, 409, "{}", String::from_utf8_lossy(&b));
+    assert_eq!(json_of(&b)["resourceType"], "OperationOutcome");
 }
