@@ -324,6 +324,16 @@ async fn registry_routes_refuse_bad_requests() {
             "/fhir",
             Some(
                 json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+                {"resource": {"resourceType": "DocumentReference", "content": []},
+                 "request": {"method": "POST", "url": "DocumentReference"}}]}),
+            ),
+            400,
+        ),
+        (
+            "POST",
+            "/fhir",
+            Some(
+                json!({"resourceType": "Bundle", "type": "transaction", "entry": [
                 {"fullUrl": "urn:uuid:1", "resource": {"resourceType": "List", "status": "current", "mode": "working",
                   "code": {"coding": [{"system": "https://profiles.ihe.net/ITI/MHD/CodeSystem/MHDlistTypes", "code": "submissionset"}]},
                   "entry": [{"item": {"reference": "urn:uuid:missing"}}]},

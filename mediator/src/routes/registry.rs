@@ -399,10 +399,19 @@ async fn provide_document_bundle(
         .flatten()
         .filter_map(|e| e.get("resource"))
         .collect();
-    for r in &resources {
-        if let Some(t) = r.get("resourceType").and_then(Value::as_str) {
-            ids::check_type(t).map_err(store_error)?;
-        }
+    let mut malformed = Vec::new();
+    for (i, r) in resources.iter().enumerate() {
+        let t = body_type(r, None)?;
+        malformed.extend(core_structure(r, t).into_iter().map(|mut issue| {
+            issue.expression = vec![format!("Bundle.entry[{i}].resource")];
+            issue
+        }));
+    }
+    if !malformed.is_empty() {
+        return Err(ApiError::Invalid {
+            status: 400,
+            issues: malformed,
+        });
     }
     let mut missing = Vec::new();
     if !resources.iter().any(|r| {
