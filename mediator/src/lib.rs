@@ -11,6 +11,7 @@ pub mod metrics;
 pub mod openhim;
 pub mod pipeline;
 pub mod readiness;
+pub mod registry;
 pub mod routes;
 pub mod server;
 pub mod services;

@@ -28,6 +28,8 @@ pub enum ServicesError {
     LocalKey(String),
     #[error("Vault configuration: {0}")]
     VaultConfig(String),
+    #[error("registry store: {0}")]
+    Store(#[from] ddcc_store::StoreError),
 }
 
 /// The signing side once connected: the identity (DSC, kid) and the issuer using it.
@@ -88,7 +90,28 @@ pub struct Services {
     pub mapping: Arc<MappingService>,
     pub validator: Arc<fhir_validator::Validator>,
     pub signing: Arc<SigningSlot>,
+    pub registry: Arc<crate::registry::Registry>,
     vault: Option<Arc<VaultTransitSigner>>,
+}
+
+/// The registry store: PostgreSQL when `DATABASE_URL` is set (several instances share
+/// it), else the embedded SQLite file in the data directory.
+async fn open_store(
+    config: &Config,
+    env: &impl Fn(&str) -> Option<String>,
+) -> Result<Arc<crate::registry::Registry>, ServicesError> {
+    let store: Arc<dyn ddcc_store::Store> =
+        match env("DATABASE_URL").filter(|u| !u.trim().is_empty()) {
+            Some(url) => {
+                let pool = env("DATABASE_POOL_SIZE")
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(16);
+                Arc::new(ddcc_store::PostgresStore::connect(&url, pool).await?)
+            }
+            None => Arc::new(ddcc_store::SqliteStore::open(&config.data_dir)?),
+        };
+    tracing::info!(backend = store.backend(), "registry store open");
+    Ok(Arc::new(crate::registry::Registry { store }))
 }
 
 /// Connect to Vault transit: read the DSC and pin the key version it certifies (a
@@ -152,6 +175,7 @@ impl Services {
             },
         };
         let country = config.ddcc.issuer_country.clone();
+        let registry = open_store(config, &env).await?;
 
         if env("VAULT_ADDR").is_some_and(|v| !v.trim().is_empty()) {
             let vcfg = VaultConfig::from_lookup(&env)
@@ -187,6 +211,7 @@ impl Services {
                 mapping,
                 validator,
                 signing: slot,
+                registry,
                 vault,
             });
         }
@@ -211,6 +236,7 @@ impl Services {
             mapping,
             validator,
             signing: slot,
+            registry,
             vault: None,
         })
     }
@@ -222,6 +248,8 @@ impl Services {
         }
         builder
             .with_readiness(Arc::new(SigningCheck(self.signing.clone())))
+            .with_readiness(Arc::new(StoreCheck(self.registry.clone())))
+            .with_service(self.registry)
             .with_service(self.catalogue)
             .with_service(self.mapping)
             .with_service(self.validator)
@@ -307,6 +335,26 @@ pub fn shc_issuer_url(config: &Config) -> String {
             .trim_end_matches("/fhir")
             .to_string(),
         None => format!("http://{}:{}", config.server.host, config.server.port),
+    }
+}
+
+/// A cheap query through the store's pool: red when the database is unreachable.
+struct StoreCheck(Arc<crate::registry::Registry>);
+
+impl ReadinessCheck for StoreCheck {
+    fn name(&self) -> &str {
+        "store"
+    }
+    fn check(&self) -> CheckFuture<'_> {
+        Box::pin(async move {
+            let q = ddcc_store::SearchQuery::new().with("_count", "1");
+            self.0
+                .store
+                .search("List", &q)
+                .await
+                .map(|_| format!("{} reachable", self.0.store.backend()))
+                .map_err(|e| e.to_string())
+        })
     }
 }
 

@@ -133,21 +133,22 @@ async fn generate(
     let (signing, slot) = signing(&state)?;
     let body = json_body(&body)?;
     let response = input::questionnaire_response(&body).map_err(input_error)?;
-    let issued = issue_one(
-        &state.metrics,
-        &signing.issuer,
-        slot.endpoint.as_deref(),
-        response,
-        &recorder,
-    )
+    let document = crate::registry::issue_once(&state, response, &recorder, || {
+        issue_one(
+            &state.metrics,
+            &signing.issuer,
+            slot.endpoint.as_deref(),
+            response,
+            &recorder,
+        )
+    })
     .await?;
-    recorder.property("edition", issued.edition.clone());
-    Ok(fhir_json(StatusCode::OK, &issued.document))
+    Ok(fhir_json(StatusCode::OK, &document))
 }
 
 /// Submit Health Event: one response entry per request entry, in order, each with
 /// its own status; a bad entry never sinks the others.
-async fn submit_health_event(
+pub(crate) async fn submit_health_event(
     state: AppState,
     recorder: Recorder,
     body: web::Bytes,
@@ -160,22 +161,24 @@ async fn submit_health_event(
     for entry in entries {
         let result = match entry {
             Ok(response) => {
-                issue_one(
-                    &state.metrics,
-                    &signing.issuer,
-                    slot.endpoint.as_deref(),
-                    response,
-                    &recorder,
-                )
+                crate::registry::issue_once(&state, response, &recorder, || {
+                    issue_one(
+                        &state.metrics,
+                        &signing.issuer,
+                        slot.endpoint.as_deref(),
+                        response,
+                        &recorder,
+                    )
+                })
                 .await
             }
             Err(e) => Err(input_error(e)),
         };
         out.push(match result {
-            Ok(issued) => {
+            Ok(document) => {
                 ok += 1;
                 json!({
-                    "resource": issued.document,
+                    "resource": document,
                     "response": {"status": "201 Created"},
                 })
             }

@@ -8,6 +8,7 @@ use actix_web::web;
 pub mod issuing;
 pub mod mapping;
 pub mod ops;
+pub mod registry;
 pub mod validation;
 
 /// Registers every route module of the service.
@@ -16,6 +17,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.configure(mapping::configure);
     cfg.configure(issuing::configure);
     cfg.configure(validation::configure);
+    // Last: its `/fhir/{type}` patterns must not shadow the named routes above.
+    cfg.configure(registry::configure);
     // Feature modules plug in here, one line each, e.g.:
     //   cfg.configure(ddcc::configure);   // /ddcc/...  (DDCC operations)
     //   cfg.configure(fhir::configure);   // /fhir/...  (FHIR API: metadata, mapping, store)

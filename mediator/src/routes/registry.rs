@@ -1,0 +1,736 @@
+//! The DDCC registry and repository over the store: FHIR create/read/vread/search,
+//! `POST /fhir` (ITI-65 transaction, or a Submit Health Event batch), ITI-68
+//! `GET /fhir/Binary/{id}`, `$getQRCode`, and the CapabilityStatement. Registered after
+//! every other module so `{type}` never shadows a named route or a `$` operation.
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{web, HttpRequest, HttpResponse};
+use base64::Engine;
+use ddcc_store::{bundle, ids, SearchQuery, Stored};
+use fhir_validator::{Severity, Validator};
+use serde_json::{json, Value};
+
+use crate::error::{ApiError, Issue};
+use crate::openhim::Recorder;
+use crate::registry::{store_error, Registry, MHD_LIST_TYPES};
+use crate::routes::mapping::{fhir_json, json_body};
+use crate::state::AppState;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(web::resource("/fhir/metadata").route(web::get().to(metadata)))
+        .service(web::resource(["/fhir", "/fhir/"]).route(web::post().to(post_root)))
+        .service(
+            web::resource("/fhir/DocumentReference/{id}/$getQRCode").route(web::get().to(qr_code)),
+        )
+        .service(web::resource("/fhir/Binary/{id}").route(web::get().to(binary)))
+        .service(
+            web::resource("/fhir/Bundle/$revokeHealthCertificate").route(web::post().to(revoke)),
+        )
+        .service(
+            web::resource("/fhir/Bundle/{id}/$revokeHealthCertificate")
+                .route(web::post().to(revoke_instance)),
+        )
+        .service(
+            web::resource("/fhir/{type}")
+                .route(web::get().to(search))
+                .route(web::post().to(create)),
+        )
+        .service(
+            web::resource("/fhir/{type}/{id}")
+                .route(web::get().to(read))
+                .route(web::post().to(post_instance)),
+        )
+        .service(web::resource("/fhir/{type}/{id}/_history/{vid}").route(web::get().to(vread)));
+}
+
+fn registry(state: &AppState) -> Result<std::sync::Arc<Registry>, ApiError> {
+    state.require::<Registry>("store")
+}
+
+/// `$operation` segments are never resource types or ids here: an operation this
+/// service does not serve is a 404, not a read of a resource called `$x`.
+fn check_type(t: &str) -> Result<(), ApiError> {
+    if t.starts_with('$') {
+        return Err(ApiError::not_found(format!(
+            "operation {t} is not supported"
+        )));
+    }
+    ids::check_type(t).map_err(store_error)
+}
+
+fn check_id(id: &str) -> Result<(), ApiError> {
+    if id.starts_with('$') {
+        return Err(ApiError::not_found(format!(
+            "operation {id} is not supported"
+        )));
+    }
+    ids::check_id(id).map_err(store_error)
+}
+
+/// The FHIR base clients reach us at: the configured public base, else what the request
+/// was addressed to.
+pub fn public_base(state: &AppState, req: &HttpRequest) -> String {
+    match &state.config.server.public_base_url {
+        Some(b) => format!("{}/fhir", b.trim_end_matches('/').trim_end_matches("/fhir")),
+        None => {
+            let ci = req.connection_info();
+            format!("{}://{}/fhir", ci.scheme(), ci.host())
+        }
+    }
+}
+
+fn with_version_headers(
+    mut resp: HttpResponse,
+    stored: &Stored,
+    location: Option<String>,
+) -> HttpResponse {
+    let h = resp.headers_mut();
+    if let Ok(v) = header::HeaderValue::from_str(&stored.etag()) {
+        h.insert(header::ETAG, v);
+    }
+    if let Ok(v) = header::HeaderValue::from_str(&stored.last_updated) {
+        h.insert(header::LAST_MODIFIED, v);
+    }
+    if let Some(l) = location.and_then(|l| header::HeaderValue::from_str(&l).ok()) {
+        h.insert(header::LOCATION, l);
+    }
+    resp
+}
+
+fn errors_of(issues: &[fhir_validator::Issue]) -> Vec<Issue> {
+    issues
+        .iter()
+        .filter(|i| matches!(i.severity, Severity::Error | Severity::Fatal))
+        .map(|i| {
+            Issue::error("invalid", format!("{}: {}", i.message_id, i.message))
+                .at(i.location.clone())
+        })
+        .collect()
+}
+
+/// 404 for a body of no FHIR type (as for an unknown endpoint), 400 for a body whose
+/// type differs from the path.
+fn body_type<'a>(body: &'a Value, path_type: Option<&str>) -> Result<&'a str, ApiError> {
+    let t = body
+        .get("resourceType")
+        .and_then(Value::as_str)
+        .ok_or_else(|| ApiError::bad_request("the body has no resourceType"))?;
+    ids::check_type(t).map_err(store_error)?;
+    if let Some(p) = path_type {
+        if p != t {
+            return Err(ApiError::bad_request(format!(
+                "the body is a {t}, the URL names {p}"
+            )));
+        }
+    }
+    Ok(t)
+}
+
+/// FHIR R4 core elements with minimum cardinality 1 for the types a registry stores.
+/// The profile validator knows the DDCC and MHD profiles but not every core
+/// StructureDefinition, so these basic rules are checked here to tell a malformed
+/// resource (400) from one that violates its profile (422).
+const CORE_REQUIRED: &[(&str, &[&str])] = &[
+    ("Bundle", &["type"]),
+    ("Binary", &["contentType"]),
+    ("DocumentReference", &["status", "content"]),
+    ("List", &["status", "mode"]),
+    (
+        "Composition",
+        &["status", "type", "date", "author", "title"],
+    ),
+    ("AuditEvent", &["type", "recorded", "agent", "source"]),
+    ("Immunization", &["status", "vaccineCode", "patient"]),
+];
+
+fn core_structure(resource: &Value, t: &str) -> Vec<Issue> {
+    let mut out: Vec<Issue> = CORE_REQUIRED
+        .iter()
+        .filter(|(rt, _)| *rt == t)
+        .flat_map(|(_, els)| els.iter())
+        .filter(|el| resource.get(**el).is_none_or(Value::is_null))
+        .map(|el| {
+            Issue::error(
+                "required",
+                format!("{t}.{el} is required (minimum cardinality 1)"),
+            )
+            .at(format!("{t}.{el}"))
+        })
+        .collect();
+    if let Some(entries) = resource.get("entry") {
+        match entries.as_array() {
+            None => out.push(
+                Issue::error("structure", format!("{t}.entry must be an array"))
+                    .at(format!("{t}.entry")),
+            ),
+            Some(a) => {
+                for (i, e) in a.iter().enumerate() {
+                    if let Some(r) = e.get("resource") {
+                        let ok = r
+                            .get("resourceType")
+                            .and_then(Value::as_str)
+                            .is_some_and(ids::is_resource_type);
+                        if !ok {
+                            out.push(
+                                Issue::error("structure", "entry.resource is not a FHIR resource")
+                                    .at(format!("{t}.entry[{i}].resource")),
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Base FHIR structure first (400: not a well-formed resource of its type), then the
+/// profiles the resource claims in `meta.profile` (422: a well-formed resource that
+/// violates its profile).
+fn check_resource(state: &AppState, resource: &Value, t: &str) -> Result<(), ApiError> {
+    let validator = state.require::<Validator>("validator")?;
+    // The validator also applies `meta.profile`; without it only the core rules remain.
+    let mut core_only = resource.clone();
+    if let Some(meta) = core_only.get_mut("meta").and_then(Value::as_object_mut) {
+        meta.remove("profile");
+    }
+    let mut errors = core_structure(resource, t);
+    errors.extend(errors_of(&validator.validate(&core_only, None)));
+    if !errors.is_empty() {
+        return Err(ApiError::Invalid {
+            status: 400,
+            issues: errors,
+        });
+    }
+    let profiles: Vec<&str> = resource
+        .pointer("/meta/profile")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    let mut errors = Vec::new();
+    for p in profiles {
+        errors.extend(errors_of(&validator.validate(resource, Some(p))));
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::Invalid {
+            status: 422,
+            issues: errors,
+        });
+    }
+    Ok(())
+}
+
+async fn create(
+    state: AppState,
+    req: HttpRequest,
+    recorder: Recorder,
+    path: web::Path<String>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let t = path.into_inner();
+    check_type(&t)?;
+    let reg = registry(&state)?;
+    let resource = json_body(&body)?;
+    body_type(&resource, Some(&t))?;
+    check_resource(&state, &resource, &t)?;
+    let stored = reg.store.create(resource).await.map_err(store_error)?;
+    recorder.property("registry-location", stored.location());
+    let location = format!("{}/{}", public_base(&state, &req), stored.location());
+    Ok(with_version_headers(
+        fhir_json(StatusCode::CREATED, &stored.resource),
+        &stored,
+        Some(location),
+    ))
+}
+
+async fn read(
+    state: AppState,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let (t, id) = path.into_inner();
+    check_type(&t)?;
+    check_id(&id)?;
+    let stored = registry(&state)?
+        .store
+        .read(&t, &id)
+        .await
+        .map_err(store_error)?;
+    Ok(with_version_headers(
+        fhir_json(StatusCode::OK, &stored.resource),
+        &stored,
+        None,
+    ))
+}
+
+/// `POST /fhir/{type}/$op` for an operation not served here is an unknown endpoint
+/// (404); a POST on a resource instance is a method this server does not allow.
+async fn post_instance(
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let (t, id) = path.into_inner();
+    check_type(&t)?;
+    check_id(&id)?;
+    Err(ApiError::MethodNotAllowed {
+        method: "POST".into(),
+        path: req.path().to_string(),
+    })
+}
+
+async fn vread(
+    state: AppState,
+    path: web::Path<(String, String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let (t, id, vid) = path.into_inner();
+    check_type(&t)?;
+    check_id(&id)?;
+    let v: i64 = vid.parse().ok().filter(|v| *v > 0).ok_or_else(|| {
+        ApiError::bad_request(format!("version id `{vid}` is not a positive integer"))
+    })?;
+    let stored = registry(&state)?
+        .store
+        .vread(&t, &id, v)
+        .await
+        .map_err(store_error)?;
+    Ok(with_version_headers(
+        fhir_json(StatusCode::OK, &stored.resource),
+        &stored,
+        None,
+    ))
+}
+
+async fn search(
+    state: AppState,
+    req: HttpRequest,
+    path: web::Path<String>,
+    query: web::Query<Vec<(String, String)>>,
+) -> Result<HttpResponse, ApiError> {
+    let t = path.into_inner();
+    check_type(&t)?;
+    let reg = registry(&state)?;
+    let q = SearchQuery::from_pairs(query.into_inner());
+    let found = reg.store.search(&t, &q).await.map_err(store_error)?;
+    let base = public_base(&state, &req);
+    let qs = req.query_string();
+    let self_url = if qs.is_empty() {
+        format!("{base}/{t}")
+    } else {
+        format!("{base}/{t}?{qs}")
+    };
+    let entries: Vec<Value> = found
+        .iter()
+        .map(|s| {
+            json!({
+                "fullUrl": format!("{base}/{}/{}", s.resource_type, s.id),
+                "resource": s.resource,
+                "search": {"mode": "match"},
+            })
+        })
+        .collect();
+    let bundle = json!({
+        "resourceType": "Bundle",
+        "id": uuid::Uuid::new_v4().to_string(),
+        "type": "searchset",
+        "total": entries.len(),
+        "link": [{"relation": "self", "url": self_url}],
+        "entry": entries,
+    });
+    Ok(fhir_json(StatusCode::OK, &bundle))
+}
+
+/// `POST /fhir`: a `transaction` is an ITI-65 Provide Document Bundle; a `batch` is a
+/// Submit Health Event.
+async fn post_root(
+    state: AppState,
+    recorder: Recorder,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let bundle_json = json_body(&body)?;
+    if body_type(&bundle_json, None)? != "Bundle" {
+        return Err(ApiError::bad_request(
+            "POST /fhir takes a transaction or batch Bundle",
+        ));
+    }
+    match bundle_json.get("type").and_then(Value::as_str) {
+        Some("batch") => crate::routes::issuing::submit_health_event(state, recorder, body).await,
+        Some("transaction") => provide_document_bundle(state, recorder, bundle_json).await,
+        Some(other) => Err(ApiError::bad_request(format!(
+            "POST /fhir takes a transaction or batch Bundle, not {other}"
+        ))),
+        None => Err(ApiError::Invalid {
+            status: 400,
+            issues: vec![Issue::error("required", "Bundle.type is required").at("Bundle.type")],
+        }),
+    }
+}
+
+fn has_code(resource: &Value, system: &str, code: &str) -> bool {
+    resource
+        .pointer("/code/coding")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .any(|c| {
+            c.get("code").and_then(Value::as_str) == Some(code)
+                && c.get("system").and_then(Value::as_str).is_some_and(|s| {
+                    s.trim_start_matches("https://")
+                        .trim_start_matches("http://")
+                        == system.trim_start_matches("https://")
+                })
+        })
+}
+
+/// ITI-65. A transaction is refused (422) only for what it cannot be processed without:
+/// a SubmissionSet List and at least one DocumentReference. Full profile conformance
+/// (`meta.profile`, e.g. DDCCProvideDocumentBundle) is reported as warnings: the DDCC
+/// compliance framework's own valid example does not conform to it fully (inline-data
+/// contents, the Patient in the SubmissionSet) and must be accepted.
+async fn provide_document_bundle(
+    state: AppState,
+    recorder: Recorder,
+    bundle_json: Value,
+) -> Result<HttpResponse, ApiError> {
+    let reg = registry(&state)?;
+    let tx = bundle::tx_request_from_bundle(&bundle_json).map_err(store_error)?;
+    let resources: Vec<&Value> = bundle_json
+        .get("entry")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.get("resource"))
+        .collect();
+    let mut malformed = Vec::new();
+    for (i, r) in resources.iter().enumerate() {
+        let t = body_type(r, None)?;
+        malformed.extend(core_structure(r, t).into_iter().map(|mut issue| {
+            issue.expression = vec![format!("Bundle.entry[{i}].resource")];
+            issue
+        }));
+    }
+    if !malformed.is_empty() {
+        return Err(ApiError::Invalid {
+            status: 400,
+            issues: malformed,
+        });
+    }
+    let mut missing = Vec::new();
+    if !resources.iter().any(|r| {
+        r.get("resourceType").and_then(Value::as_str) == Some("List")
+            && has_code(r, MHD_LIST_TYPES, "submissionset")
+    }) {
+        missing.push(
+            Issue::error(
+                "required",
+                "ITI-65 needs a SubmissionSet List (List.code = MHDlistTypes#submissionset)",
+            )
+            .at("Bundle.entry"),
+        );
+    }
+    if !resources
+        .iter()
+        .any(|r| r.get("resourceType").and_then(Value::as_str) == Some("DocumentReference"))
+    {
+        missing.push(
+            Issue::error("required", "ITI-65 needs at least one DocumentReference")
+                .at("Bundle.entry"),
+        );
+    }
+    if !missing.is_empty() {
+        return Err(ApiError::Invalid {
+            status: 422,
+            issues: missing,
+        });
+    }
+    if let Some(validator) = state.service::<Validator>() {
+        let warnings: usize = bundle_json
+            .pointer("/meta/profile")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .map(|p| errors_of(&validator.validate(&bundle_json, Some(p))).len())
+            .sum();
+        if warnings > 0 {
+            recorder.property("profile-warnings", warnings.to_string());
+        }
+    }
+    let results = reg.store.transaction(tx).await.map_err(store_error)?;
+    let mut response = bundle::transaction_response(&results);
+    // Locations are `Type/id` (what the DDCC framework follows); the version is in etag.
+    if let Some(entries) = response.get_mut("entry").and_then(Value::as_array_mut) {
+        for (e, r) in entries.iter_mut().zip(&results) {
+            e["response"]["location"] = Value::String(format!("{}/{}", r.resource_type, r.id));
+        }
+    }
+    response["id"] = Value::String(uuid::Uuid::new_v4().to_string());
+    recorder.property("registered", results.len().to_string());
+    Ok(fhir_json(StatusCode::OK, &response))
+}
+
+fn attachment_data(attachment: &Value) -> Result<Vec<u8>, ApiError> {
+    let data = attachment
+        .get("data")
+        .and_then(Value::as_str)
+        .ok_or_else(|| ApiError::not_found("the attachment carries no inline data"))?;
+    base64::engine::general_purpose::STANDARD
+        .decode(data)
+        .map_err(|e| ApiError::internal(format!("stored attachment is not base64: {e}")))
+}
+
+/// ITI-68 for Binary: the raw bytes in their own content type, unless the client asks
+/// for the FHIR resource.
+async fn binary(
+    state: AppState,
+    req: HttpRequest,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = path.into_inner();
+    check_id(&id)?;
+    let stored = registry(&state)?
+        .store
+        .read("Binary", &id)
+        .await
+        .map_err(store_error)?;
+    let accept = req
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if accept.contains("json") || accept.contains("fhir") {
+        return Ok(with_version_headers(
+            fhir_json(StatusCode::OK, &stored.resource),
+            &stored,
+            None,
+        ));
+    }
+    let ct = stored
+        .resource
+        .get("contentType")
+        .and_then(Value::as_str)
+        .unwrap_or("application/octet-stream")
+        .to_string();
+    let bytes = attachment_data(&stored.resource)?;
+    Ok(with_version_headers(
+        HttpResponse::Ok()
+            .insert_header((header::CONTENT_TYPE, ct))
+            .body(bytes),
+        &stored,
+        None,
+    ))
+}
+
+#[derive(serde::Deserialize)]
+struct QrQuery {
+    format: Option<String>,
+}
+
+/// The image, PDF or payload of a stored QR DocumentReference, as bytes.
+async fn qr_code(
+    state: AppState,
+    path: web::Path<String>,
+    query: web::Query<QrQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let id = path.into_inner();
+    check_id(&id)?;
+    let format = query.format.as_deref().unwrap_or("png");
+    let pick = |c: &Value| -> bool {
+        let ct = c.pointer("/attachment/contentType").and_then(Value::as_str);
+        let code = c.pointer("/format/code").and_then(Value::as_str);
+        match format {
+            "png" => ct == Some("image/png"),
+            "svg" => ct == Some("image/svg+xml"),
+            "pdf" => ct == Some("application/pdf"),
+            _ => code == Some("serialized"),
+        }
+    };
+    if !matches!(format, "png" | "svg" | "pdf" | "payload") {
+        return Err(ApiError::bad_request(format!(
+            "format must be png, svg, pdf or payload, not `{format}`"
+        )));
+    }
+    let stored = registry(&state)?
+        .store
+        .read("DocumentReference", &id)
+        .await
+        .map_err(store_error)?;
+    let content = stored
+        .resource
+        .get("content")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .find(|c| pick(c))
+        .ok_or_else(|| {
+            ApiError::not_found(format!(
+                "DocumentReference/{id} has no {format} content (not a QR DocumentReference?)"
+            ))
+        })?;
+    let attachment = &content["attachment"];
+    let bytes = attachment_data(attachment)?;
+    let ct = attachment
+        .get("contentType")
+        .and_then(Value::as_str)
+        .unwrap_or("application/octet-stream")
+        .to_string();
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CONTENT_TYPE, ct))
+        .body(bytes))
+}
+
+/// `Parameters{id}`: the certificate to revoke.
+fn revoke_target(body: &Value) -> Result<String, ApiError> {
+    if body.get("resourceType").and_then(Value::as_str) != Some("Parameters") {
+        return Err(ApiError::bad_request(
+            "$revokeHealthCertificate takes a Parameters resource with `id`",
+        ));
+    }
+    body.get("parameter")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .find(|p| p.get("name").and_then(Value::as_str) == Some("id"))
+        .and_then(|p| {
+            ["valueId", "valueString", "valueUri", "valueCode"]
+                .iter()
+                .find_map(|k| p.get(*k).and_then(Value::as_str))
+        })
+        .map(str::to_string)
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| ApiError::Invalid {
+            status: 400,
+            issues: vec![
+                Issue::error("required", "parameter `id` is required").at("Parameters.parameter")
+            ],
+        })
+}
+
+async fn run_revoke(
+    state: &AppState,
+    recorder: &Recorder,
+    id: &str,
+) -> Result<HttpResponse, ApiError> {
+    let reg = registry(state)?;
+    let revoked =
+        crate::registry::revoke(reg.store.as_ref(), id, &state.config.ddcc.issuer_country).await?;
+    recorder.property("revoked", revoked.to_string());
+    Ok(fhir_json(
+        StatusCode::OK,
+        &json!({
+            "resourceType": "Parameters",
+            "parameter": [{"name": "return", "valueBoolean": revoked}],
+        }),
+    ))
+}
+
+async fn revoke(
+    state: AppState,
+    recorder: Recorder,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let id = revoke_target(&json_body(&body)?)?;
+    run_revoke(&state, &recorder, &id).await
+}
+
+async fn revoke_instance(
+    state: AppState,
+    recorder: Recorder,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = path.into_inner();
+    check_id(&id)?;
+    run_revoke(&state, &recorder, &id).await
+}
+
+/// What `GET /fhir/{T}?…` answers per type: the store's search parameters.
+fn search_params(t: &str) -> Vec<Value> {
+    let mut out: Vec<Value> = ddcc_store::index::PARAMS
+        .iter()
+        .filter(|p| p.resource_type == t)
+        .map(|p| {
+            let kind = match p.kind {
+                ddcc_store::index::Kind::Token => "token",
+                ddcc_store::index::Kind::Reference => "reference",
+                ddcc_store::index::Kind::Date => "date",
+                ddcc_store::index::Kind::String => "string",
+            };
+            json!({"name": p.name, "type": kind})
+        })
+        .collect();
+    out.push(json!({"name": "_id", "type": "token"}));
+    out.push(json!({"name": "_lastUpdated", "type": "date"}));
+    out
+}
+
+/// A CapabilityStatement of exactly what this service serves.
+async fn metadata(state: AppState, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    let base = public_base(&state, &req);
+    let has_store = state.service::<Registry>().is_some();
+    let op = |name: &str, def: &str| json!({"name": name, "definition": def});
+    let mut resources = vec![
+        json!({
+            "type": "StructureMap",
+            "interaction": [{"code": "read"}, {"code": "create"}, {"code": "search-type"}],
+            "searchParam": [{"name": "url", "type": "uri"}],
+            "operation": [op("transform", "http://hl7.org/fhir/OperationDefinition/StructureMap-transform")],
+        }),
+        json!({
+            "type": "QuestionnaireResponse",
+            "operation": [op("generateHealthCertificate", "http://smart.who.int/ddcc/OperationDefinition/DDCC-QuestionnaireResponse-generateHealthCertificate")],
+        }),
+    ];
+    if has_store {
+        let mut types: Vec<&str> = ddcc_store::index::PARAMS
+            .iter()
+            .map(|p| p.resource_type)
+            .collect();
+        types.extend(["Binary", "Composition", "Immunization", "Organization"]);
+        types.sort_unstable();
+        types.dedup();
+        for t in types {
+            let mut r = json!({
+                "type": t,
+                "versioning": "versioned",
+                "readHistory": false,
+                "interaction": [{"code": "read"}, {"code": "vread"}, {"code": "create"}, {"code": "search-type"}],
+                "searchParam": search_params(t),
+            });
+            if t == "DocumentReference" {
+                r["operation"] = json!([op(
+                    "getQRCode",
+                    &format!("{base}/OperationDefinition/getQRCode")
+                )]);
+            }
+            if t == "Bundle" {
+                r["operation"] = json!([op(
+                    "revokeHealthCertificate",
+                    &format!("{base}/OperationDefinition/revokeHealthCertificate")
+                )]);
+            }
+            resources.push(r);
+        }
+    }
+    let mut interaction = vec![json!({"code": "batch"})];
+    if has_store {
+        interaction.push(json!({"code": "transaction"}));
+    }
+    let cs = json!({
+        "resourceType": "CapabilityStatement",
+        "status": "active",
+        "date": ddcc_cert::rfc3339_utc(crate::routes::mapping::now_unix()),
+        "kind": "instance",
+        "software": {"name": "ddcc-mediator", "version": env!("CARGO_PKG_VERSION")},
+        "implementation": {"description": "DDCC issuing, mapping, validation and registry", "url": base},
+        "fhirVersion": "4.0.1",
+        "format": ["application/fhir+json", "json"],
+        "rest": [{
+            "mode": "server",
+            "resource": resources,
+            "interaction": interaction,
+            "operation": [
+                op("validate", "http://hl7.org/fhir/OperationDefinition/Resource-validate"),
+                op("submitHealthEvent", "http://smart.who.int/ddcc/OperationDefinition/DDCC-submitHealthEvent"),
+            ],
+        }],
+    });
+    Ok(fhir_json(StatusCode::OK, &cs))
+}
