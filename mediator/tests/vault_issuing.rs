@@ -141,15 +141,24 @@ async fn keys_init_then_issue_through_vault_transit() {
     }
     assert_eq!(hc1s, 2, "who and dcc");
 
-    // Sealed: 503 with an OperationOutcome, readiness red; unsealed: works again.
-    bao.seal().await;
+    // The same event again is answered from the registry, without signing.
     let resp = test::call_service(&app, post(&qr)).await;
+    assert_eq!(resp.status().as_u16(), 200);
+    let again: Value = serde_json::from_slice(&test::read_body(resp).await).unwrap();
+    assert_eq!(again["signature"], doc["signature"], "one certificate per event");
+
+    // A new event while Vault is sealed: 503 with an OperationOutcome, readiness red;
+    // unsealed: works again, without a restart.
+    let mut second_dose = qr.clone();
+    second_dose["identifier"] = json!({"system": "urn:ddcc-mediator:test", "value": "second-event"});
+    bao.seal().await;
+    let resp = test::call_service(&app, post(&second_dose)).await;
     assert_eq!(resp.status().as_u16(), 503);
     let outcome: Value = serde_json::from_slice(&test::read_body(resp).await).unwrap();
     assert_eq!(outcome["resourceType"], "OperationOutcome");
     let ready = test::call_service(&app, TestRequest::get().uri("/ready").to_request()).await;
     assert_eq!(ready.status().as_u16(), 503);
     bao.unseal().await;
-    let resp = test::call_service(&app, post(&qr)).await;
+    let resp = test::call_service(&app, post(&second_dose)).await;
     assert_eq!(resp.status().as_u16(), 200, "recovers without a restart");
 }
