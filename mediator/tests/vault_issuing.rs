@@ -145,12 +145,16 @@ async fn keys_init_then_issue_through_vault_transit() {
     let resp = test::call_service(&app, post(&qr)).await;
     assert_eq!(resp.status().as_u16(), 200);
     let again: Value = serde_json::from_slice(&test::read_body(resp).await).unwrap();
-    assert_eq!(again["signature"], doc["signature"], "one certificate per event");
+    assert_eq!(
+        again["signature"], doc["signature"],
+        "one certificate per event"
+    );
 
     // A new event while Vault is sealed: 503 with an OperationOutcome, readiness red;
     // unsealed: works again, without a restart.
     let mut second_dose = qr.clone();
-    second_dose["identifier"] = json!({"system": "urn:ddcc-mediator:test", "value": "second-event"});
+    second_dose["identifier"] =
+        json!({"system": "urn:ddcc-mediator:test", "value": "second-event"});
     bao.seal().await;
     let resp = test::call_service(&app, post(&second_dose)).await;
     assert_eq!(resp.status().as_u16(), 503);

@@ -135,6 +135,19 @@ impl R4Model {
         None
     }
 
+    /// Is `t` a concrete R4 resource type (`Patient`, `Bundle`, `Binary`), i.e. derived
+    /// from `Resource`? Derived from the model rather than kept as a second list.
+    pub fn is_resource_type(&self, t: &str) -> bool {
+        !t.contains('.')
+            && !matches!(t, "Resource" | "DomainResource")
+            && self.is_subtype(t, "Resource") == Some(true)
+    }
+
+    /// Every type name the model knows.
+    pub fn parent_names(&self) -> impl Iterator<Item = &str> {
+        self.parent.keys().copied()
+    }
+
     /// Is `t` an R4 resource or data type name (`Coding`, `string`, `Patient`)?
     pub fn is_type_name(&self, t: &str) -> bool {
         self.parent.contains_key(t) || matches!(t, "Element" | "Resource" | "BackboneElement")
@@ -174,4 +187,38 @@ impl ModelInfo for R4Model {
 pub fn r4() -> &'static R4Model {
     static MODEL: OnceLock<R4Model> = OnceLock::new();
     MODEL.get_or_init(R4Model::load)
+}
+
+#[cfg(test)]
+mod resource_type_tests {
+    use super::r4;
+
+    #[test]
+    fn resource_types_come_from_the_model() {
+        let m = r4();
+        for t in [
+            "Patient",
+            "Bundle",
+            "Binary",
+            "Parameters",
+            "DocumentReference",
+            "AuditEvent",
+        ] {
+            assert!(m.is_resource_type(t), "{t}");
+        }
+        for t in [
+            "Coding",
+            "string",
+            "Resource",
+            "DomainResource",
+            "INVALIDTYPE",
+            "Patient.contact",
+            "",
+        ] {
+            assert!(!m.is_resource_type(t), "{t}");
+        }
+        // R4 (4.0.1) defines 146 concrete resource types.
+        let count = m.parent_names().filter(|t| m.is_resource_type(t)).count();
+        assert_eq!(count, 146);
+    }
 }

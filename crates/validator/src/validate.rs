@@ -7,8 +7,8 @@ use crate::profile::{
 use crate::questionnaire::{answer_types, parse_items, QItem};
 use crate::terminology::{Membership, Terminology};
 use crate::types::{
-    builtin_datatype, check_primitive, is_known_type, is_primitive, kind, suffix_of,
-    type_from_suffix, R4_RESOURCE_TYPES,
+    builtin_datatype, check_primitive, is_known_type, is_primitive, is_r4_resource_type, kind,
+    suffix_of, type_from_suffix,
 };
 use fhirpath::{Environment, Item};
 use serde_json::{Map, Value};
@@ -245,7 +245,7 @@ impl Validator {
             let canon = self.profiles.canonical(bare);
             let core_type = canon
                 .strip_prefix(CORE_BASE)
-                .filter(|t| R4_RESOURCE_TYPES.contains(t));
+                .filter(|t| is_r4_resource_type(t));
             match (self.profiles.get(url), core_type) {
                 (Some(p), _) => explicit.push(p),
                 // A core resource definition: what we know of it are the base checks.
@@ -339,7 +339,7 @@ impl Validator {
             );
             return;
         };
-        if !R4_RESOURCE_TYPES.contains(&rt) && !self.profiles.defines_type(rt) {
+        if !is_r4_resource_type(rt) && !self.profiles.defines_type(rt) {
             ctx.error(
                 IssueCode::Structure,
                 "RESOURCE_TYPE_UNKNOWN",
@@ -694,7 +694,7 @@ impl Validator {
             && obj.contains_key("resourceType")
             && ty.is_none_or(|t| {
                 matches!(t, "Resource" | "DomainResource")
-                    || R4_RESOURCE_TYPES.contains(&t)
+                    || is_r4_resource_type(t)
                     || self.profiles.defines_type(t)
             })
         {
