@@ -182,7 +182,13 @@ async fn a_revoked_token_is_replaced_by_a_new_login_on_the_failing_request() {
         .await
         .expect("sign after revocation");
     assert!(support::verifies(&point, b"after revocation", &sig));
-    assert_eq!(signer.stats().logins, logins + 1);
+    // At least the failing request's own re-login; the background renewer may also
+    // notice the revoked token and log in once more at the same time.
+    let after = signer.stats().logins;
+    assert!(
+        (logins + 1..=logins + 2).contains(&after),
+        "logins {logins} -> {after}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
