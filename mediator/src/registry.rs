@@ -531,6 +531,77 @@ fn reference_id<'a>(r: &'a str, t: &str) -> Option<&'a str> {
         .map(|id| id.split('/').next().unwrap_or(id))
 }
 
+/// The doses of the certificates already in the holder's Folder (their documents'
+/// Immunizations), for the printable certificate. Revoked documents are no longer
+/// in the Folder; a document that cannot be read is a store fault, not skipped.
+pub async fn earlier_doses(
+    store: &dyn Store,
+    hcid: &str,
+) -> Result<Vec<ddcc_cert::pdf::PdfDose>, ApiError> {
+    let not_there =
+        |e: &StoreError| matches!(e, StoreError::NotFound { .. } | StoreError::Gone { .. });
+    let query = ddcc_store::SearchQuery::new()
+        .with("code", "folder")
+        .with("identifier", hcid.replace(',', "\\,"));
+    let mut doses = Vec::new();
+    for folder in store.search("List", &query).await.map_err(store_error)? {
+        let items = folder
+            .resource
+            .get("entry")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        for item in items {
+            let Some(id) = item
+                .pointer("/item/reference")
+                .and_then(Value::as_str)
+                .and_then(|r| reference_id(r, "DocumentReference"))
+            else {
+                continue;
+            };
+            let docref = match store.read("DocumentReference", id).await {
+                Ok(s) => s.resource,
+                Err(e) if not_there(&e) => continue,
+                Err(e) => return Err(store_error(e)),
+            };
+            if !is_document_reference(&docref)
+                || docref.get("status").and_then(Value::as_str) != Some("current")
+            {
+                continue;
+            }
+            let Some(bin) = docref
+                .pointer("/content/0/attachment/url")
+                .and_then(Value::as_str)
+                .and_then(|u| reference_id(u, "Binary"))
+            else {
+                continue;
+            };
+            let binary = match store.read("Binary", bin).await {
+                Ok(s) => s.resource,
+                Err(e) if not_there(&e) => continue,
+                Err(e) => return Err(store_error(e)),
+            };
+            let document: Value = binary
+                .get("data")
+                .and_then(Value::as_str)
+                .and_then(|d| base64::engine::general_purpose::STANDARD.decode(d).ok())
+                .and_then(|b| serde_json::from_slice(&b).ok())
+                .ok_or_else(|| {
+                    ApiError::internal(format!("Binary/{bin} does not hold a document"))
+                })?;
+            doses.extend(
+                document
+                    .get("entry")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|e| ddcc_cert::pdf::PdfDose::from_immunization(e.get("resource")?)),
+            );
+        }
+    }
+    Ok(doses)
+}
+
 /// Revokes the certificate named by `id` (the whole-document DocumentReference id, the
 /// document's `Bundle.identifier` value, or a stored Bundle's id). In one transaction:
 /// the DocumentReferences become `entered-in-error`, the document is deleted from the

@@ -199,6 +199,27 @@ async fn resubmission_returns_the_issued_certificate_and_folders_collect_doses()
         .unwrap_or(0);
     assert_eq!(entries, 2 * first_entries, "both doses in the Folder");
 
+    // The second certificate's printable PDF lists every dose in the Folder.
+    let pdf = json_of(&b3)["entry"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|e| e["resource"]["content"].as_array().into_iter().flatten())
+        .find(|c| c["attachment"]["contentType"] == "application/pdf")
+        .and_then(|c| c["attachment"]["data"].as_str())
+        .map(|d| {
+            use base64::Engine;
+            base64::engine::general_purpose::STANDARD
+                .decode(d)
+                .expect("base64 PDF")
+        })
+        .expect("the document carries a PDF");
+    let shows = |text: &str| pdf.windows(text.len()).any(|w| w == text.as_bytes());
+    assert!(
+        shows("2021-04-05") && shows("2021-04-26"),
+        "both doses on the printable certificate"
+    );
+
     // The whole-document DocumentReference points at the stored signed bytes (ITI-68).
     let (_, _, r) = call(
         &app,

@@ -61,6 +61,59 @@ fn text_at(v: &Value, path: &[&str]) -> Option<String> {
     }
 }
 
+impl PdfDose {
+    /// A dose as a DDCC document records it (an `Immunization` of either IG edition),
+    /// for listing the doses of earlier certificates in the holder's folder.
+    pub fn from_immunization(imm: &Value) -> Option<PdfDose> {
+        if imm.get("resourceType").and_then(Value::as_str) != Some("Immunization") {
+            return None;
+        }
+        let coding_text = |c: &Value| {
+            c.get("display")
+                .or_else(|| c.get("code"))
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        };
+        let ext = |suffixes: &[&str]| {
+            imm.get("extension")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .find(|e| {
+                    e.get("url")
+                        .and_then(Value::as_str)
+                        .is_some_and(|u| suffixes.iter().any(|s| u.ends_with(s)))
+                })
+        };
+        let protocol = imm.pointer("/protocolApplied/0");
+        let positive = |name: &str| protocol.and_then(|p| p.get(name)).and_then(Value::as_u64);
+        Some(PdfDose {
+            vaccine: imm.pointer("/vaccineCode/coding/0").and_then(coding_text)?,
+            brand: ext(&["/DDCCEventBrand", "/DDCCVaccineBrand"])
+                .and_then(|e| e.get("valueCoding"))
+                .and_then(coding_text),
+            date: imm
+                .get("occurrenceDateTime")
+                .and_then(Value::as_str)?
+                .to_string(),
+            dose: positive("doseNumberPositiveInt"),
+            total_doses: positive("seriesDosesPositiveInt"),
+            country: ext(&["/DDCCCountryOfEvent", "/DDCCCountryOfVaccination"])
+                .and_then(|e| e.get("valueCode"))
+                .and_then(Value::as_str)
+                .map(str::to_string),
+            centre: imm
+                .pointer("/location/display")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+            lot: imm
+                .get("lotNumber")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+        })
+    }
+}
+
 impl PdfCertificate {
     /// Gather the patient and every dose of a folder (one core data set per
     /// vaccination event; the first supplies the patient).
@@ -351,6 +404,40 @@ pub fn render(cert: &PdfCertificate) -> Result<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn doses_from_immunizations_of_both_editions() {
+        let imm = serde_json::json!({
+            "resourceType": "Immunization",
+            "extension": [
+                {"url": "http://worldhealthorganization.github.io/ddcc/StructureDefinition/DDCCVaccineBrand", "valueCoding": {"code": "TEST"}},
+                {"url": "http://smart.who.int/ddcc/StructureDefinition/DDCCCountryOfEvent", "valueCode": "CHE"}
+            ],
+            "vaccineCode": {"coding": [{"system": "http://id.who.int/icd11/mms", "code": "XM0GQ8"}]},
+            "occurrenceDateTime": "2021-05-06",
+            "lotNumber": "ER8732",
+            "location": {"display": "Vaccination Site"},
+            "protocolApplied": [{"doseNumberPositiveInt": 2, "seriesDosesPositiveInt": 2}]
+        });
+        let d = PdfDose::from_immunization(&imm).unwrap();
+        assert_eq!(
+            (
+                d.vaccine.as_str(),
+                d.brand.as_deref(),
+                d.date.as_str(),
+                d.dose,
+                d.total_doses
+            ),
+            ("XM0GQ8", Some("TEST"), "2021-05-06", Some(2), Some(2))
+        );
+        assert_eq!(
+            (d.country.as_deref(), d.centre.as_deref(), d.lot.as_deref()),
+            (Some("CHE"), Some("Vaccination Site"), Some("ER8732"))
+        );
+        assert!(
+            PdfDose::from_immunization(&serde_json::json!({"resourceType": "Patient"})).is_none()
+        );
+    }
 
     #[test]
     fn text_is_escaped_and_non_latin_is_transliterated() {

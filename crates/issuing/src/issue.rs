@@ -10,7 +10,7 @@ use crate::pipeline::{Pipeline, Pipelines, QrContent};
 use crate::questionnaire::{self, AnswerIssue};
 use base64::Engine;
 use ddcc_cert::hc1::{self, CwtClaims, HcertPayload};
-use ddcc_cert::pdf::{PdfCertificate, PdfQr};
+use ddcc_cert::pdf::{PdfCertificate, PdfDose, PdfQr};
 use ddcc_cert::qr::{self, QrMode};
 use ddcc_cert::{bundle_sig, eudcc, icao, shc, CertError, SignError, SigningIdentity};
 use serde_json::{json, Value};
@@ -264,6 +264,18 @@ impl Issuer {
 
     /// Build and sign every certificate of a prepared response.
     pub async fn sign(&self, prepared: Prepared, now_unix: i64) -> Result<Issued, IssueError> {
+        self.sign_with_earlier_doses(prepared, now_unix, Vec::new())
+            .await
+    }
+
+    /// As [`Issuer::sign`], with the doses of the holder's earlier certificates (from
+    /// the registry's folder) listed on the printable certificate.
+    pub async fn sign_with_earlier_doses(
+        &self,
+        prepared: Prepared,
+        now_unix: i64,
+        earlier_doses: Vec<PdfDose>,
+    ) -> Result<Issued, IssueError> {
         let Prepared {
             pipeline,
             core_data_set: cds,
@@ -335,10 +347,12 @@ impl Issuer {
                 document_reference,
             });
         }
-        let pdf = ddcc_cert::pdf::render(&PdfCertificate::from_core_data_sets(
-            std::slice::from_ref(&cds),
-            pdf_qrs,
-        )?)?;
+        let mut printable =
+            PdfCertificate::from_core_data_sets(std::slice::from_ref(&cds), pdf_qrs)?;
+        // The printable certificate lists every dose in the holder's folder.
+        printable.doses.splice(0..0, earlier_doses);
+        printable.doses.sort_by(|a, b| a.date.cmp(&b.date));
+        let pdf = ddcc_cert::pdf::render(&printable)?;
 
         for q in &qrs {
             fill_qr_contents(&mut document, q, &pdf, &pipeline)?;

@@ -102,7 +102,7 @@ fn signing(state: &AppState) -> Result<(Signing, std::sync::Arc<SigningSlot>), A
 /// Issue one certificate. Signing through Vault is a downstream call: it is recorded
 /// as an orchestration (the local development signer is not).
 async fn issue_one(
-    metrics: &crate::metrics::Metrics,
+    state: &AppState,
     issuer: &Issuer,
     endpoint: Option<&str>,
     response: &Value,
@@ -110,11 +110,22 @@ async fn issue_one(
 ) -> Result<Issued, ApiError> {
     let now = now_unix();
     let prepared = issuer.prepare(response, now).map_err(issue_error)?;
+    let hcid = prepared
+        .core_data_set
+        .pointer("/certificate/hcid/value")
+        .and_then(Value::as_str)
+        .filter(|h| !h.is_empty());
+    let earlier = match (state.service::<crate::registry::Registry>(), hcid) {
+        (Some(registry), Some(hcid)) => {
+            crate::registry::earlier_doses(registry.store.as_ref(), hcid).await?
+        }
+        _ => Vec::new(),
+    };
     let pending =
         endpoint.map(|url| Orchestration::begin("Vault transit: sign certificates", "POST", url));
-    let result = issuer.sign(prepared, now).await;
+    let result = issuer.sign_with_earlier_doses(prepared, now, earlier).await;
     if let Err(IssueError::SelfCheck { .. }) = &result {
-        metrics.self_check_failed();
+        state.metrics.self_check_failed();
     }
     if let Some(p) = pending {
         recorder.orchestration(match &result {
@@ -135,7 +146,7 @@ async fn generate(
     let response = input::questionnaire_response(&body).map_err(input_error)?;
     let document = crate::registry::issue_once(&state, response, &recorder, || {
         issue_one(
-            &state.metrics,
+            &state,
             &signing.issuer,
             slot.endpoint.as_deref(),
             response,
@@ -163,7 +174,7 @@ pub(crate) async fn submit_health_event(
             Ok(response) => {
                 crate::registry::issue_once(&state, response, &recorder, || {
                     issue_one(
-                        &state.metrics,
+                        &state,
                         &signing.issuer,
                         slot.endpoint.as_deref(),
                         response,
