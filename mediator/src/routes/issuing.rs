@@ -138,19 +138,38 @@ async fn issue_one(
 
 async fn generate(
     state: AppState,
+    req: actix_web::HttpRequest,
     recorder: Recorder,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    let (signing, slot) = signing(&state)?;
+    // Audit (added for BALP): success commits with the registration; failures here.
+    let audit = crate::audit::Audit::operation(
+        &state,
+        &req,
+        "generateHealthCertificate",
+        crate::audit::Action::Create,
+    );
+    let result = generate_inner(&state, &recorder, &audit, body).await;
+    audit.record_result(&state, &[], &result, true).await;
+    result
+}
+
+async fn generate_inner(
+    state: &AppState,
+    recorder: &Recorder,
+    audit: &crate::audit::Audit,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let (signing, slot) = signing(state)?;
     let body = json_body(&body)?;
     let response = input::questionnaire_response(&body).map_err(input_error)?;
-    let document = crate::registry::issue_once(&state, response, &recorder, || {
+    let document = crate::registry::issue_once(state, response, recorder, Some(audit), || {
         issue_one(
-            &state,
+            state,
             &signing.issuer,
             slot.endpoint.as_deref(),
             response,
-            &recorder,
+            recorder,
         )
     })
     .await?;
@@ -172,7 +191,7 @@ pub(crate) async fn submit_health_event(
     for entry in entries {
         let result = match entry {
             Ok(response) => {
-                crate::registry::issue_once(&state, response, &recorder, || {
+                crate::registry::issue_once(&state, response, &recorder, None, || {
                     issue_one(
                         &state,
                         &signing.issuer,
