@@ -279,7 +279,9 @@ mod tests {
     #[test]
     fn redacts_all_but_safe_params() {
         assert_eq!(
-            redact_query("patient=Patient/1&identifier=urn:HCID:x&status=current&name:exact=Ann&date=ge2020"),
+            redact_query(
+                "patient=Patient/1&identifier=urn:HCID:x&status=current&name:exact=Ann&date=ge2020"
+            ),
             "patient=***&identifier=***&status=current&name:exact=***&date=ge2020"
         );
         assert_eq!(redact_query(""), "");
