@@ -219,6 +219,7 @@ async fn every_registry_interaction_is_audited_without_personal_data() {
     let issued = events(&json_of(&b));
     assert_eq!(issued.len(), 1, "{issued:?}");
     let e = &issued[0];
+    assert!(has_subtype(e, "operation") && has_subtype(e, "generateHealthCertificate"));
     assert_eq!(e["outcome"], "0");
     assert_eq!(e["action"], "C");
     assert_eq!(e["type"]["code"], "rest");
@@ -249,6 +250,7 @@ async fn every_registry_interaction_is_audited_without_personal_data() {
     let (_, b) = call(&app, "GET", "/fhir/AuditEvent?subtype=read&outcome=4", None).await;
     let failed = events(&json_of(&b));
     assert_eq!(failed.len(), 1, "{failed:?}");
+    assert!(has_subtype(&failed[0], "read") && failed[0]["outcome"] == "4");
     assert_eq!(
         entities(&failed[0]),
         vec!["Binary/no-such-binary".to_string()]
