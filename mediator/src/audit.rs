@@ -118,13 +118,25 @@ fn header(req: &HttpRequest, name: &str) -> Option<String> {
         .map(str::to_string)
 }
 
+/// The requesting network address as actix's connection info sees it (honouring
+/// `Forwarded`/`X-Forwarded-For` from OpenHIM), without the port.
+fn address(req: &HttpRequest) -> Option<String> {
+    let ci = req.connection_info();
+    let raw = ci.realip_remote_addr()?;
+    let addr = match raw.parse::<std::net::SocketAddr>() {
+        Ok(sa) => sa.ip().to_string(),
+        Err(_) => raw.to_string(),
+    };
+    Some(addr).filter(|a| !a.is_empty() && a.len() <= 64)
+}
+
 impl Audit {
     /// A REST interaction (`create`, `read`, `vread`, `search-type`, `transaction`).
     pub fn interaction(state: &AppState, req: &HttpRequest, code: &str, action: Action) -> Self {
         Self {
             observer: state.urn().to_string(),
             client: header(req, OPENHIM_CLIENT),
-            address: req.peer_addr().map(|a| a.ip().to_string()),
+            address: address(req),
             transaction: header(req, OPENHIM_TX),
             subtype: code.to_string(),
             operation: false,
@@ -260,15 +272,19 @@ impl Audit {
         result: &Result<actix_web::HttpResponse, crate::ApiError>,
         write_done: bool,
     ) {
-        let Some(reg) = state.service::<crate::registry::Registry>() else {
-            return;
-        };
         let status = match result {
             Ok(_) if write_done => return,
             Ok(r) => r.status().as_u16(),
             Err(e) => actix_web::ResponseError::status_code(e).as_u16(),
         };
-        self.record(reg.store.as_ref(), entities, status).await;
+        self.record_status(state, entities, status).await;
+    }
+
+    /// Records an answer's status on its own, when the store is configured.
+    pub async fn record_status(&self, state: &AppState, entities: &[String], status: u16) {
+        if let Some(reg) = state.service::<crate::registry::Registry>() {
+            self.record(reg.store.as_ref(), entities, status).await;
+        }
     }
 }
 

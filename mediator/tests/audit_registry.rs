@@ -74,7 +74,8 @@ async fn call(
     }
     .uri(path)
     .insert_header(("x-openhim-clientid", CLIENT))
-    .insert_header(("x-openhim-transactionid", OPENHIM_TX));
+    .insert_header(("x-openhim-transactionid", OPENHIM_TX))
+    .peer_addr("10.1.2.3:45678".parse().expect("socket address"));
     if let Some(b) = body {
         req = req
             .insert_header((CONTENT_TYPE, "application/fhir+json"))
@@ -225,6 +226,7 @@ async fn every_registry_interaction_is_audited_without_personal_data() {
     assert_eq!(e["type"]["code"], "rest");
     assert_eq!(e["agent"][0]["who"]["display"], CLIENT);
     assert_eq!(e["agent"][0]["requestor"], true);
+    assert_eq!(e["agent"][0]["network"]["address"], "10.1.2.3");
     let touched = entities(e);
     assert!(touched.contains(&binary), "{touched:?}");
     assert!(
@@ -412,4 +414,39 @@ async fn a_rolled_back_registration_leaves_no_success_event() {
     let created = events(&json_of(&b));
     assert_eq!(created.len(), 1, "{created:?}");
     assert!(entities(&created[0])[0].starts_with("Binary/"));
+}
+
+/// Submit Health Event through `POST /fhir`: one event per entry, committed with each
+/// registration, and the refused entry recorded as a minor failure.
+#[actix_web::test]
+async fn submit_health_event_audits_each_entry() {
+    let Some(shared) = shared() else {
+        return;
+    };
+    let p = shared.join("conformance/ddcc-ig/examples/Bundle-DDCCTXSHEbundleexample1.json");
+    let good: Value = serde_json::from_slice(&std::fs::read(p).expect("example")).expect("json");
+    let mut mixed = good.clone();
+    let first = mixed["entry"][0].clone();
+    mixed["entry"] = json!([first, {
+        "request": {"method": "POST", "url": "QuestionnaireResponse/$generateHealthCertificate"},
+        "resource": {"resourceType": "Parameters"},
+    }]);
+    let app = app().await;
+    let (s, b) = call(&app, "POST", "/fhir", Some(&mixed)).await;
+    assert_eq!(s, 201, "{}", String::from_utf8_lossy(&b));
+    let (_, b) = call(
+        &app,
+        "GET",
+        "/fhir/AuditEvent?subtype=submitHealthEvent",
+        None,
+    )
+    .await;
+    let mut outcomes: Vec<String> = events(&json_of(&b))
+        .iter()
+        .map(|e| e["outcome"].as_str().unwrap_or("").to_string())
+        .collect();
+    outcomes.sort();
+    assert_eq!(outcomes, vec!["0", "4"]);
+    let (_, b) = call(&app, "GET", "/fhir/AuditEvent?subtype=transaction", None).await;
+    assert_eq!(events(&json_of(&b)).len(), 0, "a batch is not an ITI-65");
 }

@@ -425,11 +425,14 @@ async fn post_root(
     recorder: Recorder,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    let is_batch = serde_json::from_slice::<Value>(&body)
-        .ok()
-        .is_some_and(|b| b.get("type").and_then(Value::as_str) == Some("batch"));
+    // A batch is a Submit Health Event, audited per entry there; decided before the
+    // transaction path so each kind of request gets its own events.
+    let is_batch = json_body(&body).ok().is_some_and(|b| {
+        b.get("resourceType").and_then(Value::as_str) == Some("Bundle")
+            && b.get("type").and_then(Value::as_str) == Some("batch")
+    });
     if is_batch {
-        return post_root_inner(state, recorder, body, None).await;
+        return crate::routes::issuing::submit_health_event(state, req, recorder, body).await;
     }
     // Audit (added for BALP): an ITI-65 commits with its event; failures are recorded here.
     let audit = Audit::interaction(&state, &req, "transaction", Action::Create);
@@ -451,7 +454,9 @@ async fn post_root_inner(
         ));
     }
     match bundle_json.get("type").and_then(Value::as_str) {
-        Some("batch") => crate::routes::issuing::submit_health_event(state, recorder, body).await,
+        Some("batch") => Err(ApiError::internal(
+            "a batch is routed to Submit Health Event before the transaction path",
+        )),
         Some("transaction") => provide_document_bundle(state, recorder, bundle_json, audit).await,
         Some(other) => Err(ApiError::bad_request(format!(
             "POST /fhir takes a transaction or batch Bundle, not {other}"
