@@ -304,6 +304,39 @@ mod tests {
     }
 
     #[test]
+    fn event_shape_without_client_or_address() {
+        let audit = Audit {
+            observer: "urn:uuid:mediator".into(),
+            client: None,
+            address: None,
+            transaction: Some("tx-1".into()),
+            subtype: "search-type".into(),
+            operation: false,
+            action: Action::Execute,
+            query: None,
+        }
+        .with_query("identifier=urn:HCID:secret&status=current");
+        let e = audit.event(&["DocumentReference/1".into()], 503);
+        assert_eq!(e["outcome"], "8");
+        assert_eq!(e["outcomeDesc"], "HTTP 503 Service Unavailable");
+        assert_eq!(e["action"], "E");
+        assert_eq!(e["subtype"][0]["code"], "search-type");
+        assert_eq!(e["agent"][0]["who"]["display"], "anonymous");
+        assert!(e["agent"][0].get("network").is_none());
+        assert_eq!(
+            e["source"]["observer"]["identifier"]["value"],
+            "urn:uuid:mediator"
+        );
+        assert_eq!(e["entity"][0]["what"]["reference"], "DocumentReference/1");
+        let q = base64::engine::general_purpose::STANDARD
+            .decode(e["entity"][1]["query"].as_str().unwrap_or(""))
+            .unwrap_or_default();
+        assert_eq!(q, b"identifier=***&status=current");
+        assert_eq!(e["entity"][2]["what"]["identifier"]["value"], "tx-1");
+        assert!(!e.to_string().contains("secret"));
+    }
+
+    #[test]
     fn outcome_codes() {
         assert_eq!(outcome_code(200), "0");
         assert_eq!(outcome_code(404), "4");
