@@ -280,11 +280,18 @@ async fn create_inner(
 async fn audited_read(
     state: &AppState,
     audit: Audit,
-    entity: String,
+    entity: Option<String>,
     result: Result<HttpResponse, ApiError>,
 ) -> Result<HttpResponse, ApiError> {
-    audit.record_result(state, &[entity], &result, false).await;
+    let entities: Vec<String> = entity.into_iter().collect();
+    audit.record_result(state, &entities, &result, false).await;
     result
+}
+
+/// The `Type/id` a read names, only when both are valid: whatever else a client put in
+/// the path is not copied into the audit record.
+fn audit_entity(t: &str, id: &str) -> Option<String> {
+    (ids::check_type(t).is_ok() && ids::check_id(id).is_ok()).then(|| format!("{t}/{id}"))
 }
 
 async fn read(
@@ -294,7 +301,7 @@ async fn read(
 ) -> Result<HttpResponse, ApiError> {
     let (t, id) = path.into_inner();
     let audit = Audit::interaction(&state, &req, "read", Action::Read);
-    let entity = format!("{t}/{id}");
+    let entity = audit_entity(&t, &id);
     let result = read_inner(&state, t, id).await;
     audited_read(&state, audit, entity, result).await
 }
@@ -336,7 +343,8 @@ async fn vread(
 ) -> Result<HttpResponse, ApiError> {
     let (t, id, vid) = path.into_inner();
     let audit = Audit::interaction(&state, &req, "vread", Action::Read);
-    let entity = format!("{t}/{id}/_history/{vid}");
+    let entity = audit_entity(&t, &id).filter(|_| vid.bytes().all(|b| b.is_ascii_digit()));
+    let entity = entity.map(|e| format!("{e}/_history/{vid}"));
     let result = vread_inner(&state, t, id, vid).await;
     audited_read(&state, audit, entity, result).await
 }
@@ -603,7 +611,7 @@ async fn binary(
 ) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
     let audit = Audit::interaction(&state, &req, "read", Action::Read);
-    let entity = format!("Binary/{id}");
+    let entity = audit_entity("Binary", &id);
     let result = binary_inner(&state, &req, id).await;
     audited_read(&state, audit, entity, result).await
 }
@@ -661,7 +669,7 @@ async fn qr_code(
 ) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
     let audit = Audit::operation(&state, &req, "getQRCode", Action::Execute);
-    let entity = format!("DocumentReference/{id}");
+    let entity = audit_entity("DocumentReference", &id);
     let result = qr_code_inner(&state, id, query).await;
     audited_read(&state, audit, entity, result).await
 }
