@@ -373,10 +373,15 @@ fn record(recorder: &Recorder, r: &Registered) {
 /// being issued by another request right now is a 409; a new event is issued with
 /// `issue` and registered, with its key answered, in one transaction. The returned
 /// document is exactly what was signed.
+///
+/// With `audit`, the registration's AuditEvent is part of the registering transaction
+/// (a replay, which writes nothing, records its own event); failures are the caller's
+/// to audit.
 pub async fn issue_once<F, Fut>(
     state: &AppState,
     response: &Value,
     recorder: &Recorder,
+    audit: Option<&crate::audit::Audit>,
     issue: F,
 ) -> Result<Value, ApiError>
 where
@@ -398,7 +403,18 @@ where
         {
             Claim::Existing(done) => {
                 recorder.property("idempotent-replay", "true".to_string());
-                record(recorder, &registered_from(&done.value, &done.results));
+                let registered = registered_from(&done.value, &done.results);
+                record(recorder, &registered);
+                // Audit (added for BALP): the replay read what the first request stored.
+                if let Some(a) = audit {
+                    let touched: Vec<String> = registered
+                        .document
+                        .iter()
+                        .chain(registered.document_reference.iter())
+                        .cloned()
+                        .collect();
+                    a.record(store.as_ref(), &touched, 200).await;
+                }
                 return done.value.get("document").cloned().ok_or_else(|| {
                     ApiError::internal("stored idempotency answer has no document")
                 });
@@ -419,7 +435,13 @@ where
     };
     recorder.property("edition", issued.edition.clone());
     let now = ddcc_cert::rfc3339_utc(crate::routes::mapping::now_unix());
-    let (entries, value) = registration(&issued, &now);
+    let (mut entries, value) = registration(&issued, &now);
+    // Audit (added for BALP): the event names every created entry by its fullUrl, which
+    // the store resolves to `Type/id`, and commits (or not) with the registration.
+    if let Some(a) = audit {
+        let touched: Vec<String> = entries.iter().filter_map(|e| e.full_url.clone()).collect();
+        entries.push(a.tx_entry(&touched, 200));
+    }
     let request = TxRequest {
         entries,
         complete_key: Some(KeyCompletion {
@@ -608,19 +630,34 @@ pub async fn earlier_doses(
 /// repository, the holder's Folder drops them, and the EU DCC revocation is recorded.
 /// `Ok(false)` when it was already revoked.
 pub async fn revoke(store: &dyn Store, id: &str, country: &str) -> Result<bool, ApiError> {
+    revoke_audited(store, id, country, None).await
+}
+
+/// [`revoke`], with the revocation's AuditEvent committed in the same transaction
+/// (added for BALP). When nothing changes (already revoked) no event is written here.
+pub async fn revoke_audited(
+    store: &dyn Store,
+    id: &str,
+    country: &str,
+    audit: Option<&crate::audit::Audit>,
+) -> Result<bool, ApiError> {
     let docref = find_document_reference(store, id).await?;
     let Some(docref) = docref else {
         // A document stored with `POST /fhir/Bundle` and never registered: delete it.
         return match store.read("Bundle", id).await {
             Ok(_) => {
+                let mut entries = vec![TxEntry {
+                    full_url: None,
+                    op: TxOp::Delete {
+                        resource_type: "Bundle".into(),
+                        id: id.into(),
+                    },
+                }];
+                if let Some(a) = audit {
+                    entries.push(a.tx_entry(&[format!("Bundle/{id}")], 200));
+                }
                 store
-                    .transaction(TxRequest::new(vec![TxEntry {
-                        full_url: None,
-                        op: TxOp::Delete {
-                            resource_type: "Bundle".into(),
-                            id: id.into(),
-                        },
-                    }]))
+                    .transaction(TxRequest::new(entries))
                     .await
                     .map_err(store_error)?;
                 Ok(true)
@@ -696,6 +733,9 @@ pub async fn revoke(store: &dyn Store, id: &str, country: &str) -> Result<bool, 
         .and_then(|u| reference_id(u, "Binary"))
         .map(str::to_string);
     let mut hcid = None;
+    // Audit (added for BALP): what the revocation touches, by `Type/id`.
+    let mut touched = removed.clone();
+    touched.extend(binary.iter().map(|b| format!("Binary/{b}")));
     if let Some(bin) = &binary {
         match store.read("Binary", bin).await {
             Ok(b) => {
@@ -751,6 +791,9 @@ pub async fn revoke(store: &dyn Store, id: &str, country: &str) -> Result<bool, 
             });
             break;
         }
+    }
+    if let Some(a) = audit {
+        entries.push(a.tx_entry(&touched, 200));
     }
     store
         .transaction(TxRequest {

@@ -138,19 +138,38 @@ async fn issue_one(
 
 async fn generate(
     state: AppState,
+    req: actix_web::HttpRequest,
     recorder: Recorder,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    let (signing, slot) = signing(&state)?;
+    // Audit (added for BALP): success commits with the registration; failures here.
+    let audit = crate::audit::Audit::operation(
+        &state,
+        &req,
+        "generateHealthCertificate",
+        crate::audit::Action::Create,
+    );
+    let result = generate_inner(&state, &recorder, &audit, body).await;
+    audit.record_result(&state, &[], &result, true).await;
+    result
+}
+
+async fn generate_inner(
+    state: &AppState,
+    recorder: &Recorder,
+    audit: &crate::audit::Audit,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let (signing, slot) = signing(state)?;
     let body = json_body(&body)?;
     let response = input::questionnaire_response(&body).map_err(input_error)?;
-    let document = crate::registry::issue_once(&state, response, &recorder, || {
+    let document = crate::registry::issue_once(state, response, recorder, Some(audit), || {
         issue_one(
-            &state,
+            state,
             &signing.issuer,
             slot.endpoint.as_deref(),
             response,
-            &recorder,
+            recorder,
         )
     })
     .await?;
@@ -161,8 +180,28 @@ async fn generate(
 /// its own status; a bad entry never sinks the others.
 pub(crate) async fn submit_health_event(
     state: AppState,
+    req: actix_web::HttpRequest,
     recorder: Recorder,
     body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    // Audit (added for BALP): each registered entry commits with its own event, each
+    // refused entry and a refused batch are recorded here.
+    let audit = crate::audit::Audit::operation(
+        &state,
+        &req,
+        "submitHealthEvent",
+        crate::audit::Action::Create,
+    );
+    let result = submit_health_event_inner(state.clone(), recorder, body, &audit).await;
+    audit.record_result(&state, &[], &result, true).await;
+    result
+}
+
+async fn submit_health_event_inner(
+    state: AppState,
+    recorder: Recorder,
+    body: web::Bytes,
+    audit: &crate::audit::Audit,
 ) -> Result<HttpResponse, ApiError> {
     let (signing, slot) = signing(&state)?;
     let body = json_body(&body)?;
@@ -172,7 +211,7 @@ pub(crate) async fn submit_health_event(
     for entry in entries {
         let result = match entry {
             Ok(response) => {
-                crate::registry::issue_once(&state, response, &recorder, || {
+                crate::registry::issue_once(&state, response, &recorder, Some(audit), || {
                     issue_one(
                         &state,
                         &signing.issuer,
@@ -196,6 +235,7 @@ pub(crate) async fn submit_health_event(
             Err(e) => {
                 failed += 1;
                 let status = actix_web::ResponseError::status_code(&e);
+                audit.record_status(&state, &[], status.as_u16()).await;
                 json!({
                     "response": {
                         "status": format!("{} {}", status.as_u16(), status.canonical_reason().unwrap_or("")),

@@ -10,6 +10,7 @@ use ddcc_store::{bundle, ids, SearchQuery, Stored};
 use fhir_validator::{Severity, Validator};
 use serde_json::{json, Value};
 
+use crate::audit::{Action, Audit};
 use crate::error::{ApiError, Issue};
 use crate::openhim::Recorder;
 use crate::registry::{store_error, Registry, MHD_LIST_TYPES};
@@ -227,15 +228,47 @@ async fn create(
     path: web::Path<String>,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    let t = path.into_inner();
+    let audit = Audit::interaction(&state, &req, "create", Action::Create);
+    let result = create_inner(&state, &req, &recorder, path.into_inner(), &body, &audit).await;
+    audit.record_result(&state, &[], &result, true).await;
+    result
+}
+
+async fn create_inner(
+    state: &AppState,
+    req: &HttpRequest,
+    recorder: &Recorder,
+    t: String,
+    body: &web::Bytes,
+    audit: &Audit,
+) -> Result<HttpResponse, ApiError> {
+    let state = state.clone();
     check_type(&t)?;
     let reg = registry(&state)?;
-    let resource = json_body(&body)?;
+    let resource = json_body(body)?;
     body_type(&resource, Some(&t))?;
     check_resource(&state, &resource, &t)?;
-    let stored = reg.store.create(resource).await.map_err(store_error)?;
+    // Audit (added for BALP): the resource and its AuditEvent commit together; the
+    // event names the resource by the entry's fullUrl, which the store resolves.
+    let full_url = format!("urn:uuid:{}", uuid::Uuid::new_v4());
+    let tx = ddcc_store::TxRequest::new(vec![
+        ddcc_store::TxEntry {
+            full_url: Some(full_url.clone()),
+            op: ddcc_store::TxOp::Create { resource },
+        },
+        audit.tx_entry(&[full_url], 201),
+    ]);
+    let results = reg.store.transaction(tx).await.map_err(store_error)?;
+    let created = results
+        .first()
+        .ok_or_else(|| ApiError::internal("the store answered a create with no result"))?;
+    let stored = reg
+        .store
+        .read(&created.resource_type, &created.id)
+        .await
+        .map_err(store_error)?;
     recorder.property("registry-location", stored.location());
-    let location = format!("{}/{}", public_base(&state, &req), stored.location());
+    let location = format!("{}/{}", public_base(&state, req), stored.location());
     Ok(with_version_headers(
         fhir_json(StatusCode::CREATED, &stored.resource),
         &stored,
@@ -243,14 +276,40 @@ async fn create(
     ))
 }
 
+/// Audit (added for BALP): a read-like request is recorded after its answer is decided.
+async fn audited_read(
+    state: &AppState,
+    audit: Audit,
+    entity: Option<String>,
+    result: Result<HttpResponse, ApiError>,
+) -> Result<HttpResponse, ApiError> {
+    let entities: Vec<String> = entity.into_iter().collect();
+    audit.record_result(state, &entities, &result, false).await;
+    result
+}
+
+/// The `Type/id` a read names, only when both are valid: whatever else a client put in
+/// the path is not copied into the audit record.
+fn audit_entity(t: &str, id: &str) -> Option<String> {
+    (ids::check_type(t).is_ok() && ids::check_id(id).is_ok()).then(|| format!("{t}/{id}"))
+}
+
 async fn read(
     state: AppState,
+    req: HttpRequest,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
     let (t, id) = path.into_inner();
+    let audit = Audit::interaction(&state, &req, "read", Action::Read);
+    let entity = audit_entity(&t, &id);
+    let result = read_inner(&state, t, id).await;
+    audited_read(&state, audit, entity, result).await
+}
+
+async fn read_inner(state: &AppState, t: String, id: String) -> Result<HttpResponse, ApiError> {
     check_type(&t)?;
     check_id(&id)?;
-    let stored = registry(&state)?
+    let stored = registry(state)?
         .store
         .read(&t, &id)
         .await
@@ -279,15 +338,29 @@ async fn post_instance(
 
 async fn vread(
     state: AppState,
+    req: HttpRequest,
     path: web::Path<(String, String, String)>,
 ) -> Result<HttpResponse, ApiError> {
     let (t, id, vid) = path.into_inner();
+    let audit = Audit::interaction(&state, &req, "vread", Action::Read);
+    let entity = audit_entity(&t, &id).filter(|_| vid.bytes().all(|b| b.is_ascii_digit()));
+    let entity = entity.map(|e| format!("{e}/_history/{vid}"));
+    let result = vread_inner(&state, t, id, vid).await;
+    audited_read(&state, audit, entity, result).await
+}
+
+async fn vread_inner(
+    state: &AppState,
+    t: String,
+    id: String,
+    vid: String,
+) -> Result<HttpResponse, ApiError> {
     check_type(&t)?;
     check_id(&id)?;
     let v: i64 = vid.parse().ok().filter(|v| *v > 0).ok_or_else(|| {
         ApiError::bad_request(format!("version id `{vid}` is not a positive integer"))
     })?;
-    let stored = registry(&state)?
+    let stored = registry(state)?
         .store
         .vread(&t, &id, v)
         .await
@@ -306,6 +379,20 @@ async fn search(
     query: web::Query<Vec<(String, String)>>,
 ) -> Result<HttpResponse, ApiError> {
     let t = path.into_inner();
+    let audit = Audit::interaction(&state, &req, "search-type", Action::Execute)
+        .with_query(req.query_string());
+    let result = search_inner(state.clone(), req, t, query).await;
+    // Audit (added for BALP): the entity is the redacted query, never the matches.
+    audit.record_result(&state, &[], &result, false).await;
+    result
+}
+
+async fn search_inner(
+    state: AppState,
+    req: HttpRequest,
+    t: String,
+    query: web::Query<Vec<(String, String)>>,
+) -> Result<HttpResponse, ApiError> {
     check_type(&t)?;
     let reg = registry(&state)?;
     let q = SearchQuery::from_pairs(query.into_inner());
@@ -342,8 +429,31 @@ async fn search(
 /// Submit Health Event.
 async fn post_root(
     state: AppState,
+    req: HttpRequest,
     recorder: Recorder,
     body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    // A batch is a Submit Health Event, audited per entry there; decided before the
+    // transaction path so each kind of request gets its own events.
+    let is_batch = json_body(&body).ok().is_some_and(|b| {
+        b.get("resourceType").and_then(Value::as_str) == Some("Bundle")
+            && b.get("type").and_then(Value::as_str) == Some("batch")
+    });
+    if is_batch {
+        return crate::routes::issuing::submit_health_event(state, req, recorder, body).await;
+    }
+    // Audit (added for BALP): an ITI-65 commits with its event; failures are recorded here.
+    let audit = Audit::interaction(&state, &req, "transaction", Action::Create);
+    let result = post_root_inner(state.clone(), recorder, body, Some(&audit)).await;
+    audit.record_result(&state, &[], &result, true).await;
+    result
+}
+
+async fn post_root_inner(
+    state: AppState,
+    recorder: Recorder,
+    body: web::Bytes,
+    audit: Option<&Audit>,
 ) -> Result<HttpResponse, ApiError> {
     let bundle_json = json_body(&body)?;
     if body_type(&bundle_json, None)? != "Bundle" {
@@ -352,8 +462,10 @@ async fn post_root(
         ));
     }
     match bundle_json.get("type").and_then(Value::as_str) {
-        Some("batch") => crate::routes::issuing::submit_health_event(state, recorder, body).await,
-        Some("transaction") => provide_document_bundle(state, recorder, bundle_json).await,
+        Some("batch") => Err(ApiError::internal(
+            "a batch is routed to Submit Health Event before the transaction path",
+        )),
+        Some("transaction") => provide_document_bundle(state, recorder, bundle_json, audit).await,
         Some(other) => Err(ApiError::bad_request(format!(
             "POST /fhir takes a transaction or batch Bundle, not {other}"
         ))),
@@ -389,9 +501,10 @@ async fn provide_document_bundle(
     state: AppState,
     recorder: Recorder,
     bundle_json: Value,
+    audit: Option<&Audit>,
 ) -> Result<HttpResponse, ApiError> {
     let reg = registry(&state)?;
-    let tx = bundle::tx_request_from_bundle(&bundle_json).map_err(store_error)?;
+    let mut tx = bundle::tx_request_from_bundle(&bundle_json).map_err(store_error)?;
     let resources: Vec<&Value> = bundle_json
         .get("entry")
         .and_then(Value::as_array)
@@ -454,7 +567,19 @@ async fn provide_document_bundle(
             recorder.property("profile-warnings", warnings.to_string());
         }
     }
-    let results = reg.store.transaction(tx).await.map_err(store_error)?;
+    // Audit (added for BALP): the event rides in the transaction, naming each entry by
+    // its fullUrl; its own result is not part of the client's response.
+    let requested = tx.entries.len();
+    if let Some(a) = audit {
+        let touched: Vec<String> = tx
+            .entries
+            .iter()
+            .filter_map(|e| e.full_url.clone())
+            .collect();
+        tx.entries.push(a.tx_entry(&touched, 200));
+    }
+    let mut results = reg.store.transaction(tx).await.map_err(store_error)?;
+    results.truncate(requested);
     let mut response = bundle::transaction_response(&results);
     // Locations are `Type/id` (what the DDCC framework follows); the version is in etag.
     if let Some(entries) = response.get_mut("entry").and_then(Value::as_array_mut) {
@@ -485,8 +610,19 @@ async fn binary(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
+    let audit = Audit::interaction(&state, &req, "read", Action::Read);
+    let entity = audit_entity("Binary", &id);
+    let result = binary_inner(&state, &req, id).await;
+    audited_read(&state, audit, entity, result).await
+}
+
+async fn binary_inner(
+    state: &AppState,
+    req: &HttpRequest,
+    id: String,
+) -> Result<HttpResponse, ApiError> {
     check_id(&id)?;
-    let stored = registry(&state)?
+    let stored = registry(state)?
         .store
         .read("Binary", &id)
         .await
@@ -527,10 +663,22 @@ struct QrQuery {
 /// The image, PDF or payload of a stored QR DocumentReference, as bytes.
 async fn qr_code(
     state: AppState,
+    req: HttpRequest,
     path: web::Path<String>,
     query: web::Query<QrQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
+    let audit = Audit::operation(&state, &req, "getQRCode", Action::Execute);
+    let entity = audit_entity("DocumentReference", &id);
+    let result = qr_code_inner(&state, id, query).await;
+    audited_read(&state, audit, entity, result).await
+}
+
+async fn qr_code_inner(
+    state: &AppState,
+    id: String,
+    query: web::Query<QrQuery>,
+) -> Result<HttpResponse, ApiError> {
     check_id(&id)?;
     let format = query.format.as_deref().unwrap_or("png");
     let pick = |c: &Value| -> bool {
@@ -548,7 +696,7 @@ async fn qr_code(
             "format must be png, svg, pdf or payload, not `{format}`"
         )));
     }
-    let stored = registry(&state)?
+    let stored = registry(state)?
         .store
         .read("DocumentReference", &id)
         .await
@@ -608,10 +756,20 @@ async fn run_revoke(
     state: &AppState,
     recorder: &Recorder,
     id: &str,
+    audit: &Audit,
 ) -> Result<HttpResponse, ApiError> {
     let reg = registry(state)?;
-    let revoked =
-        crate::registry::revoke(reg.store.as_ref(), id, &state.config.ddcc.issuer_country).await?;
+    let revoked = crate::registry::revoke_audited(
+        reg.store.as_ref(),
+        id,
+        &state.config.ddcc.issuer_country,
+        Some(audit),
+    )
+    .await?;
+    if !revoked {
+        // Nothing changed, so no transaction carried the event.
+        audit.record(reg.store.as_ref(), &[], 200).await;
+    }
     recorder.property("revoked", revoked.to_string());
     Ok(fhir_json(
         StatusCode::OK,
@@ -622,23 +780,39 @@ async fn run_revoke(
     ))
 }
 
+fn revoke_audit(state: &AppState, req: &HttpRequest) -> Audit {
+    Audit::operation(state, req, "revokeHealthCertificate", Action::Delete)
+}
+
 async fn revoke(
     state: AppState,
+    req: HttpRequest,
     recorder: Recorder,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    let id = revoke_target(&json_body(&body)?)?;
-    run_revoke(&state, &recorder, &id).await
+    let audit = revoke_audit(&state, &req);
+    let result = match json_body(&body).and_then(|b| revoke_target(&b)) {
+        Ok(id) => run_revoke(&state, &recorder, &id, &audit).await,
+        Err(e) => Err(e),
+    };
+    audit.record_result(&state, &[], &result, true).await;
+    result
 }
 
 async fn revoke_instance(
     state: AppState,
+    req: HttpRequest,
     recorder: Recorder,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
-    check_id(&id)?;
-    run_revoke(&state, &recorder, &id).await
+    let audit = revoke_audit(&state, &req);
+    let result = match check_id(&id) {
+        Ok(()) => run_revoke(&state, &recorder, &id, &audit).await,
+        Err(e) => Err(e),
+    };
+    audit.record_result(&state, &[], &result, true).await;
+    result
 }
 
 /// What `GET /fhir/{T}?…` answers per type: the store's search parameters.
