@@ -110,8 +110,9 @@ fn run(text: &str, trust: &TrustList, now: i64, v: &mut Verification) {
         let hcert = map_get(claims, CLAIM_HCERT)
             .and_then(|h| h.as_map())
             .and_then(|h| map_get(h, 1));
-        match hcert.map(|h| to_json(h, 0)) {
-            Some(Some(json)) => {
+        match hcert.map(|h| (h.is_map(), to_json(h, 0))) {
+            Some((false, _)) => fail(v, CheckKind::Cbor, "HCERT payload is not a CBOR map"),
+            Some((true, Some(json))) => {
                 if let Some(obj) = json.as_object() {
                     cert_types = ["v", "t", "r"]
                         .into_iter()
@@ -120,7 +121,7 @@ fn run(text: &str, trust: &TrustList, now: i64, v: &mut Verification) {
                 }
                 v.payload = Some(json);
             }
-            Some(None) => fail(v, CheckKind::Cbor, "HCERT payload nests too deep"),
+            Some((true, None)) => fail(v, CheckKind::Cbor, "HCERT payload nests too deep"),
             None => fail(v, CheckKind::Cbor, "CWT has no HCERT claim (-260 → 1)"),
         }
     }
