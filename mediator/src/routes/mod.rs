@@ -10,6 +10,7 @@ pub mod mapping;
 pub mod ops;
 pub mod registry;
 pub mod validation;
+pub mod verify;
 
 /// Registers every route module of the service.
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -17,6 +18,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.configure(mapping::configure);
     cfg.configure(issuing::configure);
     cfg.configure(validation::configure);
+    cfg.configure(verify::configure);
     // Last: its `/fhir/{type}` patterns must not shadow the named routes above.
     cfg.configure(registry::configure);
     // Feature modules plug in here, one line each, e.g.:

@@ -1,0 +1,386 @@
+//! `POST /fhir/$verify-certificate` in-process: what the service issues verifies
+//! against its own DSC; one flipped byte of signature, payload or kid fails with
+//! that check named; malformed requests are 4xx OperationOutcomes.
+
+use actix_web::http::header::CONTENT_TYPE;
+use actix_web::test::{self, TestRequest};
+use base64::Engine as _;
+use ddcc_cert::hc1::{self, CwtClaims, HcertPayload};
+use ddcc_cert::SigningIdentity;
+use ddcc_mediator::config::Config;
+use ddcc_mediator::server;
+use ddcc_mediator::services::Services;
+use serde_json::{json, Value};
+use std::path::PathBuf;
+
+/// A foreign DSC: the EU test-data certificate of `common/CBO1` (Apache-2.0).
+const FOREIGN_DSC: &str = "MIIBWDCB/6ADAgECAgQoOO4mMAoGCCqGSM49BAMCMBAxDjAMBgNVBAMMBUVDLU1lMB4XDTIxMDUwMzE4MDAwMFoXDTIxMDYwMjE4MDAwMFowEDEOMAwGA1UEAwwFRUMtTWUwWTATBgcqhkjOPQIBBggqhkjOPQMBBwNCAASmmHPDcFBhynWMVX7tRPSc9a3FjQAgp0Utr2frSj9CccB1cvyIxhrox6SS6Myimy/wo2UQC6kOhjY99X2bvk/8o0cwRTAOBgNVHQ8BAf8EBAMCBaAwMwYDVR0lBCwwKgYMKwYBBAEAjjePZQEBBgwrBgEEAQCON49lAQIGDCsGAQQBAI43j2UBAzAKBggqhkjOPQQDAgNIADBFAiEA4UzWpCFaQesRaO3F1CmZg8PH+Y4L7WThECwIjEP/CqwCIFropZnITB9zP/zsNUDKkisQtD4D7WiRyyzO97kXWXO1";
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn shared() -> Option<PathBuf> {
+    let p = std::env::var_os("DDCC_SHARED")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("../shared"));
+    if p.is_dir() {
+        Some(p)
+    } else {
+        println!("SKIP: {} is absent", p.display());
+        None
+    }
+}
+
+fn config() -> Config {
+    Config {
+        standalone: Some(true),
+        data_dir: std::env::temp_dir().join(format!(
+            "ddcc-verify-test-{}-{:x}",
+            std::process::id(),
+            fastrand::u64(..)
+        )),
+        ddcc: ddcc_mediator::config::DdccConfig {
+            profiles_dir: root().join("fhir-profiles"),
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+}
+
+async fn start() -> (
+    impl actix_web::dev::Service<
+        actix_http::Request,
+        Response = actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>,
+        Error = actix_web::Error,
+    >,
+    SigningIdentity,
+) {
+    let cfg = config();
+    let services = Services::build_with_env(&cfg, |_| None)
+        .await
+        .expect("services");
+    let identity = services.signing.get().expect("local signer").identity;
+    let state = server::build_state(cfg, |b| services.install(b)).expect("state");
+    (
+        test::init_service(server::build_app(state, |_| {})).await,
+        identity,
+    )
+}
+
+async fn post(
+    app: &impl actix_web::dev::Service<
+        actix_http::Request,
+        Response = actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>,
+        Error = actix_web::Error,
+    >,
+    path: &str,
+    body: &str,
+) -> (u16, Value) {
+    let req = TestRequest::post()
+        .uri(path)
+        .insert_header((CONTENT_TYPE, "application/fhir+json"))
+        .set_payload(body.to_string())
+        .to_request();
+    let resp = test::call_service(app, req).await;
+    let status = resp.status().as_u16();
+    let bytes = test::read_body(resp).await;
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+fn request(qr: &str, extra: &[Value]) -> String {
+    let mut params = vec![json!({"name": "qr", "valueString": qr})];
+    params.extend(extra.iter().cloned());
+    json!({"resourceType": "Parameters", "parameter": params}).to_string()
+}
+
+fn param<'a>(answer: &'a Value, name: &str) -> Option<&'a Value> {
+    answer["parameter"]
+        .as_array()?
+        .iter()
+        .find(|p| p["name"] == name)
+}
+
+fn valid(answer: &Value) -> bool {
+    param(answer, "valid").and_then(|p| p["valueBoolean"].as_bool()) == Some(true)
+}
+
+/// The check names of the error issues, from `details.text`.
+fn failed_checks(answer: &Value) -> Vec<String> {
+    param(answer, "issues")
+        .and_then(|p| p["resource"]["issue"].as_array())
+        .into_iter()
+        .flatten()
+        .filter(|i| i["severity"] == "error")
+        .filter_map(|i| i["details"]["text"].as_str().map(str::to_string))
+        .collect()
+}
+
+async fn issue_dcc(identity: &SigningIdentity, iat: i64, exp: i64) -> String {
+    let dcc = json!({
+        "ver": "1.3.0",
+        "nam": {"fn": "Test", "fnt": "TEST", "gn": "Eve", "gnt": "EVE"},
+        "dob": "1990-01-01",
+        "v": [{"tg": "840539006", "vp": "1119349007", "mp": "EU/1/20/1528", "ma": "ORG-100030215",
+               "dn": 1, "sd": 2, "dt": "2021-06-01", "co": "XX", "is": "Test issuer",
+               "ci": "URN:UVCI:01:XX:TEST"}]
+    });
+    let claims = CwtClaims {
+        iss: "XX".into(),
+        iat,
+        exp,
+    };
+    hc1::issue(&HcertPayload::Dcc(dcc), &claims, identity)
+        .await
+        .expect("issue")
+}
+
+/// The three tamperings of the acceptance criteria, each with the check it must fail.
+fn tampered(hc1_text: &str) -> Vec<(&'static str, String, &'static str)> {
+    use coset::{CborSerializable, TaggedCborSerializable};
+    let cose = hc1::unpack(hc1_text).expect("unpack");
+    let parse = || {
+        coset::CoseSign1::from_tagged_slice(&cose)
+            .or_else(|_| coset::CoseSign1::from_slice(&cose))
+            .expect("COSE")
+    };
+    let mut out = Vec::new();
+
+    let mut s = parse();
+    s.signature[10] ^= 0x01;
+    out.push((
+        "signature byte",
+        hc1::pack(&s.to_tagged_vec().expect("cose")),
+        "signature",
+    ));
+
+    let mut s = parse();
+    if let Some(p) = s.payload.as_mut() {
+        // Inside the last text string (the UVCI): the CBOR stays well-formed.
+        let last = p.len() - 1;
+        p[last] ^= 0x01;
+    }
+    out.push((
+        "payload byte",
+        hc1::pack(&s.to_tagged_vec().expect("cose")),
+        "signature",
+    ));
+
+    let mut s = parse();
+    let mut kid = s.protected.header.key_id.clone();
+    if let Some(b) = kid.first_mut() {
+        *b ^= 0x01;
+    }
+    s.protected.header.key_id = kid;
+    s.protected.original_data = None;
+    out.push((
+        "kid byte",
+        hc1::pack(&s.to_tagged_vec().expect("cose")),
+        "unknown-signer",
+    ));
+    out
+}
+
+#[actix_web::test]
+async fn own_certificates_verify_and_tampering_names_the_check() {
+    let (app, identity) = start().await;
+    let now = 1_800_000_000;
+    let text = issue_dcc(&identity, now - 60, now + 86_400).await;
+    let at = json!({"name": "validationTime", "valueDateTime": ddcc_cert::rfc3339_utc(now)});
+
+    for path in ["/fhir/$verify-certificate", "/ddcc/verify"] {
+        let (status, answer) = post(&app, path, &request(&text, std::slice::from_ref(&at))).await;
+        assert_eq!(status, 200, "{answer}");
+        assert!(valid(&answer), "{answer}");
+        assert_eq!(
+            param(&answer, "kid").and_then(|p| p["valueString"].as_str()),
+            Some(identity.kid_b64().as_str())
+        );
+        let payload: Value = serde_json::from_str(
+            param(&answer, "payload")
+                .and_then(|p| p["valueString"].as_str())
+                .expect("payload"),
+        )
+        .expect("payload JSON");
+        assert_eq!(payload["v"][0]["ci"], "URN:UVCI:01:XX:TEST");
+        assert!(failed_checks(&answer).is_empty());
+    }
+
+    for (what, bad, check) in tampered(&text) {
+        let (status, answer) = post(
+            &app,
+            "/fhir/$verify-certificate",
+            &request(&bad, std::slice::from_ref(&at)),
+        )
+        .await;
+        assert_eq!(status, 200, "{what}: {answer}");
+        assert!(!valid(&answer), "{what} still verifies");
+        assert!(
+            failed_checks(&answer).iter().any(|c| c == check),
+            "{what}: expected {check}, got {:?}",
+            failed_checks(&answer)
+        );
+    }
+
+    // Clock outside iat..exp.
+    let late =
+        json!({"name": "validationTime", "valueInstant": ddcc_cert::rfc3339_utc(now + 2 * 86_400)});
+    let (_, answer) = post(&app, "/ddcc/verify", &request(&text, &[late])).await;
+    assert_eq!(failed_checks(&answer), ["expired"]);
+    // Before iat but inside the DSC's validity (a clock before the DSC would also
+    // fail dsc-validity).
+    let before_iat = ddcc_cert::rfc3339_utc(now - 3600).replace('Z', "+00:00");
+    let early = json!({"name": "validationTime", "valueDateTime": before_iat});
+    let (_, answer) = post(&app, "/ddcc/verify", &request(&text, &[early])).await;
+    assert_eq!(failed_checks(&answer), ["not-yet-valid"]);
+}
+
+#[actix_web::test]
+async fn trusted_certificates_replace_the_default_trust() {
+    let (app, identity) = start().await;
+    let now = 1_800_000_000;
+    let text = issue_dcc(&identity, now - 60, now + 60).await;
+    let at = json!({"name": "validationTime", "valueDateTime": ddcc_cert::rfc3339_utc(now)});
+    let der_b64 = base64::engine::general_purpose::STANDARD.encode(&identity.dsc_der);
+    for cert in [identity.dsc_pem(), der_b64] {
+        let trusted = json!({"name": "trustedCertificate", "valueString": cert});
+        let (status, answer) = post(
+            &app,
+            "/fhir/$verify-certificate",
+            &request(&text, &[at.clone(), trusted]),
+        )
+        .await;
+        assert_eq!(status, 200, "{answer}");
+        assert!(valid(&answer), "{answer}");
+    }
+    let foreign = json!({"name": "trustedCertificate", "valueString": FOREIGN_DSC});
+    let (_, answer) = post(
+        &app,
+        "/fhir/$verify-certificate",
+        &request(&text, &[at, foreign]),
+    )
+    .await;
+    assert_eq!(failed_checks(&answer), ["unknown-signer"]);
+}
+
+#[actix_web::test]
+async fn malformed_requests_and_inputs_never_500() {
+    let (app, _) = start().await;
+    for (body, status) in [
+        ("not json", 400),
+        ("[]", 400),
+        (r#"{"resourceType": "Patient"}"#, 400),
+        (r#"{"resourceType": "Parameters"}"#, 422),
+        (
+            r#"{"resourceType": "Parameters", "parameter": [{"name": "qr", "valueInteger": 1}]}"#,
+            422,
+        ),
+        (
+            &request(
+                "HC1:",
+                &[json!({"name": "validationTime", "valueDateTime": "yesterday"})],
+            ),
+            422,
+        ),
+        (
+            &request(
+                "HC1:",
+                &[json!({"name": "trustedCertificate", "valueString": "not a certificate"})],
+            ),
+            422,
+        ),
+        (
+            &request(
+                "HC1:",
+                &[json!({"name": "trustedCertificate", "valueString": "AAAA"})],
+            ),
+            422,
+        ),
+    ] {
+        let (got, answer) = post(&app, "/fhir/$verify-certificate", body).await;
+        assert_eq!(got, status, "{body}: {answer}");
+        assert_eq!(answer["resourceType"], "OperationOutcome", "{body}");
+    }
+    // Garbage of every layer is a verdict, not an HTTP error.
+    for (qr, check) in [
+        ("", "prefix"),
+        ("shc:/5676290952432060346029243740446031222959532654603460292540772804336028702864716745222809286133314564376531415906402203064504590856435503414245413640370636654171372412363803043756220467374075323239254334433260573601064529315312707424283950386922127667105845", "prefix"),
+        ("HC1:::::", "base45"),
+        ("HC1:6BFOXN*TS0BI$ZD4N9:9S6RCVN5+O30K3/XIV0W23NTDE", "decompression"),
+    ] {
+        let (status, answer) = post(&app, "/ddcc/verify", &request(qr, &[])).await;
+        assert_eq!(status, 200, "{qr}: {answer}");
+        assert!(!valid(&answer));
+        assert!(
+            failed_checks(&answer).iter().any(|c| c == check),
+            "{qr}: expected {check}, got {answer}"
+        );
+    }
+}
+
+/// Everything `$generateHealthCertificate` puts in a document's QR codes as HC1
+/// (`who` and `dcc`) verifies with the default trust, and fails when tampered.
+#[actix_web::test]
+async fn issued_documents_verify() {
+    let Some(shared) = shared() else { return };
+    let example = shared.join(
+        "conformance/ddcc-ig/examples/QuestionnaireResponse-DDCCVSQuestionnaireResponseExample.json",
+    );
+    let qr: Value =
+        serde_json::from_slice(&std::fs::read(example).expect("example")).expect("json");
+    let (app, _) = start().await;
+    let (status, doc) = post(
+        &app,
+        "/fhir/QuestionnaireResponse/$generateHealthCertificate",
+        &qr.to_string(),
+    )
+    .await;
+    assert_eq!(status, 200, "{doc}");
+    let mut seen = Vec::new();
+    for e in doc["entry"].as_array().into_iter().flatten() {
+        let r = &e["resource"];
+        if r["resourceType"] != "DocumentReference" {
+            continue;
+        }
+        let kind = r["type"]["coding"][0]["code"]
+            .as_str()
+            .or_else(|| r["category"][0]["coding"][0]["code"].as_str())
+            .unwrap_or("?")
+            .to_string();
+        if kind != "who" && kind != "dcc" {
+            continue;
+        }
+        let data = r["content"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|c| c["format"]["code"] == "serialized")
+            .and_then(|c| c["attachment"]["data"].as_str())
+            .expect("serialized content");
+        let text = String::from_utf8(
+            base64::engine::general_purpose::STANDARD
+                .decode(data)
+                .expect("base64"),
+        )
+        .expect("utf-8");
+        // Issued just now: the default clock (now) is inside iat..exp.
+        let (status, answer) = post(&app, "/fhir/$verify-certificate", &request(&text, &[])).await;
+        assert_eq!(status, 200, "{kind}: {answer}");
+        assert!(valid(&answer), "{kind}: {answer}");
+        for (what, bad, check) in tampered(&text) {
+            let (_, answer) = post(&app, "/fhir/$verify-certificate", &request(&bad, &[])).await;
+            assert!(!valid(&answer), "{kind} {what} still verifies");
+            assert!(
+                failed_checks(&answer).iter().any(|c| c == check),
+                "{kind} {what}: expected {check}, got {:?}",
+                failed_checks(&answer)
+            );
+        }
+        seen.push(kind);
+    }
+    seen.sort();
+    assert_eq!(seen, ["dcc", "who"]);
+}
