@@ -4,56 +4,12 @@
 //! the holder's name, birth date, identifier or HCID; a rolled-back ITI-65 leaves no
 //! success event (its failure is recorded instead) and none of its resources.
 
+mod service;
+
 use actix_web::http::header::CONTENT_TYPE;
 use actix_web::test::{self, TestRequest};
-use ddcc_mediator::config::Config;
-use ddcc_mediator::server;
-use ddcc_mediator::services::Services;
 use serde_json::{json, Value};
-use std::path::PathBuf;
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn shared() -> Option<PathBuf> {
-    let p = std::env::var_os("DDCC_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join("../shared"));
-    if p.is_dir() {
-        Some(p)
-    } else {
-        println!("SKIP: {} is absent", p.display());
-        None
-    }
-}
-
-fn config() -> Config {
-    let mut c = Config {
-        standalone: Some(true),
-        data_dir: std::env::temp_dir().join(format!(
-            "ddcc-audit-test-{}-{:x}",
-            std::process::id(),
-            fastrand::u64(..)
-        )),
-        ..Default::default()
-    };
-    c.ddcc.profiles_dir = root().join("fhir-profiles");
-    c
-}
-
-async fn app() -> impl actix_web::dev::Service<
-    actix_http::Request,
-    Response = actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>,
-    Error = actix_web::Error,
-> {
-    let cfg = config();
-    let services = Services::build_with_env(&cfg, |_| None)
-        .await
-        .expect("services");
-    let state = server::build_state(cfg, |b| services.install(b)).expect("state");
-    test::init_service(server::build_app(state, |_| {})).await
-}
+use service::{app, config, shared};
 
 const CLIENT: &str = "test-emr";
 const OPENHIM_TX: &str = "5f0c0ffee0000000000000aa";
@@ -147,7 +103,7 @@ async fn every_registry_interaction_is_audited_without_personal_data() {
         "identifier",
         json!({"valueString": person_id}),
     );
-    let app = app().await;
+    let app = app(config("audit")).await;
 
     // Issue and register.
     let (s, b) = call(
@@ -317,7 +273,7 @@ async fn every_registry_interaction_is_audited_without_personal_data() {
 /// its resources nor a success event, only a failure event.
 #[actix_web::test]
 async fn a_rolled_back_registration_leaves_no_success_event() {
-    let app = app().await;
+    let app = app(config("audit")).await;
     let bundle = |subject: &str| {
         json!({
             "resourceType": "Bundle",
@@ -431,7 +387,7 @@ async fn submit_health_event_audits_each_entry() {
         "request": {"method": "POST", "url": "QuestionnaireResponse/$generateHealthCertificate"},
         "resource": {"resourceType": "Parameters"},
     }]);
-    let app = app().await;
+    let app = app(config("audit")).await;
     let (s, b) = call(&app, "POST", "/fhir", Some(&mixed)).await;
     assert_eq!(s, 201, "{}", String::from_utf8_lossy(&b));
     let (_, b) = call(

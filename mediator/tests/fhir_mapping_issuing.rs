@@ -3,71 +3,16 @@
 //! `$transform` and StructureMap upload; `$generateHealthCertificate` and Submit
 //! Health Event, with every signature checked.
 
+mod service;
+
 use actix_web::http::header::CONTENT_TYPE;
 use actix_web::test::{self, TestRequest};
 use ddcc_cert::{bundle_sig, hc1, icao, shc, SigningIdentity};
-use ddcc_mediator::config::Config;
-use ddcc_mediator::server;
-use ddcc_mediator::services::Services;
 use serde_json::{json, Value};
-use std::path::PathBuf;
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn shared() -> Option<PathBuf> {
-    let p = std::env::var_os("DDCC_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join("../shared"));
-    if p.is_dir() {
-        Some(p)
-    } else {
-        println!("SKIP: {} is absent", p.display());
-        None
-    }
-}
+use service::{config, english_response, root, shared, start, Handles};
 
 fn read(p: &std::path::Path) -> Value {
     serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()
-}
-
-fn config() -> Config {
-    Config {
-        standalone: Some(true),
-        data_dir: std::env::temp_dir().join(format!(
-            "ddcc-issuing-test-{}-{:x}",
-            std::process::id(),
-            fastrand::u64(..)
-        )),
-        ddcc: ddcc_mediator::config::DdccConfig {
-            profiles_dir: root().join("fhir-profiles"),
-            ..Default::default()
-        },
-        ..Default::default()
-    }
-}
-
-/// The app plus the signing identity it uses, for checking signatures.
-async fn start(
-    cfg: Config,
-) -> (
-    impl actix_web::dev::Service<
-        actix_http::Request,
-        Response = actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>,
-        Error = actix_web::Error,
-    >,
-    SigningIdentity,
-) {
-    let services = Services::build_with_env(&cfg, |_| None)
-        .await
-        .expect("services");
-    let identity = services.signing.get().expect("local signer").identity;
-    let state = server::build_state(cfg, |b| services.install(b)).expect("state");
-    (
-        test::init_service(server::build_app(state, |_| {})).await,
-        identity,
-    )
 }
 
 async fn post_json(
@@ -91,11 +36,6 @@ async fn post_json(
         status,
         serde_json::from_slice(&bytes).unwrap_or(Value::Null),
     )
-}
-
-fn english_response() -> Option<Value> {
-    let s = shared()?;
-    Some(read(&s.join("conformance/ddcc-ig/examples/QuestionnaireResponse-DDCCVSQuestionnaireResponseExample.json")))
 }
 
 /// Every QR payload in the document (who and dcc HC1, SMART Health Card, ICAO
@@ -164,7 +104,7 @@ fn check_signed_document(doc: &Value, identity: &SigningIdentity) -> Vec<String>
 #[actix_web::test]
 async fn generate_for_both_editions_signs_everything() {
     let Some(qr) = english_response() else { return };
-    let (app, identity) = start(config()).await;
+    let (app, Handles { identity, .. }) = start(config("issuing")).await;
     for (label, questionnaire) in [
         (
             "1.0.0",
@@ -198,7 +138,7 @@ async fn nonconforming_responses_get_422_naming_each_link_id() {
     let Some(mut qr) = english_response() else {
         return;
     };
-    let (app, _) = start(config()).await;
+    let (app, _) = start(config("issuing")).await;
     let items = qr["item"].as_array_mut().unwrap();
     items.retain(|i| i["linkId"] != "lot" && i["linkId"] != "pha");
     for i in items.iter_mut() {
@@ -222,7 +162,7 @@ async fn nonconforming_responses_get_422_naming_each_link_id() {
 #[actix_web::test]
 async fn refusals_are_operation_outcomes() {
     let Some(qr) = english_response() else { return };
-    let (app, _) = start(config()).await;
+    let (app, _) = start(config("issuing")).await;
     let mut unknown = qr.clone();
     unknown["questionnaire"] = "http://example.org/Questionnaire/other".into();
     for (what, body, want) in [
@@ -249,7 +189,7 @@ async fn refusals_are_operation_outcomes() {
 #[actix_web::test]
 async fn submit_health_event_answers_each_entry_in_order() {
     let Some(s) = shared() else { return };
-    let (app, identity) = start(config()).await;
+    let (app, Handles { identity, .. }) = start(config("issuing")).await;
     let good = read(&s.join("conformance/ddcc-ig/examples/Bundle-DDCCTXSHEbundleexample1.json"));
     let mut mixed = good.clone();
     let first = mixed["entry"][0].clone();
@@ -291,7 +231,7 @@ async fn submit_health_event_answers_each_entry_in_order() {
 #[actix_web::test]
 async fn transform_like_matchbox() {
     let Some(qr) = english_response() else { return };
-    let (app, _) = start(config()).await;
+    let (app, _) = start(config("issuing")).await;
     let url = "/fhir/StructureMap/$transform?source=http://ddcc-mediator.org/fhir/StructureMap/QRespToDDCCCoreDataSetVS";
     let (status, cds) = post_json(&app, url, &qr).await;
     assert_eq!(status, 200, "{cds}");
@@ -312,7 +252,7 @@ async fn transform_like_matchbox() {
 
 #[actix_web::test]
 async fn upload_fml_then_use_it() {
-    let cfg = config();
+    let cfg = config("issuing");
     let (app, _) = start(cfg.clone()).await;
     let fml = r#"map "http://example.org/StructureMap/PatientName" = "PatientName"
 uses "http://hl7.org/fhir/StructureDefinition/Patient" alias Patient as source
@@ -387,7 +327,7 @@ group Copy(source src : Patient, target tgt : Patient) {
 
 #[actix_web::test]
 async fn dsc_is_served_for_verifiers() {
-    let (app, identity) = start(config()).await;
+    let (app, Handles { identity, .. }) = start(config("issuing")).await;
     let req = TestRequest::get().uri("/ddcc/dsc").to_request();
     let resp = test::call_service(&app, req).await;
     assert_eq!(resp.status().as_u16(), 200);

@@ -5,19 +5,15 @@
 //! library and `cryptography`; every QR PNG decoded back to its payload by zxing-cpp;
 //! the EU DCC payload against the EU DCC 1.3.0 JSON schema.
 
+mod service;
+
 use actix_web::http::header::CONTENT_TYPE;
 use actix_web::test::{self, TestRequest};
 use base64::Engine;
-use ddcc_mediator::config::{Config, DdccConfig};
-use ddcc_mediator::server;
-use ddcc_mediator::services::Services;
 use serde_json::Value;
+use service::{app, config, root, shared};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
 
 /// The verifiers' Python, or `None` (skip) when not installed and not required.
 fn python() -> Option<PathBuf> {
@@ -60,33 +56,13 @@ fn run(py: &Path, script: &str, args: &[&str]) -> Result<String, String> {
 
 #[actix_web::test]
 async fn everything_the_service_issues_verifies_independently() {
-    let shared = std::env::var_os("DDCC_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join("../shared"));
+    let Some(shared) = shared() else { return };
     let examples = shared.join("conformance/ddcc-ig/examples");
-    if !examples.is_dir() {
-        println!("SKIP: {} is absent", examples.display());
-        return;
-    }
     let Some(py) = python() else { return };
-    let work = std::env::temp_dir().join(format!(
-        "ddcc-independent-{}-{:x}",
-        std::process::id(),
-        fastrand::u64(..)
-    ));
+    let cfg = config("independent");
+    let work = cfg.data_dir.join("work");
     std::fs::create_dir_all(&work).unwrap();
-    let cfg = Config {
-        standalone: Some(true),
-        data_dir: work.join("data"),
-        ddcc: DdccConfig {
-            profiles_dir: root().join("fhir-profiles"),
-            ..Default::default()
-        },
-        ..Default::default()
-    };
-    let services = Services::build_with_env(&cfg, |_| None).await.unwrap();
-    let state = server::build_state(cfg, |b| services.install(b)).unwrap();
-    let app = test::init_service(server::build_app(state, |_| {})).await;
+    let app = app(cfg).await;
 
     let body = |path: &str| TestRequest::get().uri(path).to_request();
     let dsc = test::read_body(test::call_service(&app, body("/ddcc/dsc")).await).await;

@@ -4,9 +4,10 @@
 //! in one Folder holding both; `$getQRCode` serves the stored QR images as bytes; the
 //! registry routes refuse bad requests with OperationOutcomes.
 
+mod service;
+
 use actix_web::http::header::CONTENT_TYPE;
 use actix_web::test::{self, TestRequest};
-use ddcc_mediator::config::Config;
 use ddcc_mediator::registry::Registry;
 use ddcc_mediator::server;
 use ddcc_mediator::services::Services;
@@ -15,67 +16,8 @@ use ddcc_store::{
     TxRequest, TxResult,
 };
 use serde_json::{json, Value};
+use service::{app, config, english_response, start, Handles};
 use sha2::{Digest, Sha256};
-use std::path::PathBuf;
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn shared() -> Option<PathBuf> {
-    let p = std::env::var_os("DDCC_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join("../shared"));
-    if p.is_dir() {
-        Some(p)
-    } else {
-        println!("SKIP: {} is absent", p.display());
-        None
-    }
-}
-
-fn config() -> Config {
-    let mut c = Config {
-        standalone: Some(true),
-        data_dir: std::env::temp_dir().join(format!(
-            "ddcc-registry-test-{}-{:x}",
-            std::process::id(),
-            fastrand::u64(..)
-        )),
-        ..Default::default()
-    };
-    c.ddcc.profiles_dir = root().join("fhir-profiles");
-    c
-}
-
-async fn app() -> impl actix_web::dev::Service<
-    actix_http::Request,
-    Response = actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>,
-    Error = actix_web::Error,
-> {
-    app_and_store().await.0
-}
-
-/// The app and the store behind it, for checks HTTP cannot make (revocation records).
-async fn app_and_store() -> (
-    impl actix_web::dev::Service<
-        actix_http::Request,
-        Response = actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>,
-        Error = actix_web::Error,
-    >,
-    std::sync::Arc<Registry>,
-) {
-    let cfg = config();
-    let services = Services::build_with_env(&cfg, |_| None)
-        .await
-        .expect("services");
-    let registry = services.registry.clone();
-    let state = server::build_state(cfg, |b| services.install(b)).expect("state");
-    (
-        test::init_service(server::build_app(state, |_| {})).await,
-        registry,
-    )
-}
 
 async fn call(
     app: &impl actix_web::dev::Service<
@@ -112,14 +54,6 @@ fn json_of(bytes: &[u8]) -> Value {
     serde_json::from_slice(bytes).unwrap_or(Value::Null)
 }
 
-fn english_response() -> Option<Value> {
-    let s = shared()?;
-    let p = s.join(
-        "conformance/ddcc-ig/examples/QuestionnaireResponse-DDCCVSQuestionnaireResponseExample.json",
-    );
-    Some(serde_json::from_slice(&std::fs::read(p).expect("example")).expect("json"))
-}
-
 fn set_answer(response: &mut Value, link_id: &str, answer: Value) {
     let items = response["item"].as_array_mut().expect("items");
     let item = items
@@ -142,7 +76,7 @@ async fn resubmission_returns_the_issued_certificate_and_folders_collect_doses()
     };
     let hcid = format!("test-hcid-{:x}", fastrand::u64(..));
     set_answer(&mut response, "hcid", json!({"valueString": hcid}));
-    let app = app().await;
+    let app = app(config("registry")).await;
 
     let (s1, _, b1) = call(&app, "POST", GENERATE, Some(&response)).await;
     assert_eq!(s1, 200, "{}", String::from_utf8_lossy(&b1));
@@ -248,7 +182,7 @@ async fn get_qr_code_serves_stored_images_as_bytes() {
     let Some(response) = english_response() else {
         return;
     };
-    let app = app().await;
+    let app = app(config("registry")).await;
     let (s, _, _) = call(&app, "POST", GENERATE, Some(&response)).await;
     assert_eq!(s, 200);
     let (_, _, r) = call(&app, "GET", "/fhir/DocumentReference?_count=100", None).await;
@@ -306,7 +240,7 @@ async fn get_qr_code_serves_stored_images_as_bytes() {
 /// Bad requests are 4xx OperationOutcomes, and valid ones round-trip with versions.
 #[actix_web::test]
 async fn registry_routes_refuse_bad_requests() {
-    let app = app().await;
+    let app = app(config("registry")).await;
     let patient = json!({"resourceType": "Patient", "name": [{"family": "X"}]});
     let cases: Vec<(&str, &str, Option<Value>, u16)> = vec![
         ("POST", "/fhir/INVALIDTYPE", Some(patient.clone()), 404),
@@ -417,7 +351,7 @@ async fn revoke_retires_the_certificate_and_records_the_revocation() {
     };
     let hcid = format!("revoke-hcid-{:x}", fastrand::u64(..));
     set_answer(&mut response, "hcid", json!({"valueString": hcid}));
-    let (app, registry) = app_and_store().await;
+    let (app, Handles { registry, .. }) = start(config("registry")).await;
     let (s, _, b) = call(&app, "POST", GENERATE, Some(&response)).await;
     assert_eq!(s, 200, "{}", String::from_utf8_lossy(&b));
     let doc = json_of(&b);
@@ -608,7 +542,7 @@ async fn store_failure_is_503_and_a_held_event_is_409() {
     let Some(response) = english_response() else {
         return;
     };
-    let cfg = config();
+    let cfg = config("registry");
     let services = Services::build_with_env(&cfg, |_| None)
         .await
         .expect("services");

@@ -2,71 +2,18 @@
 //! against its own DSC; one flipped byte of signature, payload or kid fails with
 //! that check named; malformed requests are 4xx OperationOutcomes.
 
+mod service;
+
 use actix_web::http::header::CONTENT_TYPE;
 use actix_web::test::{self, TestRequest};
 use base64::Engine as _;
 use ddcc_cert::hc1::{self, CwtClaims, HcertPayload};
 use ddcc_cert::SigningIdentity;
-use ddcc_mediator::config::Config;
-use ddcc_mediator::server;
-use ddcc_mediator::services::Services;
 use serde_json::{json, Value};
-use std::path::PathBuf;
+use service::{config, shared, start, Handles};
 
 /// A foreign DSC: the EU test-data certificate of `common/CBO1` (Apache-2.0).
 const FOREIGN_DSC: &str = "MIIBWDCB/6ADAgECAgQoOO4mMAoGCCqGSM49BAMCMBAxDjAMBgNVBAMMBUVDLU1lMB4XDTIxMDUwMzE4MDAwMFoXDTIxMDYwMjE4MDAwMFowEDEOMAwGA1UEAwwFRUMtTWUwWTATBgcqhkjOPQIBBggqhkjOPQMBBwNCAASmmHPDcFBhynWMVX7tRPSc9a3FjQAgp0Utr2frSj9CccB1cvyIxhrox6SS6Myimy/wo2UQC6kOhjY99X2bvk/8o0cwRTAOBgNVHQ8BAf8EBAMCBaAwMwYDVR0lBCwwKgYMKwYBBAEAjjePZQEBBgwrBgEEAQCON49lAQIGDCsGAQQBAI43j2UBAzAKBggqhkjOPQQDAgNIADBFAiEA4UzWpCFaQesRaO3F1CmZg8PH+Y4L7WThECwIjEP/CqwCIFropZnITB9zP/zsNUDKkisQtD4D7WiRyyzO97kXWXO1";
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn shared() -> Option<PathBuf> {
-    let p = std::env::var_os("DDCC_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join("../shared"));
-    if p.is_dir() {
-        Some(p)
-    } else {
-        println!("SKIP: {} is absent", p.display());
-        None
-    }
-}
-
-fn config() -> Config {
-    Config {
-        standalone: Some(true),
-        data_dir: std::env::temp_dir().join(format!(
-            "ddcc-verify-test-{}-{:x}",
-            std::process::id(),
-            fastrand::u64(..)
-        )),
-        ddcc: ddcc_mediator::config::DdccConfig {
-            profiles_dir: root().join("fhir-profiles"),
-            ..Default::default()
-        },
-        ..Default::default()
-    }
-}
-
-async fn start() -> (
-    impl actix_web::dev::Service<
-        actix_http::Request,
-        Response = actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>,
-        Error = actix_web::Error,
-    >,
-    SigningIdentity,
-) {
-    let cfg = config();
-    let services = Services::build_with_env(&cfg, |_| None)
-        .await
-        .expect("services");
-    let identity = services.signing.get().expect("local signer").identity;
-    let state = server::build_state(cfg, |b| services.install(b)).expect("state");
-    (
-        test::init_service(server::build_app(state, |_| {})).await,
-        identity,
-    )
-}
 
 async fn post(
     app: &impl actix_web::dev::Service<
@@ -186,7 +133,7 @@ fn tampered(hc1_text: &str) -> Vec<(&'static str, String, &'static str)> {
 
 #[actix_web::test]
 async fn own_certificates_verify_and_tampering_names_the_check() {
-    let (app, identity) = start().await;
+    let (app, Handles { identity, .. }) = start(config("verify")).await;
     let now = 1_800_000_000;
     let text = issue_dcc(&identity, now - 60, now + 86_400).await;
     let at = json!({"name": "validationTime", "valueDateTime": ddcc_cert::rfc3339_utc(now)});
@@ -240,7 +187,7 @@ async fn own_certificates_verify_and_tampering_names_the_check() {
 
 #[actix_web::test]
 async fn trusted_certificates_replace_the_default_trust() {
-    let (app, identity) = start().await;
+    let (app, Handles { identity, .. }) = start(config("verify")).await;
     let now = 1_800_000_000;
     let text = issue_dcc(&identity, now - 60, now + 60).await;
     let at = json!({"name": "validationTime", "valueDateTime": ddcc_cert::rfc3339_utc(now)});
@@ -268,7 +215,7 @@ async fn trusted_certificates_replace_the_default_trust() {
 
 #[actix_web::test]
 async fn malformed_requests_and_inputs_never_500() {
-    let (app, _) = start().await;
+    let (app, _) = start(config("verify")).await;
     for (body, status) in [
         ("not json", 400),
         ("[]", 400),
@@ -331,7 +278,7 @@ async fn issued_documents_verify() {
     );
     let qr: Value =
         serde_json::from_slice(&std::fs::read(example).expect("example")).expect("json");
-    let (app, _) = start().await;
+    let (app, _) = start(config("verify")).await;
     let (status, doc) = post(
         &app,
         "/fhir/QuestionnaireResponse/$generateHealthCertificate",
