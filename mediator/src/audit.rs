@@ -228,7 +228,7 @@ impl Audit {
             "type": {"system": EVENT_TYPE, "code": "rest", "display": "Restful Operation"},
             "subtype": subtype,
             "action": self.action.code(),
-            "recorded": ddcc_cert::rfc3339_utc(crate::routes::mapping::now_unix()),
+            "recorded": ddcc_cert::rfc3339_utc(crate::now_unix()),
             "outcome": outcome_code(status),
             "outcomeDesc": desc,
             "agent": [agent, server],

@@ -24,3 +24,11 @@ pub use config::Config;
 pub use error::{ApiError, Issue};
 pub use openhim::{MediatorStatus, Orchestration, Recorder};
 pub use state::AppState;
+
+/// Seconds since the Unix epoch, the one clock reading the service takes.
+pub fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}

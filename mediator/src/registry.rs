@@ -434,7 +434,7 @@ where
         }
     };
     recorder.property("edition", issued.edition.clone());
-    let now = ddcc_cert::rfc3339_utc(crate::routes::mapping::now_unix());
+    let now = ddcc_cert::rfc3339_utc(crate::now_unix());
     let (mut entries, value) = registration(&issued, &now);
     // Audit (added for BALP): the event names every created entry by its fullUrl, which
     // the store resolves to `Type/id`, and commits (or not) with the registration.
@@ -672,7 +672,7 @@ pub async fn revoke_audited(
     if docref.resource.get("status").and_then(Value::as_str) == Some("entered-in-error") {
         return Ok(false);
     }
-    let now = ddcc_cert::rfc3339_utc(crate::routes::mapping::now_unix());
+    let now = ddcc_cert::rfc3339_utc(crate::now_unix());
     let mut entries = Vec::new();
     let retire = |stored: &ddcc_store::Stored, entries: &mut Vec<TxEntry>| {
         let mut r = stored.resource.clone();

@@ -10,8 +10,9 @@ use ddcc_issuing::issue::{IssueError, Issued, Issuer};
 use serde_json::{json, Value};
 
 use crate::error::{ApiError, Issue};
+use crate::now_unix;
 use crate::openhim::{Orchestration, Recorder};
-use crate::routes::mapping::{fhir_json, json_body, now_unix};
+use crate::routes::{fhir_json, json_body};
 use crate::services::{Signing, SigningSlot};
 use crate::state::AppState;
 

@@ -8,8 +8,10 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::error::{ApiError, Issue, FHIR_JSON};
+use crate::error::{ApiError, Issue};
 use crate::mapping::{MappingError, MappingService};
+use crate::now_unix;
+use crate::routes::{fhir_json, json_body};
 use crate::state::AppState;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -24,31 +26,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 
 fn service(state: &AppState) -> Result<std::sync::Arc<MappingService>, ApiError> {
     state.require::<MappingService>("mapping")
-}
-
-pub(crate) fn now_unix() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
-
-pub(crate) fn fhir_json(status: actix_web::http::StatusCode, body: &Value) -> HttpResponse {
-    HttpResponse::build(status)
-        .insert_header((header::CONTENT_TYPE, FHIR_JSON))
-        .body(body.to_string())
-}
-
-/// A JSON body of any `json` content type, with parse errors as 400 OperationOutcomes.
-pub(crate) fn json_body(body: &[u8]) -> Result<Value, ApiError> {
-    let v: Value = serde_json::from_slice(body)
-        .map_err(|e| ApiError::bad_request(format!("request body is not valid JSON: {e}")))?;
-    if !v.is_object() {
-        return Err(ApiError::bad_request(
-            "request body must be a JSON object (a FHIR resource)",
-        ));
-    }
-    Ok(v)
 }
 
 fn mapping_error(e: MappingError) -> ApiError {

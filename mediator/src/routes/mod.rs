@@ -3,7 +3,11 @@
 //! (see `crate::error`), take `AppState` and `Recorder` as extractors when they
 //! need them, and never build OpenHIM envelopes (the pipeline does).
 
-use actix_web::web;
+use actix_web::http::{header, StatusCode};
+use actix_web::{web, HttpResponse};
+use serde_json::Value;
+
+use crate::error::{ApiError, FHIR_JSON};
 
 pub mod issuing;
 pub mod mapping;
@@ -24,4 +28,24 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     // Feature modules plug in here, one line each, e.g.:
     //   cfg.configure(ddcc::configure);   // /ddcc/...  (DDCC operations)
     //   cfg.configure(fhir::configure);   // /fhir/...  (FHIR API: metadata, mapping, store)
+}
+
+// Shared by every route module: FHIR JSON in and out.
+
+pub(crate) fn fhir_json(status: StatusCode, body: &Value) -> HttpResponse {
+    HttpResponse::build(status)
+        .insert_header((header::CONTENT_TYPE, FHIR_JSON))
+        .body(body.to_string())
+}
+
+/// A JSON body of any `json` content type, with parse errors as 400 OperationOutcomes.
+pub(crate) fn json_body(body: &[u8]) -> Result<Value, ApiError> {
+    let v: Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("request body is not valid JSON: {e}")))?;
+    if !v.is_object() {
+        return Err(ApiError::bad_request(
+            "request body must be a JSON object (a FHIR resource)",
+        ));
+    }
+    Ok(v)
 }

@@ -14,7 +14,7 @@ use crate::audit::{Action, Audit};
 use crate::error::{ApiError, Issue};
 use crate::openhim::Recorder;
 use crate::registry::{store_error, Registry, MHD_LIST_TYPES};
-use crate::routes::mapping::{fhir_json, json_body};
+use crate::routes::{fhir_json, json_body};
 use crate::state::AppState;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -890,7 +890,7 @@ async fn metadata(state: AppState, req: HttpRequest) -> Result<HttpResponse, Api
     let cs = json!({
         "resourceType": "CapabilityStatement",
         "status": "active",
-        "date": ddcc_cert::rfc3339_utc(crate::routes::mapping::now_unix()),
+        "date": ddcc_cert::rfc3339_utc(crate::now_unix()),
         "kind": "instance",
         "software": {"name": "ddcc-mediator", "version": env!("CARGO_PKG_VERSION")},
         "implementation": {"description": "DDCC issuing, mapping, validation and registry", "url": base},

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::error::ApiError;
-use crate::routes::mapping::{fhir_json, json_body};
+use crate::routes::{fhir_json, json_body};
 use crate::state::AppState;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {

@@ -9,7 +9,8 @@ use ddcc_verify::{verify_hc1, CheckKind, TrustList, Verification};
 use serde_json::{json, Value};
 
 use crate::error::{ApiError, Issue};
-use crate::routes::mapping::{fhir_json, json_body, now_unix};
+use crate::now_unix;
+use crate::routes::{fhir_json, json_body};
 use crate::state::AppState;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
