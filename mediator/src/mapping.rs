@@ -3,6 +3,7 @@
 //! directory so they survive a restart. Reads take a snapshot (`Arc`), uploads swap
 //! in a new registry: a request never waits for an upload, and never re-parses a map.
 
+use sha2::Digest;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
@@ -197,7 +198,7 @@ fn persist_fml(dir: &Path, sm: &Value, text: &str) -> Result<(), MappingError> {
         .map(str::to_string)
         .unwrap_or_else(|| {
             let url = sm.get("url").and_then(Value::as_str).unwrap_or_default();
-            format!("{:016x}", fxhash(url))
+            hex::encode(&sha2::Sha256::digest(url.as_bytes())[..8])
         });
     let safe: String = id
         .chars()
@@ -214,13 +215,6 @@ fn persist_fml(dir: &Path, sm: &Value, text: &str) -> Result<(), MappingError> {
     std::fs::write(&tmp, text).map_err(|e| MappingError::Persist(e.to_string()))?;
     std::fs::rename(&tmp, dir.join(format!("{safe}.fml")))
         .map_err(|e| MappingError::Persist(e.to_string()))
-}
-
-fn fxhash(s: &str) -> u64 {
-    // FNV-1a: a stable file name, not a security property.
-    s.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3)
-    })
 }
 
 impl Mapper for MappingService {

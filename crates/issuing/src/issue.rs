@@ -413,17 +413,11 @@ fn unix_of_date(date: &str) -> Option<i64> {
     if !questionnaire::is_fhir_date(date) || date.len() != 10 {
         return None;
     }
-    let y: i64 = date[0..4].parse().ok()?;
-    let m: i64 = date[5..7].parse().ok()?;
-    let d: i64 = date[8..10].parse().ok()?;
-    // Days from civil (Howard Hinnant).
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    Some((era * 146_097 + doe - 719_468) * 86_400)
+    let month = time::Month::try_from(date[5..7].parse::<u8>().ok()?).ok()?;
+    let day =
+        time::Date::from_calendar_date(date[0..4].parse().ok()?, month, date[8..10].parse().ok()?)
+            .ok()?;
+    Some(day.midnight().assume_utc().unix_timestamp())
 }
 
 fn entries(document: &Value) -> impl Iterator<Item = &Value> {
