@@ -36,6 +36,9 @@ python3 tools/derive-rc2-map.py --check
 step "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
 
+step "cargo deny (licences, bans, sources; advisories where the database is reachable)"
+bash tests/tools/cargo-deny.sh
+
 step "compliance harness self-test"
 python3 -m unittest discover -s tests/compliance -p 'test_*.py'
 
