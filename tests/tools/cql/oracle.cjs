@@ -82,6 +82,8 @@ async function main() {
     ])),
   );
   const out = {};
+  // Loading the FHIR model info is the runner's main cost: once, reset per patient.
+  const source = cqlfhir.PatientSource.FHIRv401();
   for (const [caseName, bundlePath] of Object.entries(job.cases)) {
     const bundle = readJson(bundlePath);
     out[caseName] = {};
@@ -94,7 +96,7 @@ async function main() {
         }
         const library = new cql.Library(elm, new cql.Repository(deps));
         const executor = new cql.Executor(library, codeService);
-        const source = cqlfhir.PatientSource.FHIRv401();
+        source.reset();
         source.loadBundles([bundle]);
         const results = await executor.exec(source);
         const ids = Object.keys(results.patientResults);
