@@ -150,7 +150,12 @@ impl ElmLibrary {
                 || d.get("operand").is_some();
             if is_function {
                 let mut operands = Vec::new();
-                for o in d.get("operand").and_then(Value::as_array).into_iter().flatten() {
+                for o in d
+                    .get("operand")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
                     operands.push((
                         required(o, "name", "function operand")?,
                         o.get("operandTypeSpecifier").cloned(),
@@ -159,13 +164,16 @@ impl ElmLibrary {
                 let external = d.get("external").and_then(Value::as_bool) == Some(true);
                 out.functions.entry(name).or_default().push(FunctionDef {
                     operands,
-                    body: if external { None } else { d.get("expression").cloned() },
+                    body: if external {
+                        None
+                    } else {
+                        d.get("expression").cloned()
+                    },
                 });
             } else {
-                let body = d
-                    .get("expression")
-                    .cloned()
-                    .ok_or_else(|| CqlError::Elm(format!("definition {name} without expression")))?;
+                let body = d.get("expression").cloned().ok_or_else(|| {
+                    CqlError::Elm(format!("definition {name} without expression"))
+                })?;
                 out.expressions.push((name, body));
             }
         }
@@ -173,7 +181,7 @@ impl ElmLibrary {
     }
 
     /// Reads ELM JSON text.
-    pub fn from_str(text: &str) -> Result<ElmLibrary, CqlError> {
+    pub fn parse(text: &str) -> Result<ElmLibrary, CqlError> {
         let v: Value =
             serde_json::from_str(text).map_err(|e| CqlError::Elm(format!("not JSON: {e}")))?;
         ElmLibrary::from_json(&v)

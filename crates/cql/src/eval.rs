@@ -22,7 +22,7 @@ use std::sync::Arc;
 
 /// Nesting bound for expression evaluation (ELM trees, function calls, definitions
 /// referring to definitions).
-pub const MAX_DEPTH: usize = 256;
+pub const MAX_DEPTH: usize = 100;
 /// Bound on evaluated nodes per evaluation: a small rule over a certificate needs a
 /// few thousand; a hostile library must not run unbounded.
 pub const MAX_STEPS: u64 = 2_000_000;
@@ -77,14 +77,25 @@ pub fn evaluate(
 }
 
 /// Evaluates one definition (and what it depends on).
+///
+/// The patient context is established first, as a full evaluation would: data that is
+/// not one patient's (two Patient resources) fails every expression, not only those
+/// that mention the Patient.
 pub fn evaluate_expression(
     library: &ElmLibrary,
     name: &str,
     data: &PatientData,
     params: &EvalParams<'_>,
 ) -> Result<CqlValue, CqlError> {
-    Engine::new(library, data, params).expression_ref(library, name, 0)
+    let engine = Engine::new(library, data, params);
+    if library.expression(CONTEXT_PATIENT).is_some() {
+        engine.expression_ref(library, CONTEXT_PATIENT, 0)?;
+    }
+    engine.expression_ref(library, name, 0)
 }
+
+/// The definition the translator writes for `context Patient`.
+const CONTEXT_PATIENT: &str = "Patient";
 
 /// Bound names in scope: query aliases, let clauses, function operands.
 struct Scope<'s> {
@@ -143,7 +154,11 @@ impl<'a> Engine<'a> {
         }
     }
 
-    fn library(&self, from: &'a ElmLibrary, alias: Option<&str>) -> Result<&'a ElmLibrary, CqlError> {
+    fn library(
+        &self,
+        from: &'a ElmLibrary,
+        alias: Option<&str>,
+    ) -> Result<&'a ElmLibrary, CqlError> {
         let Some(alias) = alias else { return Ok(from) };
         let include = from
             .includes
@@ -160,7 +175,12 @@ impl<'a> Engine<'a> {
             .ok_or_else(|| CqlError::MissingLibrary(include.path.clone()))
     }
 
-    fn expression_ref(&self, lib: &'a ElmLibrary, name: &str, depth: usize) -> Result<CqlValue, CqlError> {
+    fn expression_ref(
+        &self,
+        lib: &'a ElmLibrary,
+        name: &str,
+        depth: usize,
+    ) -> Result<CqlValue, CqlError> {
         let key = (lib.name.clone(), name.to_string());
         if let Some(v) = self.cache.borrow().get(&key) {
             return Ok(v.clone());
@@ -185,14 +205,26 @@ impl<'a> Engine<'a> {
         scope: Option<&Scope<'_>>,
         depth: usize,
     ) -> Result<Vec<CqlValue>, CqlError> {
-        nodes.iter().map(|n| self.eval(lib, n, scope, depth)).collect()
+        nodes
+            .iter()
+            .map(|n| self.eval(lib, n, scope, depth))
+            .collect()
     }
 
-    fn unary(&self, lib: &'a ElmLibrary, node: &Value, scope: Option<&Scope<'_>>, depth: usize) -> Result<CqlValue, CqlError> {
+    fn unary(
+        &self,
+        lib: &'a ElmLibrary,
+        node: &Value,
+        scope: Option<&Scope<'_>>,
+        depth: usize,
+    ) -> Result<CqlValue, CqlError> {
         let ops = operands(node);
         match ops.as_slice() {
             [one] => self.eval(lib, one, scope, depth),
-            _ => Err(CqlError::Elm(format!("{} needs one operand", node_type(node)))),
+            _ => Err(CqlError::Elm(format!(
+                "{} needs one operand",
+                node_type(node)
+            ))),
         }
     }
 
@@ -205,19 +237,38 @@ impl<'a> Engine<'a> {
     ) -> Result<(CqlValue, CqlValue), CqlError> {
         let ops = operands(node);
         match ops.as_slice() {
-            [a, b] => Ok((self.eval(lib, a, scope, depth)?, self.eval(lib, b, scope, depth)?)),
-            _ => Err(CqlError::Elm(format!("{} needs two operands", node_type(node)))),
+            [a, b] => Ok((
+                self.eval(lib, a, scope, depth)?,
+                self.eval(lib, b, scope, depth)?,
+            )),
+            _ => Err(CqlError::Elm(format!(
+                "{} needs two operands",
+                node_type(node)
+            ))),
         }
     }
 
-    fn sub(&self, lib: &'a ElmLibrary, node: &Value, key: &str, scope: Option<&Scope<'_>>, depth: usize) -> Result<CqlValue, CqlError> {
+    fn sub(
+        &self,
+        lib: &'a ElmLibrary,
+        node: &Value,
+        key: &str,
+        scope: Option<&Scope<'_>>,
+        depth: usize,
+    ) -> Result<CqlValue, CqlError> {
         match node.get(key) {
             Some(n) => self.eval(lib, n, scope, depth),
             None => Err(CqlError::Elm(format!("{} without {key}", node_type(node)))),
         }
     }
 
-    fn eval(&self, lib: &'a ElmLibrary, node: &Value, scope: Option<&Scope<'_>>, depth: usize) -> Result<CqlValue, CqlError> {
+    fn eval(
+        &self,
+        lib: &'a ElmLibrary,
+        node: &Value,
+        scope: Option<&Scope<'_>>,
+        depth: usize,
+    ) -> Result<CqlValue, CqlError> {
         if depth > MAX_DEPTH {
             return Err(CqlError::Limit("expression nesting too deep".into()));
         }
@@ -227,9 +278,34 @@ impl<'a> Engine<'a> {
         }
         self.steps.set(steps);
         let d = depth + 1;
-        use CqlValue as V;
         let t = node_type(node);
-        Ok(match t {
+        for group in [
+            Self::eval_core,
+            Self::eval_logic,
+            Self::eval_compare,
+            Self::eval_lists,
+            Self::eval_types,
+            Self::eval_terminology,
+            Self::eval_arith,
+        ] {
+            if let Some(v) = group(self, lib, node, scope, d, t)? {
+                return Ok(v);
+            }
+        }
+        Err(CqlError::Unsupported(format!("ELM node {t:?}")))
+    }
+
+    #[inline(never)]
+    fn eval_core(
+        &self,
+        lib: &'a ElmLibrary,
+        node: &Value,
+        scope: Option<&Scope<'_>>,
+        d: usize,
+        t: &str,
+    ) -> Result<Option<CqlValue>, CqlError> {
+        use CqlValue as V;
+        Ok(Some(match t {
             "Null" => V::Null,
             "Literal" => literal(node)?,
             "ExpressionRef" => {
@@ -281,13 +357,33 @@ impl<'a> Engine<'a> {
             }
             "Tuple" => {
                 let mut out = BTreeMap::new();
-                for el in node.get("element").and_then(Value::as_array).into_iter().flatten() {
+                for el in node
+                    .get("element")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
                     let name = str_field(el, "name")?;
                     out.insert(name.to_string(), self.sub(lib, el, "value", scope, d)?);
                 }
                 V::Tuple(out)
             }
             "Instance" => self.instance(lib, node, scope, d)?,
+            _ => return Ok(None),
+        }))
+    }
+
+    #[inline(never)]
+    fn eval_logic(
+        &self,
+        lib: &'a ElmLibrary,
+        node: &Value,
+        scope: Option<&Scope<'_>>,
+        d: usize,
+        t: &str,
+    ) -> Result<Option<CqlValue>, CqlError> {
+        use CqlValue as V;
+        Ok(Some(match t {
             // Logic, three-valued.
             "And" => {
                 let (a, b) = self.binary(lib, node, scope, d)?;
@@ -330,9 +426,11 @@ impl<'a> Engine<'a> {
                     match v {
                         V::Null => {}
                         V::List(items) if operands(node).len() == 1 => {
-                            return Ok(items.into_iter().find(|i| !i.is_null()).unwrap_or(V::Null));
+                            return Ok(Some(
+                                items.into_iter().find(|i| !i.is_null()).unwrap_or(V::Null),
+                            ));
                         }
-                        other => return Ok(other),
+                        other => return Ok(Some(other)),
                     }
                 }
                 V::Null
@@ -345,6 +443,21 @@ impl<'a> Engine<'a> {
                 }
             }
             "Case" => self.case(lib, node, scope, d)?,
+            _ => return Ok(None),
+        }))
+    }
+
+    #[inline(never)]
+    fn eval_compare(
+        &self,
+        lib: &'a ElmLibrary,
+        node: &Value,
+        scope: Option<&Scope<'_>>,
+        d: usize,
+        t: &str,
+    ) -> Result<Option<CqlValue>, CqlError> {
+        use CqlValue as V;
+        Ok(Some(match t {
             // Comparison.
             "Equal" => {
                 let (a, b) = self.binary(lib, node, scope, d)?;
@@ -371,6 +484,21 @@ impl<'a> Engine<'a> {
                     }))
                 }
             }
+            _ => return Ok(None),
+        }))
+    }
+
+    #[inline(never)]
+    fn eval_lists(
+        &self,
+        lib: &'a ElmLibrary,
+        node: &Value,
+        scope: Option<&Scope<'_>>,
+        d: usize,
+        t: &str,
+    ) -> Result<Option<CqlValue>, CqlError> {
+        use CqlValue as V;
+        Ok(Some(match t {
             // Lists and aggregates.
             "Exists" => match self.unary(lib, node, scope, d)? {
                 V::List(items) => V::Boolean(items.iter().any(|i| !i.is_null())),
@@ -422,7 +550,11 @@ impl<'a> Engine<'a> {
             },
             "First" | "Last" => match self.sub(lib, node, "source", scope, d)? {
                 V::List(items) => {
-                    let pick = if t == "First" { items.first() } else { items.last() };
+                    let pick = if t == "First" {
+                        items.first()
+                    } else {
+                        items.last()
+                    };
                     pick.cloned().unwrap_or(V::Null)
                 }
                 _ => V::Null,
@@ -459,7 +591,9 @@ impl<'a> Engine<'a> {
             "Union" => {
                 let (a, b) = self.binary(lib, node, scope, d)?;
                 match (a, b) {
-                    (V::List(x), V::List(y)) => V::List(dedup_nulls(distinct(x.into_iter().chain(y).collect()))),
+                    (V::List(x), V::List(y)) => {
+                        V::List(dedup_nulls(distinct(x.into_iter().chain(y).collect())))
+                    }
                     (V::List(x), V::Null) | (V::Null, V::List(x)) => V::List(x),
                     (V::Null, V::Null) => {
                         let list_typed = operands(node).iter().any(|o| {
@@ -506,6 +640,21 @@ impl<'a> Engine<'a> {
                     _ => return Err(CqlError::Unsupported("In on intervals".into())),
                 }
             }
+            _ => return Ok(None),
+        }))
+    }
+
+    #[inline(never)]
+    fn eval_types(
+        &self,
+        lib: &'a ElmLibrary,
+        node: &Value,
+        scope: Option<&Scope<'_>>,
+        d: usize,
+        t: &str,
+    ) -> Result<Option<CqlValue>, CqlError> {
+        use CqlValue as V;
+        Ok(Some(match t {
             // Types and conversions.
             "Is" => {
                 let v = self.unary(lib, node, scope, d)?;
@@ -529,7 +678,12 @@ impl<'a> Engine<'a> {
                 _ => V::Null,
             },
             "ToDecimal" => match self.unary(lib, node, scope, d)? {
-                V::String(s) => s.trim().parse::<f64>().ok().filter(|f| f.is_finite()).map_or(V::Null, V::Decimal),
+                V::String(s) => s
+                    .trim()
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|f| f.is_finite())
+                    .map_or(V::Null, V::Decimal),
                 V::Integer(i) => V::Decimal(i as f64),
                 V::Decimal(x) => V::Decimal(x),
                 V::Boolean(b) => V::Decimal(if b { 1.0 } else { 0.0 }),
@@ -542,7 +696,11 @@ impl<'a> Engine<'a> {
                 V::Integer(i) => V::String(i.to_string()),
                 V::Decimal(x) => V::String(x.to_string()),
                 V::Date(x) | V::DateTime(x) => V::String(x.to_string()),
-                _ => return Err(CqlError::Unsupported("ToString of a structured value".into())),
+                _ => {
+                    return Err(CqlError::Unsupported(
+                        "ToString of a structured value".into(),
+                    ))
+                }
             },
             "ToBoolean" => match self.unary(lib, node, scope, d)? {
                 V::String(s) => match s.to_lowercase().as_str() {
@@ -594,6 +752,21 @@ impl<'a> Engine<'a> {
                 V::Concept(c) => V::Concept(c),
                 _ => return Err(CqlError::Type("ToConcept of a non-code".into())),
             },
+            _ => return Ok(None),
+        }))
+    }
+
+    #[inline(never)]
+    fn eval_terminology(
+        &self,
+        lib: &'a ElmLibrary,
+        node: &Value,
+        scope: Option<&Scope<'_>>,
+        d: usize,
+        t: &str,
+    ) -> Result<Option<CqlValue>, CqlError> {
+        use CqlValue as V;
+        Ok(Some(match t {
             // Terminology.
             "CodeSystemRef" => {
                 let target = self.library(lib, node.get("libraryName").and_then(Value::as_str))?;
@@ -604,7 +777,10 @@ impl<'a> Engine<'a> {
                     .ok_or_else(|| CqlError::Elm(format!("no codesystem {name}")))?;
                 V::Tuple(BTreeMap::from([
                     ("id".to_string(), V::String(cs.id.clone())),
-                    ("version".to_string(), cs.version.clone().map_or(V::Null, V::String)),
+                    (
+                        "version".to_string(),
+                        cs.version.clone().map_or(V::Null, V::String),
+                    ),
                 ]))
             }
             "CodeRef" => {
@@ -619,7 +795,10 @@ impl<'a> Engine<'a> {
                     .get(name)
                     .ok_or_else(|| CqlError::Elm(format!("no concept {name}")))?;
                 V::Concept(Concept {
-                    codes: codes.iter().map(|c| code_ref(target, c)).collect::<Result<_, _>>()?,
+                    codes: codes
+                        .iter()
+                        .map(|c| code_ref(target, c))
+                        .collect::<Result<_, _>>()?,
                     display: display.clone(),
                 })
             }
@@ -629,7 +808,12 @@ impl<'a> Engine<'a> {
                     .and_then(|s| s.get("name"))
                     .and_then(Value::as_str)
                     .ok_or_else(|| CqlError::Elm("Code without system".into()))?;
-                let target = self.library(lib, node.get("system").and_then(|s| s.get("libraryName")).and_then(Value::as_str))?;
+                let target = self.library(
+                    lib,
+                    node.get("system")
+                        .and_then(|s| s.get("libraryName"))
+                        .and_then(Value::as_str),
+                )?;
                 let cs = target
                     .code_systems
                     .get(system_name)
@@ -638,7 +822,10 @@ impl<'a> Engine<'a> {
                     code: Some(str_field(node, "code")?.to_string()),
                     system: Some(cs.id.clone()),
                     version: cs.version.clone(),
-                    display: node.get("display").and_then(Value::as_str).map(String::from),
+                    display: node
+                        .get("display")
+                        .and_then(Value::as_str)
+                        .map(String::from),
                 })
             }
             "ValueSetRef" => {
@@ -654,12 +841,15 @@ impl<'a> Engine<'a> {
                 })
             }
             "InValueSet" | "AnyInValueSet" => {
-                let code = self.sub(lib, node, "code", scope, d).or_else(|_| self.unary(lib, node, scope, d))?;
+                let code = self
+                    .sub(lib, node, "code", scope, d)
+                    .or_else(|_| self.unary(lib, node, scope, d))?;
                 let vs = match node.get("valueset") {
                     Some(n) if n.get("type").is_some() => self.eval(lib, n, scope, d)?,
                     Some(n) => {
                         let name = str_field(n, "name")?;
-                        let target = self.library(lib, n.get("libraryName").and_then(Value::as_str))?;
+                        let target =
+                            self.library(lib, n.get("libraryName").and_then(Value::as_str))?;
                         let vs = target
                             .value_sets
                             .get(name)
@@ -677,6 +867,21 @@ impl<'a> Engine<'a> {
                     _ => return Err(CqlError::Type("InValueSet without a value set".into())),
                 }
             }
+            _ => return Ok(None),
+        }))
+    }
+
+    #[inline(never)]
+    fn eval_arith(
+        &self,
+        lib: &'a ElmLibrary,
+        node: &Value,
+        scope: Option<&Scope<'_>>,
+        d: usize,
+        t: &str,
+    ) -> Result<Option<CqlValue>, CqlError> {
+        use CqlValue as V;
+        Ok(Some(match t {
             // Arithmetic the rules use.
             "Add" => {
                 let (a, b) = self.binary(lib, node, scope, d)?;
@@ -703,11 +908,17 @@ impl<'a> Engine<'a> {
                 V::List(items) => V::Integer(items.len() as i64),
                 _ => V::Null,
             },
-            other => return Err(CqlError::Unsupported(format!("ELM node {other:?}"))),
-        })
+            _ => return Ok(None),
+        }))
     }
 
-    fn function_ref(&self, lib: &'a ElmLibrary, node: &Value, scope: Option<&Scope<'_>>, d: usize) -> Result<CqlValue, CqlError> {
+    fn function_ref(
+        &self,
+        lib: &'a ElmLibrary,
+        node: &Value,
+        scope: Option<&Scope<'_>>,
+        d: usize,
+    ) -> Result<CqlValue, CqlError> {
         let name = str_field(node, "name")?;
         let alias = node.get("libraryName").and_then(Value::as_str);
         let args = self.eval_all(lib, &operands(node), scope, d)?;
@@ -746,7 +957,13 @@ impl<'a> Engine<'a> {
     }
 
     /// Evaluates `body` with `frames` chained as its scope.
-    fn eval_in_frames(&self, lib: &'a ElmLibrary, body: &Value, frames: Vec<Scope<'_>>, d: usize) -> Result<CqlValue, CqlError> {
+    fn eval_in_frames(
+        &self,
+        lib: &'a ElmLibrary,
+        body: &Value,
+        frames: Vec<Scope<'_>>,
+        d: usize,
+    ) -> Result<CqlValue, CqlError> {
         fn go<'e, 's>(
             engine: &Engine<'e>,
             lib: &'e ElmLibrary,
@@ -770,11 +987,25 @@ impl<'a> Engine<'a> {
         go(self, lib, body, frames.into_iter(), None, d)
     }
 
-    fn instance(&self, lib: &'a ElmLibrary, node: &Value, scope: Option<&Scope<'_>>, d: usize) -> Result<CqlValue, CqlError> {
+    fn instance(
+        &self,
+        lib: &'a ElmLibrary,
+        node: &Value,
+        scope: Option<&Scope<'_>>,
+        d: usize,
+    ) -> Result<CqlValue, CqlError> {
         let class = str_field(node, "classType")?;
         let mut fields = BTreeMap::new();
-        for el in node.get("element").and_then(Value::as_array).into_iter().flatten() {
-            fields.insert(str_field(el, "name")?.to_string(), self.sub(lib, el, "value", scope, d)?);
+        for el in node
+            .get("element")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            fields.insert(
+                str_field(el, "name")?.to_string(),
+                self.sub(lib, el, "value", scope, d)?,
+            );
         }
         let s = |f: &mut BTreeMap<String, CqlValue>, k: &str| match f.remove(k) {
             Some(CqlValue::String(x)) => Some(x),
@@ -807,12 +1038,23 @@ impl<'a> Engine<'a> {
         })
     }
 
-    fn case(&self, lib: &'a ElmLibrary, node: &Value, scope: Option<&Scope<'_>>, d: usize) -> Result<CqlValue, CqlError> {
+    fn case(
+        &self,
+        lib: &'a ElmLibrary,
+        node: &Value,
+        scope: Option<&Scope<'_>>,
+        d: usize,
+    ) -> Result<CqlValue, CqlError> {
         let comparand = match node.get("comparand") {
             Some(c) => Some(self.eval(lib, c, scope, d)?),
             None => None,
         };
-        for item in node.get("caseItem").and_then(Value::as_array).into_iter().flatten() {
+        for item in node
+            .get("caseItem")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
             let when = self.sub(lib, item, "when", scope, d)?;
             let hit = match &comparand {
                 Some(c) => value::equal(c, &when) == Some(true),
@@ -828,13 +1070,21 @@ impl<'a> Engine<'a> {
         }
     }
 
-    fn retrieve(&self, lib: &'a ElmLibrary, node: &Value, scope: Option<&Scope<'_>>, d: usize) -> Result<CqlValue, CqlError> {
+    fn retrieve(
+        &self,
+        lib: &'a ElmLibrary,
+        node: &Value,
+        scope: Option<&Scope<'_>>,
+        d: usize,
+    ) -> Result<CqlValue, CqlError> {
         let data_type = str_field(node, "dataType")?;
         let resource_type = data_type
             .strip_prefix(FHIR_NS)
             .ok_or_else(|| CqlError::Unsupported(format!("retrieve of {data_type}")))?;
         if !fml::model::r4().is_resource(resource_type) {
-            return Err(CqlError::Elm(format!("retrieve of {resource_type}, not an R4 resource")));
+            return Err(CqlError::Elm(format!(
+                "retrieve of {resource_type}, not an R4 resource"
+            )));
         }
         let records: Vec<CqlValue> = self
             .data
@@ -892,7 +1142,16 @@ impl<'a> Engine<'a> {
         Ok(false)
     }
 
-    fn query(&self, lib: &'a ElmLibrary, node: &Value, scope: Option<&Scope<'_>>, d: usize) -> Result<CqlValue, CqlError> {
+    fn query(
+        &self,
+        lib: &'a ElmLibrary,
+        node: &Value,
+        scope: Option<&Scope<'_>>,
+        d: usize,
+    ) -> Result<CqlValue, CqlError> {
+        // A query level costs several frames (sources, scopes, clauses): it counts as
+        // four levels of nesting so the bound holds for the stack, not just the tree.
+        let d = d + 3;
         let sources = node
             .get("source")
             .and_then(Value::as_array)
@@ -916,7 +1175,10 @@ impl<'a> Engine<'a> {
                 other => vec![other],
             })
             .collect();
-        let lets = node.get("let").and_then(Value::as_array).map_or(&[][..], Vec::as_slice);
+        let lets = node
+            .get("let")
+            .and_then(Value::as_array)
+            .map_or(&[][..], Vec::as_slice);
         let relationships = node
             .get("relationship")
             .and_then(Value::as_array)
@@ -925,7 +1187,11 @@ impl<'a> Engine<'a> {
         if node.get("aggregate").is_some() {
             return Err(CqlError::Unsupported("query aggregate clause".into()));
         }
-        let total: usize = lists.iter().map(Vec::len).try_fold(1usize, |acc, n| acc.checked_mul(n)).unwrap_or(usize::MAX);
+        let total: usize = lists
+            .iter()
+            .map(Vec::len)
+            .try_fold(1usize, |acc, n| acc.checked_mul(n))
+            .unwrap_or(usize::MAX);
         if total > 1_000_000 {
             return Err(CqlError::Limit("query cross product too large".into()));
         }
@@ -938,7 +1204,8 @@ impl<'a> Engine<'a> {
                 .collect();
             for l in lets {
                 let id = str_field(l, "identifier")?;
-                let v = self.with_frames(scope, &frames, |s| self.sub(lib, l, "expression", s, d))?;
+                let v =
+                    self.with_frames(scope, &frames, |s| self.sub(lib, l, "expression", s, d))?;
                 frames.push((id.to_string(), v));
             }
             let passed = self.with_frames(scope, &frames, |s| {
@@ -956,7 +1223,9 @@ impl<'a> Engine<'a> {
                 continue;
             }
             let v = match ret {
-                Some(r) => self.with_frames(scope, &frames, |s| self.sub(lib, r, "expression", s, d))?,
+                Some(r) => {
+                    self.with_frames(scope, &frames, |s| self.sub(lib, r, "expression", s, d))?
+                }
                 None if aliases.len() == 1 => frames.swap_remove(0).1,
                 None => CqlValue::Tuple(frames.into_iter().take(aliases.len()).collect()),
             };
@@ -1005,7 +1274,13 @@ impl<'a> Engine<'a> {
         go(scope, frames, f)
     }
 
-    fn relationship(&self, lib: &'a ElmLibrary, rel: &Value, scope: Option<&Scope<'_>>, d: usize) -> Result<bool, CqlError> {
+    fn relationship(
+        &self,
+        lib: &'a ElmLibrary,
+        rel: &Value,
+        scope: Option<&Scope<'_>>,
+        d: usize,
+    ) -> Result<bool, CqlError> {
         let alias = str_field(rel, "alias")?;
         let records = match self.sub(lib, rel, "expression", scope, d)? {
             CqlValue::List(items) => items,
@@ -1030,8 +1305,18 @@ impl<'a> Engine<'a> {
         }
     }
 
-    fn sort(&self, lib: &'a ElmLibrary, sort: &Value, values: Vec<CqlValue>, scope: Option<&Scope<'_>>, d: usize) -> Result<Vec<CqlValue>, CqlError> {
-        let by = sort.get("by").and_then(Value::as_array).map_or(&[][..], Vec::as_slice);
+    fn sort(
+        &self,
+        lib: &'a ElmLibrary,
+        sort: &Value,
+        values: Vec<CqlValue>,
+        scope: Option<&Scope<'_>>,
+        d: usize,
+    ) -> Result<Vec<CqlValue>, CqlError> {
+        let by = sort
+            .get("by")
+            .and_then(Value::as_array)
+            .map_or(&[][..], Vec::as_slice);
         let mut keyed = Vec::new();
         for v in values {
             let mut keys = Vec::new();
@@ -1039,12 +1324,17 @@ impl<'a> Engine<'a> {
                 let k = match node_type(item) {
                     "ByDirection" => v.clone(),
                     "ByExpression" => {
-                        let s = Scope { name: "$this", value: v.clone(), parent: scope };
-                        let inner = match &v {
-                            CqlValue::Fhir(_) | CqlValue::Tuple(_) => self.eval_sort_expr(lib, item, &v, Some(&s), d)?,
-                            _ => self.sub(lib, item, "expression", Some(&s), d)?,
+                        let s = Scope {
+                            name: "$this",
+                            value: v.clone(),
+                            parent: scope,
                         };
-                        inner
+                        match &v {
+                            CqlValue::Fhir(_) | CqlValue::Tuple(_) => {
+                                self.eval_sort_expr(lib, item, &v, Some(&s), d)?
+                            }
+                            _ => self.sub(lib, item, "expression", Some(&s), d)?,
+                        }
                     }
                     "ByColumn" => {
                         let path = str_field(item, "path")?;
@@ -1056,7 +1346,10 @@ impl<'a> Engine<'a> {
                     }
                     other => return Err(CqlError::Unsupported(format!("sort by {other}"))),
                 };
-                let desc = matches!(item.get("direction").and_then(Value::as_str), Some("desc" | "descending"));
+                let desc = matches!(
+                    item.get("direction").and_then(Value::as_str),
+                    Some("desc" | "descending")
+                );
                 keys.push((k, desc));
             }
             keyed.push((keys, v));
@@ -1082,7 +1375,14 @@ impl<'a> Engine<'a> {
 
     /// A sort expression over a structured value: its identifiers name the value's
     /// properties (`sort by occurrence`).
-    fn eval_sort_expr(&self, lib: &'a ElmLibrary, item: &Value, v: &CqlValue, scope: Option<&Scope<'_>>, d: usize) -> Result<CqlValue, CqlError> {
+    fn eval_sort_expr(
+        &self,
+        lib: &'a ElmLibrary,
+        item: &Value,
+        v: &CqlValue,
+        scope: Option<&Scope<'_>>,
+        d: usize,
+    ) -> Result<CqlValue, CqlError> {
         let expr = item
             .get("expression")
             .ok_or_else(|| CqlError::Elm("ByExpression without expression".into()))?;
@@ -1158,7 +1458,9 @@ fn number(v: &CqlValue) -> Option<f64> {
 fn add(a: &CqlValue, b: &CqlValue) -> Result<CqlValue, CqlError> {
     Ok(match (a, b) {
         (CqlValue::Null, _) | (_, CqlValue::Null) => CqlValue::Null,
-        (CqlValue::Integer(x), CqlValue::Integer(y)) => x.checked_add(*y).map_or(CqlValue::Null, CqlValue::Integer),
+        (CqlValue::Integer(x), CqlValue::Integer(y)) => {
+            x.checked_add(*y).map_or(CqlValue::Null, CqlValue::Integer)
+        }
         (CqlValue::String(x), CqlValue::String(y)) => CqlValue::String(format!("{x}{y}")),
         _ => match (number(a), number(b)) {
             (Some(x), Some(y)) => CqlValue::Decimal(x + y),
@@ -1175,7 +1477,9 @@ fn parse_integer(s: &str) -> Option<i64> {
         return None;
     }
     let v: i64 = s.parse().ok()?;
-    (i64::from(i32::MIN)..=i64::from(i32::MAX)).contains(&v).then_some(v)
+    (i64::from(i32::MIN)..=i64::from(i32::MAX))
+        .contains(&v)
+        .then_some(v)
 }
 
 fn literal(node: &Value) -> Result<CqlValue, CqlError> {
@@ -1194,8 +1498,12 @@ fn literal(node: &Value) -> Result<CqlValue, CqlError> {
         Some("Integer") | Some("Long") => CqlValue::Integer(raw.parse().map_err(|_| bad())?),
         Some("Decimal") => CqlValue::Decimal(raw.parse().map_err(|_| bad())?),
         Some("String") => CqlValue::String(raw.to_string()),
-        Some("DateTime") => CqlValue::DateTime(CqlDateTime::parse(raw.trim_start_matches('@'), false).ok_or_else(bad)?),
-        Some("Date") => CqlValue::Date(CqlDateTime::parse(raw.trim_start_matches('@'), true).ok_or_else(bad)?),
+        Some("DateTime") => CqlValue::DateTime(
+            CqlDateTime::parse(raw.trim_start_matches('@'), false).ok_or_else(bad)?,
+        ),
+        Some("Date") => {
+            CqlValue::Date(CqlDateTime::parse(raw.trim_start_matches('@'), true).ok_or_else(bad)?)
+        }
         _ => return Err(CqlError::Unsupported(format!("literal of {vt}"))),
     })
 }
@@ -1244,7 +1552,10 @@ fn parse_spec(v: &Value) -> Result<TypeSpec, CqlError> {
 }
 
 fn type_spec(node: &Value, spec_key: &str, name_key: &str) -> Result<TypeSpec, CqlError> {
-    match (node.get(spec_key), node.get(name_key).and_then(Value::as_str)) {
+    match (
+        node.get(spec_key),
+        node.get(name_key).and_then(Value::as_str),
+    ) {
         (Some(s), _) => parse_spec(s),
         (None, Some(n)) => Ok(TypeSpec::Named(n.to_string())),
         _ => Err(CqlError::Elm(format!("{} without a type", node_type(node)))),
@@ -1377,18 +1688,26 @@ fn fhir_property(f: &FhirValue, name: &str) -> CqlValue {
         return CqlValue::Null;
     };
     if fml::model::is_primitive_name(&f.type_name) && name == "value" {
-        return system_value(obj.get("value").unwrap_or(&Value::Null), system_type_of_primitive(&f.type_name));
+        return system_value(
+            obj.get("value").unwrap_or(&Value::Null),
+            system_type_of_primitive(&f.type_name),
+        );
     }
     // The element, by its name or by an explicit choice name (`doseNumberPositiveInt`).
     let (element, explicit) = match model.child(&f.type_name, name) {
         Some(e) => (e, None),
         None => {
-            let found = (1..name.len()).filter(|i| name.is_char_boundary(*i)).find_map(|i| {
-                let (base, suffix) = name.split_at(i);
-                let e = model.child(&f.type_name, base)?;
-                let t = e.types.iter().find(|t| e.choice && capitalize(t) == suffix)?;
-                Some((e, t.clone()))
-            });
+            let found = (1..name.len())
+                .filter(|i| name.is_char_boundary(*i))
+                .find_map(|i| {
+                    let (base, suffix) = name.split_at(i);
+                    let e = model.child(&f.type_name, base)?;
+                    let t = e
+                        .types
+                        .iter()
+                        .find(|t| e.choice && capitalize(t) == suffix)?;
+                    Some((e, t.clone()))
+                });
             match found {
                 Some((e, t)) => (e, Some(t)),
                 None => return CqlValue::Null,
@@ -1400,7 +1719,8 @@ fn fhir_property(f: &FhirValue, name: &str) -> CqlValue {
     } else if element.choice {
         let hit = element.types.iter().find(|t| {
             let k = format!("{}{}", element.name, capitalize(t));
-            obj.get(&k).is_some_and(|v| !v.is_null()) || obj.get(&format!("_{k}")).is_some_and(|v| !v.is_null())
+            obj.get(&k).is_some_and(|v| !v.is_null())
+                || obj.get(&format!("_{k}")).is_some_and(|v| !v.is_null())
         });
         match hit {
             Some(t) => (format!("{}{}", element.name, capitalize(t)), t.clone()),
@@ -1415,7 +1735,8 @@ fn fhir_property(f: &FhirValue, name: &str) -> CqlValue {
         (name.to_string(), t)
     };
     // The model gives Element.id and Extension.url System.String, not a FHIR primitive.
-    let system_string = (name == "id" && &*ty != "id") || (name == "url" && &*f.type_name == "Extension");
+    let system_string =
+        (name == "id" && &*ty != "id") || (name == "url" && &*f.type_name == "Extension");
     if system_string {
         return system_value(obj.get(&key).unwrap_or(&Value::Null), "String");
     }
@@ -1464,7 +1785,12 @@ fn fhir_property(f: &FhirValue, name: &str) -> CqlValue {
             let n = vs.len().max(es.len());
             return CqlValue::List(
                 (0..n)
-                    .map(|i| wrap(merge(vs.get(i).copied().flatten(), es.get(i).copied().flatten())))
+                    .map(|i| {
+                        wrap(merge(
+                            vs.get(i).copied().flatten(),
+                            es.get(i).copied().flatten(),
+                        ))
+                    })
                     .collect(),
             );
         }
@@ -1487,7 +1813,9 @@ fn to_code_value(v: &CqlValue) -> CqlValue {
         CqlValue::List(items) => CqlValue::List(items.iter().map(to_code_value).collect()),
         CqlValue::Fhir(f) => match &*f.type_name {
             "CodeableConcept" => match fhir_property(f, "coding") {
-                CqlValue::List(codings) => CqlValue::List(codings.iter().map(to_code_value).collect()),
+                CqlValue::List(codings) => {
+                    CqlValue::List(codings.iter().map(to_code_value).collect())
+                }
                 _ => CqlValue::Null,
             },
             "Coding" => CqlValue::Code(coding_to_code(f)),
@@ -1515,7 +1843,9 @@ fn coding_to_code(f: &FhirValue) -> Code {
 /// Coding to a Code, a CodeableConcept to a Concept of its (distinct) codings.
 fn fhir_helpers(name: &str, args: &[CqlValue]) -> Result<CqlValue, CqlError> {
     let [arg] = args else {
-        return Err(CqlError::Elm(format!("FHIRHelpers.{name} takes one argument")));
+        return Err(CqlError::Elm(format!(
+            "FHIRHelpers.{name} takes one argument"
+        )));
     };
     if arg.is_null() {
         return Ok(CqlValue::Null);
@@ -1525,9 +1855,8 @@ fn fhir_helpers(name: &str, args: &[CqlValue]) -> Result<CqlValue, CqlError> {
         return Ok(arg.clone());
     };
     Ok(match name {
-        "ToString" | "ToInteger" | "ToDecimal" | "ToBoolean" | "ToDate" | "ToDateTime" | "ToTime" => {
-            fhir_property(f, "value")
-        }
+        "ToString" | "ToInteger" | "ToDecimal" | "ToBoolean" | "ToDate" | "ToDateTime"
+        | "ToTime" => fhir_property(f, "value"),
         "ToCode" => CqlValue::Code(coding_to_code(f)),
         "ToConcept" => {
             let codes = match fhir_property(f, "coding") {
@@ -1559,8 +1888,15 @@ fn fhir_helpers(name: &str, args: &[CqlValue]) -> Result<CqlValue, CqlError> {
     })
 }
 
-fn pick_overload<'f>(overloads: &'f [FunctionDef], node: &Value, args: &[CqlValue]) -> Option<&'f FunctionDef> {
-    let arity: Vec<&FunctionDef> = overloads.iter().filter(|f| f.operands.len() == args.len()).collect();
+fn pick_overload<'f>(
+    overloads: &'f [FunctionDef],
+    node: &Value,
+    args: &[CqlValue],
+) -> Option<&'f FunctionDef> {
+    let arity: Vec<&FunctionDef> = overloads
+        .iter()
+        .filter(|f| f.operands.len() == args.len())
+        .collect();
     if arity.len() <= 1 {
         return arity.into_iter().next();
     }
@@ -1587,7 +1923,13 @@ fn pick_overload<'f>(overloads: &'f [FunctionDef], node: &Value, args: &[CqlValu
 fn strip_ids(v: &mut Value) {
     match v {
         Value::Object(m) => {
-            for k in ["localId", "locator", "annotation", "resultTypeName", "resultTypeSpecifier"] {
+            for k in [
+                "localId",
+                "locator",
+                "annotation",
+                "resultTypeName",
+                "resultTypeSpecifier",
+            ] {
                 m.remove(k);
             }
             m.values_mut().for_each(strip_ids);

@@ -62,8 +62,8 @@ pub struct RuleSet {
 }
 
 fn read_json_files(dir: &Path, prefix: &str) -> Result<Vec<(String, Value)>, CqlError> {
-    let entries = std::fs::read_dir(dir)
-        .map_err(|e| CqlError::Load(format!("{}: {e}", dir.display())))?;
+    let entries =
+        std::fs::read_dir(dir).map_err(|e| CqlError::Load(format!("{}: {e}", dir.display())))?;
     let mut out = Vec::new();
     for entry in entries {
         let path = entry
@@ -135,13 +135,17 @@ impl RuleSet {
             .find(|c| c.get("contentType").and_then(Value::as_str) == Some("application/elm+json"))
             .and_then(|c| c.get("data"))
             .and_then(Value::as_str)
-            .ok_or_else(|| CqlError::Load(format!("Library {url} has no application/elm+json content")))?;
+            .ok_or_else(|| {
+                CqlError::Load(format!("Library {url} has no application/elm+json content"))
+            })?;
         let bytes = base64::engine::general_purpose::STANDARD
             .decode(elm_b64)
-            .map_err(|e| CqlError::Load(format!("Library {url}: ELM content is not base64: {e}")))?;
+            .map_err(|e| {
+                CqlError::Load(format!("Library {url}: ELM content is not base64: {e}"))
+            })?;
         let text = String::from_utf8(bytes)
             .map_err(|_| CqlError::Load(format!("Library {url}: ELM content is not UTF-8")))?;
-        let elm = Arc::new(ElmLibrary::from_str(&text)?);
+        let elm = Arc::new(ElmLibrary::parse(&text)?);
         if elm.version.as_deref() != Some(version.as_str()) {
             return Err(CqlError::Load(format!(
                 "Library {url} version {version} carries ELM of version {:?}",
@@ -161,16 +165,30 @@ impl RuleSet {
         let url = str_of(resource, "url")?;
         let version = str_of(resource, "version")?;
         let mut actions = Vec::new();
-        for action in resource.get("action").and_then(Value::as_array).into_iter().flatten() {
-            for cond in action.get("condition").and_then(Value::as_array).into_iter().flatten() {
-                let expr = cond
-                    .get("expression")
-                    .ok_or_else(|| CqlError::Load(format!("PlanDefinition {url}: condition without expression")))?;
+        for action in resource
+            .get("action")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            for cond in action
+                .get("condition")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                let expr = cond.get("expression").ok_or_else(|| {
+                    CqlError::Load(format!(
+                        "PlanDefinition {url}: condition without expression"
+                    ))
+                })?;
                 let reference = str_of(expr, "reference")?;
                 let expression = str_of(expr, "expression")?;
-                let lib = self
-                    .library(&reference)
-                    .ok_or_else(|| CqlError::Load(format!("PlanDefinition {url} cites {reference}, which is not loaded")))?;
+                let lib = self.library(&reference).ok_or_else(|| {
+                    CqlError::Load(format!(
+                        "PlanDefinition {url} cites {reference}, which is not loaded"
+                    ))
+                })?;
                 if lib.elm.expression(&expression).is_none() {
                     return Err(CqlError::Load(format!(
                         "PlanDefinition {url}: {reference} has no expression {expression:?}"
@@ -185,7 +203,11 @@ impl RuleSet {
         if actions.is_empty() {
             return Err(CqlError::Load(format!("PlanDefinition {url} has no rule")));
         }
-        self.plans.push(Plan { url, version, actions });
+        self.plans.push(Plan {
+            url,
+            version,
+            actions,
+        });
         Ok(())
     }
 
@@ -219,17 +241,33 @@ impl RuleSet {
             None => {
                 for p in &self.plans {
                     for a in &p.actions {
-                        jobs.push((Some(canonical(&p.url, &p.version)), a.library.clone(), a.expression.clone()));
+                        jobs.push((
+                            Some(canonical(&p.url, &p.version)),
+                            a.library.clone(),
+                            a.expression.clone(),
+                        ));
                     }
                 }
             }
             Some(wanted) => {
-                if let Some(p) = self.plans.iter().find(|p| matches_canonical(wanted, &p.url, &p.version)) {
+                if let Some(p) = self
+                    .plans
+                    .iter()
+                    .find(|p| matches_canonical(wanted, &p.url, &p.version))
+                {
                     for a in &p.actions {
-                        jobs.push((Some(canonical(&p.url, &p.version)), a.library.clone(), a.expression.clone()));
+                        jobs.push((
+                            Some(canonical(&p.url, &p.version)),
+                            a.library.clone(),
+                            a.expression.clone(),
+                        ));
                     }
                 } else if let Some(l) = self.library(wanted) {
-                    jobs.push((None, canonical(&l.url, &l.version), DEFAULT_EXPRESSION.to_string()));
+                    jobs.push((
+                        None,
+                        canonical(&l.url, &l.version),
+                        DEFAULT_EXPRESSION.to_string(),
+                    ));
                 } else {
                     return Err(CqlError::UnknownRule(wanted.to_string()));
                 }

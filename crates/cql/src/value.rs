@@ -219,16 +219,17 @@ impl CqlDateTime {
         }
         let mut offset = None;
         if let Some(t) = time_part {
-            if parts[2].is_none() {
-                return None;
-            }
+            parts[2]?;
             let (clock, off) = if let Some(c) = t.strip_suffix('Z') {
                 (c, Some(0))
             } else if let Some(i) = t.rfind(['+', '-']) {
                 let (c, o) = t.split_at(i);
                 let sign = if o.starts_with('-') { -1 } else { 1 };
                 let (oh, om) = o[1..].split_once(':')?;
-                (c, Some(sign * (num(oh, 2)? as i32 * 60 + num(om, 2)? as i32)))
+                (
+                    c,
+                    Some(sign * (num(oh, 2)? as i32 * 60 + num(om, 2)? as i32)),
+                )
             } else {
                 (t, None)
             };
@@ -277,7 +278,8 @@ impl CqlDateTime {
             return out;
         };
         // Shift by the offset on a minute count, then split back into fields.
-        let (Some(y), Some(mo), Some(d), Some(h), Some(mi)) = (out[0], out[1], out[2], out[3], out[4])
+        let (Some(y), Some(mo), Some(d), Some(h), Some(mi)) =
+            (out[0], out[1], out[2], out[3], out[4])
         else {
             return out;
         };
@@ -349,7 +351,9 @@ pub fn equal(a: &CqlValue, b: &CqlValue) -> Option<bool> {
             x.compare(y).map(|o| o == Ordering::Equal)
         }
         (V::Code(x), V::Code(y)) => fields_equal(&code_fields(x), &code_fields(y), equal),
-        (V::Concept(x), V::Concept(y)) => fields_equal(&concept_fields(x), &concept_fields(y), equal),
+        (V::Concept(x), V::Concept(y)) => {
+            fields_equal(&concept_fields(x), &concept_fields(y), equal)
+        }
         (V::List(x), V::List(y)) => {
             if x.iter().chain(y.iter()).any(CqlValue::is_null) {
                 return None;
@@ -554,7 +558,10 @@ fn canonical(v: &Value) -> String {
                 .collect();
             format!("{{{}}}", inner.join(","))
         }
-        Value::Array(a) => format!("[{}]", a.iter().map(canonical).collect::<Vec<_>>().join(",")),
+        Value::Array(a) => format!(
+            "[{}]",
+            a.iter().map(canonical).collect::<Vec<_>>().join(",")
+        ),
         Value::Number(n) => n.as_f64().map_or_else(|| n.to_string(), |f| f.to_string()),
         other => other.to_string(),
     }
@@ -573,7 +580,13 @@ mod tests {
         assert_eq!(a.compare(&b), None);
         assert_eq!(c.compare(&d), Some(Ordering::Equal));
         assert_eq!(a.to_string(), "2021-05-06");
-        for bad in ["2021-13", "21-05-06", "2021-05-06T25:00", "2021-05-06T10:00:00.", "x"] {
+        for bad in [
+            "2021-13",
+            "21-05-06",
+            "2021-05-06T25:00",
+            "2021-05-06T10:00:00.",
+            "x",
+        ] {
             assert_eq!(CqlDateTime::parse(bad, false), None, "{bad}");
         }
         assert_eq!(CqlDateTime::parse("2021-05-06T10:00", true), None);
@@ -584,12 +597,21 @@ mod tests {
         let l = |v: Vec<CqlValue>| CqlValue::List(v);
         assert_eq!(equal(&l(vec![]), &l(vec![])), Some(true));
         assert_eq!(
-            equal(&l(vec![CqlValue::Integer(1)]), &l(vec![CqlValue::Decimal(1.0)])),
+            equal(
+                &l(vec![CqlValue::Integer(1)]),
+                &l(vec![CqlValue::Decimal(1.0)])
+            ),
             Some(true)
         );
-        assert_eq!(equal(&l(vec![CqlValue::Null]), &l(vec![CqlValue::Null])), None);
         assert_eq!(
-            equal(&l(vec![CqlValue::Integer(1)]), &l(vec![CqlValue::String("1".into())])),
+            equal(&l(vec![CqlValue::Null]), &l(vec![CqlValue::Null])),
+            None
+        );
+        assert_eq!(
+            equal(
+                &l(vec![CqlValue::Integer(1)]),
+                &l(vec![CqlValue::String("1".into())])
+            ),
             Some(false)
         );
         assert_eq!(equal(&CqlValue::Null, &l(vec![])), None);
@@ -607,11 +629,17 @@ mod tests {
             codes: vec![c("a", "s", None), c("b", "s", None)],
             display: None,
         });
-        assert!(equivalent(&concept, &CqlValue::Code(c("b", "s", Some("B")))));
+        assert!(equivalent(
+            &concept,
+            &CqlValue::Code(c("b", "s", Some("B")))
+        ));
         assert!(!equivalent(&concept, &CqlValue::Code(c("b", "t", None))));
         assert!(!equivalent(&concept, &CqlValue::Null));
         assert_eq!(
-            equal(&CqlValue::Code(c("b", "s", None)), &CqlValue::Code(c("b", "s", Some("B")))),
+            equal(
+                &CqlValue::Code(c("b", "s", None)),
+                &CqlValue::Code(c("b", "s", Some("B")))
+            ),
             None
         );
     }

@@ -33,7 +33,12 @@ fn read_json(p: &Path) -> Value {
 fn oracle_tools() -> Result<PathBuf, String> {
     let dir = root().join("tests/.tools/cql-oracle");
     for m in ["cql-execution", "cql-exec-fhir"] {
-        if !dir.join("node_modules").join(m).join("package.json").exists() {
+        if !dir
+            .join("node_modules")
+            .join(m)
+            .join("package.json")
+            .exists()
+        {
             return Err(format!("{m} is not installed in tests/.tools/cql-oracle"));
         }
     }
@@ -80,7 +85,10 @@ struct Lib {
 fn cases(shared: Option<&Path>, tmp: &Path) -> BTreeMap<String, PathBuf> {
     let mut out = BTreeMap::new();
     let dir = root().join("tests/cql/patients");
-    for e in std::fs::read_dir(&dir).expect("tests/cql/patients").flatten() {
+    for e in std::fs::read_dir(&dir)
+        .expect("tests/cql/patients")
+        .flatten()
+    {
         let p = e.path();
         if let Some(stem) = p.file_stem().and_then(|s| s.to_str()) {
             out.insert(stem.to_string(), p.clone());
@@ -109,7 +117,10 @@ fn cases(shared: Option<&Path>, tmp: &Path) -> BTreeMap<String, PathBuf> {
                 })
                 .cloned()
                 .collect();
-            if !entries.iter().any(|e| e["resource"]["resourceType"] == "Patient") {
+            if !entries
+                .iter()
+                .any(|e| e["resource"]["resourceType"] == "Patient")
+            {
                 continue;
             }
             let path = tmp.join(&name);
@@ -126,7 +137,10 @@ fn ours(lib: &Lib, bundle: &Path, params: &EvalParams<'_>) -> Value {
     let data = PatientData::from_bundle(&read_json(bundle)).expect("patient data");
     match evaluate(&lib.elm, &data, params) {
         Ok(values) => {
-            let m: Map<String, Value> = values.iter().map(|(k, v)| (k.clone(), v.to_json())).collect();
+            let m: Map<String, Value> = values
+                .iter()
+                .map(|(k, v)| (k.clone(), v.to_json()))
+                .collect();
             Value::Object(m)
         }
         Err(e) => json!({"error": e.to_string()}),
@@ -137,7 +151,9 @@ fn ours(lib: &Lib, bundle: &Path, params: &EvalParams<'_>) -> Value {
 fn same(a: &Value, b: &Value) -> bool {
     match (a, b) {
         (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
-        (Value::Array(x), Value::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(p, q)| same(p, q)),
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(p, q)| same(p, q))
+        }
         (Value::Object(x), Value::Object(y)) => {
             x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| same(v, w)))
         }
@@ -159,20 +175,38 @@ fn rules_agree_with_cql_execution() {
     for name in ["DDCCPass", "AnyDosePass", "ProductSeriesPass"] {
         let elm_path = root().join(format!("cql/elm/{name}-1.0.0.elm.json"));
         let elm = ElmLibrary::from_json(&read_json(&elm_path)).expect("our ELM loads");
-        libs.push(Lib { name: name.to_string(), elm_path, elm, helpers: Some(helpers.clone()) });
+        libs.push(Lib {
+            name: name.to_string(),
+            elm_path,
+            elm,
+            helpers: Some(helpers.clone()),
+        });
     }
     if let Some(s) = &shared {
         for name in ["DDCCPass", "AnyDosePass", "ModernaOrPfizerPass"] {
             let elm_path = s.join(format!("conformance/ddcc-ig/cql/{name}-1.0.0.elm.json"));
             let elm = ElmLibrary::from_json(&read_json(&elm_path)).expect("IG ELM loads");
-            libs.push(Lib { name: format!("ig:{name}"), elm_path, elm, helpers: None });
+            libs.push(Lib {
+                name: format!("ig:{name}"),
+                elm_path,
+                elm,
+                helpers: None,
+            });
         }
     }
     let term = terminology();
     let includes = Libraries::new();
-    let params = EvalParams { libraries: Some(&includes), terminology: Some(&term), parameters: None };
+    let params = EvalParams {
+        libraries: Some(&includes),
+        terminology: Some(&term),
+        parameters: None,
+    };
     let cases = cases(shared.as_deref(), &tmp);
-    assert!(cases.len() >= 12 + usize::from(shared.is_some()) * 6, "{} cases", cases.len());
+    assert!(
+        cases.len() >= 12 + usize::from(shared.is_some()) * 6,
+        "{} cases",
+        cases.len()
+    );
 
     // Ours, for every case and library.
     let mut mine: BTreeMap<(String, String), Value> = BTreeMap::new();
@@ -187,13 +221,20 @@ fn rules_agree_with_cql_execution() {
     let mut wrong = Vec::new();
     let mut checked = 0;
     for (case, row) in expected["verdicts"].as_object().expect("verdicts") {
-        assert!(cases.contains_key(case), "expected-verdicts names unknown patient {case}");
+        assert!(
+            cases.contains_key(case),
+            "expected-verdicts names unknown patient {case}"
+        );
         for (lib, want) in row.as_object().expect("row") {
             if lib == "why" {
                 continue;
             }
             let got = &mine[&(case.clone(), lib.clone())];
-            let got = if got.get("error").is_some() { json!("error") } else { got["Completed Immunization"].clone() };
+            let got = if got.get("error").is_some() {
+                json!("error")
+            } else {
+                got["Completed Immunization"].clone()
+            };
             checked += 1;
             if &got != want {
                 wrong.push(format!("{case} {lib}: want {want}, got {got}"));
@@ -203,7 +244,11 @@ fn rules_agree_with_cql_execution() {
     for w in &wrong {
         eprintln!("VERDICT {w}");
     }
-    assert!(wrong.is_empty(), "{} of {checked} intended verdicts differ", wrong.len());
+    assert!(
+        wrong.is_empty(),
+        "{} of {checked} intended verdicts differ",
+        wrong.len()
+    );
     eprintln!("intended verdicts: {checked}/{checked} agree");
 
     // The recorded IG results.
@@ -246,7 +291,10 @@ fn rules_agree_with_cql_execution() {
     }
     let mut oracle: BTreeMap<(String, String), Value> = BTreeMap::new();
     for with_helpers in [true, false] {
-        let group: Vec<&Lib> = libs.iter().filter(|l| l.helpers.is_some() == with_helpers).collect();
+        let group: Vec<&Lib> = libs
+            .iter()
+            .filter(|l| l.helpers.is_some() == with_helpers)
+            .collect();
         if group.is_empty() {
             continue;
         }
@@ -280,7 +328,12 @@ fn rules_agree_with_cql_execution() {
     let mut expressions = 0;
     for ((case, lib), theirs) in &oracle {
         let Some(m) = mine.get(&(case.clone(), lib.clone())) else {
-            diffs.push([case.clone(), lib.clone(), "*".into(), "missing on our side".into()]);
+            diffs.push([
+                case.clone(),
+                lib.clone(),
+                "*".into(),
+                "missing on our side".into(),
+            ]);
             continue;
         };
         match (m.get("error"), theirs.get("error")) {
@@ -289,24 +342,44 @@ fn rules_agree_with_cql_execution() {
                 continue;
             }
             (Some(e), None) | (None, Some(e)) => {
-                let side = if m.get("error").is_some() { "we" } else { "oracle" };
-                diffs.push([case.clone(), lib.clone(), "*".into(), format!("only {side} failed: {e}")]);
+                let side = if m.get("error").is_some() {
+                    "we"
+                } else {
+                    "oracle"
+                };
+                diffs.push([
+                    case.clone(),
+                    lib.clone(),
+                    "*".into(),
+                    format!("only {side} failed: {e}"),
+                ]);
                 continue;
             }
             (None, None) => {}
         }
-        let (mo, to) = (m.as_object().expect("obj"), theirs.as_object().expect("obj"));
+        let (mo, to) = (
+            m.as_object().expect("obj"),
+            theirs.as_object().expect("obj"),
+        );
         for key in mo.keys().chain(to.keys().filter(|k| !mo.contains_key(*k))) {
             expressions += 1;
             let a = mo.get(key).unwrap_or(&Value::Null);
             let b = to.get(key).unwrap_or(&Value::Null);
             if !same(a, b) {
-                diffs.push([case.clone(), lib.clone(), key.clone(), format!("ours {a} | cql-execution {b}")]);
+                diffs.push([
+                    case.clone(),
+                    lib.clone(),
+                    key.clone(),
+                    format!("ours {a} | cql-execution {b}"),
+                ]);
             }
         }
     }
     if !diffs.is_empty() {
-        eprintln!("{:<36} {:<24} {:<28} difference", "patient", "library", "expression");
+        eprintln!(
+            "{:<36} {:<24} {:<28} difference",
+            "patient", "library", "expression"
+        );
         for [c, l, e, d] in &diffs {
             eprintln!("{c:<36} {l:<24} {e:<28} {d}");
         }
@@ -318,7 +391,11 @@ fn rules_agree_with_cql_execution() {
         cases.len(),
         libs.len()
     );
-    assert!(diffs.is_empty(), "{} differences from cql-execution", diffs.len());
+    assert!(
+        diffs.is_empty(),
+        "{} differences from cql-execution",
+        diffs.len()
+    );
 }
 
 /// Our CqlValue JSON for the rule verdict type, so a rename in `to_json` shows here.
