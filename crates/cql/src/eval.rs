@@ -898,6 +898,60 @@ impl<'a> Engine<'a> {
                     },
                 }
             }
+            "Date" | "DateTime" => {
+                let mut parts = [None; 7];
+                let keys = [
+                    "year",
+                    "month",
+                    "day",
+                    "hour",
+                    "minute",
+                    "second",
+                    "millisecond",
+                ];
+                for (i, k) in keys.iter().enumerate() {
+                    if let Some(n) = node.get(*k) {
+                        match self.eval(lib, n, scope, d)? {
+                            V::Integer(x) => parts[i] = u32::try_from(x).ok(),
+                            V::Null => {}
+                            _ => return Err(CqlError::Type(format!("{t} {k} is not an Integer"))),
+                        }
+                    }
+                }
+                let offset = match node.get("timezoneOffset") {
+                    Some(n) => match self.eval(lib, n, scope, d)? {
+                        V::Decimal(h) => Some((h * 60.0).round() as i32),
+                        V::Integer(h) => i32::try_from(h).ok().map(|h| h * 60),
+                        _ => None,
+                    },
+                    None => None,
+                };
+                match CqlDateTime::from_parts(parts, offset, t == "Date") {
+                    Some(x) if t == "Date" => V::Date(x),
+                    Some(x) => V::DateTime(x),
+                    None => V::Null,
+                }
+            }
+            "SameAs" | "SameOrBefore" | "SameOrAfter" | "Before" | "After" => {
+                let (a, b) = self.binary(lib, node, scope, d)?;
+                let precision = node.get("precision").and_then(Value::as_str);
+                match (&a, &b) {
+                    (V::Date(x), V::Date(y))
+                    | (V::DateTime(x), V::DateTime(y))
+                    | (V::Date(x), V::DateTime(y))
+                    | (V::DateTime(x), V::Date(y)) => {
+                        V::from_bool(x.compare_at(y, precision)?.map(|o| match t {
+                            "SameAs" => o == Ordering::Equal,
+                            "SameOrBefore" => o != Ordering::Greater,
+                            "SameOrAfter" => o != Ordering::Less,
+                            "Before" => o == Ordering::Less,
+                            _ => o == Ordering::Greater,
+                        }))
+                    }
+                    (V::Null, _) | (_, V::Null) => V::Null,
+                    _ => return Err(CqlError::Unsupported(format!("{t} on these types"))),
+                }
+            }
             "Negate" => match self.unary(lib, node, scope, d)? {
                 V::Integer(i) => i.checked_neg().map_or(V::Null, V::Integer),
                 V::Decimal(x) => V::Decimal(-x),

@@ -264,6 +264,83 @@ impl CqlDateTime {
         })
     }
 
+    /// From components (a CQL `Date`/`DateTime` constructor): each must lie in its
+    /// range and none may follow a missing one.
+    pub fn from_parts(
+        parts: [Option<u32>; 7],
+        offset_minutes: Option<i32>,
+        is_date: bool,
+    ) -> Option<CqlDateTime> {
+        let limits = [
+            (1, 9999),
+            (1, 12),
+            (1, 31),
+            (0, 23),
+            (0, 59),
+            (0, 59),
+            (0, 999),
+        ];
+        let n = parts.iter().take_while(|p| p.is_some()).count();
+        if n == 0 || parts[n..].iter().any(Option::is_some) || (is_date && n > 3) {
+            return None;
+        }
+        for (p, (lo, hi)) in parts.iter().zip(limits) {
+            if let Some(v) = p {
+                if *v < lo || *v > hi {
+                    return None;
+                }
+            }
+        }
+        Some(CqlDateTime {
+            parts,
+            offset_minutes: if is_date { None } else { offset_minutes },
+            is_date,
+        })
+    }
+
+    /// Comparison up to a precision (`Year` ... `Millisecond`; `None` = the finer of
+    /// the two). Null (`Ok(None)`) when a component needed is missing on either side.
+    pub fn compare_at(
+        &self,
+        other: &CqlDateTime,
+        precision: Option<&str>,
+    ) -> Result<Option<Ordering>, crate::CqlError> {
+        let Some(p) = precision else {
+            return Ok(self.compare(other));
+        };
+        let k = match p.to_ascii_lowercase().as_str() {
+            "year" => 1,
+            "month" => 2,
+            "day" => 3,
+            "hour" => 4,
+            "minute" => 5,
+            "second" => 6,
+            "millisecond" => 7,
+            other => {
+                return Err(crate::CqlError::Unsupported(format!("precision {other}")));
+            }
+        };
+        // As the reference engine and the CQL guidance: offsets are reconciled only for
+        // comparisons finer than a day; at day precision and coarser each value's
+        // own calendar fields count.
+        let (a, b) = if k <= 3 {
+            (
+                self.parts.map(|p| p.map(i64::from)),
+                other.parts.map(|p| p.map(i64::from)),
+            )
+        } else {
+            (self.normalised(), other.normalised())
+        };
+        for i in 0..k {
+            match (a[i], b[i]) {
+                (Some(x), Some(y)) if x != y => return Ok(Some(x.cmp(&y))),
+                (Some(_), Some(_)) => {}
+                _ => return Ok(None),
+            }
+        }
+        Ok(Some(Ordering::Equal))
+    }
+
     fn precision(&self) -> usize {
         self.parts.iter().take_while(|p| p.is_some()).count()
     }
