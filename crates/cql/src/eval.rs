@@ -1992,3 +1992,127 @@ fn strip_ids(v: &mut Value) {
         _ => {}
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn lib(expr: Value) -> ElmLibrary {
+        ElmLibrary::from_json(
+            &json!({"library": {"identifier": {"id": "T", "version": "1"},
+            "statements": {"def": [{"name": "X", "expression": expr}]}}}),
+        )
+        .expect("library")
+    }
+
+    fn run_on(expr: Value, resources: Vec<Value>) -> Result<CqlValue, CqlError> {
+        let data = PatientData::from_resources(resources).expect("data");
+        evaluate_expression(&lib(expr), "X", &data, &EvalParams::default())
+    }
+
+    fn run(expr: Value) -> Result<CqlValue, CqlError> {
+        run_on(expr, Vec::new())
+    }
+
+    fn lit(vt: &str, v: &str) -> Value {
+        json!({"type": "Literal", "valueType": format!("{SYSTEM_NS}{vt}"), "value": v})
+    }
+
+    fn b(v: Option<bool>) -> Value {
+        match v {
+            Some(x) => lit("Boolean", &x.to_string()),
+            None => json!({"type": "Null"}),
+        }
+    }
+
+    #[test]
+    fn logic_is_three_valued() {
+        let vals = [Some(true), Some(false), None];
+        for x in vals {
+            for y in vals {
+                let and = run(json!({"type": "And", "operand": [b(x), b(y)]})).expect("and");
+                let want = match (x, y) {
+                    (Some(false), _) | (_, Some(false)) => Some(false),
+                    (Some(true), Some(true)) => Some(true),
+                    _ => None,
+                };
+                assert_eq!(and, CqlValue::from_bool(want), "{x:?} and {y:?}");
+                let or = run(json!({"type": "Or", "operand": [b(x), b(y)]})).expect("or");
+                let want = match (x, y) {
+                    (Some(true), _) | (_, Some(true)) => Some(true),
+                    (Some(false), Some(false)) => Some(false),
+                    _ => None,
+                };
+                assert_eq!(or, CqlValue::from_bool(want), "{x:?} or {y:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn to_integer_follows_the_specification() {
+        // cql-execution uses JavaScript's parseInt here ("2nd" -> 2); the CQL
+        // specification makes a malformed string null, and so do we.
+        for (s, want) in [
+            ("2", Some(2)),
+            ("-7", Some(-7)),
+            ("+3", Some(3)),
+            ("2nd", None),
+            (" 2", None),
+            ("", None),
+            ("99999999999", None),
+        ] {
+            let v = run(json!({"type": "ToInteger", "operand": lit("String", s)})).expect("eval");
+            assert_eq!(v, want.map_or(CqlValue::Null, CqlValue::Integer), "{s:?}");
+        }
+    }
+
+    #[test]
+    fn fhir_choices_primitives_and_code_filters() {
+        let imm = json!({"resourceType": "Immunization", "id": "i", "status": "completed",
+            "vaccineCode": {"coding": [{"system": "s", "code": "c"}]},
+            "protocolApplied": [{"doseNumberString": "2",
+                "_seriesDosesPositiveInt": {"extension": [{"url": "u"}]}}]});
+        let pa = json!({"type": "SingletonFrom", "operand": {"type": "Property", "path": "protocolApplied",
+            "source": {"type": "SingletonFrom", "operand": {"type": "Retrieve", "dataType": "{http://hl7.org/fhir}Immunization"}}}});
+        let dose = run_on(
+            json!({"type": "Property", "path": "doseNumber", "source": pa.clone()}),
+            vec![imm.clone()],
+        )
+        .expect("dose");
+        assert!(
+            matches!(&dose, CqlValue::Fhir(f) if &*f.type_name == "string" && f.json == json!({"value": "2"})),
+            "{dose:?}"
+        );
+        let explicit = run_on(
+            json!({"type": "Property", "path": "doseNumberString.value", "source": pa.clone()}),
+            vec![imm.clone()],
+        )
+        .expect("explicit");
+        assert_eq!(explicit, CqlValue::String("2".into()));
+        let series = run_on(
+            json!({"type": "Property", "path": "seriesDoses", "source": pa}),
+            vec![imm.clone()],
+        )
+        .expect("series");
+        assert!(
+            matches!(&series, CqlValue::Fhir(f) if &*f.type_name == "positiveInt" && f.json.get("value").is_none()),
+            "{series:?}"
+        );
+        let code = |c: &str| {
+            json!({"type": "Instance", "classType": format!("{SYSTEM_NS}Code"), "element": [
+            {"name": "code", "value": lit("String", c)}, {"name": "system", "value": lit("String", "s")}]})
+        };
+        for (c, n) in [("c", 1), ("d", 0)] {
+            let r = run_on(json!({"type": "Count", "source": {"type": "Retrieve", "dataType": "{http://hl7.org/fhir}Immunization",
+                "codeProperty": "vaccineCode", "codes": {"type": "ToList", "operand": code(c)}}}), vec![imm.clone()]).expect("retrieve");
+            assert_eq!(r, CqlValue::Integer(n), "code {c}");
+        }
+        let no_vs = run_on(
+            json!({"type": "Retrieve", "dataType": "{http://hl7.org/fhir}Immunization",
+            "codeProperty": "vaccineCode", "codes": {"type": "ValueSetRef", "name": "V"}}),
+            vec![imm],
+        );
+        assert!(no_vs.is_err(), "an undeclared value set is an error");
+    }
+}
