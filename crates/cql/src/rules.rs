@@ -41,7 +41,8 @@ struct PublishedLibrary {
 
 #[derive(Debug, Clone)]
 struct Action {
-    library: String,
+    /// Index into `RuleSet::libraries`.
+    library: usize,
     expression: String,
 }
 
@@ -86,11 +87,19 @@ fn read_json_files(dir: &Path, prefix: &str) -> Result<Vec<(String, Value)>, Cql
 }
 
 fn canonical(url: &str, version: &str) -> String {
-    format!("{url}|{version}")
+    if url.contains('|') {
+        url.to_string()
+    } else {
+        format!("{url}|{version}")
+    }
 }
 
 /// `url` or `url|version` against a resource's url and version.
 fn matches_canonical(wanted: &str, url: &str, version: &str) -> bool {
+    // Some published Libraries (the IG's) carry the version inside `url` itself.
+    if wanted == url {
+        return true;
+    }
     match wanted.split_once('|') {
         Some((u, v)) => u == url && v == version,
         None => wanted == url,
@@ -184,18 +193,18 @@ impl RuleSet {
                 })?;
                 let reference = str_of(expr, "reference")?;
                 let expression = str_of(expr, "expression")?;
-                let lib = self.library(&reference).ok_or_else(|| {
+                let index = self.library_index(&reference).ok_or_else(|| {
                     CqlError::Load(format!(
                         "PlanDefinition {url} cites {reference}, which is not loaded"
                     ))
                 })?;
-                if lib.elm.expression(&expression).is_none() {
+                if self.libraries[index].elm.expression(&expression).is_none() {
                     return Err(CqlError::Load(format!(
                         "PlanDefinition {url}: {reference} has no expression {expression:?}"
                     )));
                 }
                 actions.push(Action {
-                    library: canonical(&lib.url, &lib.version),
+                    library: index,
                     expression,
                 });
             }
@@ -211,10 +220,10 @@ impl RuleSet {
         Ok(())
     }
 
-    fn library(&self, wanted: &str) -> Option<&PublishedLibrary> {
+    fn library_index(&self, wanted: &str) -> Option<usize> {
         self.libraries
             .iter()
-            .find(|l| matches_canonical(wanted, &l.url, &l.version))
+            .position(|l| matches_canonical(wanted, &l.url, &l.version))
     }
 
     /// Canonicals (`url|version`) of the loaded PlanDefinitions and Libraries.
@@ -236,14 +245,14 @@ impl RuleSet {
         rule_canonical: Option<&str>,
         data: &PatientData,
     ) -> Result<Vec<RuleResult>, CqlError> {
-        let mut jobs: Vec<(Option<String>, String, String)> = Vec::new();
+        let mut jobs: Vec<(Option<String>, usize, String)> = Vec::new();
         match rule_canonical {
             None => {
                 for p in &self.plans {
                     for a in &p.actions {
                         jobs.push((
                             Some(canonical(&p.url, &p.version)),
-                            a.library.clone(),
+                            a.library,
                             a.expression.clone(),
                         ));
                     }
@@ -258,16 +267,12 @@ impl RuleSet {
                     for a in &p.actions {
                         jobs.push((
                             Some(canonical(&p.url, &p.version)),
-                            a.library.clone(),
+                            a.library,
                             a.expression.clone(),
                         ));
                     }
-                } else if let Some(l) = self.library(wanted) {
-                    jobs.push((
-                        None,
-                        canonical(&l.url, &l.version),
-                        DEFAULT_EXPRESSION.to_string(),
-                    ));
+                } else if let Some(index) = self.library_index(wanted) {
+                    jobs.push((None, index, DEFAULT_EXPRESSION.to_string()));
                 } else {
                     return Err(CqlError::UnknownRule(wanted.to_string()));
                 }
@@ -279,10 +284,11 @@ impl RuleSet {
             parameters: None,
         };
         let mut out = Vec::new();
-        for (plan, library, expression) in jobs {
-            let Some(lib) = self.library(&library) else {
-                return Err(CqlError::UnknownRule(library));
+        for (plan, index, expression) in jobs {
+            let Some(lib) = self.libraries.get(index) else {
+                continue;
             };
+            let library = canonical(&lib.url, &lib.version);
             let (value, error) = match evaluate_expression(&lib.elm, &expression, data, &params) {
                 Ok(v) => (v.as_bool(), None),
                 Err(e) => (None, Some(e.to_string())),

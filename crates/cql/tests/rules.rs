@@ -199,3 +199,45 @@ fn broken_artefacts_are_load_errors_naming_the_file() {
     assert_eq!(r[0].value, Some(true));
     let _ = std::fs::remove_dir_all(&tmp);
 }
+
+/// The IG's own published Libraries load as they are and give the recorded results
+/// over the IG's example documents (whole document Bundles, as a verifier has them).
+#[test]
+fn the_igs_published_libraries_give_the_recorded_results() {
+    let shared = std::env::var_os("DDCC_SHARED")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("../shared"));
+    let ig = shared.join("conformance/ddcc-ig");
+    if !ig.is_dir() {
+        eprintln!("SKIP: ../shared is absent (the IG's Libraries and examples live there)");
+        return;
+    }
+    let read = |p: PathBuf| -> Value {
+        serde_json::from_str(
+            &std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display())),
+        )
+        .expect("json")
+    };
+    let mut set = RuleSet::default();
+    for name in ["DDCCPass", "AnyDosePass", "ModernaOrPfizerPass"] {
+        set.add_library(&read(ig.join(format!("cql/Library-{name}-1.0.0.json"))))
+            .expect("IG Library loads");
+    }
+    let recorded = read(ig.join("derived/cql-results-ig-examples.json"));
+    let mut n = 0;
+    for (file, row) in recorded["results"].as_object().expect("results") {
+        let data =
+            PatientData::from_bundle(&read(ig.join("examples").join(file))).expect("document");
+        for (lib, want) in row.as_object().expect("row") {
+            let canonical = format!("http://localhost/Library/{lib}|1.0.0");
+            let r = set.evaluate(Some(&canonical), &data).expect("rule");
+            assert_eq!(
+                (r.len(), r[0].value, r[0].error.as_deref()),
+                (1, want.as_bool(), None),
+                "{file} {lib}"
+            );
+            n += 1;
+        }
+    }
+    assert_eq!(n, 18);
+}
