@@ -119,7 +119,7 @@ impl Lcg {
     }
 }
 
-fn mutate(v: &mut Value, rng: &mut Lcg) {
+fn mutate(v: &mut Value, rng: &mut Lcg, rate: u64) {
     let replacements = [
         json!(null),
         json!(7),
@@ -139,14 +139,14 @@ fn mutate(v: &mut Value, rng: &mut Lcg) {
                 if k == "resourceType" {
                     continue;
                 }
-                if rng.next().is_multiple_of(6) {
+                if rng.next().is_multiple_of(rate) {
                     m.insert(k, replacements[(rng.next() % 10) as usize].clone());
                 } else if let Some(child) = m.get_mut(&k) {
-                    mutate(child, rng);
+                    mutate(child, rng, rate);
                 }
             }
         }
-        Value::Array(a) => a.iter_mut().for_each(|c| mutate(c, rng)),
+        Value::Array(a) => a.iter_mut().for_each(|c| mutate(c, rng, rate)),
         _ => {}
     }
 }
@@ -189,7 +189,7 @@ fn mutated_patient_data_never_panics() {
     for _round in 0..40 {
         for p in &patients {
             let mut m = p.clone();
-            mutate(&mut m, &mut rng);
+            mutate(&mut m, &mut rng, 6);
             let Ok(data) = PatientData::from_bundle(&m) else {
                 err += 1;
                 continue;
@@ -204,4 +204,60 @@ fn mutated_patient_data_never_panics() {
     }
     eprintln!("mutated evaluations: {ok} ok, {err} errors, no panic");
     assert!(ok > 0 && err > 0, "mutations should exercise both outcomes");
+}
+
+#[test]
+fn mutated_elm_never_panics() {
+    let data: Vec<PatientData> = [
+        "complete-2-of-2",
+        "string-dose-numbers",
+        "two-codings-icd-and-eu",
+    ]
+    .iter()
+    .map(|n| {
+        let p = root().join(format!("tests/cql/patients/{n}.json"));
+        let v: Value =
+            serde_json::from_str(&std::fs::read_to_string(p).expect("read")).expect("json");
+        PatientData::from_bundle(&v).expect("data")
+    })
+    .collect();
+    let term = terminology::Terminology::new();
+    let includes = Libraries::new();
+    let params = EvalParams {
+        libraries: Some(&includes),
+        terminology: Some(&term),
+        parameters: None,
+    };
+    let mut rng = Lcg(0xe1e1);
+    let (mut loaded, mut rejected) = (0, 0);
+    for name in [
+        "DDCCPass",
+        "AnyDosePass",
+        "ProductSeriesPass",
+        "FHIRHelpers",
+    ] {
+        let version = if name == "FHIRHelpers" {
+            "4.0.1"
+        } else {
+            "1.0.0"
+        };
+        let p = root().join(format!("cql/elm/{name}-{version}.elm.json"));
+        let elm: Value =
+            serde_json::from_str(&std::fs::read_to_string(p).expect("elm")).expect("json");
+        for _ in 0..60 {
+            let mut m = elm.clone();
+            mutate(&mut m, &mut rng, 200);
+            match ElmLibrary::from_json(&m) {
+                Ok(lib) => {
+                    loaded += 1;
+                    for d in &data {
+                        let _ = evaluate(&lib, d, &params);
+                    }
+                }
+                Err(_) => rejected += 1,
+            }
+        }
+    }
+    eprintln!("mutated ELM: {loaded} loaded and evaluated, {rejected} rejected, no panic");
+    assert!(loaded > 0);
 }
