@@ -5,6 +5,8 @@
                                       @cqframework/cql, installed by
                                       tests/tools/setup-cql-oracle.sh)
   cql/Library-<Name>.json             FHIR Library: CQL and ELM as base64 attachments
+  tests/cql/libraries/elm/<Name>-<version>.elm.json
+                                      ELM of test-only libraries (operator coverage)
   fhir-profiles/plandefinitions/PlanDefinition-<id>.json
                                       one PlanDefinition per use case (USE_CASES), each
                                       action citing its Library canonical and the
@@ -37,6 +39,8 @@ ROOT = Path(__file__).resolve().parent.parent
 CQL = ROOT / "cql"
 ELM = CQL / "elm"
 PLANS = ROOT / "fhir-profiles" / "plandefinitions"
+# Test-only libraries (not published): translated the same way, for the oracle test.
+TEST_LIBS = ROOT / "tests" / "cql" / "libraries"
 TOOLS = ROOT / "tests" / ".tools" / "cql-oracle"
 TRANSLATE = ROOT / "tests" / "tools" / "cql" / "translate.mjs"
 BASE = "http://ddcc-mediator.org/fhir"
@@ -74,10 +78,10 @@ def b64(text: str) -> str:
     return base64.b64encode(text.encode("utf-8")).decode("ascii")
 
 
-def sources():
-    """(name, version, path) of every cql/<Name>-<version>.cql."""
+def sources(directory=CQL):
+    """(name, version, path) of every <Name>-<version>.cql in `directory`."""
     out = []
-    for p in sorted(CQL.glob("*.cql")):
+    for p in sorted(directory.glob("*.cql")):
         m = re.fullmatch(r"(.+)-(\d+\.\d+\.\d+)\.cql", p.name)
         if not m:
             sys.exit(f"{p}: expected <Name>-<version>.cql")
@@ -191,6 +195,10 @@ def main():
             continue
         versions[name] = version
         files[CQL / f"Library-{name}.json"] = dump(library(name, version, cql, elm_text))
+    for name, version, path in sources(TEST_LIBS):
+        elm_path = TEST_LIBS / "elm" / f"{name}-{version}.elm.json"
+        if have_translator:
+            files[elm_path] = translate(path)
     for pid, (title, purpose, rules) in USE_CASES.items():
         files[PLANS / f"PlanDefinition-{pid}.json"] = dump(plan(pid, title, purpose, rules, versions))
     stale = [p for p, text in files.items() if not p.exists() or p.read_text(encoding="utf-8") != text]

@@ -629,7 +629,8 @@ impl<'a> Engine<'a> {
                 match container {
                     V::Null => V::Boolean(false),
                     V::List(items) => V::Boolean(list_contains(&items, &item)),
-                    _ => return Err(CqlError::Unsupported("Contains on intervals".into())),
+                    V::Interval(i) => V::from_bool(interval_contains(&i, &item)),
+                    _ => return Err(CqlError::Type("Contains of a non-collection".into())),
                 }
             }
             "In" => {
@@ -637,7 +638,8 @@ impl<'a> Engine<'a> {
                 match container {
                     V::Null => V::Boolean(false),
                     V::List(items) => V::Boolean(list_contains(&items, &item)),
-                    _ => return Err(CqlError::Unsupported("In on intervals".into())),
+                    V::Interval(i) => V::from_bool(interval_contains(&i, &item)),
+                    _ => return Err(CqlError::Type("In of a non-collection".into())),
                 }
             }
             _ => return Ok(None),
@@ -951,6 +953,44 @@ impl<'a> Engine<'a> {
                     (V::Null, _) | (_, V::Null) => V::Null,
                     _ => return Err(CqlError::Unsupported(format!("{t} on these types"))),
                 }
+            }
+            "Concatenate" => {
+                let mut out = String::new();
+                for v in self.eval_all(lib, &operands(node), scope, d)? {
+                    match v {
+                        V::String(x) => out.push_str(&x),
+                        V::Null => return Ok(Some(V::Null)),
+                        _ => return Err(CqlError::Type("Concatenate of a non-string".into())),
+                    }
+                }
+                V::String(out)
+            }
+            "DateTimeComponentFrom" => {
+                let idx = match node.get("precision").and_then(Value::as_str) {
+                    Some("Year") => 0,
+                    Some("Month") => 1,
+                    Some("Day") => 2,
+                    Some("Hour") => 3,
+                    Some("Minute") => 4,
+                    Some("Second") => 5,
+                    Some("Millisecond") => 6,
+                    other => return Err(CqlError::Unsupported(format!("component {other:?}"))),
+                };
+                match self.unary(lib, node, scope, d)? {
+                    V::Date(x) | V::DateTime(x) => {
+                        x.parts[idx].map_or(V::Null, |p| V::Integer(i64::from(p)))
+                    }
+                    _ => V::Null,
+                }
+            }
+            "Interval" => {
+                let flag = |k: &str| node.get(k).and_then(Value::as_bool).unwrap_or(true);
+                V::Interval(Box::new(value::Interval {
+                    low: self.sub(lib, node, "low", scope, d)?,
+                    high: self.sub(lib, node, "high", scope, d)?,
+                    low_closed: flag("lowClosed"),
+                    high_closed: flag("highClosed"),
+                }))
             }
             "Negate" => match self.unary(lib, node, scope, d)? {
                 V::Integer(i) => i.checked_neg().map_or(V::Null, V::Integer),
@@ -1415,7 +1455,10 @@ impl<'a> Engine<'a> {
                     (true, true) => Ordering::Equal,
                     (true, false) => Ordering::Less,
                     (false, true) => Ordering::Greater,
-                    _ => value::compare(x, y).unwrap_or(Ordering::Equal),
+                    // Values whose order is uncertain (date-times of different
+                    // precisions) sort by their text, as the reference engine does.
+                    _ => value::compare(x, y)
+                        .unwrap_or_else(|| x.to_json().to_string().cmp(&y.to_json().to_string())),
                 };
                 let o = if *desc { o.reverse() } else { o };
                 if o != Ordering::Equal {
@@ -1491,6 +1534,30 @@ fn list_contains(items: &[CqlValue], item: &CqlValue) -> bool {
     items
         .iter()
         .any(|e| value::equal(e, item) == Some(true) || (e.is_null() && item.is_null()))
+}
+
+/// Point membership: null when the point or a deciding bound is null.
+fn interval_contains(i: &value::Interval, item: &CqlValue) -> Option<bool> {
+    if item.is_null() {
+        return None;
+    }
+    let above_low = if i.low.is_null() {
+        None
+    } else {
+        value::compare(item, &i.low)
+            .map(|o| o == Ordering::Greater || (i.low_closed && o == Ordering::Equal))
+    };
+    let below_high = if i.high.is_null() {
+        None
+    } else {
+        value::compare(item, &i.high)
+            .map(|o| o == Ordering::Less || (i.high_closed && o == Ordering::Equal))
+    };
+    match (above_low, below_high) {
+        (Some(false), _) | (_, Some(false)) => Some(false),
+        (Some(true), Some(true)) => Some(true),
+        _ => None,
+    }
 }
 
 fn truth(v: &CqlValue) -> Result<Option<bool>, CqlError> {

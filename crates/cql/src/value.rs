@@ -72,6 +72,16 @@ pub enum CqlValue {
     Tuple(BTreeMap<String, CqlValue>),
     Fhir(FhirValue),
     ValueSet(ValueSetRef),
+    Interval(Box<Interval>),
+}
+
+/// An interval of ordered values (integers, decimals, dates); null bounds are unknown.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Interval {
+    pub low: CqlValue,
+    pub high: CqlValue,
+    pub low_closed: bool,
+    pub high_closed: bool,
 }
 
 impl CqlValue {
@@ -147,6 +157,13 @@ impl CqlValue {
                 None => json!({"@type": format!("FHIR.{}", f.type_name), "json": f.json}),
             },
             CqlValue::ValueSet(v) => json!({"@type": "ValueSet", "id": v.id, "version": v.version}),
+            CqlValue::Interval(i) => json!({
+                "@type": "Interval",
+                "low": i.low.to_json(),
+                "high": i.high.to_json(),
+                "lowClosed": i.low_closed,
+                "highClosed": i.high_closed,
+            }),
         }
     }
 }

@@ -182,6 +182,15 @@ fn rules_agree_with_cql_execution() {
             helpers: Some(helpers.clone()),
         });
     }
+    // Not a rule: a test library exercising the operators the rules do not use.
+    let elm_path = root().join("tests/cql/libraries/elm/OperatorCoverage-1.0.0.elm.json");
+    let elm = ElmLibrary::from_json(&read_json(&elm_path)).expect("coverage ELM loads");
+    libs.push(Lib {
+        name: "OperatorCoverage".into(),
+        elm_path,
+        elm,
+        helpers: Some(helpers.clone()),
+    });
     if let Some(s) = &shared {
         for name in ["DDCCPass", "AnyDosePass", "ModernaOrPfizerPass"] {
             let elm_path = s.join(format!("conformance/ddcc-ig/cql/{name}-1.0.0.elm.json"));
