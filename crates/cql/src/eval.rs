@@ -1449,7 +1449,7 @@ impl<'a> Engine<'a> {
             keyed.push((keys, v));
         }
         // A stable sort; nulls first ascending, as the reference engine orders them.
-        keyed.sort_by(|(a, _), (b, _)| {
+        let cmp = |a: &[(CqlValue, bool)], b: &[(CqlValue, bool)]| -> Ordering {
             for ((x, desc), (y, _)) in a.iter().zip(b) {
                 let o = match (x.is_null(), y.is_null()) {
                     (true, true) => Ordering::Equal,
@@ -1466,7 +1466,11 @@ impl<'a> Engine<'a> {
                 }
             }
             Ordering::Equal
-        });
+        };
+        // A merge sort of our own, as the reference engine's: the comparison above is
+        // not a total order for every mix of values, and the standard library's sort
+        // may panic on such a comparator; this one only yields some stable order.
+        let keyed = merge_sort(keyed, &|a, b| cmp(&a.0, &b.0));
         Ok(keyed.into_iter().map(|(_, v)| v).collect())
     }
 
@@ -1488,6 +1492,29 @@ impl<'a> Engine<'a> {
         }
         self.eval(lib, expr, scope, d)
     }
+}
+
+fn merge_sort<T>(mut items: Vec<T>, cmp: &dyn Fn(&T, &T) -> Ordering) -> Vec<T> {
+    if items.len() <= 1 {
+        return items;
+    }
+    let right = items.split_off(items.len() / 2);
+    let left = merge_sort(items, cmp);
+    let right = merge_sort(right, cmp);
+    let mut out = Vec::with_capacity(left.len() + right.len());
+    let mut l = left.into_iter().peekable();
+    let mut r = right.into_iter().peekable();
+    loop {
+        let take_left = match (l.peek(), r.peek()) {
+            (Some(a), Some(b)) => cmp(a, b) != Ordering::Greater,
+            (Some(_), None) => true,
+            (None, Some(_)) => false,
+            (None, None) => break,
+        };
+        let next = if take_left { l.next() } else { r.next() };
+        out.extend(next);
+    }
+    out
 }
 
 fn cartesian(lists: &[Vec<CqlValue>]) -> Vec<Vec<CqlValue>> {
@@ -2114,6 +2141,41 @@ mod tests {
                 assert_eq!(or, CqlValue::from_bool(want), "{x:?} or {y:?}");
             }
         }
+    }
+
+    #[test]
+    fn sorting_mixed_values_never_panics() {
+        let mut items = Vec::new();
+        for i in 0..60 {
+            items.push(match i % 6 {
+                0 => lit("Integer", &(i * 7 % 13).to_string()),
+                1 => lit("String", &format!("s{}", i % 5)),
+                2 => lit("Decimal", "2.5"),
+                3 => json!({"type": "Null"}),
+                4 => json!({"type": "ToDateTime", "operand": lit("String", if i % 4 == 0 { "2021" } else { "2021-05-02" })}),
+                _ => lit("Boolean", "true"),
+            });
+        }
+        for dir in ["asc", "desc"] {
+            let q = json!({"type": "Query", "source": [{"alias": "x", "expression": {"type": "List", "element": items}}],
+                "return": {"distinct": false, "expression": {"type": "AliasRef", "name": "x"}},
+                "sort": {"by": [{"type": "ByDirection", "direction": dir}]}});
+            match run(q).expect("sorted") {
+                CqlValue::List(v) => assert_eq!(v.len(), 60),
+                other => panic!("{other:?}"),
+            }
+        }
+        let nums = json!({"type": "Query", "source": [{"alias": "x", "expression": {"type": "List", "element": [
+            lit("Integer", "3"), lit("Integer", "1"), lit("Integer", "2")]}}],
+            "sort": {"by": [{"type": "ByDirection", "direction": "desc"}]}});
+        assert_eq!(
+            run(nums).expect("sorted"),
+            CqlValue::List(vec![
+                CqlValue::Integer(3),
+                CqlValue::Integer(2),
+                CqlValue::Integer(1)
+            ])
+        );
     }
 
     #[test]
