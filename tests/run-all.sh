@@ -32,6 +32,7 @@ cargo fmt --all -- --check
 
 step "generated files are current"
 python3 tools/derive-rc2-map.py --check
+python3 tools/gen-cql-libraries.py --check
 
 step "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
