@@ -46,8 +46,8 @@ impl KeySource {
         let set = |k: &str| env(k).filter(|v| !v.trim().is_empty());
         match set("DDCC_DATA_KEY_VAULT_KEY") {
             Some(key) => {
-                let mut cfg =
-                    VaultConfig::from_lookup(env).map_err(|e| DataKeyError::Vault(e.to_string()))?;
+                let mut cfg = VaultConfig::from_lookup(env)
+                    .map_err(|e| DataKeyError::Vault(e.to_string()))?;
                 cfg.key_name = key;
                 cfg.key_version = None;
                 let file = set("DDCC_DATA_KEY_FILE")

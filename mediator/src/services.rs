@@ -147,7 +147,10 @@ fn spawn_reencryption(store: Arc<dyn ddcc_store::Store>) {
             }
         }
         if total > 0 {
-            tracing::info!(records = total, "re-sealed records under the current data key");
+            tracing::info!(
+                records = total,
+                "re-sealed records under the current data key"
+            );
         }
     });
 }

@@ -131,8 +131,8 @@ async fn main() {
                         conc.max(1),
                         Arc::new(ddcc_store::DataKeys::generate().expect("keys")),
                     )
-                        .await
-                        .expect("connect"),
+                    .await
+                    .expect("connect"),
                 ),
                 conc,
                 format!("postgres concurrency={conc}"),

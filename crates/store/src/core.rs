@@ -5,10 +5,10 @@ use std::collections::{HashMap, HashSet};
 
 use serde_json::{Map, Value};
 
+use crate::crypto::{DataKeys, BLIND_PREFIX};
 use crate::ids::{check_id, check_type, new_id};
 use crate::index::{self, IndexRow};
 use crate::sql::{int, opt_blob, text, Db, Row, SqlVal};
-use crate::crypto::{DataKeys, BLIND_PREFIX};
 use crate::time::{format_instant, now_ms};
 use crate::{
     codec, refs, search, Claim, ClaimToken, Completed, FolderUpsert, PendingRevocation, Result,
@@ -889,7 +889,10 @@ pub async fn claim_key<D: Db>(db: &mut D, key: &str, ttl_ms: i64) -> Result<Clai
 pub async fn release_key<D: Db>(db: &mut D, c: &ClaimToken) -> Result<()> {
     db.exec(
         "DELETE FROM idem WHERE k = $1 AND token = $2 AND state = 'claimed'",
-        &[SqlVal::Text(idem_key(db.keys(), &c.key)), SqlVal::Text(c.token.clone())],
+        &[
+            SqlVal::Text(idem_key(db.keys(), &c.key)),
+            SqlVal::Text(c.token.clone()),
+        ],
     )
     .await?;
     Ok(())

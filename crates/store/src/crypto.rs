@@ -45,7 +45,9 @@ pub enum KeyError {
     Unknown(String),
     #[error("record sealed with data key {0}, which is not configured")]
     Missing(String),
-    #[error("a sealed record failed authentication (wrong key, or the record was altered or moved)")]
+    #[error(
+        "a sealed record failed authentication (wrong key, or the record was altered or moved)"
+    )]
     Authentication,
     #[error("sealed record is truncated or malformed")]
     Malformed,
@@ -133,6 +135,12 @@ impl DataKeys {
     pub fn from_key_file(path: &Path) -> Result<Self, KeyError> {
         let shown = path.display().to_string();
         if !path.exists() {
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir).map_err(|e| KeyError::File {
+                    path: shown.clone(),
+                    reason: e.to_string(),
+                })?;
+            }
             let file = KeyFile {
                 current: "k1".into(),
                 blind: B64.encode(random_key()?),
@@ -264,7 +272,10 @@ impl DataKeys {
         mac.update(scope.as_bytes());
         mac.update(&[0]);
         mac.update(value.as_bytes());
-        format!("{BLIND_PREFIX}{}", B64URL.encode(mac.finalize().into_bytes()))
+        format!(
+            "{BLIND_PREFIX}{}",
+            B64URL.encode(mac.finalize().into_bytes())
+        )
     }
 }
 
@@ -361,9 +372,18 @@ mod tests {
     fn blind_values_are_keyed_and_scoped() {
         let a = DataKeys::generate().unwrap();
         let b = DataKeys::generate().unwrap();
-        assert_eq!(a.blind("List.identifier", "X"), a.blind("List.identifier", "X"));
-        assert_ne!(a.blind("List.identifier", "X"), b.blind("List.identifier", "X"));
-        assert_ne!(a.blind("List.identifier", "X"), a.blind("Bundle.identifier", "X"));
+        assert_eq!(
+            a.blind("List.identifier", "X"),
+            a.blind("List.identifier", "X")
+        );
+        assert_ne!(
+            a.blind("List.identifier", "X"),
+            b.blind("List.identifier", "X")
+        );
+        assert_ne!(
+            a.blind("List.identifier", "X"),
+            a.blind("Bundle.identifier", "X")
+        );
         assert!(a.blind("s", "X").starts_with(BLIND_PREFIX));
     }
 

@@ -148,7 +148,10 @@ pub const PARAMS: &[ParamDef] = &[
 pub fn is_personal(resource_type: &str, param: &str) -> bool {
     matches!(
         (resource_type, param),
-        ("DocumentReference" | "List" | "Bundle" | "Patient", "identifier")
+        (
+            "DocumentReference" | "List" | "Bundle" | "Patient",
+            "identifier"
+        )
     )
 }
 

@@ -248,8 +248,8 @@ impl SqliteStore {
             tokio::task::spawn_blocking(move || {
                 run(&lock(&inner.writer), &inner.keys, "BEGIN IMMEDIATE", f)
             })
-                .await
-                .map_err(|e| StoreError::Backend(format!("blocking task: {e}")))?
+            .await
+            .map_err(|e| StoreError::Backend(format!("blocking task: {e}")))?
         })
     }
 

@@ -107,7 +107,10 @@ async fn searches_still_answer(store: &dyn Store) {
         };
         async move { store.search(rt, &query).await.expect("search").len() }
     };
-    assert_eq!(by("Patient", vec![("identifier", PATIENT_ID.into())]).await, 1);
+    assert_eq!(
+        by("Patient", vec![("identifier", PATIENT_ID.into())]).await,
+        1
+    );
     assert_eq!(
         by(
             "Patient",
@@ -118,7 +121,11 @@ async fn searches_still_answer(store: &dyn Store) {
     );
     assert_eq!(by("Bundle", vec![("identifier", HCID.into())]).await, 1);
     assert_eq!(
-        by("List", vec![("identifier", format!("urn:test:hcid|{HCID}"))]).await,
+        by(
+            "List",
+            vec![("identifier", format!("urn:test:hcid|{HCID}"))]
+        )
+        .await,
         1
     );
     assert_eq!(
@@ -160,7 +167,11 @@ fn sqlite_bytes(dir: &Path) -> Vec<u8> {
     let mut all = Vec::new();
     for e in std::fs::read_dir(dir).expect("read dir") {
         let p = e.expect("entry").path();
-        let name = p.file_name().unwrap_or_default().to_string_lossy().into_owned();
+        let name = p
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
         if name.starts_with(ddcc_store::SQLITE_DB_FILE) {
             all.extend(std::fs::read(&p).expect("read db file"));
         }
@@ -180,7 +191,10 @@ async fn sqlite_files_hold_no_personal_data() {
     assert!(found.is_empty(), "clear text in SQLite files: {found:?}");
     // The check itself can see clear text: the key file is the one place with secrets,
     // and the patient's name is in what a read returns.
-    let p = store.search("Patient", &q(&[])).await.expect("all patients");
+    let p = store
+        .search("Patient", &q(&[]))
+        .await
+        .expect("all patients");
     assert_eq!(p[0].resource["name"][0]["family"], NAME);
 }
 
@@ -190,7 +204,9 @@ async fn postgres_dump_holds_no_personal_data() {
         return;
     };
     let keys = Arc::new(DataKeys::generate().expect("keys"));
-    let store = PostgresStore::connect(&url, 4, keys).await.expect("connect");
+    let store = PostgresStore::connect(&url, 4, keys)
+        .await
+        .expect("connect");
     write_personal_records(&store).await;
     searches_still_answer(&store).await;
     let dump = std::process::Command::new(pg_dump())
@@ -246,7 +262,9 @@ async fn rotation_reseals_old_records_and_retires_the_old_key() {
         let store = SqliteStore::open(dir.path()).expect("open");
         write_personal_records(&store).await;
     }
-    assert!(sqlite_kids(dir.path()).iter().all(|k| k.as_deref() == Some("k1")));
+    assert!(sqlite_kids(dir.path())
+        .iter()
+        .all(|k| k.as_deref() == Some("k1")));
 
     let new = DataKeys::rotate_key_file(&key_file).expect("rotate");
     assert_eq!(new, "k2");
@@ -269,14 +287,20 @@ async fn rotation_reseals_old_records_and_retires_the_old_key() {
         total += n;
     }
     assert!(total >= 5, "re-sealed {total} records");
-    assert!(sqlite_kids(dir.path()).iter().all(|k| k.as_deref() == Some("k2")));
+    assert!(sqlite_kids(dir.path())
+        .iter()
+        .all(|k| k.as_deref() == Some("k2")));
     drop(store);
 
     DataKeys::remove_from_key_file(&key_file, "k1").expect("retire k1");
     let store = SqliteStore::open(dir.path()).expect("open with k2 only");
     searches_still_answer(&store).await;
     assert_eq!(
-        store.read("Patient", &extra.id).await.expect("read").resource["birthDate"],
+        store
+            .read("Patient", &extra.id)
+            .await
+            .expect("read")
+            .resource["birthDate"],
         "2001-01-01"
     );
     let found = find_clear(&sqlite_bytes(dir.path()));
@@ -314,7 +338,11 @@ async fn clear_records_from_before_encryption_are_sealed_and_reindexed() {
     let store = SqliteStore::open_file(&db_path, Synchronous::Full, 1).expect("open");
     // Readable as it is; not yet found by a (blind) identifier search.
     assert_eq!(
-        store.read("List", "legacy1").await.expect("read legacy").resource["title"],
+        store
+            .read("List", "legacy1")
+            .await
+            .expect("read legacy")
+            .resource["title"],
         format!("Folder of {NAME}")
     );
     assert_eq!(
@@ -370,7 +398,9 @@ fn claim_token_keys_are_not_stored_clear() {
         .build()
         .expect("rt");
     let store = SqliteStore::open(dir.path()).expect("open");
-    let c: ClaimToken = match rt.block_on(store.claim_key("event-secret-77", 1000)).expect("claim")
+    let c: ClaimToken = match rt
+        .block_on(store.claim_key("event-secret-77", 1000))
+        .expect("claim")
     {
         ddcc_store::Claim::Claimed(c) => c,
         other => panic!("{other:?}"),

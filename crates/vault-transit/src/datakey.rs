@@ -71,11 +71,7 @@ pub async fn unwrap_data_key(cfg: &VaultConfig, wrapped: &str) -> Result<[u8; 32
     let r = client
         .call(
             Method::POST,
-            &format!(
-                "{}/decrypt/{}",
-                cfg.mount(),
-                cfg.key_name.trim_matches('/')
-            ),
+            &format!("{}/decrypt/{}", cfg.mount(), cfg.key_name.trim_matches('/')),
             Some(&json!({ "ciphertext": wrapped })),
         )
         .await?;

@@ -80,7 +80,9 @@ pub async fn pg_pair() -> Option<Pair> {
     let a = PostgresStore::connect(&url, 8, keys.clone())
         .await
         .expect("connect a");
-    let b = PostgresStore::connect(&url, 8, keys).await.expect("connect b");
+    let b = PostgresStore::connect(&url, 8, keys)
+        .await
+        .expect("connect b");
     Some(Pair {
         a: Arc::new(a),
         b: Arc::new(b),
