@@ -35,7 +35,10 @@ pub enum DataKeyError {
 /// Where the keys live, decided from the environment.
 pub enum KeySource {
     File(PathBuf),
-    Vault { file: PathBuf, cfg: VaultConfig },
+    Vault {
+        file: PathBuf,
+        cfg: Box<VaultConfig>,
+    },
 }
 
 impl KeySource {
@@ -53,7 +56,10 @@ impl KeySource {
                 let file = set("DDCC_DATA_KEY_FILE")
                     .map(PathBuf::from)
                     .unwrap_or_else(|| data_dir.join(WRAPPED_KEY_FILE));
-                Ok(KeySource::Vault { file, cfg })
+                Ok(KeySource::Vault {
+                    file,
+                    cfg: Box::new(cfg),
+                })
             }
             None => Ok(KeySource::File(
                 set("DDCC_DATA_KEY_FILE")
