@@ -23,6 +23,14 @@ pub enum KeysCommand {
     Init(InitArgs),
     /// Print the active DSC (PEM) and its kid.
     Show,
+    /// Add a data key for encryption at rest and make it current. The service re-seals
+    /// older records in the background at its next start.
+    RotateDataKey,
+    /// Remove a retired data key once no record uses it (checked: refused otherwise).
+    RetireDataKey {
+        /// Key id, e.g. k1.
+        id: String,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -63,6 +71,8 @@ pub enum KeysError {
     Dsc(String),
     #[error("the DSC must be valid for 1 to 730 days, got {0}")]
     Validity(u64),
+    #[error("data keys: {0}")]
+    DataKeys(String),
 }
 
 fn vault_config() -> Result<VaultConfig, KeysError> {
@@ -141,6 +151,45 @@ pub async fn run(cmd: KeysCommand, config: &Config) -> Result<(), KeysError> {
                 );
                 print(&identity.dsc_pem(), &identity.kid_b64(), None);
             }
+        }
+        KeysCommand::RotateDataKey => {
+            let env = |k: &str| std::env::var(k).ok();
+            let source = crate::data_keys::KeySource::from_env(&config.data_dir, &env)
+                .map_err(|e| KeysError::DataKeys(e.to_string()))?;
+            // Loading first creates the key file (or wrapped keys) if this is the first use.
+            source
+                .load()
+                .await
+                .map_err(|e| KeysError::DataKeys(e.to_string()))?;
+            let id = source
+                .rotate()
+                .await
+                .map_err(|e| KeysError::DataKeys(e.to_string()))?;
+            println!("current data key: {id}");
+        }
+        KeysCommand::RetireDataKey { id } => {
+            let env = |k: &str| std::env::var(k).ok();
+            // Every record is re-sealed under the current key before the old key goes,
+            // so nothing can become unreadable.
+            let registry = crate::services::open_store(config, &env)
+                .await
+                .map_err(|e| KeysError::DataKeys(e.to_string()))?;
+            let mut total = 0;
+            loop {
+                let n = registry
+                    .store
+                    .reencrypt(500)
+                    .await
+                    .map_err(|e| KeysError::DataKeys(e.to_string()))?;
+                if n == 0 {
+                    break;
+                }
+                total += n;
+            }
+            crate::data_keys::KeySource::from_env(&config.data_dir, &env)
+                .and_then(|s| s.retire(&id))
+                .map_err(|e| KeysError::DataKeys(e.to_string()))?;
+            println!("re-sealed {total} records; data key {id} removed");
         }
     }
     Ok(())

@@ -5,6 +5,7 @@ pub mod audit;
 pub mod catalogue;
 pub mod cli;
 pub mod config;
+pub mod data_keys;
 pub mod error;
 pub mod keys;
 pub mod mapping;

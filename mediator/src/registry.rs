@@ -42,7 +42,7 @@ pub fn store_error(e: StoreError) -> ApiError {
             service: "store".into(),
             message: m,
         },
-        StoreError::Corrupt(m) => ApiError::internal(m),
+        StoreError::Corrupt(m) | StoreError::Crypto(m) => ApiError::internal(m),
         other => {
             let code = match status {
                 404 | 410 => "not-found",

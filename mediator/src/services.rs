@@ -30,6 +30,8 @@ pub enum ServicesError {
     VaultConfig(String),
     #[error("registry store: {0}")]
     Store(#[from] ddcc_store::StoreError),
+    #[error("encryption-at-rest keys: {0}")]
+    DataKeys(#[from] crate::data_keys::DataKeyError),
 }
 
 /// The signing side once connected: the identity (DSC, kid) and the issuer using it.
@@ -96,22 +98,61 @@ pub struct Services {
 
 /// The registry store: PostgreSQL when `DATABASE_URL` is set (several instances share
 /// it), else the embedded SQLite file in the data directory.
-async fn open_store(
+pub(crate) async fn open_store(
     config: &Config,
     env: &impl Fn(&str) -> Option<String>,
 ) -> Result<Arc<crate::registry::Registry>, ServicesError> {
+    std::fs::create_dir_all(&config.data_dir).map_err(|e| {
+        ddcc_store::StoreError::Backend(format!("{}: {e}", config.data_dir.display()))
+    })?;
+    let keys = Arc::new(
+        crate::data_keys::KeySource::from_env(&config.data_dir, env)?
+            .load()
+            .await?,
+    );
     let store: Arc<dyn ddcc_store::Store> =
         match env("DATABASE_URL").filter(|u| !u.trim().is_empty()) {
             Some(url) => {
                 let pool = env("DATABASE_POOL_SIZE")
                     .and_then(|v| v.parse().ok())
                     .unwrap_or(16);
-                Arc::new(ddcc_store::PostgresStore::connect(&url, pool).await?)
+                Arc::new(ddcc_store::PostgresStore::connect(&url, pool, keys).await?)
             }
-            None => Arc::new(ddcc_store::SqliteStore::open(&config.data_dir)?),
+            None => Arc::new(ddcc_store::SqliteStore::open_with_keys(
+                config.data_dir.join(ddcc_store::SQLITE_DB_FILE),
+                ddcc_store::Synchronous::Full,
+                4,
+                keys,
+            )?),
         };
     tracing::info!(backend = store.backend(), "registry store open");
+    spawn_reencryption(store.clone());
     Ok(Arc::new(crate::registry::Registry { store }))
+}
+
+/// Re-seals, in the background and in small batches, records that are clear (from
+/// before encryption at rest) or sealed with a retired data key: a rotation never
+/// blocks start-up, and requests keep being served while the pass runs.
+fn spawn_reencryption(store: Arc<dyn ddcc_store::Store>) {
+    tokio::spawn(async move {
+        let mut total = 0usize;
+        loop {
+            match store.reencrypt(200).await {
+                Ok(0) => break,
+                Ok(n) => total += n,
+                Err(e) => {
+                    tracing::warn!(error = %e, "re-encryption pass paused; retrying in 30 s");
+                    tokio::time::sleep(std::time::Duration::from_secs(30)).await;
+                }
+            }
+        }
+        if total > 0 {
+            tracing::info!(
+                records = total,
+                "re-sealed records under the current data key"
+            );
+        }
+    });
 }
 
 /// Connect to Vault transit: read the DSC and pin the key version it certifies (a

@@ -533,6 +533,9 @@ impl Store for FailingTransactions {
     ) -> BoxFuture<'a, ddcc_store::Result<u64>> {
         self.0.mark_published(seqs, at)
     }
+    fn reencrypt(&self, limit: usize) -> BoxFuture<'_, ddcc_store::Result<usize>> {
+        self.0.reencrypt(limit)
+    }
 }
 
 /// A store failure while registering is a 503 that leaves nothing behind and releases

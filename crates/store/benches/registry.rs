@@ -126,9 +126,13 @@ async fn main() {
             let conc: usize = rest.first().and_then(|c| c.parse().ok()).unwrap_or(8);
             (
                 Arc::new(
-                    PostgresStore::connect(target, conc.max(1))
-                        .await
-                        .expect("connect"),
+                    PostgresStore::connect(
+                        target,
+                        conc.max(1),
+                        Arc::new(ddcc_store::DataKeys::generate().expect("keys")),
+                    )
+                    .await
+                    .expect("connect"),
                 ),
                 conc,
                 format!("postgres concurrency={conc}"),

@@ -5,6 +5,7 @@ use std::collections::{HashMap, HashSet};
 
 use serde_json::{Map, Value};
 
+use crate::crypto::{DataKeys, BLIND_PREFIX};
 use crate::ids::{check_id, check_type, new_id};
 use crate::index::{self, IndexRow};
 use crate::sql::{int, opt_blob, text, Db, Row, SqlVal};
@@ -16,8 +17,9 @@ use crate::{
 
 /// Versioned schema. `{INT}`, `{BLOB}` and `{SERIAL}` are filled per dialect. Never edit
 /// a released step: add a new one, so existing databases migrate forward.
-pub const MIGRATIONS: &[(i64, &str)] = &[(
-    1,
+pub const MIGRATIONS: &[(i64, &str)] = &[
+    (
+        1,
     "CREATE TABLE res (rtype TEXT NOT NULL, id TEXT NOT NULL, version {INT} NOT NULL, lu TEXT NOT NULL, \
        lu_ms {INT} NOT NULL, deleted {INT} NOT NULL, body {BLOB}, PRIMARY KEY (rtype, id, version));
      CREATE TABLE cur (rtype TEXT NOT NULL, id TEXT NOT NULL, version {INT} NOT NULL, deleted {INT} NOT NULL, \
@@ -35,7 +37,29 @@ pub const MIGRATIONS: &[(i64, &str)] = &[(
        country_code_uvci_hash TEXT NOT NULL, kid TEXT NOT NULL, revoked_at TEXT NOT NULL, document_id TEXT NOT NULL, \
        published_at TEXT, UNIQUE (uvci_hash, signature_hash));
      CREATE INDEX revocations_pending ON revocations (published_at, seq);",
-)];
+    ),
+    (
+        20,
+        // Encryption at rest: the data key that sealed each body (NULL = clear, written
+        // before encryption existed), so a rotation pass finds what to re-seal.
+        "ALTER TABLE res ADD COLUMN kid TEXT;
+     CREATE INDEX res_kid ON res (kid);
+     ALTER TABLE idem ADD COLUMN kid TEXT;",
+    ),
+];
+
+/// Scope of the blind HCID in the `folders` table.
+const FOLDER_SCOPE: &str = "folders.hcid";
+
+/// Idempotency keys are event identifiers chosen by the caller; stored blind like any
+/// other identifier.
+fn idem_key(keys: &DataKeys, key: &str) -> String {
+    keys.blind("idem.k", key)
+}
+
+fn idem_aad(blind_key: &str) -> Vec<u8> {
+    format!("idem/{blind_key}").into_bytes()
+}
 
 pub struct Dialect {
     pub int: &'static str,
@@ -79,7 +103,7 @@ pub async fn migrate<D: Db>(db: &mut D, dialect: &Dialect) -> Result<()> {
     Ok(())
 }
 
-fn stored_from(resource_type: &str, id: &str, row: &Row) -> Result<Stored> {
+fn stored_from(keys: &DataKeys, resource_type: &str, id: &str, row: &Row) -> Result<Stored> {
     // Columns: version, lu, deleted, body.
     let version_id = int(row, 0)?;
     let last_updated = text(row, 1)?;
@@ -97,7 +121,11 @@ fn stored_from(resource_type: &str, id: &str, row: &Row) -> Result<Stored> {
         id: id.to_owned(),
         version_id,
         last_updated,
-        resource: codec::decode(body)?,
+        resource: codec::decode(
+            keys,
+            &codec::resource_aad(resource_type, id, version_id),
+            body,
+        )?,
     })
 }
 
@@ -119,7 +147,7 @@ pub async fn read<D: Db>(db: &mut D, resource_type: &str, id: &str) -> Result<St
         )
         .await?;
     let row = rows.first().ok_or_else(|| not_found(resource_type, id))?;
-    stored_from(resource_type, id, row)
+    stored_from(db.keys(), resource_type, id, row)
 }
 
 pub async fn vread<D: Db>(
@@ -137,7 +165,7 @@ pub async fn vread<D: Db>(
         )
         .await?;
     let row = rows.first().ok_or_else(|| not_found(resource_type, id))?;
-    stored_from(resource_type, id, row)
+    stored_from(db.keys(), resource_type, id, row)
 }
 
 pub async fn history<D: Db>(db: &mut D, resource_type: &str, id: &str) -> Result<Vec<Stored>> {
@@ -153,7 +181,7 @@ pub async fn history<D: Db>(db: &mut D, resource_type: &str, id: &str) -> Result
         return Err(not_found(resource_type, id));
     }
     rows.iter()
-        .map(|row| match stored_from(resource_type, id, row) {
+        .map(|row| match stored_from(db.keys(), resource_type, id, row) {
             Err(StoreError::Gone { version_id, .. }) => Ok(Stored {
                 resource_type: resource_type.to_owned(),
                 id: id.to_owned(),
@@ -171,7 +199,12 @@ pub async fn search<D: Db>(
     resource_type: &str,
     query: &SearchQuery,
 ) -> Result<Vec<Stored>> {
-    let parsed = search::parse(resource_type, query)?;
+    let mut parsed = search::parse(resource_type, query)?;
+    // Personal values are indexed blind; the query must look for the same blind value.
+    let keys = db.keys();
+    search::blind_values(&mut parsed, &|rt, param, v| {
+        index::is_personal(rt, param).then(|| keys.blind(&index::blind_scope(rt, param), v))
+    });
     if parsed.count == 0 {
         return Ok(Vec::new());
     }
@@ -180,7 +213,7 @@ pub async fn search<D: Db>(
     rows.iter()
         .map(|row| {
             let id = text(row, 0)?;
-            stored_from(resource_type, &id, &row[1..].to_vec())
+            stored_from(db.keys(), resource_type, &id, &row[1..].to_vec())
         })
         .collect()
 }
@@ -259,6 +292,17 @@ async fn replace_index<D: Db>(
     ];
     db.exec("DELETE FROM idx WHERE rtype = $1 AND id = $2", &key)
         .await?;
+    let keys = db.keys();
+    let rows: Vec<IndexRow> = rows
+        .iter()
+        .map(|r| {
+            let mut r = r.clone();
+            if index::is_personal(resource_type, r.param) {
+                r.val = keys.blind(&index::blind_scope(resource_type, r.param), &r.val);
+            }
+            r
+        })
+        .collect();
     // Multi-row INSERTs in chunks: one round trip per chunk instead of per row, and well
     // under both databases' parameter limits.
     for chunk in rows.chunks(100) {
@@ -348,9 +392,14 @@ async fn write_version<D: Db>(
             m.insert("lastUpdated".into(), Value::String(lu.clone()));
         }
     }
-    let body = codec::encode(&resource)?;
+    let body = codec::encode(
+        db.keys(),
+        &codec::resource_aad(resource_type, id, version),
+        &resource,
+    )?;
+    let kid = db.keys().current_id().to_owned();
     db.exec(
-        "INSERT INTO res (rtype, id, version, lu, lu_ms, deleted, body) VALUES ($1, $2, $3, $4, $5, 0, $6)",
+        "INSERT INTO res (rtype, id, version, lu, lu_ms, deleted, body, kid) VALUES ($1, $2, $3, $4, $5, 0, $6, $7)",
         &[
             SqlVal::Text(resource_type.to_owned()),
             SqlVal::Text(id.to_owned()),
@@ -358,6 +407,7 @@ async fn write_version<D: Db>(
             SqlVal::Text(lu.clone()),
             SqlVal::Int(lu_ms),
             SqlVal::Blob(body),
+            SqlVal::Text(kid),
         ],
     )
     .await?;
@@ -495,7 +545,7 @@ fn tx_result(s: &Stored, status: u16) -> TxResult {
 /// HCID while different HCIDs proceed in parallel. SQLite: the whole transaction already
 /// runs under `BEGIN IMMEDIATE`, the database-wide write lock.
 async fn lock_folder<D: Db>(db: &mut D, hcid: &str) -> Result<(String, bool)> {
-    let h = SqlVal::Text(hcid.to_owned());
+    let h = SqlVal::Text(db.keys().blind(FOLDER_SCOPE, hcid));
     let fresh = new_id();
     let inserted = db
         .query(
@@ -513,7 +563,7 @@ async fn lock_folder<D: Db>(db: &mut D, hcid: &str) -> Result<(String, bool)> {
     let rows = db.query(&sql, &[h]).await?;
     let row = rows
         .first()
-        .ok_or_else(|| StoreError::Backend(format!("folder row for HCID vanished: {hcid}")))?;
+        .ok_or_else(|| StoreError::Backend("folder row for an HCID vanished".into()))?;
     Ok((text(row, 0)?, false))
 }
 
@@ -742,11 +792,14 @@ pub async fn transaction<D: Db>(db: &mut D, req: TxRequest) -> Result<Vec<TxResu
             value,
             results: results.clone(),
         };
-        let bytes = serde_json::to_vec(&completed).map_err(|e| StoreError::Codec(e.to_string()))?;
+        let plain = serde_json::to_vec(&completed).map_err(|e| StoreError::Codec(e.to_string()))?;
+        let k = idem_key(db.keys(), &kc.claim.key);
+        let bytes = db.keys().seal(&idem_aad(&k), &plain)?;
+        let kid = db.keys().current_id().to_owned();
         let n = db
             .exec(
-                "UPDATE idem SET state = 'done', result = $3, expires_ms = 0 WHERE k = $1 AND token = $2 AND state = 'claimed'",
-                &[SqlVal::Text(kc.claim.key.clone()), SqlVal::Text(kc.claim.token), SqlVal::Blob(bytes)],
+                "UPDATE idem SET state = 'done', result = $3, expires_ms = 0, kid = $4 WHERE k = $1 AND token = $2 AND state = 'claimed'",
+                &[SqlVal::Text(k), SqlVal::Text(kc.claim.token), SqlVal::Blob(bytes), SqlVal::Text(kid)],
             )
             .await?;
         if n != 1 {
@@ -784,7 +837,7 @@ pub async fn claim_key<D: Db>(db: &mut D, key: &str, ttl_ms: i64) -> Result<Clai
     let now = now_ms();
     let token = new_id();
     let expires = now.saturating_add(ttl_ms.max(0));
-    let k = SqlVal::Text(key.to_owned());
+    let k = SqlVal::Text(idem_key(db.keys(), key));
     // The primary key on `k` is what makes this safe across instances: exactly one
     // INSERT wins, whatever the interleaving.
     let n = db
@@ -809,8 +862,10 @@ pub async fn claim_key<D: Db>(db: &mut D, key: &str, ttl_ms: i64) -> Result<Clai
         if text(row, 0)? == "done" {
             let bytes = opt_blob(row, 1)?
                 .ok_or_else(|| StoreError::Corrupt(format!("key {key} done without result")))?;
+            let aad = idem_aad(&idem_key(db.keys(), key));
+            let plain = db.keys().open(&aad, bytes)?;
             let c: Completed =
-                serde_json::from_slice(bytes).map_err(|e| StoreError::Codec(e.to_string()))?;
+                serde_json::from_slice(&plain).map_err(|e| StoreError::Codec(e.to_string()))?;
             return Ok(Claim::Existing(c));
         }
     }
@@ -834,7 +889,10 @@ pub async fn claim_key<D: Db>(db: &mut D, key: &str, ttl_ms: i64) -> Result<Clai
 pub async fn release_key<D: Db>(db: &mut D, c: &ClaimToken) -> Result<()> {
     db.exec(
         "DELETE FROM idem WHERE k = $1 AND token = $2 AND state = 'claimed'",
-        &[SqlVal::Text(c.key.clone()), SqlVal::Text(c.token.clone())],
+        &[
+            SqlVal::Text(idem_key(db.keys(), &c.key)),
+            SqlVal::Text(c.token.clone()),
+        ],
     )
     .await?;
     Ok(())
@@ -890,4 +948,119 @@ pub async fn mark_published<D: Db>(db: &mut D, seqs: &[i64], at: &str) -> Result
             .await?;
     }
     Ok(total)
+}
+
+/// Re-seals up to `limit` records that are clear (written before encryption existed) or
+/// sealed with a data key other than the current one; returns how many it changed, so a
+/// caller repeats until 0. Clear records also get their personal index rows, folder
+/// HCIDs and idempotency keys replaced by blind values. Runs in one transaction per
+/// batch, so a crash mid-pass leaves every record readable under some configured key.
+pub async fn reencrypt<D: Db>(db: &mut D, limit: usize) -> Result<usize> {
+    let limit = limit.clamp(1, 10_000);
+    let current = SqlVal::Text(db.keys().current_id().to_owned());
+    let mut changed = 0;
+    let rows = db
+        .query(
+            &format!(
+                "SELECT rtype, id, version, body, kid FROM res WHERE body IS NOT NULL \
+                 AND (kid IS NULL OR kid <> $1) LIMIT {limit}"
+            ),
+            std::slice::from_ref(&current),
+        )
+        .await?;
+    for row in &rows {
+        let (rt, id, version) = (text(row, 0)?, text(row, 1)?, int(row, 2)?);
+        let body = opt_blob(row, 3)?.unwrap_or_default();
+        let was_clear = matches!(row.get(4), Some(SqlVal::NullInt | SqlVal::NullText));
+        let aad = codec::resource_aad(&rt, &id, version);
+        let resource = codec::decode(db.keys(), &aad, body)?;
+        let sealed = codec::encode(db.keys(), &aad, &resource)?;
+        db.exec(
+            "UPDATE res SET body = $4, kid = $5 WHERE rtype = $1 AND id = $2 AND version = $3",
+            &[
+                SqlVal::Text(rt.clone()),
+                SqlVal::Text(id.clone()),
+                SqlVal::Int(version),
+                SqlVal::Blob(sealed),
+                current.clone(),
+            ],
+        )
+        .await?;
+        if was_clear {
+            let is_current = current_version(db, &rt, &id).await? == Some(version);
+            if is_current {
+                replace_index(db, &rt, &id, &index::extract(&rt, &resource)).await?;
+            }
+        }
+        changed += 1;
+    }
+    let like = SqlVal::Text(format!("{BLIND_PREFIX}%"));
+    let idem = db
+        .query(
+            &format!(
+                "SELECT k, result FROM idem WHERE k NOT LIKE $2 \
+                 OR (result IS NOT NULL AND (kid IS NULL OR kid <> $1)) LIMIT {limit}"
+            ),
+            &[current.clone(), like.clone()],
+        )
+        .await?;
+    for row in &idem {
+        let k = text(row, 0)?;
+        let (blind_k, plain) = if k.starts_with(BLIND_PREFIX) {
+            let plain = match opt_blob(row, 1)? {
+                Some(b) => Some(db.keys().open(&idem_aad(&k), b)?),
+                None => None,
+            };
+            (k.clone(), plain)
+        } else {
+            // Clear key and clear result, from before encryption.
+            (
+                idem_key(db.keys(), &k),
+                opt_blob(row, 1)?.map(<[u8]>::to_vec),
+            )
+        };
+        let (result, kid) = match plain {
+            Some(p) => (
+                SqlVal::Blob(db.keys().seal(&idem_aad(&blind_k), &p)?),
+                current.clone(),
+            ),
+            None => (SqlVal::NullBlob, SqlVal::NullText),
+        };
+        db.exec(
+            "UPDATE idem SET k = $2, result = $3, kid = $4 WHERE k = $1",
+            &[SqlVal::Text(k), SqlVal::Text(blind_k), result, kid],
+        )
+        .await?;
+        changed += 1;
+    }
+    let folders = db
+        .query(
+            &format!("SELECT hcid FROM folders WHERE hcid NOT LIKE $1 LIMIT {limit}"),
+            std::slice::from_ref(&like),
+        )
+        .await?;
+    for row in &folders {
+        let hcid = text(row, 0)?;
+        let blind = db.keys().blind(FOLDER_SCOPE, &hcid);
+        db.exec(
+            "UPDATE folders SET hcid = $2 WHERE hcid = $1",
+            &[SqlVal::Text(hcid), SqlVal::Text(blind)],
+        )
+        .await?;
+        changed += 1;
+    }
+    Ok(changed)
+}
+
+async fn current_version<D: Db>(db: &mut D, resource_type: &str, id: &str) -> Result<Option<i64>> {
+    let rows = db
+        .query(
+            "SELECT version FROM cur WHERE rtype = $1 AND id = $2",
+            &[
+                SqlVal::Text(resource_type.to_owned()),
+                SqlVal::Text(id.to_owned()),
+            ],
+        )
+        .await?;
+    rows.first().map(|r| int(r, 0)).transpose()
 }

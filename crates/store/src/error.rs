@@ -44,6 +44,8 @@ pub enum StoreError {
     Codec(String),
     #[error("database: {0}")]
     Backend(String),
+    #[error("encryption at rest: {0}")]
+    Crypto(String),
 }
 
 impl StoreError {
@@ -63,7 +65,10 @@ impl StoreError {
             StoreError::Gone { .. } => 410,
             StoreError::AlreadyExists { .. } | StoreError::ClaimLost(_) => 409,
             StoreError::VersionConflict { .. } => 412,
-            StoreError::Corrupt(_) | StoreError::Codec(_) | StoreError::Backend(_) => 500,
+            StoreError::Corrupt(_)
+            | StoreError::Codec(_)
+            | StoreError::Backend(_)
+            | StoreError::Crypto(_) => 500,
         }
     }
 }

@@ -140,6 +140,26 @@ pub const PARAMS: &[ParamDef] = &[
     p("Patient", "identifier", &["identifier"], Kind::Token, None),
 ];
 
+/// Parameters whose values identify a person: HCIDs (Folder and document
+/// identifiers) and patient identifiers. Their index rows hold blind values
+/// ([`crate::crypto::DataKeys::blind`]), so they match whole, exact values only. Audit
+/// `entity-name` stays clear for prefix search: our AuditEvents put OpenHIM transaction
+/// ids there, never personal data (their bodies are sealed like every other).
+pub fn is_personal(resource_type: &str, param: &str) -> bool {
+    matches!(
+        (resource_type, param),
+        (
+            "DocumentReference" | "List" | "Bundle" | "Patient",
+            "identifier"
+        )
+    )
+}
+
+/// The blind-value scope of a parameter: values of different parameters never link.
+pub fn blind_scope(resource_type: &str, param: &str) -> String {
+    format!("{resource_type}.{param}")
+}
+
 pub fn param_def(resource_type: &str, name: &str) -> Option<&'static ParamDef> {
     PARAMS
         .iter()

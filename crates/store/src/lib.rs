@@ -19,6 +19,7 @@ use serde_json::Value;
 pub mod bundle;
 pub mod codec;
 mod core;
+pub mod crypto;
 mod error;
 pub mod ids;
 pub mod index;
@@ -30,6 +31,7 @@ mod sql;
 mod sqlite;
 pub mod time;
 
+pub use crypto::{DataKeys, KeyError};
 pub use error::StoreError;
 pub use postgres::PostgresStore;
 pub use revocation::{PendingRevocation, Revocation, SignatureAlg};
@@ -250,6 +252,11 @@ pub trait Store: Send + Sync {
         seqs: &'a [i64],
         published_at: &'a str,
     ) -> BoxFuture<'a, Result<u64>>;
+
+    /// Re-seals up to `limit` records not sealed with the current data key (clear
+    /// records from before encryption, or older keys after a rotation) and returns how
+    /// many changed; repeat until 0, then retired keys may be removed.
+    fn reencrypt(&self, limit: usize) -> BoxFuture<'_, Result<usize>>;
 
     /// Records a revocation on its own (idempotent on the UVCI and signature hashes).
     fn record_revocation(&self, revocation: Revocation) -> BoxFuture<'_, Result<()>> {

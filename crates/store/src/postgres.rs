@@ -12,6 +12,7 @@
 
 use std::error::Error as StdError;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use bytes::BytesMut;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Transaction};
@@ -20,6 +21,7 @@ use tokio_postgres::types::{to_sql_checked, IsNull, ToSql, Type};
 use tokio_postgres::NoTls;
 
 use crate::core::{self, Dialect};
+use crate::crypto::DataKeys;
 use crate::sql::{Db, Row, SqlVal};
 use crate::{
     BoxFuture, Claim, ClaimToken, PendingRevocation, Result, SearchQuery, Store, StoreError,
@@ -40,6 +42,7 @@ const MIGRATION_LOCK: i64 = 0x000d_dcc5_704e;
 #[derive(Clone)]
 pub struct PostgresStore {
     pool: Pool,
+    keys: Arc<DataKeys>,
 }
 
 impl ToSql for SqlVal {
@@ -67,6 +70,7 @@ impl ToSql for SqlVal {
 
 struct PgDb<'t, 'c> {
     tx: &'t Transaction<'c>,
+    keys: &'t DataKeys,
     /// Set when the failure is one a fresh attempt can succeed at.
     retry: bool,
 }
@@ -114,6 +118,10 @@ fn param_refs(params: &[SqlVal]) -> Vec<&(dyn ToSql + Sync)> {
 }
 
 impl Db for PgDb<'_, '_> {
+    fn keys(&self) -> &DataKeys {
+        self.keys
+    }
+
     fn for_update(&self) -> &'static str {
         " FOR UPDATE"
     }
@@ -170,6 +178,7 @@ macro_rules! pg_tx {
             let tx = client.transaction().await?;
             let mut $db = PgDb {
                 tx: &tx,
+                keys: &$self.keys,
                 retry: false,
             };
             let result = $body.await;
@@ -196,8 +205,9 @@ macro_rules! pg_tx {
 
 impl PostgresStore {
     /// Connects a pool of at most `max_connections` to `url` and applies pending
-    /// migrations (under an advisory lock, so instances may start together).
-    pub async fn connect(url: &str, max_connections: usize) -> Result<Self> {
+    /// migrations (under an advisory lock, so instances may start together). Records
+    /// are sealed with `keys`: every instance sharing the database needs the same keys.
+    pub async fn connect(url: &str, max_connections: usize, keys: Arc<DataKeys>) -> Result<Self> {
         let cfg = tokio_postgres::Config::from_str(url)
             .map_err(|e| StoreError::Backend(format!("DATABASE_URL: {e}")))?;
         let mgr = Manager::from_config(
@@ -211,7 +221,7 @@ impl PostgresStore {
             .max_size(max_connections.max(1))
             .build()
             .map_err(pool_err)?;
-        let store = PostgresStore { pool };
+        let store = PostgresStore { pool, keys };
         pg_tx!(store, |db| async {
             db.exec(
                 "SELECT pg_advisory_xact_lock($1)",
@@ -303,6 +313,10 @@ impl Store for PostgresStore {
 
     fn release_key<'a>(&'a self, claim: &'a ClaimToken) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move { pg_tx!(self, |db| core::release_key(&mut db, claim)) })
+    }
+
+    fn reencrypt(&self, limit: usize) -> BoxFuture<'_, Result<usize>> {
+        Box::pin(async move { pg_tx!(self, |db| core::reencrypt(&mut db, limit)) })
     }
 
     fn pending_revocations(&self, limit: usize) -> BoxFuture<'_, Result<Vec<PendingRevocation>>> {

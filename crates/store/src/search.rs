@@ -346,6 +346,44 @@ pub(crate) fn parse(resource_type: &str, q: &SearchQuery) -> Result<Parsed, Stor
     Ok(parsed)
 }
 
+/// Replaces query values of personal parameters by what `blind(resource_type, param,
+/// value)` returns, so they match the blind index rows. Strings become exact matches: a
+/// blind value has no prefixes.
+pub(crate) fn blind_values(
+    parsed: &mut Parsed,
+    blind: &dyn Fn(&str, &str, &str) -> Option<String>,
+) {
+    let own = parsed.resource_type.clone();
+    for cond in &mut parsed.conds {
+        let (rt, param, alts): (&str, &str, &mut Vec<Alt>) = match cond {
+            Cond::Index { param, alts } => (own.as_str(), param, alts),
+            Cond::Chain {
+                target,
+                target_param,
+                alts,
+                ..
+            } => (target, target_param, alts),
+            Cond::Ids(_) => continue,
+        };
+        for alt in alts.iter_mut() {
+            match alt {
+                Alt::Token { code: Some(c), .. } => {
+                    if let Some(b) = blind(rt, param, c) {
+                        *c = b;
+                    }
+                }
+                Alt::Str { value, exact } => {
+                    if let Some(b) = blind(rt, param, value) {
+                        *value = b;
+                        *exact = true;
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
 /// Placeholder-numbering SQL builder: `$n` (PostgreSQL syntax; the SQLite adapter turns it
 /// into `?n`, which has the same numbered semantics).
 #[derive(Default)]

@@ -59,6 +59,9 @@ pub fn opt_blob(row: &Row, i: usize) -> Result<Option<&[u8]>, StoreError> {
 }
 
 pub trait Db {
+    /// The keys bodies are sealed with and personal index values blinded with.
+    fn keys(&self) -> &crate::crypto::DataKeys;
+
     /// `SELECT … FOR UPDATE` row locking where the database has it (PostgreSQL). SQLite
     /// needs none: its write transactions are `BEGIN IMMEDIATE`, which serialises all
     /// writers on the database file.

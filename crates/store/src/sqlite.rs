@@ -27,6 +27,7 @@ use rusqlite::{Connection, OpenFlags, ToSql};
 use serde_json::Value;
 
 use crate::core::{self, Dialect};
+use crate::crypto::{DataKeys, KEY_FILE};
 use crate::sql::{Db, Row, SqlVal};
 use crate::{
     BoxFuture, Claim, ClaimToken, PendingRevocation, Result, SearchQuery, Store, StoreError,
@@ -52,6 +53,7 @@ const DIALECT: Dialect = Dialect {
 
 struct Inner {
     path: PathBuf,
+    keys: Arc<DataKeys>,
     writer: Mutex<Connection>,
     readers: Vec<Mutex<Connection>>,
     next: AtomicUsize,
@@ -78,6 +80,7 @@ impl ToSql for SqlVal {
 
 struct SqliteDb<'c> {
     conn: &'c Connection,
+    keys: &'c DataKeys,
 }
 
 /// `$n` → `?n`: the same numbered-parameter semantics in SQLite syntax.
@@ -86,6 +89,10 @@ fn dialect_sql(sql: &str) -> String {
 }
 
 impl Db for SqliteDb<'_> {
+    fn keys(&self) -> &DataKeys {
+        self.keys
+    }
+
     fn for_update(&self) -> &'static str {
         ""
     }
@@ -166,11 +173,12 @@ fn open_conn(path: &Path, sync: Synchronous, read_only: bool) -> Result<Connecti
 
 fn run<T>(
     conn: &Connection,
+    keys: &DataKeys,
     begin: &str,
     f: impl FnOnce(&mut SqliteDb<'_>) -> Result<T>,
 ) -> Result<T> {
     conn.execute_batch(begin)?;
-    let result = f(&mut SqliteDb { conn }).and_then(|v| {
+    let result = f(&mut SqliteDb { conn, keys }).and_then(|v| {
         conn.execute_batch("COMMIT")?;
         Ok(v)
     });
@@ -184,7 +192,8 @@ fn run<T>(
 
 impl SqliteStore {
     /// Opens (creating if needed) `<data_dir>/ddcc-store.sqlite3` with `synchronous=FULL`
-    /// and four reader connections, and applies pending migrations.
+    /// and four reader connections, and applies pending migrations. Records are sealed
+    /// with the keys of `<data_dir>/data-keys.json` (created with mode 0600 if absent).
     pub fn open(data_dir: impl AsRef<Path>) -> Result<Self> {
         let dir = data_dir.as_ref();
         std::fs::create_dir_all(dir)
@@ -192,10 +201,23 @@ impl SqliteStore {
         Self::open_file(dir.join(DB_FILE), Synchronous::Full, 4)
     }
 
+    /// Opens the database file `path`, with the key file beside it.
     pub fn open_file(path: impl Into<PathBuf>, sync: Synchronous, readers: usize) -> Result<Self> {
         let path = path.into();
+        let keys = DataKeys::from_key_file(&path.with_file_name(KEY_FILE))?;
+        Self::open_with_keys(path, sync, readers, Arc::new(keys))
+    }
+
+    /// Opens the database file `path`, sealing with `keys` (e.g. a Vault data key).
+    pub fn open_with_keys(
+        path: impl Into<PathBuf>,
+        sync: Synchronous,
+        readers: usize,
+        keys: Arc<DataKeys>,
+    ) -> Result<Self> {
+        let path = path.into();
         let writer = open_conn(&path, sync, false)?;
-        run(&writer, "BEGIN IMMEDIATE", |db| {
+        run(&writer, &keys, "BEGIN IMMEDIATE", |db| {
             ready(core::migrate(db, &DIALECT))
         })?;
         let readers = (0..readers.max(1))
@@ -204,6 +226,7 @@ impl SqliteStore {
         Ok(SqliteStore {
             inner: Arc::new(Inner {
                 path,
+                keys,
                 writer: Mutex::new(writer),
                 readers,
                 next: AtomicUsize::new(0),
@@ -222,9 +245,11 @@ impl SqliteStore {
     {
         let inner = self.inner.clone();
         Box::pin(async move {
-            tokio::task::spawn_blocking(move || run(&lock(&inner.writer), "BEGIN IMMEDIATE", f))
-                .await
-                .map_err(|e| StoreError::Backend(format!("blocking task: {e}")))?
+            tokio::task::spawn_blocking(move || {
+                run(&lock(&inner.writer), &inner.keys, "BEGIN IMMEDIATE", f)
+            })
+            .await
+            .map_err(|e| StoreError::Backend(format!("blocking task: {e}")))?
         })
     }
 
@@ -243,7 +268,7 @@ impl SqliteStore {
                     .find_map(|i| inner.readers[(start + i) % n].try_lock().ok())
                     .unwrap_or_else(|| lock(&inner.readers[start % n]));
                 // A read transaction gives multi-statement reads one snapshot.
-                run(&guard, "BEGIN", f)
+                run(&guard, &inner.keys, "BEGIN", f)
             })
             .await
             .map_err(|e| StoreError::Backend(format!("blocking task: {e}")))?
@@ -321,6 +346,10 @@ impl Store for SqliteStore {
     fn release_key<'a>(&'a self, claim: &'a ClaimToken) -> BoxFuture<'a, Result<()>> {
         let c = claim.clone();
         self.write(move |db| ready(core::release_key(db, &c)))
+    }
+
+    fn reencrypt(&self, limit: usize) -> BoxFuture<'_, Result<usize>> {
+        self.write(move |db| ready(core::reencrypt(db, limit)))
     }
 
     fn pending_revocations(&self, limit: usize) -> BoxFuture<'_, Result<Vec<PendingRevocation>>> {

@@ -15,11 +15,18 @@ use ddcc_store::{PostgresStore, SearchQuery, SqliteStore, Store};
 
 const HOLDERS: usize = 50;
 
+/// The data-key file the PostgreSQL loader and the verifying reader share (one per
+/// test process).
+fn pg_key_file() -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("ddcc-crash-keys-{}.json", std::process::id()))
+}
+
 /// Runs the loader and SIGKILLs it after `kill_after` acknowledgements; returns every
 /// acknowledgement it printed (including those still in the pipe when it died).
 fn run_and_kill(args: &[&str], kill_after: usize) -> BTreeMap<usize, String> {
     let mut child = Command::new(env!("CARGO_BIN_EXE_ddcc-store-load"))
         .args(args)
+        .env("DDCC_STORE_KEY_FILE", pg_key_file())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -197,7 +204,10 @@ async fn sigkill_during_load_postgres() {
         100,
     ));
     let tried = acks.keys().next_back().map_or(0, |k| k + 2);
-    let store = PostgresStore::connect(&url, 4).await.expect("reconnect");
+    let keys = ddcc_store::DataKeys::from_key_file(&pg_key_file()).expect("keys");
+    let store = PostgresStore::connect(&url, 4, std::sync::Arc::new(keys))
+        .await
+        .expect("reconnect");
     verify(&store, run, &acks, tried).await;
     store
         .transaction(iti65::iti65_request(run, 5000, HOLDERS))

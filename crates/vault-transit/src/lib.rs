@@ -31,12 +31,14 @@
 
 mod client;
 mod config;
+mod datakey;
 mod dsc;
 mod error;
 mod health;
 mod signer;
 
 pub use config::{Auth, ConfigError, Secret, VaultConfig};
+pub use datakey::{generate_data_key, unwrap_data_key, DataKey};
 pub use dsc::{
     init_dsc, kid_of, show_dsc, DscError, DscInfo, DscRequest, SignerCaSource, EKU_RECOVERY,
     EKU_TEST, EKU_VACCINATION,

@@ -15,7 +15,9 @@ use std::process::ExitCode;
 
 use std::time::Duration;
 
-use ddcc_store::{Claim, KeyCompletion, PostgresStore, SqliteStore, Store};
+use std::sync::Arc;
+
+use ddcc_store::{Claim, DataKeys, KeyCompletion, PostgresStore, SqliteStore, Store};
 use serde_json::json;
 
 async fn run(args: &[String]) -> Result<(), String> {
@@ -31,11 +33,18 @@ async fn run(args: &[String]) -> Result<(), String> {
         .map_err(|e| format!("start: {e}"))?;
     let store: Box<dyn Store> = match backend.as_str() {
         "sqlite" => Box::new(SqliteStore::open(target).map_err(|e| e.to_string())?),
-        "postgres" => Box::new(
-            PostgresStore::connect(target, 4)
-                .await
-                .map_err(|e| e.to_string())?,
-        ),
+        "postgres" => {
+            // Whoever reads what this loader wrote needs the same data keys.
+            let key_file = std::env::var_os("DDCC_STORE_KEY_FILE")
+                .ok_or("postgres needs DDCC_STORE_KEY_FILE: the data-key file readers share")?;
+            let keys = DataKeys::from_key_file(std::path::Path::new(&key_file))
+                .map_err(|e| e.to_string())?;
+            Box::new(
+                PostgresStore::connect(target, 4, Arc::new(keys))
+                    .await
+                    .map_err(|e| e.to_string())?,
+            )
+        }
         other => return Err(format!("unknown backend {other}")),
     };
     let mut out = std::io::stdout().lock();

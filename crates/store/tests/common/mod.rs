@@ -75,8 +75,14 @@ pub async fn fresh_pg_db() -> Option<String> {
 
 pub async fn pg_pair() -> Option<Pair> {
     let url = fresh_pg_db().await?;
-    let a = PostgresStore::connect(&url, 8).await.expect("connect a");
-    let b = PostgresStore::connect(&url, 8).await.expect("connect b");
+    // Two instances of one deployment share the data keys.
+    let keys = Arc::new(ddcc_store::DataKeys::generate().expect("keys"));
+    let a = PostgresStore::connect(&url, 8, keys.clone())
+        .await
+        .expect("connect a");
+    let b = PostgresStore::connect(&url, 8, keys)
+        .await
+        .expect("connect b");
     Some(Pair {
         a: Arc::new(a),
         b: Arc::new(b),
