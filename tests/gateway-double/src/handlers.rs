@@ -1592,10 +1592,7 @@ mod tests {
             parse_openssl_time("Nov 14 22:13:20 2023 GMT"),
             Some(1_700_000_000)
         );
-        assert_eq!(
-            parse_openssl_time("Nov  4 00:00:00 2023 GMT").is_some(),
-            true
-        );
+        assert!(parse_openssl_time("Nov  4 00:00:00 2023 GMT").is_some());
         assert_eq!(parse_openssl_time("garbage"), None);
     }
 }

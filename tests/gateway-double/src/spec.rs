@@ -28,6 +28,16 @@ pub enum Step {
     /// Teardown: the creator deletes what was uploaded.
     DeleteUploaded,
     SetFilter(String, String),
+    /// `select gateway "2"`: later actor names resolve to `<actor>@<gateway>`
+    /// first (federation specs).
+    SelectGateway(String),
+    /// `check that no entry with "field" = "value" is in the response`
+    NoEntryWith(String, String),
+    /// `check that at least one entry with "field" = "value" is in the response`
+    SomeEntryWith(String, String),
+    /// `wait for "n" seconds`: federation in the double happens when a test
+    /// copies records between doubles, so there is nothing to wait for.
+    Wait,
     Skip,
     /// A step this runner does not know: the scenario fails on it.
     Unknown(String),
@@ -82,6 +92,14 @@ pub fn parse_step(line: &str) -> Step {
         Step::NotInList
     } else if t.starts_with("set filter for") && q.len() == 2 {
         Step::SetFilter(q[0].clone(), q[1].clone())
+    } else if t.starts_with("select gateway") {
+        Step::SelectGateway(first)
+    } else if t.starts_with("check that no entry with") && q.len() == 2 {
+        Step::NoEntryWith(q[0].clone(), q[1].clone())
+    } else if t.starts_with("check that at least one entry with") && q.len() == 2 {
+        Step::SomeEntryWith(q[0].clone(), q[1].clone())
+    } else if t.starts_with("wait for") {
+        Step::Wait
     } else if t.starts_with("skip") {
         Step::Skip
     } else {
@@ -139,10 +157,15 @@ pub struct Runner<'a, P: Participant> {
 }
 
 impl<P: Participant> Runner<'_, P> {
-    fn actor(&self, name: &str) -> Result<&P, String> {
-        self.actors
-            .get(name)
+    fn actor_on(&self, gateway: Option<&str>, name: &str) -> Result<&P, String> {
+        gateway
+            .and_then(|g| self.actors.get(&format!("{name}@{g}")))
+            .or_else(|| self.actors.get(name))
             .ok_or_else(|| format!("no participant plays {name:?}"))
+    }
+
+    fn actor(&self, name: &str) -> Result<&P, String> {
+        self.actor_on(None, name)
     }
 
     pub async fn run(&self, spec: &Spec) -> Vec<Outcome> {
@@ -197,10 +220,15 @@ impl<P: Participant> Runner<'_, P> {
     ) -> Result<(), String> {
         match step {
             Step::CreatesReference(actor) => {
-                let country = self.actor(actor)?.country();
+                let country = self.actor_on(st.gateway.as_deref(), actor)?.country();
                 let thumbprint =
                     hex::encode((0..32).map(|_| fastrand::u8(..)).collect::<Vec<u8>>());
-                st.creator = actor.clone();
+                st.creator = match &st.gateway {
+                    Some(g) if self.actors.contains_key(&format!("{actor}@{g}")) => {
+                        format!("{actor}@{g}")
+                    }
+                    _ => actor.clone(),
+                };
                 st.reference = json!({
                     "version": 1,
                     "url": "https://testing.only.this/does/not/exist",
@@ -223,10 +251,16 @@ impl<P: Participant> Runner<'_, P> {
             }
             Step::CreatesCms(actor) => {
                 let body = serde_json::to_vec(&st.reference).map_err(|e| e.to_string())?;
-                st.cms = self.actor(actor)?.sign(&body).await?;
+                st.cms = self
+                    .actor_on(st.gateway.as_deref(), actor)?
+                    .sign(&body)
+                    .await?;
             }
             Step::UploadsCms(actor) => {
-                let ex = self.actor(actor)?.upload_reference(&st.cms).await?;
+                let ex = self
+                    .actor_on(st.gateway.as_deref(), actor)?
+                    .upload_reference(&st.cms)
+                    .await?;
                 if !ex.is_error() {
                     uploaded.push(Uploaded {
                         creator: st.creator.clone(),
@@ -239,7 +273,7 @@ impl<P: Participant> Runner<'_, P> {
                 let query: Vec<String> =
                     st.filters.iter().map(|(k, v)| format!("{k}={v}")).collect();
                 let ex = self
-                    .actor(actor)?
+                    .actor_on(st.gateway.as_deref(), actor)?
                     .download_references(&query.join("&"))
                     .await?;
                 st.list = if ex.is_error() {
@@ -264,7 +298,7 @@ impl<P: Participant> Runner<'_, P> {
                 let uuid = uuids
                     .get(&st.thumbprint())
                     .ok_or("the reference's uuid was never seen in a download")?;
-                let p = self.actor(actor)?;
+                let p = self.actor_on(st.gateway.as_deref(), actor)?;
                 let cms = p
                     .sign(json!({ "uuid": uuid }).to_string().as_bytes())
                     .await?;
@@ -297,7 +331,22 @@ impl<P: Participant> Runner<'_, P> {
                 }
             }
             Step::SetFilter(k, v) => st.filters.push((k.clone(), v.clone())),
-            Step::DeleteUploaded | Step::Skip => {}
+            Step::SelectGateway(g) => st.gateway = Some(g.clone()),
+            Step::NoEntryWith(k, v) | Step::SomeEntryWith(k, v) => {
+                let list = st.list.as_ref().ok_or("no list downloaded")?;
+                let n = list
+                    .iter()
+                    .filter(|i| i.get(k).and_then(Value::as_str) == Some(v.as_str()))
+                    .count();
+                let want_some = matches!(step, Step::SomeEntryWith(..));
+                if (n > 0) != want_some {
+                    return Err(format!(
+                        "{n} entries with {k} = {v} in a list of {}",
+                        list.len()
+                    ));
+                }
+            }
+            Step::DeleteUploaded | Step::Skip | Step::Wait => {}
             Step::Unknown(s) => return Err(format!("unknown step {s:?}")),
         }
         Ok(())
@@ -312,6 +361,7 @@ struct State {
     last: Option<Exchange>,
     list: Option<Vec<Value>>,
     filters: Vec<(String, String)>,
+    gateway: Option<String>,
 }
 
 impl State {

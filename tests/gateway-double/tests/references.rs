@@ -191,8 +191,10 @@ async fn upload_checks_in_contract_order() {
         v["problem"],
         "CMS Message needs to have binary data as body."
     );
-    let mut two = gateway_double::openssl::SignOptions::default();
-    two.extra_certs_pem.push(w.a.tls.cert_pem());
+    let two = gateway_double::openssl::SignOptions {
+        extra_certs_pem: vec![w.a.tls.cert_pem()],
+        ..Default::default()
+    };
     let v = post(
         "application/cms",
         cms_with(r.to_string().as_bytes(), &w.a.up, &two).await,
@@ -469,8 +471,10 @@ async fn expired_upload_certificate_fails_the_signature() {
     assert_eq!(v["problem"], "CMS signature is invalid");
     // Without signed attributes there is no signing-time: the gateway has no
     // explicit expiry check, so the upload passes.
-    let mut o = gateway_double::openssl::SignOptions::default();
-    o.no_attributes = true;
+    let o = gateway_double::openssl::SignOptions {
+        no_attributes: true,
+        ..Default::default()
+    };
     let a = send(cms_post(
         &client,
         w.url("/trust/reference"),
