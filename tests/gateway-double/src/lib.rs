@@ -49,6 +49,33 @@ pub enum DoubleError {
     BadCertificate,
 }
 
+/// Whether the `openssl` command (OpenSSL 3, for `cms -certsout`) can run. When
+/// it cannot: with `DDCC_REQUIRE_ORACLES` set this panics (CI must not skip),
+/// otherwise it prints a SKIP line and returns `false` so a test can return.
+/// `tests/tools/setup-openssl.sh` installs it.
+pub fn openssl_ready() -> bool {
+    let version = std::process::Command::new("openssl")
+        .arg("version")
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+    match version {
+        Some(v) if v.starts_with("OpenSSL 3") => true,
+        other => {
+            let why = match other {
+                Some(v) => format!("{v} found, OpenSSL 3 needed"),
+                None => "the openssl command is missing".to_string(),
+            };
+            if std::env::var_os("DDCC_REQUIRE_ORACLES").is_some() {
+                panic!("gateway double: {why} (run tests/tools/setup-openssl.sh)");
+            }
+            eprintln!("SKIP: gateway double: {why} (run tests/tools/setup-openssl.sh)");
+            false
+        }
+    }
+}
+
 /// Settings a real gateway has in its configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
