@@ -1257,6 +1257,10 @@ async fn upload_trusted_certificate(inner: &Inner, caller: &Caller, req: &Req) -
             Some(_) => Err(bad(&format!("{n} must be a string"))),
         }
     };
+    // Bean validation of the request body runs before the service code.
+    let Some(cms_text) = text("cms")? else {
+        return Err(bad("cms must not be null"));
+    };
     let group = text("group")?.unwrap_or_else(|| "DSC".into());
     if !["DSC", "DESC", "SIGN", "AUTH", "CUSTOM"].contains(&group.as_str()) {
         return Err(bad(&format!("Invalid group: {group}")));
@@ -1278,9 +1282,6 @@ async fn upload_trusted_certificate(inner: &Inner, caller: &Caller, req: &Req) -
         return Err(bad(&format!("Invalid property key: {k}")));
     }
     let custom_kid = text("kid")?;
-    let Some(cms_text) = text("cms")? else {
-        return Err(bad("cms must not be null"));
-    };
     let cms = parse_cms(cms_text.as_bytes(), Payload::Certificate)
         .await
         .map_err(|f| match f {
