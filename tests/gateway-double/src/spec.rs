@@ -11,7 +11,8 @@ use std::collections::HashMap;
 
 use serde_json::{json, Value};
 
-use crate::participant::{Exchange, Participant};
+use crate::participant::{Exchange, OpensslParticipant, Participant};
+use crate::pki::ParticipantKeys;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Step {
@@ -39,6 +40,26 @@ pub enum Step {
     /// copies records between doubles, so there is nothing to wait for.
     Wait,
     Skip,
+    /// `"X" creates a certificate` (a DSC issued by X's SCA); `wrong_csca`: by
+    /// an SCA that is not onboarded.
+    CreatesCertificate {
+        actor: String,
+        wrong_csca: bool,
+    },
+    CreatesCertificateCms(String),
+    UploadsCertificateCms(String),
+    DownloadsCertificateList(String),
+    CertificateInList,
+    CertificateNotInList,
+    /// `alternate`: `POST /signerCertificate/delete` instead of `DELETE`.
+    DeletesCertificate {
+        actor: String,
+        alternate: bool,
+    },
+    /// Teardown of the certificate spec.
+    DeleteUploadedCertificate,
+    /// `Reference "TXR-…"`: a requirement id, nothing to do.
+    Note,
     /// A step this runner does not know: the scenario fails on it.
     Unknown(String),
 }
@@ -100,6 +121,30 @@ pub fn parse_step(line: &str) -> Step {
         Step::SomeEntryWith(q[0].clone(), q[1].clone())
     } else if t.starts_with("wait for") {
         Step::Wait
+    } else if t.contains("creates a certificate") {
+        Step::CreatesCertificate {
+            actor: first,
+            wrong_csca: t.ends_with("with wrong CSCA"),
+        }
+    } else if t.ends_with("creates CMS message with certificate") {
+        Step::CreatesCertificateCms(first)
+    } else if t.ends_with("uploads CMS with certificate") {
+        Step::UploadsCertificateCms(first)
+    } else if t.ends_with("downloads the certificate trustlist") {
+        Step::DownloadsCertificateList(first)
+    } else if t == "check that the certificate is in the trustlist" {
+        Step::CertificateInList
+    } else if t == "check that the certificate is NOT in the trustlist" {
+        Step::CertificateNotInList
+    } else if t == "delete uploaded certificate" {
+        Step::DeleteUploadedCertificate
+    } else if t.contains("deletes uploaded certificate") {
+        Step::DeletesCertificate {
+            actor: first,
+            alternate: t.ends_with("with alternate endpoint"),
+        }
+    } else if t.starts_with("Reference ") {
+        Step::Note
     } else if t.starts_with("skip") {
         Step::Skip
     } else {
@@ -346,8 +391,8 @@ impl<P: Participant> Runner<'_, P> {
                     ));
                 }
             }
-            Step::DeleteUploaded | Step::Skip | Step::Wait => {}
-            Step::Unknown(s) => return Err(format!("unknown step {s:?}")),
+            Step::DeleteUploaded | Step::Skip | Step::Wait | Step::Note => {}
+            other => return Err(format!("not a reference step: {other:?}")),
         }
         Ok(())
     }
@@ -393,4 +438,145 @@ mod tests {
         );
         assert_eq!(spec.teardown, vec![Step::DeleteUploaded]);
     }
+}
+
+/// An actor of the certificate spec (`specs/gateway/certificates.md`): the
+/// openssl participant and the keys whose SCA issues the DSCs it "creates".
+pub struct CertActor<'a> {
+    pub participant: &'a OpensslParticipant,
+    pub keys: &'a ParticipantKeys,
+}
+
+#[derive(Default)]
+struct CertState {
+    creator: String,
+    dsc: Vec<u8>,
+    cms: String,
+    last: Option<Exchange>,
+    list: Option<Vec<Value>>,
+    /// (creator, DER) of every accepted upload, for the teardown.
+    uploaded: Vec<(String, Vec<u8>)>,
+}
+
+/// Plays the certificate spec with `/signerCertificate` uploads and deletes and
+/// `/trustList/certificate` downloads (contract §6.1, §8).
+pub async fn run_certificates(
+    spec: &Spec,
+    actors: &HashMap<String, CertActor<'_>>,
+) -> Vec<Outcome> {
+    let mut out = Vec::new();
+    for sc in &spec.scenarios {
+        let mut o = Outcome {
+            scenario: sc.name.clone(),
+            skipped: sc.steps.first() == Some(&Step::Skip),
+            failures: Vec::new(),
+        };
+        if o.skipped {
+            out.push(o);
+            continue;
+        }
+        let mut st = CertState::default();
+        for (i, step) in sc.steps.iter().enumerate() {
+            if let Err(e) = cert_step(step, &mut st, actors).await {
+                o.failures.push(format!("step {} {:?}: {e}", i + 1, step));
+                break;
+            }
+        }
+        if spec.teardown.contains(&Step::DeleteUploadedCertificate) {
+            for (creator, der) in &st.uploaded {
+                if let Some(a) = actors.get(creator) {
+                    if let Ok(cms) = a.participant.sign(der).await {
+                        let _ = a.participant.delete_certificate(&cms, false).await;
+                    }
+                }
+            }
+        }
+        out.push(o);
+    }
+    out
+}
+
+async fn cert_step(
+    step: &Step,
+    st: &mut CertState,
+    actors: &HashMap<String, CertActor<'_>>,
+) -> Result<(), String> {
+    let get = |name: &str| {
+        actors
+            .get(name)
+            .ok_or_else(|| format!("no participant plays {name:?}"))
+    };
+    match step {
+        Step::CreatesCertificate { actor, wrong_csca } => {
+            let a = get(actor)?;
+            let rogue;
+            let sca = if *wrong_csca {
+                rogue = crate::pki::generate(crate::pki::Profile::Sca, &a.keys.country)
+                    .map_err(|e| e.to_string())?;
+                &rogue
+            } else {
+                &a.keys.sca
+            };
+            let cn = format!("DSC {} {}", a.keys.country, crate::model::random_uuid());
+            st.dsc = crate::pki::dsc(sca, &a.keys.country, &cn)
+                .map_err(|e| e.to_string())?
+                .cert_der();
+            st.creator = actor.clone();
+        }
+        Step::CreatesCertificateCms(actor) => {
+            st.cms = get(actor)?.participant.sign(&st.dsc).await?;
+        }
+        Step::UploadsCertificateCms(actor) => {
+            let ex = get(actor)?.participant.upload_certificate(&st.cms).await?;
+            if !ex.is_error() {
+                st.uploaded.push((st.creator.clone(), st.dsc.clone()));
+            }
+            st.last = Some(ex);
+        }
+        Step::DownloadsCertificateList(actor) => {
+            let ex = get(actor)?.participant.download_certificates().await?;
+            st.list = if ex.is_error() {
+                None
+            } else {
+                let v: Value = serde_json::from_slice(&ex.body)
+                    .map_err(|e| format!("list is not JSON: {e}"))?;
+                Some(v.as_array().cloned().ok_or("list is not a JSON array")?)
+            };
+            st.last = Some(ex);
+        }
+        Step::DeletesCertificate { actor, alternate } => {
+            let p = get(actor)?.participant;
+            let cms = p.sign(&st.dsc).await?;
+            st.last = Some(p.delete_certificate(&cms, *alternate).await?);
+        }
+        Step::ResponseOk | Step::ResponseError => {
+            let ex = st.last.as_ref().ok_or("no response yet")?;
+            let want_error = *step == Step::ResponseError;
+            if ex.is_error() != want_error {
+                return Err(format!(
+                    "expected {}, got {} {}",
+                    if want_error { "an error" } else { "no error" },
+                    ex.status,
+                    String::from_utf8_lossy(&ex.body)
+                ));
+            }
+        }
+        Step::CertificateInList | Step::CertificateNotInList => {
+            let list = st.list.as_ref().ok_or("no list downloaded")?;
+            let b64 = crate::model::b64(&st.dsc);
+            let found = list
+                .iter()
+                .any(|i| i.get("certificate").and_then(Value::as_str) == Some(b64.as_str()));
+            if found != (*step == Step::CertificateInList) {
+                return Err(format!(
+                    "certificate {} in a list of {}",
+                    if found { "found" } else { "not found" },
+                    list.len()
+                ));
+            }
+        }
+        Step::Note | Step::Skip => {}
+        other => return Err(format!("not a certificate step: {other:?}")),
+    }
+    Ok(())
 }

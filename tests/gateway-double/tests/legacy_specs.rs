@@ -165,3 +165,85 @@ async fn federation_reference_md_holds_on_existing_data() {
         vec![true, false]
     );
 }
+
+/// `specs/gateway/certificates.md` with `/signerCertificate` (DSC upload, data
+/// distribution, both delete endpoints, other-country and wrong-CSCA refusals).
+#[tokio::test]
+async fn gateway_certificates_md_holds() {
+    let Some(dir) = specs_dir() else { return };
+    let spec = read_spec(&dir, "specs/gateway/certificates.md");
+    assert_eq!(spec.scenarios.len(), 9, "scenarios in certificates.md");
+    let Some(w) = world().await else {
+        return;
+    };
+    let other = gateway_double::ParticipantKeys::generate("XX").unwrap();
+    w.gw.onboard("XX", PartyType::Authentication, &other.tls.cert_der())
+        .await
+        .unwrap();
+    let mk = |k: &gateway_double::ParticipantKeys| {
+        OpensslParticipant::new(&w.gw.base_url(), w.gw.server_ca_pem(), k).unwrap()
+    };
+    let (pa, pb, pc, po) = (mk(&w.a), mk(&w.b), mk(&w.c), mk(&other));
+    let actor = |participant, keys| spec::CertActor { participant, keys };
+    let actors = HashMap::from([
+        ("CountryA".to_string(), actor(&pa, &w.a)),
+        ("CountryB".to_string(), actor(&pb, &w.b)),
+        ("CountryC".to_string(), actor(&pc, &w.c)),
+        ("OtherGateway".to_string(), actor(&po, &other)),
+    ]);
+    let outcomes = spec::run_certificates(&spec, &actors).await;
+    let failures = report(&outcomes);
+    assert!(outcomes.iter().all(|o| !o.skipped));
+    assert!(
+        failures.is_empty(),
+        "{} failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    assert!(
+        w.gw.signer_certificates().is_empty(),
+        "teardown deleted every DSC"
+    );
+}
+
+/// The long-lived certificate data of `testdata/testdata_cert.md` (C on the
+/// second gateway).
+#[tokio::test]
+async fn testdata_cert_md_uploads() {
+    let Some(dir) = specs_dir() else { return };
+    let spec = read_spec(&dir, "testdata/testdata_cert.md");
+    let Some(w) = world().await else {
+        return;
+    };
+    let mk = |k: &gateway_double::ParticipantKeys| {
+        OpensslParticipant::new(&w.gw.base_url(), w.gw.server_ca_pem(), k).unwrap()
+    };
+    let (pa, pb) = (mk(&w.a), mk(&w.b));
+    // "select gateway" is not a certificate step: C's scenario must fail on it
+    // rather than silently run against the first gateway.
+    let actors = HashMap::from([
+        (
+            "CountryA".to_string(),
+            spec::CertActor {
+                participant: &pa,
+                keys: &w.a,
+            },
+        ),
+        (
+            "CountryB".to_string(),
+            spec::CertActor {
+                participant: &pb,
+                keys: &w.b,
+            },
+        ),
+    ]);
+    let outcomes = spec::run_certificates(&spec, &actors).await;
+    report(&outcomes);
+    let ok: Vec<bool> = outcomes.iter().map(|o| o.failures.is_empty()).collect();
+    assert_eq!(ok, vec![true, true, false]);
+    assert_eq!(
+        w.gw.signer_certificates().len(),
+        2,
+        "no teardown in test data"
+    );
+}
