@@ -447,6 +447,25 @@ impl GatewayDouble {
             .filter(|r| r.method == method && r.path == path)
             .collect()
     }
+    /// Polls the state every 20 ms until `done` holds or `timeout` passes; for
+    /// tests of background delivery (an outbox) that cannot await the sender.
+    pub async fn wait_until(
+        &self,
+        timeout: std::time::Duration,
+        done: impl Fn(&State) -> bool,
+    ) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if done(&self.inner.lock()) {
+                return true;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
     pub fn clear_requests(&self) {
         self.inner.lock().requests.clear();
     }

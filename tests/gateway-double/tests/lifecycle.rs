@@ -99,3 +99,29 @@ async fn fixed_port_config_is_honoured() {
     assert_eq!(w.gw.base_url(), format!("https://localhost:{port}"));
     assert_eq!(list(&w, &w.b.tls).await.len(), 0);
 }
+
+#[tokio::test]
+async fn wait_until_sees_a_delivery_made_in_the_background() {
+    let Some(w) = world().await else {
+        return;
+    };
+    let client = w.client(Some(&w.a.tls));
+    let body = cms(reference("XA").to_string().as_bytes(), &w.a.up).await;
+    let url = w.url("/trust/reference");
+    let short = std::time::Duration::from_millis(100);
+    assert!(!w.gw.wait_until(short, |s| !s.references.is_empty()).await);
+    let sender = tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        cms_post(&client, url, "application/cms", body)
+            .send()
+            .await
+            .map(|r| r.status().as_u16())
+    });
+    let seen =
+        w.gw.wait_until(std::time::Duration::from_secs(10), |s| {
+            s.references.len() == 1
+        })
+        .await;
+    assert!(seen);
+    assert_eq!(sender.await.unwrap().unwrap(), 201);
+}
