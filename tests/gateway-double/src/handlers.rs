@@ -193,6 +193,9 @@ const ROUTES: &[(&str, &str)] = &[
     ("DELETE", "/trustedCertificate"),
     ("POST", "/trustedCertificate/delete"),
     ("GET", "/countrylist"),
+    ("GET", "/valuesets"),
+    ("GET", "/valuesets/*"),
+    ("GET", "/rules/*"),
     ("GET", "/revocation-list"),
     ("POST", "/revocation-list"),
     ("DELETE", "/revocation-list"),
@@ -303,6 +306,26 @@ async fn dispatch(
         | ("POST", "/trustedCertificate/delete") => delete_signer(inner, &caller, req).await,
         ("POST", "/trustedCertificate") => upload_trusted_certificate(inner, &caller, req).await,
         ("GET", "/countrylist") => country_list(inner),
+        ("GET", "/valuesets") => {
+            let ids: Vec<String> = inner.lock().valuesets.keys().cloned().collect();
+            Ok(json_response(200, &json!(ids)))
+        }
+        ("GET", "/valuesets/*") => {
+            let id = url_decode(req.path.rsplit('/').next().unwrap_or_default());
+            match inner.lock().valuesets.get(&id) {
+                Some(v) => Ok(json_response(200, v)),
+                None => Err(err(404, "0x000", "Valueset not found", &id, "").into()),
+            }
+        }
+        ("GET", "/rules/*") => {
+            let c = req.path.rsplit('/').next().unwrap_or_default();
+            if c.len() != 2 || !c.chars().all(|x| x.is_ascii_alphabetic()) {
+                Err(err(400, "0x001", "Validation Error", c, "Invalid country").into())
+            } else {
+                let rules = inner.lock().rules.get(&c.to_ascii_uppercase()).cloned();
+                Ok(json_response(200, &rules.unwrap_or_else(|| json!({}))))
+            }
+        }
         ("GET", "/revocation-list") => revocation_list(inner, &caller, req),
         ("POST", "/revocation-list") => upload_revocation(inner, &caller, req).await,
         ("DELETE", "/revocation-list") | ("POST", "/revocation-list/delete") => {

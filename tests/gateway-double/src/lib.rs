@@ -425,6 +425,16 @@ impl GatewayDouble {
         n
     }
 
+    /// Operator data for `GET /valuesets[/{id}]` (§8).
+    pub fn add_valueset(&self, id: &str, content: serde_json::Value) {
+        self.inner.lock().valuesets.insert(id.to_string(), content);
+    }
+
+    /// Operator data for `GET /rules/{country}` in its download shape (§8).
+    pub fn set_rules(&self, country: &str, rules: serde_json::Value) {
+        self.inner.lock().rules.insert(country.to_string(), rules);
+    }
+
     pub fn references(&self) -> Vec<TrustedReference> {
         self.inner.lock().references.clone()
     }
