@@ -35,6 +35,18 @@ pub const MIGRATIONS: &[(i64, &str)] = &[(
        country_code_uvci_hash TEXT NOT NULL, kid TEXT NOT NULL, revoked_at TEXT NOT NULL, document_id TEXT NOT NULL, \
        published_at TEXT, UNIQUE (uvci_hash, signature_hash));
      CREATE INDEX revocations_pending ON revocations (published_at, seq);",
+), (
+    // Trust network gateway: the upload outbox, the verified trust list, sync state
+    // (crate::gateway).
+    10,
+    "CREATE TABLE gw_outbox (id {SERIAL} PRIMARY KEY, kind TEXT NOT NULL, dedup TEXT NOT NULL, payload TEXT NOT NULL, \
+       state TEXT NOT NULL, attempts {INT} NOT NULL, next_ms {INT} NOT NULL, created_ms {INT} NOT NULL, \
+       updated_ms {INT} NOT NULL, last_error TEXT);
+     CREATE INDEX gw_outbox_due ON gw_outbox (state, next_ms, id);
+     CREATE INDEX gw_outbox_dedup ON gw_outbox (dedup, state);
+     CREATE TABLE gw_trust (grp TEXT NOT NULL, country TEXT NOT NULL, domain TEXT NOT NULL, thumbprint TEXT NOT NULL, \
+       kid TEXT NOT NULL, der {BLOB} NOT NULL, PRIMARY KEY (grp, thumbprint));
+     CREATE TABLE gw_state (k TEXT PRIMARY KEY, v TEXT NOT NULL);",
 )];
 
 pub struct Dialect {

@@ -20,6 +20,7 @@ pub mod bundle;
 pub mod codec;
 mod core;
 mod error;
+pub mod gateway;
 pub mod ids;
 pub mod index;
 mod postgres;
@@ -31,6 +32,7 @@ mod sqlite;
 pub mod time;
 
 pub use error::StoreError;
+pub use gateway::{GatewayStore, OutboxItem, TrustEntry};
 pub use postgres::PostgresStore;
 pub use revocation::{PendingRevocation, Revocation, SignatureAlg};
 pub use search::{SearchQuery, DEFAULT_COUNT, MAX_COUNT};
@@ -261,6 +263,12 @@ pub trait Store: Send + Sync {
             .await?;
             Ok(())
         })
+    }
+
+    /// The trust network bookkeeping (outbox, verified trust list), where the back
+    /// end keeps it; wrappers that do not forward it have none.
+    fn gateway(&self) -> Option<&dyn GatewayStore> {
+        None
     }
 
     /// One-entry transaction updating the HCID's Folder; see [`FolderUpsert`].
