@@ -28,6 +28,21 @@ pub enum Command {
     /// Probe a running instance's `/health` (exit 0 when it answers 200); for
     /// container health checks, where the image has no curl.
     Healthcheck(HealthcheckArgs),
+    /// The WHO Trust Network Gateway: publish trusted references to our artefacts.
+    #[command(subcommand)]
+    Gateway(GatewayCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GatewayCommand {
+    /// Publish trusted references for the served ValueSets, PlanDefinitions and the
+    /// Libraries they use.
+    Publish {
+        /// Print the references that would be sent, as a JSON array on stdout, without
+        /// contacting the gateway.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -57,6 +72,14 @@ pub enum CliError {
     Unhealthy(String),
     #[error(transparent)]
     Keys(#[from] crate::keys::KeysError),
+    #[error(transparent)]
+    Artefacts(#[from] crate::artefacts::ArtefactError),
+    #[error("{count} trusted reference(s) cannot be built:\n{list}")]
+    References { count: usize, list: String },
+    #[error("gateway publish needs DDCC_GATEWAY_URL (the gateway client is not configured); use --dry-run to see the references")]
+    GatewayNotConfigured,
+    #[error("cannot write to stdout: {0}")]
+    Stdout(std::io::Error),
 }
 
 pub async fn run(cli: Cli) -> Result<(), CliError> {
@@ -73,6 +96,48 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             crate::keys::run(cmd, &config).await?;
             Ok(())
         }
+        Command::Gateway(GatewayCommand::Publish { dry_run: true }) => {
+            let (config, _) = Config::load(None)?;
+            let refs = dry_run_references(&config, |k| std::env::var(k).ok())?;
+            let mut out = serde_json::to_string_pretty(&refs).unwrap_or_else(|_| "[]".into());
+            out.push('\n');
+            use std::io::Write;
+            std::io::stdout()
+                .lock()
+                .write_all(out.as_bytes())
+                .map_err(CliError::Stdout)
+        }
+        Command::Gateway(GatewayCommand::Publish { dry_run: false }) => {
+            Err(CliError::GatewayNotConfigured)
+        }
+    }
+}
+
+/// The trusted references `gateway publish` would send for `config`: one per
+/// published artefact, built from the same bytes the service serves. Every artefact
+/// that cannot be referenced (a URL over the gateway's 100 characters, a missing
+/// name or version) is reported, not skipped.
+pub fn dry_run_references(
+    config: &Config,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<Vec<trust_network::reference::TrustedReference>, CliError> {
+    let publisher = crate::artefacts::publisher_from_env(config, env)?;
+    let artefacts = crate::services::load_artefacts(config)?;
+    let mut refs = Vec::new();
+    let mut errors = Vec::new();
+    for a in artefacts.published() {
+        match trust_network::reference::reference_for(&a, &publisher) {
+            Ok(r) => refs.push(r),
+            Err(e) => errors.push(format!("  {} {}: {e}", a.resource_type, a.url)),
+        }
+    }
+    if errors.is_empty() {
+        Ok(refs)
+    } else {
+        Err(CliError::References {
+            count: errors.len(),
+            list: errors.join("\n"),
+        })
     }
 }
 

@@ -1,6 +1,7 @@
 //! ddcc-mediator: an OpenHIM mediator and FHIR integration hub issuing WHO DDCC
 //! certificates. See `server::build_app` for how the pieces fit together.
 
+pub mod artefacts;
 pub mod audit;
 pub mod catalogue;
 pub mod cli;

@@ -9,6 +9,7 @@ use serde_json::Value;
 
 use crate::error::{ApiError, FHIR_JSON};
 
+pub mod artefacts;
 pub mod issuing;
 pub mod mapping;
 pub mod ops;
@@ -23,6 +24,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.configure(issuing::configure);
     cfg.configure(validation::configure);
     cfg.configure(verify::configure);
+    // Before the registry: the artefact types are served read-only, not from the store.
+    cfg.configure(artefacts::configure);
     // Last: its `/fhir/{type}` patterns must not shadow the named routes above.
     cfg.configure(registry::configure);
     // Feature modules plug in here, one line each, e.g.:
