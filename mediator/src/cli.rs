@@ -43,6 +43,22 @@ pub enum GatewayCommand {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Outbox rows, last sync, published references (JSON).
+    Status,
+    /// Download the trust lists, verify them against the trust anchor, store them.
+    Sync {
+        /// DSCs only, checked against the CSCA/UPLOAD entries of the last full sync.
+        #[arg(long)]
+        delta: bool,
+    },
+    /// Upload our DSC (`POST /signerCertificate`, or `/trustedCertificate` when
+    /// DDCC_GATEWAY_DSC_DOMAIN is set).
+    UploadDsc {
+        /// PEM file of the DSC; default: the DSC in Vault (VAULT_ADDR) or the local
+        /// development key store.
+        #[arg(long, value_name = "FILE")]
+        cert: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -78,6 +94,10 @@ pub enum CliError {
     References { count: usize, list: String },
     #[error("gateway publish needs DDCC_GATEWAY_URL (the gateway client is not configured); use --dry-run to see the references")]
     GatewayNotConfigured,
+    #[error(transparent)]
+    Gateway(#[from] crate::gateway::GatewayError),
+    #[error("the gateway refused at least one upload (see \"failed\" above)")]
+    GatewayRefused,
     #[error("cannot write to stdout: {0}")]
     Stdout(std::io::Error),
 }
@@ -107,8 +127,38 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
                 .write_all(out.as_bytes())
                 .map_err(CliError::Stdout)
         }
-        Command::Gateway(GatewayCommand::Publish { dry_run: false }) => {
-            Err(CliError::GatewayNotConfigured)
+        Command::Gateway(cmd) => {
+            let (config, _) = Config::load(None)?;
+            let (g, _) = crate::gateway::ops::client_from_env(&config)
+                .await?
+                .ok_or(CliError::GatewayNotConfigured)?;
+            let out = match cmd {
+                GatewayCommand::Publish { .. } => {
+                    let artefacts = crate::services::load_artefacts(&config)?;
+                    crate::gateway::ops::publish(&g, &config, &artefacts).await?
+                }
+                GatewayCommand::Status => g.status().await?,
+                GatewayCommand::Sync { delta } => crate::gateway::ops::sync(&g, delta).await?,
+                GatewayCommand::UploadDsc { cert } => {
+                    let der = dsc_der(&config, cert.as_deref()).await?;
+                    crate::gateway::ops::upload_dsc(&g, &der).await?
+                }
+            };
+            let mut text = serde_json::to_string_pretty(&out).unwrap_or_else(|_| "null".into());
+            text.push('\n');
+            use std::io::Write;
+            std::io::stdout()
+                .lock()
+                .write_all(text.as_bytes())
+                .map_err(CliError::Stdout)?;
+            // Refusals are in the output; the exit status tells scripts about them.
+            let failed = out["delivery"]["failed"]
+                .as_array()
+                .is_some_and(|f| !f.is_empty());
+            if failed {
+                return Err(CliError::GatewayRefused);
+            }
+            Ok(())
         }
     }
 }
@@ -169,4 +219,26 @@ async fn healthcheck(args: HealthcheckArgs) -> Result<(), CliError> {
             resp.status()
         )))
     }
+}
+
+/// The DSC to upload: a PEM file, the DSC in Vault, or the local development one.
+async fn dsc_der(config: &Config, file: Option<&std::path::Path>) -> Result<Vec<u8>, CliError> {
+    let bad = |m: String| CliError::Gateway(crate::gateway::GatewayError::Config(m));
+    let pem = match file {
+        Some(p) => std::fs::read_to_string(p).map_err(|e| bad(format!("{}: {e}", p.display())))?,
+        None if std::env::var("VAULT_ADDR").is_ok_and(|v| !v.trim().is_empty()) => {
+            let vcfg = vault_transit::VaultConfig::from_env().map_err(|e| bad(e.to_string()))?;
+            vault_transit::show_dsc(&vcfg)
+                .await
+                .map_err(|e| bad(e.to_string()))?
+                .certificate_pem
+        }
+        None => ddcc_cert::local::LocalSigner::load_or_create(
+            &config.data_dir.join("keys"),
+            &config.ddcc.issuer_country,
+        )
+        .map_err(|e| bad(e.to_string()))?
+        .dsc_pem(),
+    };
+    ddcc_cert::x509::pem_decode("CERTIFICATE", &pem).map_err(|e| bad(e.to_string()))
 }

@@ -7,6 +7,7 @@ pub mod catalogue;
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod gateway;
 pub mod keys;
 pub mod mapping;
 pub mod metrics;

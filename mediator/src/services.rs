@@ -100,7 +100,7 @@ pub struct Services {
 
 /// The registry store: PostgreSQL when `DATABASE_URL` is set (several instances share
 /// it), else the embedded SQLite file in the data directory.
-async fn open_store(
+pub(crate) async fn open_store(
     config: &Config,
     env: &impl Fn(&str) -> Option<String>,
 ) -> Result<Arc<crate::registry::Registry>, ServicesError> {

@@ -385,7 +385,11 @@ impl crate::GatewayStore for PostgresStore {
         state: Option<&'a str>,
         limit: usize,
     ) -> BoxFuture<'a, Result<Vec<crate::OutboxItem>>> {
-        Box::pin(async move { pg_tx!(self, |db| crate::gateway::outbox_list(&mut db, state, limit)) })
+        Box::pin(async move {
+            pg_tx!(self, |db| crate::gateway::outbox_list(
+                &mut db, state, limit
+            ))
+        })
     }
 
     fn trust_list_replace(&self, entries: Vec<crate::TrustEntry>) -> BoxFuture<'_, Result<()>> {

@@ -359,9 +359,7 @@ impl crate::GatewayStore for SqliteStore {
         lease_ms: i64,
         limit: usize,
     ) -> BoxFuture<'_, Result<Vec<crate::OutboxItem>>> {
-        self.write(move |db| {
-            ready(crate::gateway::outbox_lease(db, now_ms, lease_ms, limit))
-        })
+        self.write(move |db| ready(crate::gateway::outbox_lease(db, now_ms, lease_ms, limit)))
     }
 
     fn outbox_finish<'a>(
@@ -391,9 +389,7 @@ impl crate::GatewayStore for SqliteStore {
         now_ms: i64,
     ) -> BoxFuture<'a, Result<()>> {
         let e = error.to_owned();
-        self.write(move |db| {
-            ready(crate::gateway::outbox_retry(db, id, next_ms, &e, now_ms))
-        })
+        self.write(move |db| ready(crate::gateway::outbox_retry(db, id, next_ms, &e, now_ms)))
     }
 
     fn outbox_list<'a>(

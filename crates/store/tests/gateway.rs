@@ -42,14 +42,23 @@ async fn outbox_cycle(p: Pair) {
     );
     assert_eq!(leased[0].payload, json!({"v": 2}));
     // Leased rows are invisible to the other handle until the lease ends.
-    assert!(b.outbox_lease(now + 20, 60_000, 10).await.unwrap().is_empty());
+    assert!(b
+        .outbox_lease(now + 20, 60_000, 10)
+        .await
+        .unwrap()
+        .is_empty());
 
     b.outbox_retry(first, now + 5_000, "gateway unreachable", now + 30)
         .await
         .unwrap();
-    a.outbox_finish(other, FAILED, Some("403 Invalid Upload Certificate"), now + 30)
-        .await
-        .unwrap();
+    a.outbox_finish(
+        other,
+        FAILED,
+        Some("403 Invalid Upload Certificate"),
+        now + 30,
+    )
+    .await
+    .unwrap();
 
     let due = b.outbox_lease(now + 5_000, 60_000, 10).await.unwrap();
     assert_eq!(due.len(), 1);
@@ -59,9 +68,18 @@ async fn outbox_cycle(p: Pair) {
 
     // A lease that ran out (a crashed worker) makes the row due again.
     let retaken = a.outbox_lease(now + 70_000, 60_000, 10).await.unwrap();
-    assert_eq!(retaken.iter().map(|i| i.id).collect::<Vec<_>>(), vec![first]);
-    a.outbox_finish(first, DONE, None, now + 70_001).await.unwrap();
-    assert!(a.outbox_lease(i64::MAX / 2, 1, 10).await.unwrap().is_empty());
+    assert_eq!(
+        retaken.iter().map(|i| i.id).collect::<Vec<_>>(),
+        vec![first]
+    );
+    a.outbox_finish(first, DONE, None, now + 70_001)
+        .await
+        .unwrap();
+    assert!(a
+        .outbox_lease(i64::MAX / 2, 1, 10)
+        .await
+        .unwrap()
+        .is_empty());
 
     // After delivery the same key starts a new row.
     let fresh = a
@@ -72,7 +90,9 @@ async fn outbox_cycle(p: Pair) {
 
     let all = b.outbox_list(None, 10).await.unwrap();
     assert_eq!(
-        all.iter().map(|i| (i.id, i.state.as_str())).collect::<Vec<_>>(),
+        all.iter()
+            .map(|i| (i.id, i.state.as_str()))
+            .collect::<Vec<_>>(),
         vec![(fresh, PENDING), (other, FAILED), (first, DONE)]
     );
     let failed = b.outbox_list(Some(FAILED), 10).await.unwrap();
@@ -81,10 +101,7 @@ async fn outbox_cycle(p: Pair) {
         failed[0].last_error.as_deref(),
         Some("403 Invalid Upload Certificate")
     );
-    assert!(a
-        .outbox_finish(fresh, "bogus", None, now)
-        .await
-        .is_err());
+    assert!(a.outbox_finish(fresh, "bogus", None, now).await.is_err());
 }
 
 fn entry(group: &str, country: &str, der: &[u8]) -> TrustEntry {

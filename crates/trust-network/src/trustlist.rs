@@ -161,11 +161,7 @@ fn signed_bytes(si: &SignerInfo, content: &[u8]) -> Result<Vec<u8>, VerifyError>
 /// Verifies a CMS SignedData (base64) over `content`: attached content must equal it,
 /// detached signatures are checked against it. Succeeds when a signer info verifies
 /// with one of `signers` (DER certificates); returns the index of that signer.
-pub fn verify_cms(
-    cms_b64: &str,
-    content: &[u8],
-    signers: &[&[u8]],
-) -> Result<usize, VerifyError> {
+pub fn verify_cms(cms_b64: &str, content: &[u8], signers: &[&[u8]]) -> Result<usize, VerifyError> {
     let der = b64(cms_b64)?;
     let info = ContentInfo::from_der(&der).map_err(|e| VerifyError::Cms(e.to_string()))?;
     if info.content_type != oid(ID_SIGNED_DATA) {

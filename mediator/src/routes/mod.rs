@@ -10,6 +10,7 @@ use serde_json::Value;
 use crate::error::{ApiError, FHIR_JSON};
 
 pub mod artefacts;
+pub mod gateway_admin;
 pub mod issuing;
 pub mod mapping;
 pub mod ops;
@@ -24,6 +25,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.configure(issuing::configure);
     cfg.configure(validation::configure);
     cfg.configure(verify::configure);
+    cfg.configure(gateway_admin::configure);
     // Before the registry: the artefact types are served read-only, not from the store.
     cfg.configure(artefacts::configure);
     // Last: its `/fhir/{type}` patterns must not shadow the named routes above.
