@@ -135,7 +135,8 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             let out = match cmd {
                 GatewayCommand::Publish { .. } => {
                     let artefacts = crate::services::load_artefacts(&config)?;
-                    crate::gateway::ops::publish(&g, &config, &artefacts).await?
+                    let publisher = crate::gateway::ops::publisher(&config)?;
+                    crate::gateway::ops::publish(&g, &publisher, &artefacts).await?
                 }
                 GatewayCommand::Status => g.status().await?,
                 GatewayCommand::Sync { delta } => crate::gateway::ops::sync(&g, delta).await?,

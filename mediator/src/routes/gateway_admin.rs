@@ -35,7 +35,8 @@ async fn publish(state: AppState) -> Result<HttpResponse, ApiError> {
     let artefacts = state
         .service::<crate::artefacts::Artefacts>()
         .ok_or_else(|| ApiError::internal("served artefacts are not loaded"))?;
-    Ok(HttpResponse::Ok().json(ops::publish(&g, &state.config, &artefacts).await?))
+    let publisher = ops::publisher(&state.config)?;
+    Ok(HttpResponse::Ok().json(ops::publish(&g, &publisher, &artefacts).await?))
 }
 
 #[derive(Deserialize)]

@@ -1,0 +1,574 @@
+//! The mediator's gateway client against the gateway double (tests/gateway-double)
+//! over real mTLS, with rcgen key material onboarded by the double's test trust
+//! anchor and every CMS checked by the `openssl` command inside the double.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ddcc_mediator::gateway::{
+    Backoff, EdgeError, EdgeRequest, EdgeResponse, Gateway, GatewaySettings, HttpEdge, Method,
+    ReqwestEdge, UploadIdentity,
+};
+use ddcc_store::gateway::{DONE, FAILED, PENDING};
+use ddcc_store::{SqliteStore, Store};
+use gateway_double::participant::{Exchange, Participant};
+use gateway_double::pki::{self, Credentials, Profile};
+use gateway_double::{Config, GatewayDouble, ParticipantKeys};
+use serde_json::Value;
+use trust_network::reference::{Publisher, ServedArtefact};
+
+const PREFIX: &str = "https://moh.example/fhir/";
+
+fn tmp(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!(
+        "ddcc-gwc-{tag}-{}-{:x}",
+        std::process::id(),
+        fastrand::u64(..)
+    ));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+/// The settings an operator would give: PEM files for TLS, UP and the TA, the
+/// double's server CA; a fast backoff.
+fn settings(
+    gw: &GatewayDouble,
+    dir: &Path,
+    tls: &Credentials,
+    up: &Credentials,
+) -> GatewaySettings {
+    let env: HashMap<&str, String> = [
+        ("DDCC_GATEWAY_URL", gw.base_url()),
+        (
+            "DDCC_GATEWAY_TLS_CERT",
+            write(dir, "tls.pem", &tls.cert_pem()).display().to_string(),
+        ),
+        (
+            "DDCC_GATEWAY_TLS_KEY",
+            write(dir, "tls.key", &tls.key_pem()).display().to_string(),
+        ),
+        (
+            "DDCC_GATEWAY_CA",
+            write(dir, "ca.pem", gw.server_ca_pem()).display().to_string(),
+        ),
+        (
+            "DDCC_GATEWAY_UPLOAD_CERT",
+            write(dir, "up.pem", &up.cert_pem()).display().to_string(),
+        ),
+        (
+            "DDCC_GATEWAY_UPLOAD_KEY",
+            write(dir, "up.key", &up.key_pem()).display().to_string(),
+        ),
+        (
+            "DDCC_GATEWAY_TRUST_ANCHOR",
+            write(dir, "ta.pem", gw.trust_anchor_pem())
+                .display()
+                .to_string(),
+        ),
+        ("DDCC_GATEWAY_RETRY_BASE", "10ms".into()),
+        ("DDCC_GATEWAY_RETRY_MAX", "50ms".into()),
+        ("DDCC_GATEWAY_TIMEOUT", "5s".into()),
+    ]
+    .into_iter()
+    .collect();
+    GatewaySettings::from_env(|k| env.get(k).cloned())
+        .unwrap()
+        .unwrap()
+}
+
+fn open_store(dir: &Path) -> Arc<dyn Store> {
+    Arc::new(SqliteStore::open(dir.join("data")).unwrap())
+}
+
+fn client(s: &GatewaySettings, store: Arc<dyn Store>, country: &str) -> Gateway {
+    Gateway::from_settings(s, store, country).unwrap()
+}
+
+fn publisher(country: &str) -> Publisher {
+    Publisher {
+        country: country.into(),
+        domain: "DDCC".into(),
+        ssl_public_key: "MIIBtestTLS".into(),
+    }
+}
+
+fn artefact(kind: &str, id: &str, body: &str) -> ServedArtefact {
+    ServedArtefact {
+        resource_type: kind.into(),
+        url: format!("{PREFIX}{kind}/{id}"),
+        name: id.into(),
+        version: "1.0.0".into(),
+        bytes: body.as_bytes().to_vec(),
+    }
+}
+
+async fn world() -> (GatewayDouble, ParticipantKeys, ParticipantKeys) {
+    let gw = GatewayDouble::start(Config::default()).await.unwrap();
+    let a = ParticipantKeys::generate("XA").unwrap();
+    let b = ParticipantKeys::generate("XB").unwrap();
+    gw.onboard_participant(&a).await.unwrap();
+    gw.onboard_participant(&b).await.unwrap();
+    (gw, a, b)
+}
+
+/// The double's records of `country`, as (url, thumbprint).
+fn listed(gw: &GatewayDouble, country: &str) -> Vec<(String, String)> {
+    let mut v: Vec<_> = gw
+        .references()
+        .into_iter()
+        .filter(|r| r.country == country)
+        .map(|r| (r.url, r.thumbprint))
+        .collect();
+    v.sort();
+    v
+}
+
+#[tokio::test]
+async fn publish_republish_update_delete() {
+    let (gw, a, _b) = world().await;
+    let dir = tmp("publish");
+    let s = settings(&gw, &dir, &a.tls, &a.up);
+    let g = client(&s, open_store(&dir), "XA");
+    let vs = artefact("ValueSet", "vaccines", "{\"v\":1}");
+    let pd = artefact("PlanDefinition", "rules", "{\"p\":1}");
+
+    let first = g
+        .publish(&[vs.clone(), pd.clone()], &publisher("XA"), PREFIX)
+        .await
+        .unwrap();
+    assert_eq!((first.create, first.update, first.delete), (2, 0, 0));
+    let d = g.deliver_due().await.unwrap();
+    assert_eq!(d.delivered, 2, "{d:?}");
+    let want = |a: &ServedArtefact| (a.url.clone(), trust_network::reference::thumbprint(&a.bytes));
+    let mut expected = vec![want(&vs), want(&pd)];
+    expected.sort();
+    assert_eq!(listed(&gw, "XA"), expected);
+    let posts = gw.requests_to("POST", "/trust/reference").len();
+
+    // Re-publish: nothing changed, nothing sent.
+    let again = g
+        .publish(&[vs.clone(), pd.clone()], &publisher("XA"), PREFIX)
+        .await
+        .unwrap();
+    assert_eq!((again.create, again.update, again.delete, again.unchanged), (0, 0, 0, 2));
+    assert_eq!(g.deliver_due().await.unwrap().delivered, 0);
+    assert_eq!(gw.requests_to("POST", "/trust/reference").len(), posts);
+
+    // A changed ValueSet: its record is updated in place (same uuid).
+    let uuid_before = gw
+        .references()
+        .into_iter()
+        .find(|r| r.url == vs.url)
+        .unwrap()
+        .uuid;
+    let vs2 = artefact("ValueSet", "vaccines", "{\"v\":2}");
+    let changed = g
+        .publish(&[vs2.clone(), pd.clone()], &publisher("XA"), PREFIX)
+        .await
+        .unwrap();
+    assert_eq!((changed.create, changed.update, changed.delete), (0, 1, 0));
+    assert_eq!(g.deliver_due().await.unwrap().delivered, 1);
+    let rec = gw
+        .references()
+        .into_iter()
+        .find(|r| r.url == vs.url)
+        .unwrap();
+    assert_eq!(rec.uuid, uuid_before);
+    assert_eq!(rec.thumbprint, trust_network::reference::thumbprint(&vs2.bytes));
+    assert_eq!(gw.references().len(), 2);
+
+    // The PlanDefinition is no longer served: its record is deleted.
+    let removed = g
+        .publish(std::slice::from_ref(&vs2), &publisher("XA"), PREFIX)
+        .await
+        .unwrap();
+    assert_eq!(removed.delete, 1);
+    assert_eq!(g.deliver_due().await.unwrap().delivered, 1);
+    assert_eq!(listed(&gw, "XA"), vec![want(&vs2)]);
+
+    let status = g.status().await.unwrap();
+    assert_eq!(status["outbox"]["done"], 4);
+    assert_eq!(status["outbox"]["failed"], 0);
+    assert_eq!(status["publishedReferences"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn wrong_upload_certificate_is_rejected_and_reported() {
+    let (gw, a, b) = world().await;
+    let dir = tmp("wrong-up");
+    // XA's TLS with XB's (onboarded, other country) UP certificate.
+    let s = settings(&gw, &dir, &a.tls, &b.up);
+    let g = client(&s, open_store(&dir), "XA");
+    g.publish(&[artefact("ValueSet", "a", "{}")], &publisher("XA"), PREFIX)
+        .await
+        .unwrap();
+    let d = g.deliver_due().await.unwrap();
+    assert_eq!(d.failed.len(), 1, "{d:?}");
+    assert!(d.failed[0].contains("403"), "{d:?}");
+    assert!(gw.references().is_empty());
+    let failed = g.status().await.unwrap()["outbox"]["rows"][0].clone();
+    assert_eq!(failed["state"], FAILED);
+    assert!(failed["lastError"].as_str().unwrap().contains("Invalid Upload Certificate"), "{failed}");
+}
+
+#[tokio::test]
+async fn unknown_tls_certificate_is_401_and_reported() {
+    let (gw, a, _b) = world().await;
+    let dir = tmp("unknown-tls");
+    let stranger = pki::generate(Profile::Tls, "XA").unwrap();
+    let s = settings(&gw, &dir, &stranger, &a.up);
+    let g = client(&s, open_store(&dir), "XA");
+    let e = g
+        .publish(&[artefact("ValueSet", "a", "{}")], &publisher("XA"), PREFIX)
+        .await
+        .expect_err("not onboarded");
+    assert!(e.to_string().contains("401"), "{e}");
+    // An upload through the outbox is refused and kept for the operator to see.
+    let dsc = pki::dsc(&a.sca, "XA", "XA DSC").unwrap();
+    g.queue_dsc(&dsc.cert_der()).await.unwrap();
+    let d = g.deliver_due().await.unwrap();
+    assert_eq!(d.failed.len(), 1, "{d:?}");
+    assert!(d.failed[0].contains("401"), "{d:?}");
+    assert!(gw.signer_certificates().is_empty());
+}
+
+#[tokio::test]
+async fn expired_upload_certificate_is_rejected() {
+    let (gw, a, _b) = world().await;
+    let now = time::OffsetDateTime::now_utc();
+    let expired = pki::generate_with_validity(
+        Profile::Upload,
+        "XA",
+        now - time::Duration::days(400),
+        now - time::Duration::days(30),
+    )
+    .unwrap();
+    gw.onboard("XA", gateway_double::PartyType::Upload, &expired.cert_der())
+        .await
+        .unwrap();
+    let dir = tmp("expired-up");
+    let s = settings(&gw, &dir, &a.tls, &expired);
+    let g = client(&s, open_store(&dir), "XA");
+    g.publish(&[artefact("ValueSet", "a", "{}")], &publisher("XA"), PREFIX)
+        .await
+        .unwrap();
+    let d = g.deliver_due().await.unwrap();
+    assert_eq!(d.failed.len(), 1, "{d:?}");
+    assert!(d.failed[0].contains("400"), "{d:?}");
+    assert!(gw.references().is_empty());
+}
+
+#[tokio::test]
+async fn outbox_delivers_after_an_outage_across_a_restart() {
+    let (mut gw, a, _b) = world().await;
+    let dir = tmp("outage");
+    let s = settings(&gw, &dir, &a.tls, &a.up);
+    let dsc = pki::dsc(&a.sca, "XA", "XA DSC").unwrap();
+    {
+        let g = client(&s, open_store(&dir), "XA");
+        g.publish(&[artefact("ValueSet", "a", "{}")], &publisher("XA"), PREFIX)
+            .await
+            .unwrap();
+        gw.set_down(true).await.unwrap();
+        g.queue_dsc(&dsc.cert_der()).await.unwrap();
+        let d = g.deliver_due().await.unwrap();
+        assert_eq!((d.delivered, d.failed.len(), d.retrying.len()), (0, 0, 2), "{d:?}");
+        // The "mediator" stops here: client and store handles are dropped.
+    }
+    gw.set_down(false).await.unwrap();
+    // A new process: a new store handle on the same data directory, a new client.
+    let g = client(&s, open_store(&dir), "XA");
+    let pending = g.status().await.unwrap()["outbox"]["pending"].clone();
+    assert_eq!(pending, 2);
+    let mut delivered = 0;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        delivered += g.deliver_due().await.unwrap().delivered;
+        if delivered == 2 {
+            break;
+        }
+    }
+    assert_eq!(delivered, 2);
+    assert_eq!(gw.references().len(), 1);
+    assert_eq!(gw.signer_certificates().len(), 1);
+    assert_eq!(gw.signer_certificates()[0].raw_der, dsc.cert_der());
+
+    // Uploading the same DSC again: 409, checked against the list, counted as done.
+    let again = g.queue_dsc(&dsc.cert_der()).await.unwrap();
+    let d = g.deliver_due().await.unwrap();
+    assert_eq!(d.delivered, 1, "{d:?}");
+    let rows = g.status().await.unwrap()["outbox"]["rows"].clone();
+    let row = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == again)
+        .unwrap()
+        .clone();
+    assert_eq!(row["state"], DONE);
+    assert_eq!(g.status().await.unwrap()["outbox"]["pending"], 0);
+    let _ = PENDING;
+}
+
+/// Passes everything through, but alters what `/trustList/certificate` answers.
+struct Tamper {
+    inner: ReqwestEdge,
+    with: Box<dyn Fn(&mut Vec<Value>) + Send + Sync>,
+}
+
+impl HttpEdge for Tamper {
+    fn send(
+        &self,
+        req: EdgeRequest,
+    ) -> ddcc_store::BoxFuture<'_, Result<EdgeResponse, EdgeError>> {
+        Box::pin(async move {
+            let tamper = req.method == Method::Get && req.path.starts_with("/trustList/certificate");
+            let mut r = self.inner.send(req).await?;
+            if tamper && r.status == 200 {
+                let mut rows: Vec<Value> = serde_json::from_slice(&r.body).unwrap();
+                (self.with)(&mut rows);
+                r.body = serde_json::to_vec(&rows).unwrap();
+            }
+            Ok(r)
+        })
+    }
+}
+
+#[tokio::test]
+async fn trust_list_sync_verifies_trust_anchor_signatures_and_dsc_chains() {
+    let (gw, a, b) = world().await;
+    let dir = tmp("sync");
+    let s = settings(&gw, &dir, &a.tls, &a.up);
+    let store = open_store(&dir);
+    let g = client(&s, store.clone(), "XA");
+    let dsc_a = pki::dsc(&a.sca, "XA", "XA DSC").unwrap();
+    let dsc_b = pki::dsc(&b.sca, "XB", "XB DSC").unwrap();
+    g.queue_dsc(&dsc_a.cert_der()).await.unwrap();
+    assert_eq!(g.deliver_due().await.unwrap().delivered, 1);
+    let sb = settings(&gw, &tmp("sync-b"), &b.tls, &b.up);
+    let gb = client(&sb, open_store(&tmp("sync-b-store")), "XB");
+    gb.queue_dsc(&dsc_b.cert_der()).await.unwrap();
+    assert_eq!(gb.deliver_due().await.unwrap().delivered, 1);
+
+    let r = g.sync_full().await.unwrap();
+    assert!(r.rejected.is_empty(), "{:?}", r.rejected);
+    let mut dscs = store.gateway().unwrap().trusted_dscs().await.unwrap();
+    dscs.sort();
+    let mut want = vec![dsc_a.cert_der(), dsc_b.cert_der()];
+    want.sort();
+    assert_eq!(dscs, want);
+    // TLS, UP and CSCA of both countries, plus the two DSCs.
+    assert_eq!(r.accepted, 8);
+
+    // A tampered list: XB's UPLOAD row carries another certificate (its TA
+    // signature no longer matches), so XB's DSC has no verified uploader either;
+    // XA's DSC row is replaced by a certificate no CSCA issued.
+    let b_up = gateway_double::model::b64(&b.up.cert_der());
+    let rogue = pki::generate(Profile::Upload, "XB").unwrap();
+    let rogue_b64 = gateway_double::model::b64(&rogue.cert_der());
+    let self_signed_dsc = gateway_double::model::b64(&pki::generate(Profile::Upload, "XA").unwrap().cert_der());
+    let dsc_a_b64 = gateway_double::model::b64(&dsc_a.cert_der());
+    let tampered = Gateway::new(
+        Arc::new(Tamper {
+            inner: s_edge(&s),
+            with: Box::new(move |rows| {
+                for r in rows.iter_mut() {
+                    if r["certificate"] == b_up.as_str() {
+                        r["certificate"] = Value::String(rogue_b64.clone());
+                    } else if r["certificate"] == dsc_a_b64.as_str() {
+                        r["certificate"] = Value::String(self_signed_dsc.clone());
+                    }
+                }
+            }),
+        }),
+        store.clone(),
+        None,
+        Some(gw.trust_anchor_der().to_vec()),
+        "XA",
+        Backoff {
+            base: Duration::from_millis(10),
+            max: Duration::from_millis(50),
+        },
+    )
+    .unwrap();
+    let r = tampered.sync_full().await.unwrap();
+    let reasons: Vec<String> = r
+        .rejected
+        .iter()
+        .map(|x| format!("{} {}: {}", x.group, x.country, x.reason))
+        .collect();
+    assert_eq!(r.rejected.len(), 3, "{reasons:?}");
+    assert!(reasons.iter().any(|x| x.starts_with("UPLOAD XB")), "{reasons:?}");
+    assert!(reasons.iter().any(|x| x.starts_with("DSC XA") && x.contains("CSCA")), "{reasons:?}");
+    assert!(reasons.iter().any(|x| x.starts_with("DSC XB")), "{reasons:?}");
+    // Only what verified is kept: no DSC at all now.
+    assert!(store.gateway().unwrap().trusted_dscs().await.unwrap().is_empty());
+
+    // Delta sync with the honest gateway restores the DSCs against the CSCA/UPLOAD
+    // entries kept by the last full sync (XB's UPLOAD is missing there, so only XA's).
+    let d = g.sync_delta().await.unwrap();
+    assert_eq!(d.dscs, 1, "{:?}", d.rejected);
+    assert_eq!(
+        store.gateway().unwrap().trusted_dscs().await.unwrap(),
+        vec![dsc_a.cert_der()]
+    );
+}
+
+fn s_edge(s: &GatewaySettings) -> ReqwestEdge {
+    s.edge().unwrap()
+}
+
+/// Our client as a participant of the legacy `@reference` scenarios: our CMS
+/// signer (through `Gateway::sign`) and our HTTP edge.
+struct Mediator {
+    country: String,
+    gateway: Gateway,
+    edge: ReqwestEdge,
+}
+
+impl Mediator {
+    async fn exchange(&self, method: Method, path: String, body: &str) -> Result<Exchange, String> {
+        let r = self
+            .edge
+            .send(EdgeRequest {
+                method,
+                path,
+                content_type: (method != Method::Get).then_some("application/cms-text"),
+                body: body.as_bytes().to_vec(),
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(Exchange {
+            status: r.status,
+            body: r.body,
+        })
+    }
+}
+
+impl Participant for Mediator {
+    fn country(&self) -> String {
+        self.country.clone()
+    }
+    async fn sign(&self, payload: &[u8]) -> Result<String, String> {
+        self.gateway.sign(payload).await.map_err(|e| e.to_string())
+    }
+    async fn upload_reference(&self, cms: &str) -> Result<Exchange, String> {
+        self.exchange(Method::Post, "/trust/reference".into(), cms).await
+    }
+    async fn delete_reference(&self, cms: &str) -> Result<Exchange, String> {
+        self.exchange(Method::Delete, "/trust/reference".into(), cms).await
+    }
+    async fn download_references(&self, query: &str) -> Result<Exchange, String> {
+        let path = if query.is_empty() {
+            "/trustList/references".to_string()
+        } else {
+            format!("/trustList/references?{query}")
+        };
+        self.exchange(Method::Get, path, "").await
+    }
+}
+
+fn shared() -> Option<PathBuf> {
+    let p = std::env::var_os("DDCC_SHARED")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared"));
+    if p.is_dir() {
+        Some(p)
+    } else {
+        println!("SKIP: {} is absent", p.display());
+        None
+    }
+}
+
+#[tokio::test]
+async fn legacy_reference_scenarios_hold_with_our_client() {
+    let Some(shared) = shared() else { return };
+    let md = std::fs::read_to_string(
+        shared.join("contracts/gateway-api-tests/legacy-gauge-specs/specs/gateway/reference.md"),
+    )
+    .unwrap();
+    let spec = gateway_double::spec::parse(&md);
+    // The 2023 gateway the suite was written against: a 10-character domain column.
+    let gw = GatewayDouble::start(Config {
+        reference_domain_max_len: 10,
+        ..Config::default()
+    })
+    .await
+    .unwrap();
+    let mut actors = HashMap::new();
+    for (actor, country, onboard) in [
+        ("CountryA", "XA", true),
+        ("CountryB", "XB", true),
+        ("CountryC", "XC", false),
+        // Another participant's view of the list; the double has no second gateway
+        // in this run.
+        ("OtherGateway", "XD", true),
+    ] {
+        let keys = ParticipantKeys::generate(country).unwrap();
+        if onboard {
+            gw.onboard_participant(&keys).await.unwrap();
+        }
+        let dir = tmp(&format!("scenario-{country}"));
+        let s = settings(&gw, &dir, &keys.tls, &keys.up);
+        actors.insert(
+            actor.to_string(),
+            Mediator {
+                country: country.into(),
+                gateway: Gateway::new(
+                    Arc::new(s.edge().unwrap()),
+                    open_store(&dir),
+                    Some(UploadIdentity {
+                        cert_der: keys.up.cert_der(),
+                        signer: Arc::new(
+                            ddcc_cert::local::LocalSigner::from_pkcs8(&keys.up.key.serialize_der())
+                                .unwrap(),
+                        ),
+                    }),
+                    None,
+                    country,
+                    Backoff {
+                        base: Duration::from_millis(10),
+                        max: Duration::from_millis(50),
+                    },
+                )
+                .unwrap(),
+                edge: s.edge().unwrap(),
+            },
+        );
+    }
+    let runner = gateway_double::spec::Runner {
+        actors: &actors,
+        ssl_public_key: gateway_double::model::b64(&actors_tls(&gw)),
+    };
+    let outcomes = runner.run(&spec).await;
+    let mut failures = Vec::new();
+    let mut ran = 0;
+    for o in &outcomes {
+        if o.skipped {
+            println!("skipped: {}", o.scenario);
+            continue;
+        }
+        ran += 1;
+        for f in &o.failures {
+            failures.push(format!("{}: {f}", o.scenario));
+        }
+    }
+    for f in &failures {
+        println!("FAIL {f}");
+    }
+    assert!(ran >= 8, "{ran} scenarios ran");
+    assert!(failures.is_empty(), "{} failure(s)", failures.len());
+}
+
+/// Any DER certificate: the `sslPublicKey` the scenarios put in references.
+fn actors_tls(gw: &GatewayDouble) -> Vec<u8> {
+    gw.trusted_parties()[0].raw_der.clone()
+}
