@@ -57,7 +57,9 @@ fn settings(
         ),
         (
             "DDCC_GATEWAY_CA",
-            write(dir, "ca.pem", gw.server_ca_pem()).display().to_string(),
+            write(dir, "ca.pem", gw.server_ca_pem())
+                .display()
+                .to_string(),
         ),
         (
             "DDCC_GATEWAY_UPLOAD_CERT",
@@ -147,7 +149,12 @@ async fn publish_republish_update_delete() {
     assert_eq!((first.create, first.update, first.delete), (2, 0, 0));
     let d = g.deliver_due().await.unwrap();
     assert_eq!(d.delivered, 2, "{d:?}");
-    let want = |a: &ServedArtefact| (a.url.clone(), trust_network::reference::thumbprint(&a.bytes));
+    let want = |a: &ServedArtefact| {
+        (
+            a.url.clone(),
+            trust_network::reference::thumbprint(&a.bytes),
+        )
+    };
     let mut expected = vec![want(&vs), want(&pd)];
     expected.sort();
     assert_eq!(listed(&gw, "XA"), expected);
@@ -158,7 +165,10 @@ async fn publish_republish_update_delete() {
         .publish(&[vs.clone(), pd.clone()], &publisher("XA"), PREFIX)
         .await
         .unwrap();
-    assert_eq!((again.create, again.update, again.delete, again.unchanged), (0, 0, 0, 2));
+    assert_eq!(
+        (again.create, again.update, again.delete, again.unchanged),
+        (0, 0, 0, 2)
+    );
     assert_eq!(g.deliver_due().await.unwrap().delivered, 0);
     assert_eq!(gw.requests_to("POST", "/trust/reference").len(), posts);
 
@@ -182,7 +192,10 @@ async fn publish_republish_update_delete() {
         .find(|r| r.url == vs.url)
         .unwrap();
     assert_eq!(rec.uuid, uuid_before);
-    assert_eq!(rec.thumbprint, trust_network::reference::thumbprint(&vs2.bytes));
+    assert_eq!(
+        rec.thumbprint,
+        trust_network::reference::thumbprint(&vs2.bytes)
+    );
     assert_eq!(gw.references().len(), 2);
 
     // The PlanDefinition is no longer served: its record is deleted.
@@ -216,7 +229,13 @@ async fn wrong_upload_certificate_is_rejected_and_reported() {
     assert!(gw.references().is_empty());
     let failed = g.status().await.unwrap()["outbox"]["rows"][0].clone();
     assert_eq!(failed["state"], FAILED);
-    assert!(failed["lastError"].as_str().unwrap().contains("Invalid Upload Certificate"), "{failed}");
+    assert!(
+        failed["lastError"]
+            .as_str()
+            .unwrap()
+            .contains("Invalid Upload Certificate"),
+        "{failed}"
+    );
 }
 
 #[tokio::test]
@@ -280,7 +299,11 @@ async fn outbox_delivers_after_an_outage_across_a_restart() {
         gw.set_down(true).await.unwrap();
         g.queue_dsc(&dsc.cert_der()).await.unwrap();
         let d = g.deliver_due().await.unwrap();
-        assert_eq!((d.delivered, d.failed.len(), d.retrying.len()), (0, 0, 2), "{d:?}");
+        assert_eq!(
+            (d.delivered, d.failed.len(), d.retrying.len()),
+            (0, 0, 2),
+            "{d:?}"
+        );
         // The "mediator" stops here: client and store handles are dropped.
     }
     gw.set_down(false).await.unwrap();
@@ -325,12 +348,10 @@ struct Tamper {
 }
 
 impl HttpEdge for Tamper {
-    fn send(
-        &self,
-        req: EdgeRequest,
-    ) -> ddcc_store::BoxFuture<'_, Result<EdgeResponse, EdgeError>> {
+    fn send(&self, req: EdgeRequest) -> ddcc_store::BoxFuture<'_, Result<EdgeResponse, EdgeError>> {
         Box::pin(async move {
-            let tamper = req.method == Method::Get && req.path.starts_with("/trustList/certificate");
+            let tamper =
+                req.method == Method::Get && req.path.starts_with("/trustList/certificate");
             let mut r = self.inner.send(req).await?;
             if tamper && r.status == 200 {
                 let mut rows: Vec<Value> = serde_json::from_slice(&r.body).unwrap();
@@ -374,7 +395,8 @@ async fn trust_list_sync_verifies_trust_anchor_signatures_and_dsc_chains() {
     let b_up = gateway_double::model::b64(&b.up.cert_der());
     let rogue = pki::generate(Profile::Upload, "XB").unwrap();
     let rogue_b64 = gateway_double::model::b64(&rogue.cert_der());
-    let self_signed_dsc = gateway_double::model::b64(&pki::generate(Profile::Upload, "XA").unwrap().cert_der());
+    let self_signed_dsc =
+        gateway_double::model::b64(&pki::generate(Profile::Upload, "XA").unwrap().cert_der());
     let dsc_a_b64 = gateway_double::model::b64(&dsc_a.cert_der());
     let tampered = Gateway::new(
         Arc::new(Tamper {
@@ -406,11 +428,28 @@ async fn trust_list_sync_verifies_trust_anchor_signatures_and_dsc_chains() {
         .map(|x| format!("{} {}: {}", x.group, x.country, x.reason))
         .collect();
     assert_eq!(r.rejected.len(), 3, "{reasons:?}");
-    assert!(reasons.iter().any(|x| x.starts_with("UPLOAD XB")), "{reasons:?}");
-    assert!(reasons.iter().any(|x| x.starts_with("DSC XA") && x.contains("CSCA")), "{reasons:?}");
-    assert!(reasons.iter().any(|x| x.starts_with("DSC XB")), "{reasons:?}");
+    assert!(
+        reasons.iter().any(|x| x.starts_with("UPLOAD XB")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons
+            .iter()
+            .any(|x| x.starts_with("DSC XA") && x.contains("CSCA")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons.iter().any(|x| x.starts_with("DSC XB")),
+        "{reasons:?}"
+    );
     // Only what verified is kept: no DSC at all now.
-    assert!(store.gateway().unwrap().trusted_dscs().await.unwrap().is_empty());
+    assert!(store
+        .gateway()
+        .unwrap()
+        .trusted_dscs()
+        .await
+        .unwrap()
+        .is_empty());
 
     // Delta sync with the honest gateway restores the DSCs against the CSCA/UPLOAD
     // entries kept by the last full sync (XB's UPLOAD is missing there, so only XA's).
@@ -461,10 +500,12 @@ impl Participant for Mediator {
         self.gateway.sign(payload).await.map_err(|e| e.to_string())
     }
     async fn upload_reference(&self, cms: &str) -> Result<Exchange, String> {
-        self.exchange(Method::Post, "/trust/reference".into(), cms).await
+        self.exchange(Method::Post, "/trust/reference".into(), cms)
+            .await
     }
     async fn delete_reference(&self, cms: &str) -> Result<Exchange, String> {
-        self.exchange(Method::Delete, "/trust/reference".into(), cms).await
+        self.exchange(Method::Delete, "/trust/reference".into(), cms)
+            .await
     }
     async fn download_references(&self, query: &str) -> Result<Exchange, String> {
         let path = if query.is_empty() {
@@ -571,4 +612,150 @@ async fn legacy_reference_scenarios_hold_with_our_client() {
 /// Any DER certificate: the `sslPublicKey` the scenarios put in references.
 fn actors_tls(gw: &GatewayDouble) -> Vec<u8> {
     gw.trusted_parties()[0].raw_der.clone()
+}
+
+#[path = "service/mod.rs"]
+mod service;
+
+/// The service as deployed: artefacts served under `/fhir`, the client installed,
+/// the admin routes driving it. A verifier fetches every published URL from the
+/// service, hashes the bytes and finds that thumbprint on the gateway's list.
+#[actix_web::test]
+async fn admin_publish_then_a_verifier_matches_every_served_url() {
+    use actix_web::test as at;
+    let (gw, a, _b) = world().await;
+    let dir = tmp("admin");
+    let s = settings(&gw, &dir, &a.tls, &a.up);
+    // Our serving endpoint's TLS certificate, for the references' sslPublicKey. Only
+    // this test sets it in this test binary.
+    let serving = write(&dir, "serving.pem", &a.tls.cert_pem());
+    std::env::set_var("DDCC_TLS_CERT", &serving);
+
+    let cfg = service::config("gw-admin");
+    let services = ddcc_mediator::services::Services::build_with_env(&cfg, |_| None)
+        .await
+        .unwrap();
+    let base = services.artefacts.public_base().to_string();
+    let store = services.registry.store.clone();
+    // The development DSC's SCA is our CSCA on this gateway.
+    let identity = services.signing.get().unwrap().identity;
+    let sca_pem = std::fs::read_to_string(cfg.data_dir.join("keys/sca-cert.pem")).unwrap();
+    let sca_der = ddcc_cert::x509::pem_decode("CERTIFICATE", &sca_pem).unwrap();
+    gw.onboard("XA", gateway_double::PartyType::Csca, &sca_der)
+        .await
+        .unwrap();
+    let g = Arc::new(Gateway::from_settings(&s, store.clone(), "XA").unwrap());
+    let state =
+        ddcc_mediator::server::build_state(cfg, |b| services.install(b).with_service(g)).unwrap();
+    let app = at::init_service(ddcc_mediator::server::build_app(state, |_| {})).await;
+
+    let resp = at::call_service(
+        &app,
+        at::TestRequest::post()
+            .uri("/admin/gateway/publish")
+            .to_request(),
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    let out: Value = at::read_body_json(resp).await;
+    let created = out["plan"]["create"].as_u64().unwrap();
+    assert!(created > 0, "{out}");
+    assert_eq!(
+        out["delivery"]["delivered"].as_u64(),
+        Some(created),
+        "{out}"
+    );
+    assert_eq!(out["delivery"]["failed"], serde_json::json!([]));
+
+    let refs = gw.references();
+    assert_eq!(refs.len() as u64, created);
+    for r in &refs {
+        let path = r
+            .url
+            .strip_prefix(base.trim_end_matches("/fhir"))
+            .unwrap_or_else(|| panic!("{} is not under {base}", r.url));
+        let resp = at::call_service(&app, at::TestRequest::get().uri(path).to_request()).await;
+        assert_eq!(resp.status(), 200, "{path}");
+        let body = at::read_body(resp).await;
+        assert_eq!(
+            trust_network::reference::thumbprint(&body),
+            r.thumbprint,
+            "{path}: served bytes differ from the published thumbprint"
+        );
+        assert_eq!(r.country, "XA");
+        assert_eq!(r.domain, "DDCC");
+    }
+
+    // Publishing again sends nothing.
+    let resp = at::call_service(
+        &app,
+        at::TestRequest::post()
+            .uri("/admin/gateway/publish")
+            .to_request(),
+    )
+    .await;
+    let again: Value = at::read_body_json(resp).await;
+    assert_eq!(
+        again["plan"]["unchanged"].as_u64(),
+        Some(created),
+        "{again}"
+    );
+    assert_eq!(again["delivery"]["delivered"], 0);
+
+    let resp = at::call_service(
+        &app,
+        at::TestRequest::post()
+            .uri("/admin/gateway/upload-dsc")
+            .to_request(),
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    let up: Value = at::read_body_json(resp).await;
+    assert_eq!(up["delivery"]["delivered"], 1, "{up}");
+    assert_eq!(gw.signer_certificates()[0].raw_der, identity.dsc_der);
+
+    let resp = at::call_service(
+        &app,
+        at::TestRequest::post()
+            .uri("/admin/gateway/sync")
+            .to_request(),
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    let sync: Value = at::read_body_json(resp).await;
+    assert_eq!(sync["rejected"], serde_json::json!([]), "{sync}");
+    assert_eq!(
+        store.gateway().unwrap().trusted_dscs().await.unwrap(),
+        vec![identity.dsc_der.clone()]
+    );
+
+    let resp = at::call_service(
+        &app,
+        at::TestRequest::get()
+            .uri("/admin/gateway/status")
+            .to_request(),
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    let status: Value = at::read_body_json(resp).await;
+    assert_eq!(status["outbox"]["done"].as_u64(), Some(created + 1));
+    assert_eq!(status["trustList"]["DSC"], 1);
+    assert!(status["lastFullSync"]["at"].is_string(), "{status}");
+}
+
+/// Without `DDCC_GATEWAY_URL` the admin routes say so (503 OperationOutcome).
+#[actix_web::test]
+async fn admin_routes_without_a_client_answer_503() {
+    use actix_web::test as at;
+    let app = service::app(service::config("gw-off")).await;
+    let resp = at::call_service(
+        &app,
+        at::TestRequest::get()
+            .uri("/admin/gateway/status")
+            .to_request(),
+    )
+    .await;
+    assert_eq!(resp.status(), 503);
+    let body: Value = at::read_body_json(resp).await;
+    assert_eq!(body["resourceType"], "OperationOutcome");
 }

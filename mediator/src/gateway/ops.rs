@@ -29,17 +29,22 @@ pub async fn client_from_env(
     Ok(Some((Arc::new(g), settings)))
 }
 
+/// Our publisher identity: `DDCC_ISSUER_COUNTRY`, domain `DDCC`, the TLS certificate
+/// of the serving endpoint (`DDCC_TLS_CERT`).
+pub fn publisher(config: &Config) -> Result<trust_network::reference::Publisher, GatewayError> {
+    crate::artefacts::publisher_from_env(config, |k| std::env::var(k).ok())
+        .map_err(|e| GatewayError::Config(e.to_string()))
+}
+
 /// Publish: queue the plan, then deliver what is due once.
 pub async fn publish(
     g: &Gateway,
-    config: &Config,
+    publisher: &trust_network::reference::Publisher,
     artefacts: &Artefacts,
 ) -> Result<Value, GatewayError> {
-    let publisher = crate::artefacts::publisher_from_env(config, |k| std::env::var(k).ok())
-        .map_err(|e| GatewayError::Config(e.to_string()))?;
     let prefix = format!("{}/", artefacts.public_base().trim_end_matches('/'));
     let summary = g
-        .publish(&artefacts.published(), &publisher, &prefix)
+        .publish(&artefacts.published(), publisher, &prefix)
         .await?;
     let delivery = g.deliver_due().await?;
     Ok(json!({ "plan": summary, "delivery": delivery }))
