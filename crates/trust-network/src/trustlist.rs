@@ -402,3 +402,183 @@ pub fn verify_issuers(
 pub fn kid(der: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(&Sha256::digest(der)[..8])
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cms_sign::{sign_attached, sign_detached, to_body};
+    use ddcc_cert::local::LocalSigner;
+    use rcgen::{
+        BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, PKCS_ECDSA_P256_SHA256,
+    };
+
+    struct Party {
+        cert: rcgen::Certificate,
+        key: KeyPair,
+    }
+
+    impl Party {
+        fn der(&self) -> Vec<u8> {
+            self.cert.der().to_vec()
+        }
+        fn signer(&self) -> LocalSigner {
+            LocalSigner::from_pkcs8(&self.key.serialize_der()).unwrap()
+        }
+    }
+
+    fn params(country: &str, cn: &str, ca: bool) -> CertificateParams {
+        let mut p = CertificateParams::default();
+        p.distinguished_name.push(DnType::CountryName, country);
+        p.distinguished_name.push(DnType::CommonName, cn);
+        if ca {
+            p.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+        }
+        p
+    }
+
+    fn self_signed(country: &str, cn: &str, ca: bool) -> Party {
+        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
+        let cert = params(country, cn, ca).self_signed(&key).unwrap();
+        Party { cert, key }
+    }
+
+    fn issued(by: &Party, country: &str, cn: &str) -> Party {
+        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
+        let cert = params(country, cn, false)
+            .signed_by(&key, &by.cert, &by.key)
+            .unwrap();
+        Party { cert, key }
+    }
+
+    fn b64e(d: &[u8]) -> String {
+        base64::engine::general_purpose::STANDARD.encode(d)
+    }
+
+    async fn row(
+        group: &str,
+        country: &str,
+        cert: &[u8],
+        by: &Party,
+        detached: bool,
+    ) -> CertificateRow {
+        let der = if detached {
+            sign_detached(cert, &by.der(), &by.signer(), None)
+                .await
+                .unwrap()
+        } else {
+            sign_attached(cert, &by.der(), &by.signer(), Some(1_700_000_000))
+                .await
+                .unwrap()
+        };
+        CertificateRow {
+            kid: kid(cert),
+            group: group.into(),
+            country: country.into(),
+            certificate: b64e(cert),
+            signature: to_body(&der),
+            domain: Some("DCC".into()),
+        }
+    }
+
+    #[tokio::test]
+    async fn verified_rows_pass_and_every_kind_of_tampering_is_rejected() {
+        let ta = self_signed("XX", "TA", true);
+        let other_ta = self_signed("XX", "not the TA", true);
+        let csca = self_signed("XA", "XA SCA", true);
+        let up = self_signed("XA", "XA UP", false);
+        let dsc = issued(&csca, "XA", "XA DSC");
+        let stray_dsc = issued(&self_signed("XA", "XA SCA", true), "XA", "XA DSC 2");
+        let rows = vec![
+            row("CSCA", "XA", &csca.der(), &ta, true).await,
+            row("UPLOAD", "XA", &up.der(), &ta, true).await,
+            // The gateway's /trustedCertificate rows carry the attached upload CMS.
+            row("DSC", "XA", &dsc.der(), &up, false).await,
+        ];
+        let ok = verify_certificates(&rows, &ta.der(), &[]);
+        assert!(ok.rejected.is_empty(), "{:?}", ok.rejected);
+        assert_eq!(ok.accepted.len(), 3);
+        assert_eq!(
+            ok.accepted[2].thumbprint,
+            crate::reference::thumbprint(&dsc.der())
+        );
+
+        let mut bad = rows.clone();
+        // Signed by another key than the trust anchor.
+        bad[1] = row("UPLOAD", "XA", &up.der(), &other_ta, true).await;
+        // A DSC from an SCA that is not on the list (same subject name, other key).
+        bad.push(row("DSC", "XA", &stray_dsc.der(), &up, true).await);
+        // A DSC of XA claimed for XB: no CSCA of XB issued it.
+        let mut wrong_country = rows[2].clone();
+        wrong_country.country = "XB".into();
+        bad.push(wrong_country);
+        // Garbage everywhere must be reported, not panic.
+        bad.push(CertificateRow {
+            kid: String::new(),
+            group: "CSCA".into(),
+            country: "XA".into(),
+            certificate: "%%%".into(),
+            signature: "AAAA".into(),
+            domain: None,
+        });
+        let out = verify_certificates(&bad, &ta.der(), &[]);
+        let groups: Vec<&str> = out.rejected.iter().map(|r| r.group.as_str()).collect();
+        // UPLOAD (wrong signer), the garbage CSCA, then the three DSCs: the good DSC
+        // lost its uploader with the UPLOAD row.
+        assert_eq!(
+            groups,
+            vec!["UPLOAD", "CSCA", "DSC", "DSC", "DSC"],
+            "{:?}",
+            out.rejected
+        );
+        assert_eq!(out.accepted.len(), 1, "only the CSCA");
+    }
+
+    #[tokio::test]
+    async fn attached_content_must_be_the_certificate() {
+        let up = self_signed("XA", "XA UP", false);
+        let der = sign_attached(b"one", &up.der(), &up.signer(), None)
+            .await
+            .unwrap();
+        assert_eq!(verify_cms(&to_body(&der), b"one", &[&up.der()]), Ok(0));
+        assert_eq!(
+            verify_cms(&to_body(&der), b"two", &[&up.der()]),
+            Err(VerifyError::ContentMismatch)
+        );
+        let detached = sign_detached(b"one", &up.der(), &up.signer(), None)
+            .await
+            .unwrap();
+        assert_eq!(
+            verify_cms(&to_body(&detached), b"two", &[&up.der()]),
+            Err(VerifyError::Digest)
+        );
+        let other = self_signed("XA", "other", false);
+        assert_eq!(
+            verify_cms(&to_body(&detached), b"one", &[&other.der(), &up.der()]),
+            Ok(1)
+        );
+    }
+
+    #[test]
+    fn random_bytes_never_panic() {
+        let mut rng = fastrand::Rng::with_seed(7);
+        for i in 0..2000 {
+            let len = rng.usize(0..200);
+            let mut bytes: Vec<u8> = (0..len).map(|_| rng.u8(..)).collect();
+            if i % 2 == 0 && !bytes.is_empty() {
+                // Start like DER so the parsers get further in.
+                bytes[0] = 0x30;
+            }
+            let text = b64e(&bytes);
+            assert!(verify_cms(&text, b"x", &[&bytes]).is_err());
+            let _ = issued_by(&bytes, &bytes);
+        }
+    }
+
+    #[test]
+    fn kid_is_the_first_eight_bytes_of_the_sha256() {
+        // Contract §9: SHA-256 d919375f c1e7b6b2 … of the AT test DSC gives 2Rk3X8HntrI=.
+        let digest_prefix = hex::decode("d919375fc1e7b6b2").unwrap();
+        assert_eq!(b64e(&digest_prefix), "2Rk3X8HntrI=");
+        assert_eq!(kid(b"abc"), b64e(&hex::decode("ba7816bf8f01cfea").unwrap()));
+    }
+}
