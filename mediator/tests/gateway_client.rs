@@ -341,10 +341,12 @@ async fn outbox_delivers_after_an_outage_across_a_restart() {
     let _ = PENDING;
 }
 
+type Rewrite = Box<dyn Fn(&mut Vec<Value>) + Send + Sync>;
+
 /// Passes everything through, but alters what `/trustList/certificate` answers.
 struct Tamper {
     inner: ReqwestEdge,
-    with: Box<dyn Fn(&mut Vec<Value>) + Send + Sync>,
+    with: Rewrite,
 }
 
 impl HttpEdge for Tamper {
