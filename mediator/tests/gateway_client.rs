@@ -483,6 +483,7 @@ impl Mediator {
                 method,
                 path,
                 content_type: (method != Method::Get).then_some("application/cms-text"),
+                headers: Vec::new(),
                 body: body.as_bytes().to_vec(),
             })
             .await
@@ -760,4 +761,87 @@ async fn admin_routes_without_a_client_answer_503() {
     assert_eq!(resp.status(), 503);
     let body: Value = at::read_body_json(resp).await;
     assert_eq!(body["resourceType"], "OperationOutcome");
+}
+
+/// Revocations recorded by `$revokeHealthCertificate`: on a default TNG the upload
+/// is hidden (404) and they stay queued; where the gateway enables it they are
+/// uploaded, marked published, and come back through the revocation-list sync,
+/// verified against the uploader's certificate.
+#[tokio::test]
+async fn revocations_upload_where_enabled_and_sync_back() {
+    let rev = ddcc_store::Revocation::new(
+        "XA",
+        "URN:UVCI:01:XA:REV1",
+        &[5u8; 64],
+        ddcc_store::SignatureAlg::Ecdsa,
+        "2Rk3X8HntrI=",
+        "2024-01-01T00:00:00.000Z",
+        "Bundle/1",
+    );
+
+    // Default TNG: hidden endpoint.
+    let (gw, a, _b) = world().await;
+    let dir = tmp("rev-hidden");
+    let s = settings(&gw, &dir, &a.tls, &a.up);
+    let store = open_store(&dir);
+    let g = client(&s, store.clone(), "XA").with_revocations(true);
+    store.record_revocation(rev.clone()).await.unwrap();
+    assert_eq!(g.queue_revocations().await.unwrap(), 1);
+    let d = g.deliver_due().await.unwrap();
+    assert_eq!(d.retrying.len(), 1, "{d:?}");
+    assert!(d.retrying[0].contains("404"), "{d:?}");
+    assert_eq!(store.pending_revocations(10).await.unwrap().len(), 1);
+
+    // A gateway with the revocation endpoints on, and the roles granted.
+    let gw = GatewayDouble::start(Config {
+        revocation_hidden_endpoints: true,
+        ..Config::default()
+    })
+    .await
+    .unwrap();
+    let keys = ParticipantKeys::generate("XA").unwrap();
+    let mut tls = gateway_double::Onboarding::new(
+        "XA",
+        gateway_double::PartyType::Authentication,
+        &keys.tls.cert_der(),
+    );
+    tls.roles = vec![
+        "REVOCATION_UPLOADER".into(),
+        "REVOCATION_LIST_READER".into(),
+    ];
+    gw.onboard_with(tls).await.unwrap();
+    gw.onboard("XA", gateway_double::PartyType::Upload, &keys.up.cert_der())
+        .await
+        .unwrap();
+    gw.onboard("XA", gateway_double::PartyType::Csca, &keys.sca.cert_der())
+        .await
+        .unwrap();
+    let dir = tmp("rev-on");
+    let s = settings(&gw, &dir, &keys.tls, &keys.up);
+    let store = open_store(&dir);
+    let g = client(&s, store.clone(), "XA").with_revocations(true);
+    store.record_revocation(rev.clone()).await.unwrap();
+    g.queue_revocations().await.unwrap();
+    let d = g.deliver_due().await.unwrap();
+    assert_eq!(d.delivered, 1, "{d:?}");
+    assert!(store.pending_revocations(10).await.unwrap().is_empty());
+    let batches = gw.revocation_batches();
+    assert_eq!(batches.len(), 1);
+    assert_eq!(batches[0].payload["hashType"], "SIGNATURE");
+    assert_eq!(batches[0].payload["kid"], "2Rk3X8HntrI=");
+
+    let report = g.sync_full().await.unwrap();
+    assert_eq!(
+        report.revocations["available"], true,
+        "{:?}",
+        report.revocations
+    );
+    assert_eq!(report.revocations["hashes"], 1, "{:?}", report.revocations);
+    let hashes = store.gateway().unwrap().revoked_hashes().await.unwrap();
+    assert_eq!(hashes.len(), 1);
+    use base64::Engine;
+    let want = base64::engine::general_purpose::STANDARD
+        .encode(hex::decode(ddcc_store::Revocation::truncated(&rev.signature_hash)).unwrap());
+    assert_eq!(hashes[0].hash, want);
+    assert_eq!(hashes[0].country, "XA");
 }

@@ -46,7 +46,10 @@ pub const MIGRATIONS: &[(i64, &str)] = &[(
      CREATE INDEX gw_outbox_dedup ON gw_outbox (dedup, state);
      CREATE TABLE gw_trust (grp TEXT NOT NULL, country TEXT NOT NULL, domain TEXT NOT NULL, thumbprint TEXT NOT NULL, \
        kid TEXT NOT NULL, der {BLOB} NOT NULL, PRIMARY KEY (grp, thumbprint));
-     CREATE TABLE gw_state (k TEXT PRIMARY KEY, v TEXT NOT NULL);",
+     CREATE TABLE gw_state (k TEXT PRIMARY KEY, v TEXT NOT NULL);
+     CREATE TABLE gw_revoked (batch_id TEXT NOT NULL, country TEXT NOT NULL, kid TEXT NOT NULL, \
+       hash_type TEXT NOT NULL, hash TEXT NOT NULL);
+     CREATE INDEX gw_revoked_batch ON gw_revoked (batch_id);",
 )];
 
 pub struct Dialect {

@@ -52,6 +52,18 @@ pub struct TrustEntry {
     pub der: Vec<u8>,
 }
 
+/// One revoked-certificate hash from a verified revocation batch of the gateway.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RevokedHash {
+    pub batch_id: String,
+    pub country: String,
+    pub kid: String,
+    /// `SIGNATURE`, `UCI` or `COUNTRYCODEUCI`.
+    pub hash_type: String,
+    /// Base64 of the first 16 bytes of the hash, as the gateway publishes it.
+    pub hash: String,
+}
+
 /// What the trust-network client keeps in the store. Implemented by both back ends;
 /// reach it from a `dyn Store` through [`crate::Store::gateway`].
 pub trait GatewayStore: Send + Sync {
@@ -123,6 +135,17 @@ pub trait GatewayStore: Send + Sync {
                 .collect())
         })
     }
+
+    /// Replaces the hashes of the batches named in `batch_ids` by `hashes` (a deleted
+    /// batch is named with no hashes).
+    fn revoked_replace<'a>(
+        &'a self,
+        batch_ids: &'a [String],
+        hashes: Vec<RevokedHash>,
+    ) -> BoxFuture<'a, Result<()>>;
+
+    /// Every synced revocation hash, for the verifier.
+    fn revoked_hashes(&self) -> BoxFuture<'_, Result<Vec<RevokedHash>>>;
 
     fn gateway_state<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<String>>>;
 
@@ -419,4 +442,52 @@ pub(crate) async fn set_state<D: Db>(db: &mut D, key: &str, value: &str) -> Resu
     )
     .await?;
     Ok(())
+}
+
+pub(crate) async fn revoked_replace<D: Db>(
+    db: &mut D,
+    batch_ids: &[String],
+    hashes: &[RevokedHash],
+) -> Result<()> {
+    for b in batch_ids {
+        db.exec(
+            "DELETE FROM gw_revoked WHERE batch_id = $1",
+            &[SqlVal::Text(b.clone())],
+        )
+        .await?;
+    }
+    for h in hashes {
+        db.exec(
+            "INSERT INTO gw_revoked (batch_id, country, kid, hash_type, hash) VALUES ($1, $2, $3, $4, $5)",
+            &[
+                SqlVal::Text(h.batch_id.clone()),
+                SqlVal::Text(h.country.clone()),
+                SqlVal::Text(h.kid.clone()),
+                SqlVal::Text(h.hash_type.clone()),
+                SqlVal::Text(h.hash.clone()),
+            ],
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+pub(crate) async fn revoked_hashes<D: Db>(db: &mut D) -> Result<Vec<RevokedHash>> {
+    let rows = db
+        .query(
+            "SELECT batch_id, country, kid, hash_type, hash FROM gw_revoked ORDER BY batch_id, hash",
+            &[],
+        )
+        .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(RevokedHash {
+                batch_id: text(r, 0)?,
+                country: text(r, 1)?,
+                kid: text(r, 2)?,
+                hash_type: text(r, 3)?,
+                hash: text(r, 4)?,
+            })
+        })
+        .collect()
 }

@@ -32,7 +32,7 @@ mod sqlite;
 pub mod time;
 
 pub use error::StoreError;
-pub use gateway::{GatewayStore, OutboxItem, TrustEntry};
+pub use gateway::{GatewayStore, OutboxItem, RevokedHash, TrustEntry};
 pub use postgres::PostgresStore;
 pub use revocation::{PendingRevocation, Revocation, SignatureAlg};
 pub use search::{SearchQuery, DEFAULT_COUNT, MAX_COUNT};

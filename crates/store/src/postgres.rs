@@ -419,6 +419,22 @@ impl crate::GatewayStore for PostgresStore {
         Box::pin(async move { pg_tx!(self, |db| crate::gateway::trust_list(&mut db, group)) })
     }
 
+    fn revoked_replace<'a>(
+        &'a self,
+        batch_ids: &'a [String],
+        hashes: Vec<crate::RevokedHash>,
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            pg_tx!(self, |db| crate::gateway::revoked_replace(
+                &mut db, batch_ids, &hashes
+            ))
+        })
+    }
+
+    fn revoked_hashes(&self) -> BoxFuture<'_, Result<Vec<crate::RevokedHash>>> {
+        Box::pin(async move { pg_tx!(self, |db| crate::gateway::revoked_hashes(&mut db)) })
+    }
+
     fn gateway_state<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<String>>> {
         Box::pin(async move { pg_tx!(self, |db| crate::gateway::get_state(&mut db, key)) })
     }

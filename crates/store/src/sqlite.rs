@@ -427,6 +427,19 @@ impl crate::GatewayStore for SqliteStore {
         self.read_with(move |db| ready(crate::gateway::trust_list(db, g.as_deref())))
     }
 
+    fn revoked_replace<'a>(
+        &'a self,
+        batch_ids: &'a [String],
+        hashes: Vec<crate::RevokedHash>,
+    ) -> BoxFuture<'a, Result<()>> {
+        let b = batch_ids.to_vec();
+        self.write(move |db| ready(crate::gateway::revoked_replace(db, &b, &hashes)))
+    }
+
+    fn revoked_hashes(&self) -> BoxFuture<'_, Result<Vec<crate::RevokedHash>>> {
+        self.read_with(move |db| ready(crate::gateway::revoked_hashes(db)))
+    }
+
     fn gateway_state<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<String>>> {
         let k = key.to_owned();
         self.read_with(move |db| ready(crate::gateway::get_state(db, &k)))

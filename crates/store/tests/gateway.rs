@@ -146,6 +146,25 @@ async fn trust_list_and_state(p: Pair) {
         .unwrap();
     assert!(b.trusted_dscs().await.unwrap().is_empty());
 
+    let h = |batch: &str, hash: &str| ddcc_store::RevokedHash {
+        batch_id: batch.into(),
+        country: "XA".into(),
+        kid: "kid".into(),
+        hash_type: "SIGNATURE".into(),
+        hash: hash.into(),
+    };
+    a.revoked_replace(
+        &["b1".into(), "b2".into()],
+        vec![h("b1", "AA"), h("b1", "AB"), h("b2", "BA")],
+    )
+    .await
+    .unwrap();
+    // b1 re-synced with one hash, b2 deleted.
+    b.revoked_replace(&["b1".into(), "b2".into()], vec![h("b1", "AC")])
+        .await
+        .unwrap();
+    assert_eq!(a.revoked_hashes().await.unwrap(), vec![h("b1", "AC")]);
+
     assert_eq!(a.gateway_state("last_sync").await.unwrap(), None);
     a.set_gateway_state("last_sync", "1").await.unwrap();
     b.set_gateway_state("last_sync", "2").await.unwrap();

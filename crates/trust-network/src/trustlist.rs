@@ -162,6 +162,20 @@ fn signed_bytes(si: &SignerInfo, content: &[u8]) -> Result<Vec<u8>, VerifyError>
 /// detached signatures are checked against it. Succeeds when a signer info verifies
 /// with one of `signers` (DER certificates); returns the index of that signer.
 pub fn verify_cms(cms_b64: &str, content: &[u8], signers: &[&[u8]]) -> Result<usize, VerifyError> {
+    verify_inner(cms_b64, Some(content), signers).map(|(_, i)| i)
+}
+
+/// Verifies a CMS SignedData with attached content (e.g. a revocation batch) and
+/// returns that content with the index of the signer that verified it.
+pub fn verify_attached(cms_b64: &str, signers: &[&[u8]]) -> Result<(Vec<u8>, usize), VerifyError> {
+    verify_inner(cms_b64, None, signers)
+}
+
+fn verify_inner(
+    cms_b64: &str,
+    expected: Option<&[u8]>,
+    signers: &[&[u8]],
+) -> Result<(Vec<u8>, usize), VerifyError> {
     let der = b64(cms_b64)?;
     let info = ContentInfo::from_der(&der).map_err(|e| VerifyError::Cms(e.to_string()))?;
     if info.content_type != oid(ID_SIGNED_DATA) {
@@ -174,14 +188,20 @@ pub fn verify_cms(cms_b64: &str, content: &[u8], signers: &[&[u8]]) -> Result<us
         .content
         .decode_as()
         .map_err(|e| VerifyError::Cms(e.to_string()))?;
-    if let Some(attached) = &sd.encap_content_info.econtent {
-        let bytes = attached
-            .decode_as::<der::asn1::OctetString>()
-            .map_err(|e| VerifyError::Cms(e.to_string()))?;
-        if bytes.as_bytes() != content {
-            return Err(VerifyError::ContentMismatch);
+    let content: Vec<u8> = match (&sd.encap_content_info.econtent, expected) {
+        (Some(attached), expected) => {
+            let bytes = attached
+                .decode_as::<der::asn1::OctetString>()
+                .map_err(|e| VerifyError::Cms(e.to_string()))?;
+            if expected.is_some_and(|c| c != bytes.as_bytes()) {
+                return Err(VerifyError::ContentMismatch);
+            }
+            bytes.as_bytes().to_vec()
         }
-    }
+        (None, Some(c)) => c.to_vec(),
+        (None, None) => return Err(VerifyError::Cms("no content: detached signature".into())),
+    };
+    let content = content.as_slice();
     let certs: Vec<(usize, Certificate)> = signers
         .iter()
         .enumerate()
@@ -204,7 +224,7 @@ pub fn verify_cms(cms_b64: &str, content: &[u8], signers: &[&[u8]]) -> Result<us
                 &msg,
                 si.signature.as_bytes(),
             ) {
-                Ok(true) => return Ok(*i),
+                Ok(true) => return Ok((content.to_vec(), *i)),
                 Ok(false) => {}
                 Err(e) => last = e,
             }

@@ -29,6 +29,8 @@ pub struct EdgeRequest {
     /// Path and query, e.g. `/trustList/references`.
     pub path: String,
     pub content_type: Option<&'static str>,
+    /// Further headers (e.g. `If-Modified-Since`).
+    pub headers: Vec<(&'static str, String)>,
     pub body: Vec<u8>,
 }
 
@@ -141,6 +143,9 @@ impl HttpEdge for ReqwestEdge {
                 if ct.starts_with("application/cms") {
                     r = r.header("Content-Transfer-Encoding", "base64");
                 }
+            }
+            for (k, v) in &req.headers {
+                r = r.header(*k, v.as_str());
             }
             if !req.body.is_empty() || req.method != Method::Get {
                 r = r.body(req.body);

@@ -375,6 +375,7 @@ impl Gateway {
                     method: Method::Get,
                     path: path.to_string(),
                     content_type: None,
+                    headers: Vec::new(),
                     body: Vec::new(),
                 })
                 .await;
@@ -440,6 +441,7 @@ impl Gateway {
                 method,
                 path: path.to_string(),
                 content_type: Some(content_type),
+                headers: Vec::new(),
                 body,
             })
             .await
