@@ -845,3 +845,127 @@ async fn revocations_upload_where_enabled_and_sync_back() {
     assert_eq!(hashes[0].hash, want);
     assert_eq!(hashes[0].country, "XA");
 }
+
+/// `ddcc-mediator gateway …` as an operator runs it: a separate process with the
+/// configuration in its environment, against the double.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn command_line_publish_status_sync_upload() {
+    let (gw, a, b) = world().await;
+    let dir = tmp("cli");
+    let s = settings(&gw, &dir, &a.tls, &a.up);
+    let data = dir.join("data");
+    let env: Vec<(String, String)> = vec![
+        ("DDCC_GATEWAY_URL".into(), s.url.clone()),
+        (
+            "DDCC_GATEWAY_TLS_CERT".into(),
+            s.tls_cert.clone().unwrap().display().to_string(),
+        ),
+        (
+            "DDCC_GATEWAY_TLS_KEY".into(),
+            s.tls_key.clone().unwrap().display().to_string(),
+        ),
+        (
+            "DDCC_GATEWAY_CA".into(),
+            s.ca.clone().unwrap().display().to_string(),
+        ),
+        (
+            "DDCC_GATEWAY_UPLOAD_CERT".into(),
+            s.upload_cert.clone().unwrap().display().to_string(),
+        ),
+        (
+            "DDCC_GATEWAY_UPLOAD_KEY".into(),
+            s.upload_key.clone().unwrap().display().to_string(),
+        ),
+        (
+            "DDCC_GATEWAY_TRUST_ANCHOR".into(),
+            s.trust_anchor.clone().unwrap().display().to_string(),
+        ),
+        (
+            "DDCC_TLS_CERT".into(),
+            write(&dir, "serving.pem", &a.tls.cert_pem())
+                .display()
+                .to_string(),
+        ),
+        ("DDCC_DATA_DIR".into(), data.display().to_string()),
+        (
+            "DDCC_PROFILES_DIR".into(),
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("../fhir-profiles")
+                .display()
+                .to_string(),
+        ),
+        ("DDCC_ISSUER_COUNTRY".into(), "XA".into()),
+    ];
+    let run = |args: &'static [&'static str], env: Vec<(String, String)>| {
+        tokio::task::spawn_blocking(move || {
+            let out = std::process::Command::new(env!("CARGO_BIN_EXE_ddcc-mediator"))
+                .args(args)
+                .env_remove("DATABASE_URL")
+                .env_remove("VAULT_ADDR")
+                .envs(env)
+                .output()
+                .unwrap();
+            let stdout: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+            (
+                out.status.code(),
+                stdout,
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            )
+        })
+    };
+    let (code, out, err) = run(&["gateway", "publish"], env.clone()).await.unwrap();
+    assert_eq!(code, Some(0), "{err}");
+    let created = out["plan"]["create"].as_u64().unwrap();
+    assert!(created > 0);
+    assert_eq!(gw.references().len() as u64, created);
+
+    let (code, out, err) = run(&["gateway", "publish"], env.clone()).await.unwrap();
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(out["plan"]["unchanged"].as_u64(), Some(created));
+
+    // The development DSC (created on first use in the data dir): its SCA must be
+    // onboarded as our CSCA first, or the gateway refuses it and the exit code says so.
+    let (code, out, _) = run(&["gateway", "upload-dsc"], env.clone()).await.unwrap();
+    assert_eq!(code, Some(1), "{out}");
+    assert_eq!(out["delivery"]["failed"].as_array().unwrap().len(), 1);
+    let sca = std::fs::read_to_string(data.join("keys/sca-cert.pem")).unwrap();
+    gw.onboard(
+        "XA",
+        gateway_double::PartyType::Csca,
+        &ddcc_cert::x509::pem_decode("CERTIFICATE", &sca).unwrap(),
+    )
+    .await
+    .unwrap();
+    let (code, out, err) = run(&["gateway", "upload-dsc"], env.clone()).await.unwrap();
+    assert_eq!(code, Some(0), "{err} {out}");
+    assert_eq!(gw.signer_certificates().len(), 1);
+
+    let (code, out, err) = run(&["gateway", "sync"], env.clone()).await.unwrap();
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(out["dscs"], 1, "{out}");
+
+    let (code, out, err) = run(&["gateway", "status"], env.clone()).await.unwrap();
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(out["outbox"]["done"].as_u64(), Some(created + 1), "{out}");
+    assert_eq!(out["outbox"]["failed"], 1);
+    assert_eq!(out["trustList"]["DSC"], 1);
+
+    // XB's TLS certificate with our (XA) configuration: 401 from the gateway, a
+    // non-zero exit and the gateway's reason on stderr.
+    let mut wrong = env.clone();
+    let tls_b = write(&dir, "tls-b.pem", &b.tls.cert_pem());
+    let key_b = write(&dir, "tls-b.key", &b.tls.key_pem());
+    let stranger = pki::generate(Profile::Tls, "XA").unwrap();
+    std::fs::write(&tls_b, stranger.cert_pem()).unwrap();
+    std::fs::write(&key_b, stranger.key_pem()).unwrap();
+    for (k, v) in wrong.iter_mut() {
+        if k == "DDCC_GATEWAY_TLS_CERT" {
+            *v = tls_b.display().to_string();
+        } else if k == "DDCC_GATEWAY_TLS_KEY" {
+            *v = key_b.display().to_string();
+        }
+    }
+    let (code, _, err) = run(&["gateway", "sync"], wrong).await.unwrap();
+    assert_ne!(code, Some(0));
+    assert!(err.contains("401"), "{err}");
+}
