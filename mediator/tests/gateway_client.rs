@@ -969,3 +969,28 @@ async fn command_line_publish_status_sync_upload() {
     assert_ne!(code, Some(0));
     assert!(err.contains("401"), "{err}");
 }
+
+/// With `DDCC_GATEWAY_DSC_DOMAIN` the DSC goes through `/trustedCertificate` (JSON
+/// wrapping the CMS); the gateway then lists the attached upload CMS as the DSC's
+/// signature, which the sync verifies as well.
+#[tokio::test]
+async fn dsc_through_trusted_certificate_for_a_domain() {
+    let (gw, a, _b) = world().await;
+    let dir = tmp("trusted-cert");
+    let s = settings(&gw, &dir, &a.tls, &a.up);
+    let store = open_store(&dir);
+    let g = client(&s, store.clone(), "XA").with_dsc_domain(Some("IPS-PILGRIMAGE".into()));
+    let dsc = pki::dsc(&a.sca, "XA", "XA DSC").unwrap();
+    g.queue_dsc(&dsc.cert_der()).await.unwrap();
+    let d = g.deliver_due().await.unwrap();
+    assert_eq!(d.delivered, 1, "{d:?}");
+    assert_eq!(gw.requests_to("POST", "/trustedCertificate").len(), 1);
+    let stored = gw.signer_certificates();
+    assert_eq!(stored[0].domain, "IPS-PILGRIMAGE");
+    let r = g.sync_full().await.unwrap();
+    assert!(r.rejected.is_empty(), "{:?}", r.rejected);
+    assert_eq!(
+        store.gateway().unwrap().trusted_dscs().await.unwrap(),
+        vec![dsc.cert_der()]
+    );
+}

@@ -43,7 +43,7 @@ pub const MIGRATIONS: &[(i64, &str)] = &[(
        state TEXT NOT NULL, attempts {INT} NOT NULL, next_ms {INT} NOT NULL, created_ms {INT} NOT NULL, \
        updated_ms {INT} NOT NULL, last_error TEXT);
      CREATE INDEX gw_outbox_due ON gw_outbox (state, next_ms, id);
-     CREATE INDEX gw_outbox_dedup ON gw_outbox (dedup, state);
+     CREATE UNIQUE INDEX gw_outbox_pending ON gw_outbox (dedup) WHERE state = 'pending';
      CREATE TABLE gw_trust (grp TEXT NOT NULL, country TEXT NOT NULL, domain TEXT NOT NULL, thumbprint TEXT NOT NULL, \
        kid TEXT NOT NULL, der {BLOB} NOT NULL, PRIMARY KEY (grp, thumbprint));
      CREATE TABLE gw_state (k TEXT PRIMARY KEY, v TEXT NOT NULL);

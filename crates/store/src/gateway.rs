@@ -68,7 +68,8 @@ pub struct RevokedHash {
 /// reach it from a `dyn Store` through [`crate::Store::gateway`].
 pub trait GatewayStore: Send + Sync {
     /// Adds an upload, or replaces the payload of the pending row with the same
-    /// `dedup` key (and makes it due now). Returns the row id.
+    /// `dedup` key (and makes it due now). Returns the row id. A unique index keeps
+    /// one pending row per key even when two instances enqueue at once.
     fn outbox_enqueue<'a>(
         &'a self,
         kind: &'a str,

@@ -173,3 +173,32 @@ async fn trust_list_and_state(p: Pair) {
         Some("2")
     );
 }
+
+both_backends!(concurrent_enqueue_keeps_one_pending_row);
+
+async fn concurrent_enqueue_keeps_one_pending_row(p: Pair) {
+    let mut tasks = Vec::new();
+    for i in 0..16 {
+        let s = if i % 2 == 0 { p.a.clone() } else { p.b.clone() };
+        tasks.push(tokio::spawn(async move {
+            s.gateway()
+                .unwrap()
+                .outbox_enqueue("reference", "ref:same", &json!({ "i": i }), 1)
+                .await
+                .unwrap()
+        }));
+    }
+    let mut ids = Vec::new();
+    for t in tasks {
+        ids.push(t.await.unwrap());
+    }
+    ids.dedup();
+    assert_eq!(ids.len(), 1, "one row for one key: {ids:?}");
+    let rows =
+        p.a.gateway()
+            .unwrap()
+            .outbox_list(Some(PENDING), 100)
+            .await
+            .unwrap();
+    assert_eq!(rows.len(), 1);
+}

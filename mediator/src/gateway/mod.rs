@@ -526,10 +526,9 @@ impl Gateway {
         Ok(match resp {
             Ok(r) if r.status == 201 || r.status == 200 => Outcome::Done,
             // The uuid vanished between listing and updating: list again next time.
-            Ok(r) if r.status == 404 => Outcome::Retry(
-                format!("404 on update: {}", problem(&r.body)),
-                Some(Duration::ZERO),
-            ),
+            Ok(r) if r.status == 404 => {
+                Outcome::Retry(format!("404 on update: {}", problem(&r.body)), None)
+            }
             Ok(r) => status_outcome("POST /trust/reference", r),
             Err(e) => Outcome::Retry(e.to_string(), None),
         })
