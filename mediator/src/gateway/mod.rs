@@ -642,9 +642,12 @@ impl Gateway {
             .await?
             .and_then(|v| v.parse().ok())
             .unwrap_or(0);
+        // Unpublished revocations stay unpublished while the gateway refuses them
+        // (404 on TNG), so read past the ones already queued rather than the oldest
+        // few: the store caps one read at 100 000.
         let pending: Vec<_> = self
             .store
-            .pending_revocations(1000)
+            .pending_revocations(100_000)
             .await?
             .into_iter()
             .filter(|p| p.seq > queued_upto)
@@ -661,7 +664,14 @@ impl Gateway {
         // two years (contract §2), so nothing they signed is valid after that.
         let expires = ddcc_cert::rfc3339_utc(crate::now_unix() + 2 * 366 * 24 * 3600);
         let now = now_ms();
+        // The gateway takes 1..1000 entries per batch (contract §7).
+        let mut chunks: Vec<(String, Vec<&ddcc_store::PendingRevocation>)> = Vec::new();
         for (kid, items) in &by_kid {
+            for c in items.chunks(1000) {
+                chunks.push((kid.clone(), c.to_vec()));
+            }
+        }
+        for (kid, items) in &chunks {
             let entries: Vec<Value> = items
                 .iter()
                 .filter_map(|p| {
@@ -773,7 +783,11 @@ impl Gateway {
     pub async fn status(&self) -> Result<Value, GatewayError> {
         let gw = self.gw()?;
         let rows = gw.outbox_list(None, 200).await?;
-        let count = |s: &str| rows.iter().filter(|r| r.state == s).count();
+        let mut counts = std::collections::HashMap::new();
+        for state in [ddcc_store::gateway::PENDING, DONE, FAILED] {
+            counts.insert(state, gw.outbox_list(Some(state), 100_000).await?.len());
+        }
+        let count = |s: &str| counts.get(s).copied().unwrap_or(0);
         let state = |k: &'static str| async move {
             gw.gateway_state(k)
                 .await

@@ -334,3 +334,47 @@ fn settings_from_env() {
         GatewaySettings::from_env(|k| (k == "DDCC_GATEWAY_URL").then(|| "ftp://x".into())).is_err()
     );
 }
+
+#[tokio::test]
+async fn revocations_are_batched_by_kid_at_most_1000_and_never_lost_behind_refused_ones() {
+    let edge = Scripted::new(|_| ok(404, ""));
+    let f = fixture(edge);
+    let rev = |i: usize, kid: &str| {
+        ddcc_store::Revocation::new(
+            "XA",
+            &format!("URN:UVCI:01:XA:{i}"),
+            &[(i % 251) as u8; 64],
+            ddcc_store::SignatureAlg::Other,
+            kid,
+            "2024-01-01T00:00:00.000Z",
+            &format!("Bundle/{i}"),
+        )
+    };
+    let mut revocations: Vec<_> = (0..1001).map(|i| rev(i, "kidA")).collect();
+    revocations.push(rev(5000, "kidB"));
+    f.store
+        .transaction(ddcc_store::TxRequest {
+            revocations,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(f.gateway.queue_revocations().await.unwrap(), 1002);
+    let gw = f.store.gateway().unwrap();
+    let rows = gw.outbox_list(None, 100).await.unwrap();
+    let mut sizes: Vec<usize> = rows
+        .iter()
+        .map(|r| r.payload["batch"]["entries"].as_array().unwrap().len())
+        .collect();
+    sizes.sort();
+    assert_eq!(
+        sizes,
+        vec![1, 1, 1000],
+        "kidA split in 1000 + 1, kidB alone"
+    );
+
+    // All refused (404) and still unpublished: a new revocation is queued anyway.
+    f.gateway.deliver_due().await.unwrap();
+    f.store.record_revocation(rev(6000, "kidA")).await.unwrap();
+    assert_eq!(f.gateway.queue_revocations().await.unwrap(), 1);
+}
