@@ -136,6 +136,8 @@ pub struct GatewaySettings {
     pub upload_cert: Option<PathBuf>,
     pub upload_key: Option<PathBuf>,
     pub upload_vault_key: Option<String>,
+    /// Vault for the UP key (the `VAULT_*` settings, key = `upload_vault_key`).
+    pub upload_vault: Option<vault_transit::VaultConfig>,
     pub trust_anchor: Option<PathBuf>,
     pub timeout: Duration,
     pub backoff: Backoff,
@@ -175,6 +177,19 @@ impl GatewaySettings {
             }
         };
         let path = |k: &str| get(k).map(PathBuf::from);
+        let upload_vault_key = get("DDCC_GATEWAY_UPLOAD_VAULT_KEY");
+        let upload_vault = match &upload_vault_key {
+            Some(name) => {
+                let mut cfg = vault_transit::VaultConfig::from_lookup(&get)
+                    .map_err(|e| GatewayError::Config(format!("Vault for the UP key: {e}")))?;
+                cfg.key_name = name.clone();
+                // The UP certificate certifies one key version; a rotation needs a new
+                // certificate onboarded anyway, so sign with the latest.
+                cfg.key_version = None;
+                Some(cfg)
+            }
+            None => None,
+        };
         Ok(Some(Self {
             url,
             tls_cert: path("DDCC_GATEWAY_TLS_CERT"),
@@ -182,7 +197,8 @@ impl GatewaySettings {
             ca: path("DDCC_GATEWAY_CA"),
             upload_cert: path("DDCC_GATEWAY_UPLOAD_CERT"),
             upload_key: path("DDCC_GATEWAY_UPLOAD_KEY"),
-            upload_vault_key: get("DDCC_GATEWAY_UPLOAD_VAULT_KEY"),
+            upload_vault_key,
+            upload_vault,
             trust_anchor: path("DDCC_GATEWAY_TRUST_ANCHOR"),
             timeout: dur("DDCC_GATEWAY_TIMEOUT", Duration::from_secs(30))?,
             backoff: Backoff {
@@ -220,7 +236,7 @@ impl GatewaySettings {
             return Ok(None);
         };
         let cert_der = read_pem(cert, "CERTIFICATE")?;
-        let signer: Arc<dyn Signer> = match (&self.upload_key, &self.upload_vault_key) {
+        let signer: Arc<dyn Signer> = match (&self.upload_key, &self.upload_vault) {
             (Some(key), _) => {
                 let pkcs8 = read_pem(key, "PRIVATE KEY")?;
                 Arc::new(
@@ -228,16 +244,10 @@ impl GatewaySettings {
                         .map_err(|e| GatewayError::Config(format!("{}: {e}", key.display())))?,
                 )
             }
-            (None, Some(name)) => {
-                let mut cfg = vault_transit::VaultConfig::from_env()
-                    .map_err(|e| GatewayError::Config(format!("Vault: {e}")))?;
-                cfg.key_name = name.clone();
-                cfg.key_version = None;
-                Arc::new(
-                    vault_transit::VaultTransitSigner::new(cfg)
-                        .map_err(|e| GatewayError::Config(format!("Vault: {e}")))?,
-                )
-            }
+            (None, Some(cfg)) => Arc::new(
+                vault_transit::VaultTransitSigner::new(cfg.clone())
+                    .map_err(|e| GatewayError::Config(format!("Vault: {e}")))?,
+            ),
             (None, None) => return Err(GatewayError::NoUploadIdentity),
         };
         Ok(Some(UploadIdentity { cert_der, signer }))
