@@ -180,7 +180,7 @@ impl GatewaySettings {
         let upload_vault_key = get("DDCC_GATEWAY_UPLOAD_VAULT_KEY");
         let upload_vault = match &upload_vault_key {
             Some(name) => {
-                let mut cfg = vault_transit::VaultConfig::from_lookup(&get)
+                let mut cfg = vault_transit::VaultConfig::from_lookup(get)
                     .map_err(|e| GatewayError::Config(format!("Vault for the UP key: {e}")))?;
                 cfg.key_name = name.clone();
                 // The UP certificate certifies one key version; a rotation needs a new
