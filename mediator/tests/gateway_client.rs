@@ -994,3 +994,33 @@ async fn dsc_through_trusted_certificate_for_a_domain() {
         vec![dsc.cert_der()]
     );
 }
+
+/// What `serve` runs: the outbox worker and the sync loop (full first, then deltas).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn background_worker_delivers_and_syncs() {
+    let (gw, a, _b) = world().await;
+    let dir = tmp("background");
+    let mut s = settings(&gw, &dir, &a.tls, &a.up);
+    s.deliver_interval = Duration::from_millis(20);
+    s.sync_interval = Duration::from_millis(50);
+    let store = open_store(&dir);
+    let g = Arc::new(client(&s, store.clone(), "XA"));
+    let dsc = pki::dsc(&a.sca, "XA", "XA DSC").unwrap();
+    g.queue_dsc(&dsc.cert_der()).await.unwrap();
+    ddcc_mediator::gateway::spawn_background(g.clone(), s);
+    let mut synced = false;
+    for _ in 0..200 {
+        tokio::time::sleep(Duration::from_millis(25)).await;
+        let dscs = store.gateway().unwrap().trusted_dscs().await.unwrap();
+        let status = g.status().await.unwrap();
+        if dscs == vec![dsc.cert_der()] && status["lastSync"]["report"]["full"] == false {
+            synced = true;
+            break;
+        }
+    }
+    assert!(synced, "{}", g.status().await.unwrap());
+    assert_eq!(gw.signer_certificates().len(), 1);
+    let status = g.status().await.unwrap();
+    assert_eq!(status["outbox"]["done"], 1);
+    assert_eq!(status["lastFullSync"]["report"]["full"], true);
+}
