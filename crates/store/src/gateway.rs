@@ -105,6 +105,10 @@ pub trait GatewayStore: Send + Sync {
         now_ms: i64,
     ) -> BoxFuture<'a, Result<()>>;
 
+    /// Deletes delivered rows last touched before `before_ms` (failed and pending
+    /// rows stay until an operator has seen them). Returns how many went.
+    fn outbox_prune(&self, before_ms: i64) -> BoxFuture<'_, Result<u64>>;
+
     /// Rows in `state` (all states when `None`), newest first.
     fn outbox_list<'a>(
         &'a self,
@@ -313,6 +317,14 @@ pub(crate) async fn outbox_retry<D: Db>(
     )
     .await?;
     Ok(())
+}
+
+pub(crate) async fn outbox_prune<D: Db>(db: &mut D, before_ms: i64) -> Result<u64> {
+    db.exec(
+        "DELETE FROM gw_outbox WHERE state = 'done' AND updated_ms < $1",
+        &[SqlVal::Int(before_ms)],
+    )
+    .await
 }
 
 pub(crate) async fn outbox_list<D: Db>(

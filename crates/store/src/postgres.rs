@@ -380,6 +380,10 @@ impl crate::GatewayStore for PostgresStore {
         })
     }
 
+    fn outbox_prune(&self, before_ms: i64) -> BoxFuture<'_, Result<u64>> {
+        Box::pin(async move { pg_tx!(self, |db| crate::gateway::outbox_prune(&mut db, before_ms)) })
+    }
+
     fn outbox_list<'a>(
         &'a self,
         state: Option<&'a str>,

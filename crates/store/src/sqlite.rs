@@ -392,6 +392,10 @@ impl crate::GatewayStore for SqliteStore {
         self.write(move |db| ready(crate::gateway::outbox_retry(db, id, next_ms, &e, now_ms)))
     }
 
+    fn outbox_prune(&self, before_ms: i64) -> BoxFuture<'_, Result<u64>> {
+        self.write(move |db| ready(crate::gateway::outbox_prune(db, before_ms)))
+    }
+
     fn outbox_list<'a>(
         &'a self,
         state: Option<&'a str>,

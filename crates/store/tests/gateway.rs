@@ -101,6 +101,16 @@ async fn outbox_cycle(p: Pair) {
         failed[0].last_error.as_deref(),
         Some("403 Invalid Upload Certificate")
     );
+    // Pruning drops delivered rows only.
+    assert_eq!(a.outbox_prune(now + 70_002).await.unwrap(), 1);
+    let left: Vec<i64> = b
+        .outbox_list(None, 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|i| i.id)
+        .collect();
+    assert_eq!(left, vec![fresh, other]);
     assert!(a.outbox_finish(fresh, "bogus", None, now).await.is_err());
 }
 

@@ -863,6 +863,13 @@ pub fn spawn_background(gateway: Arc<Gateway>, settings: GatewaySettings) {
     let every = settings.deliver_interval;
     tokio::spawn(async move {
         loop {
+            // Delivered rows are kept 30 days for `status`, then dropped.
+            let month_ago = now_ms() - 30 * 24 * 3600 * 1000;
+            if let Ok(gw) = g.gw() {
+                if let Err(e) = gw.outbox_prune(month_ago).await {
+                    tracing::warn!(error = %e, "pruning the gateway outbox");
+                }
+            }
             if let Err(e) = g.queue_revocations().await {
                 tracing::warn!(error = %e, "queueing revocations for the gateway");
             }
