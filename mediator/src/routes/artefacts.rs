@@ -234,26 +234,13 @@ async fn expand_by_url(
     let vs = match matches.as_slice() {
         [one] => *one,
         [] => {
-            // An old (renamed) canonical the terminology resolves still names a served set.
-            let resolved = a
-                .terminology()
-                .value_set(url)
-                .and_then(|v| v.get("url"))
-                .and_then(Value::as_str)
-                .map(|u| a.by_url("ValueSet", u, version))
-                .unwrap_or_default();
-            match resolved.as_slice() {
-                [one] => *one,
-                _ => {
-                    let shown: String = url.chars().take(200).collect();
-                    return Err(ApiError::not_found(format!(
-                        "no served ValueSet has url {shown}{}",
-                        version
-                            .map(|v| format!(" and version {v}"))
-                            .unwrap_or_default()
-                    )));
-                }
-            }
+            let shown: String = url.chars().take(200).collect();
+            return Err(ApiError::not_found(format!(
+                "no served ValueSet has url {shown}{}",
+                version
+                    .map(|v| format!(" and version {v}"))
+                    .unwrap_or_default()
+            )));
         }
         _ => {
             return Err(ApiError::bad_request(format!(
