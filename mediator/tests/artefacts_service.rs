@@ -702,7 +702,8 @@ fn loader_refuses_what_it_cannot_serve_faithfully() {
             r#"{{"resourceType":"ValueSet","id":"{id}","url":"http://x.org/ValueSet/{id}","version":"{version}","name":"V","status":"active"}}"#
         )
     };
-    let cases: Vec<(&str, Vec<(&str, String)>, &str)> = vec![
+    type Case<'a> = (&'a str, Vec<(&'a str, String)>, &'a str);
+    let cases: Vec<Case> = vec![
         (
             "same id and version twice",
             vec![
