@@ -176,9 +176,14 @@ pub fn search_bundle(
     let version = single(pairs, "version")?;
     let id = single(pairs, "_id")?;
     let name = single(pairs, "name")?;
+    let by_url: Option<Vec<&Served>> = url.map(|u| a.by_url(t, u, None));
     let found: Vec<&Served> = a
         .of_type(t)
-        .filter(|s| url.is_none_or(|u| a.by_url(t, u, None).iter().any(|m| m.id == s.id)))
+        .filter(|s| {
+            by_url
+                .as_ref()
+                .is_none_or(|m| m.iter().any(|m| m.id == s.id))
+        })
         .filter(|s| version.is_none_or(|v| s.version.as_deref() == Some(v)))
         .filter(|s| id.is_none_or(|i| s.id == i))
         // FHIR string search: case-insensitive prefix.
