@@ -43,7 +43,6 @@ pub const TLS_CERT_ENV: &str = "DDCC_TLS_CERT";
 
 /// Files in the profiles folder that are configuration, not FHIR resources.
 const NOT_RESOURCES: [&str; 2] = ["issuing.json", "terminology-url-aliases.json"];
-const ALIAS_TABLE: &str = "ig/terminology-url-aliases.json";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ArtefactError {
@@ -203,6 +202,9 @@ impl Artefacts {
             });
         }
 
+        // No alias table here (unlike the issuing catalogue): an expansion reports each
+        // code under the system its ValueSet names, as a client reading the served
+        // ValueSet expects, not under the CodeSystem URL the IG renamed it to.
         let mut terminology = terminology::Terminology::new();
         let mut items = Vec::with_capacity(candidates.len());
         for (c, id) in settle_ids(&candidates)?.into_iter() {
@@ -218,15 +220,6 @@ impl Artefacts {
                     })?;
             }
             items.push(serve(c, id, &public_base)?);
-        }
-        let aliases = profiles_dir.join(ALIAS_TABLE);
-        if aliases.is_file() {
-            terminology
-                .add_aliases(&read_json(&aliases)?)
-                .map_err(|e| ArtefactError::Invalid {
-                    path: aliases.clone(),
-                    message: e.to_string(),
-                })?;
         }
         items.sort_by(|a, b| (&a.resource_type, &a.id).cmp(&(&b.resource_type, &b.id)));
         let by_key = items
@@ -476,6 +469,16 @@ fn settle_ids(candidates: &[Candidate]) -> Result<Vec<(&Candidate, String)>, Art
                 .cmp(&version_key(str_field(&a.resource, "version")))
                 .then_with(|| a.path.cmp(&b.path))
         });
+        for pair in group.windows(2) {
+            if str_field(&pair[0].resource, "version") == str_field(&pair[1].resource, "version") {
+                return Err(ArtefactError::Duplicate {
+                    resource_type: pair[1].resource_type.clone(),
+                    id: key.1.to_string(),
+                    first: pair[0].path.clone(),
+                    second: pair[1].path.clone(),
+                });
+            }
+        }
         for (n, c) in group.into_iter().enumerate() {
             let id = if n == 0 {
                 key.1.to_string()

@@ -118,6 +118,12 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         }
         Command::Gateway(GatewayCommand::Publish { dry_run: true }) => {
             let (config, _) = Config::load(None)?;
+            if config.server.public_base_url.is_none() {
+                eprintln!(
+                    "ddcc-mediator: warning: DDCC_PUBLIC_BASE_URL is unset; the references point at the local listener {}",
+                    crate::artefacts::public_fhir_base(&config)
+                );
+            }
             let refs = dry_run_references(&config, |k| std::env::var(k).ok())?;
             let mut out = serde_json::to_string_pretty(&refs).unwrap_or_else(|_| "[]".into());
             out.push('\n');

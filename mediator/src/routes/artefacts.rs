@@ -176,9 +176,14 @@ pub fn search_bundle(
     let version = single(pairs, "version")?;
     let id = single(pairs, "_id")?;
     let name = single(pairs, "name")?;
+    let by_url: Option<Vec<&Served>> = url.map(|u| a.by_url(t, u, None));
     let found: Vec<&Served> = a
         .of_type(t)
-        .filter(|s| url.is_none_or(|u| a.by_url(t, u, None).iter().any(|m| m.id == s.id)))
+        .filter(|s| {
+            by_url
+                .as_ref()
+                .is_none_or(|m| m.iter().any(|m| m.id == s.id))
+        })
         .filter(|s| version.is_none_or(|v| s.version.as_deref() == Some(v)))
         .filter(|s| id.is_none_or(|i| s.id == i))
         // FHIR string search: case-insensitive prefix.
@@ -234,26 +239,13 @@ async fn expand_by_url(
     let vs = match matches.as_slice() {
         [one] => *one,
         [] => {
-            // An old (renamed) canonical the terminology resolves still names a served set.
-            let resolved = a
-                .terminology()
-                .value_set(url)
-                .and_then(|v| v.get("url"))
-                .and_then(Value::as_str)
-                .map(|u| a.by_url("ValueSet", u, version))
-                .unwrap_or_default();
-            match resolved.as_slice() {
-                [one] => *one,
-                _ => {
-                    let shown: String = url.chars().take(200).collect();
-                    return Err(ApiError::not_found(format!(
-                        "no served ValueSet has url {shown}{}",
-                        version
-                            .map(|v| format!(" and version {v}"))
-                            .unwrap_or_default()
-                    )));
-                }
-            }
+            let shown: String = url.chars().take(200).collect();
+            return Err(ApiError::not_found(format!(
+                "no served ValueSet has url {shown}{}",
+                version
+                    .map(|v| format!(" and version {v}"))
+                    .unwrap_or_default()
+            )));
         }
         _ => {
             return Err(ApiError::bad_request(format!(

@@ -193,6 +193,9 @@ const ROUTES: &[(&str, &str)] = &[
     ("DELETE", "/trustedCertificate"),
     ("POST", "/trustedCertificate/delete"),
     ("GET", "/countrylist"),
+    ("GET", "/valuesets"),
+    ("GET", "/valuesets/*"),
+    ("GET", "/rules/*"),
     ("GET", "/revocation-list"),
     ("POST", "/revocation-list"),
     ("DELETE", "/revocation-list"),
@@ -303,6 +306,26 @@ async fn dispatch(
         | ("POST", "/trustedCertificate/delete") => delete_signer(inner, &caller, req).await,
         ("POST", "/trustedCertificate") => upload_trusted_certificate(inner, &caller, req).await,
         ("GET", "/countrylist") => country_list(inner),
+        ("GET", "/valuesets") => {
+            let ids: Vec<String> = inner.lock().valuesets.keys().cloned().collect();
+            Ok(json_response(200, &json!(ids)))
+        }
+        ("GET", "/valuesets/*") => {
+            let id = url_decode(req.path.rsplit('/').next().unwrap_or_default());
+            match inner.lock().valuesets.get(&id) {
+                Some(v) => Ok(json_response(200, v)),
+                None => Err(err(404, "0x000", "Valueset not found", &id, "").into()),
+            }
+        }
+        ("GET", "/rules/*") => {
+            let c = req.path.rsplit('/').next().unwrap_or_default();
+            if c.len() != 2 || !c.chars().all(|x| x.is_ascii_alphabetic()) {
+                Err(err(400, "0x001", "Validation Error", c, "Invalid country").into())
+            } else {
+                let rules = inner.lock().rules.get(&c.to_ascii_uppercase()).cloned();
+                Ok(json_response(200, &rules.unwrap_or_else(|| json!({}))))
+            }
+        }
         ("GET", "/revocation-list") => revocation_list(inner, &caller, req),
         ("POST", "/revocation-list") => upload_revocation(inner, &caller, req).await,
         ("DELETE", "/revocation-list") | ("POST", "/revocation-list/delete") => {
@@ -1257,6 +1280,10 @@ async fn upload_trusted_certificate(inner: &Inner, caller: &Caller, req: &Req) -
             Some(_) => Err(bad(&format!("{n} must be a string"))),
         }
     };
+    // Bean validation of the request body runs before the service code.
+    let Some(cms_text) = text("cms")? else {
+        return Err(bad("cms must not be null"));
+    };
     let group = text("group")?.unwrap_or_else(|| "DSC".into());
     if !["DSC", "DESC", "SIGN", "AUTH", "CUSTOM"].contains(&group.as_str()) {
         return Err(bad(&format!("Invalid group: {group}")));
@@ -1278,9 +1305,6 @@ async fn upload_trusted_certificate(inner: &Inner, caller: &Caller, req: &Req) -
         return Err(bad(&format!("Invalid property key: {k}")));
     }
     let custom_kid = text("kid")?;
-    let Some(cms_text) = text("cms")? else {
-        return Err(bad("cms must not be null"));
-    };
     let cms = parse_cms(cms_text.as_bytes(), Payload::Certificate)
         .await
         .map_err(|f| match f {
@@ -1592,10 +1616,7 @@ mod tests {
             parse_openssl_time("Nov 14 22:13:20 2023 GMT"),
             Some(1_700_000_000)
         );
-        assert_eq!(
-            parse_openssl_time("Nov  4 00:00:00 2023 GMT").is_some(),
-            true
-        );
+        assert!(parse_openssl_time("Nov  4 00:00:00 2023 GMT").is_some());
         assert_eq!(parse_openssl_time("garbage"), None);
     }
 }

@@ -255,6 +255,11 @@ pub struct State {
     pub issuers: Vec<TrustedIssuer>,
     pub batches: Vec<RevocationBatch>,
     pub requests: Vec<RecordedRequest>,
+    /// EU DCC value sets by id (`GET /valuesets[/{id}]`, §8); operator data.
+    pub valuesets: std::collections::BTreeMap<String, Value>,
+    /// EU business rules per country in the download shape of §8
+    /// (`{"<rule id>": [{"version", "validFrom", "validTo", "cms"}]}`).
+    pub rules: std::collections::BTreeMap<String, Value>,
     /// Results of TA-signature checks, keyed by SHA-256 of (content ‖ signature):
     /// §2 re-verifies on every lookup; the answer for the same bytes cannot change,
     /// and an openssl run per request would dominate test time.

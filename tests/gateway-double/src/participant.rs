@@ -89,10 +89,48 @@ impl OpensslParticipant {
         &self.http
     }
 
-    async fn send(&self, method: reqwest::Method, cms: &str) -> Result<Exchange, String> {
+    /// `POST /signerCertificate` (§6.1).
+    pub async fn upload_certificate(&self, cms: &str) -> Result<Exchange, String> {
+        self.send_to(reqwest::Method::POST, "/signerCertificate", cms)
+            .await
+    }
+
+    /// `DELETE /signerCertificate`, or `POST /signerCertificate/delete` when
+    /// `alternate` (§6.1).
+    pub async fn delete_certificate(&self, cms: &str, alternate: bool) -> Result<Exchange, String> {
+        if alternate {
+            self.send_to(reqwest::Method::POST, "/signerCertificate/delete", cms)
+                .await
+        } else {
+            self.send_to(reqwest::Method::DELETE, "/signerCertificate", cms)
+                .await
+        }
+    }
+
+    /// `GET /trustList/certificate` (§8).
+    pub async fn download_certificates(&self) -> Result<Exchange, String> {
         let r = self
             .http
-            .request(method, format!("{}/trust/reference", self.base_url))
+            .get(format!("{}/trustList/certificate", self.base_url))
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        exchange(r).await
+    }
+
+    async fn send(&self, method: reqwest::Method, cms: &str) -> Result<Exchange, String> {
+        self.send_to(method, "/trust/reference", cms).await
+    }
+
+    async fn send_to(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        cms: &str,
+    ) -> Result<Exchange, String> {
+        let r = self
+            .http
+            .request(method, format!("{}{path}", self.base_url))
             .header("Content-Type", "application/cms")
             .header("Content-Transfer-Encoding", "base64")
             .body(cms.to_string())

@@ -11,7 +11,8 @@ use std::collections::HashMap;
 
 use serde_json::{json, Value};
 
-use crate::participant::{Exchange, Participant};
+use crate::participant::{Exchange, OpensslParticipant, Participant};
+use crate::pki::ParticipantKeys;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Step {
@@ -28,7 +29,37 @@ pub enum Step {
     /// Teardown: the creator deletes what was uploaded.
     DeleteUploaded,
     SetFilter(String, String),
+    /// `select gateway "2"`: later actor names resolve to `<actor>@<gateway>`
+    /// first (federation specs).
+    SelectGateway(String),
+    /// `check that no entry with "field" = "value" is in the response`
+    NoEntryWith(String, String),
+    /// `check that at least one entry with "field" = "value" is in the response`
+    SomeEntryWith(String, String),
+    /// `wait for "n" seconds`: federation in the double happens when a test
+    /// copies records between doubles, so there is nothing to wait for.
+    Wait,
     Skip,
+    /// `"X" creates a certificate` (a DSC issued by X's SCA); `wrong_csca`: by
+    /// an SCA that is not onboarded.
+    CreatesCertificate {
+        actor: String,
+        wrong_csca: bool,
+    },
+    CreatesCertificateCms(String),
+    UploadsCertificateCms(String),
+    DownloadsCertificateList(String),
+    CertificateInList,
+    CertificateNotInList,
+    /// `alternate`: `POST /signerCertificate/delete` instead of `DELETE`.
+    DeletesCertificate {
+        actor: String,
+        alternate: bool,
+    },
+    /// Teardown of the certificate spec.
+    DeleteUploadedCertificate,
+    /// `Reference "TXR-…"`: a requirement id, nothing to do.
+    Note,
     /// A step this runner does not know: the scenario fails on it.
     Unknown(String),
 }
@@ -82,6 +113,38 @@ pub fn parse_step(line: &str) -> Step {
         Step::NotInList
     } else if t.starts_with("set filter for") && q.len() == 2 {
         Step::SetFilter(q[0].clone(), q[1].clone())
+    } else if t.starts_with("select gateway") {
+        Step::SelectGateway(first)
+    } else if t.starts_with("check that no entry with") && q.len() == 2 {
+        Step::NoEntryWith(q[0].clone(), q[1].clone())
+    } else if t.starts_with("check that at least one entry with") && q.len() == 2 {
+        Step::SomeEntryWith(q[0].clone(), q[1].clone())
+    } else if t.starts_with("wait for") {
+        Step::Wait
+    } else if t.contains("creates a certificate") {
+        Step::CreatesCertificate {
+            actor: first,
+            wrong_csca: t.ends_with("with wrong CSCA"),
+        }
+    } else if t.ends_with("creates CMS message with certificate") {
+        Step::CreatesCertificateCms(first)
+    } else if t.ends_with("uploads CMS with certificate") {
+        Step::UploadsCertificateCms(first)
+    } else if t.ends_with("downloads the certificate trustlist") {
+        Step::DownloadsCertificateList(first)
+    } else if t == "check that the certificate is in the trustlist" {
+        Step::CertificateInList
+    } else if t == "check that the certificate is NOT in the trustlist" {
+        Step::CertificateNotInList
+    } else if t == "delete uploaded certificate" {
+        Step::DeleteUploadedCertificate
+    } else if t.contains("deletes uploaded certificate") {
+        Step::DeletesCertificate {
+            actor: first,
+            alternate: t.ends_with("with alternate endpoint"),
+        }
+    } else if t.starts_with("Reference ") {
+        Step::Note
     } else if t.starts_with("skip") {
         Step::Skip
     } else {
@@ -139,10 +202,15 @@ pub struct Runner<'a, P: Participant> {
 }
 
 impl<P: Participant> Runner<'_, P> {
-    fn actor(&self, name: &str) -> Result<&P, String> {
-        self.actors
-            .get(name)
+    fn actor_on(&self, gateway: Option<&str>, name: &str) -> Result<&P, String> {
+        gateway
+            .and_then(|g| self.actors.get(&format!("{name}@{g}")))
+            .or_else(|| self.actors.get(name))
             .ok_or_else(|| format!("no participant plays {name:?}"))
+    }
+
+    fn actor(&self, name: &str) -> Result<&P, String> {
+        self.actor_on(None, name)
     }
 
     pub async fn run(&self, spec: &Spec) -> Vec<Outcome> {
@@ -197,10 +265,15 @@ impl<P: Participant> Runner<'_, P> {
     ) -> Result<(), String> {
         match step {
             Step::CreatesReference(actor) => {
-                let country = self.actor(actor)?.country();
+                let country = self.actor_on(st.gateway.as_deref(), actor)?.country();
                 let thumbprint =
                     hex::encode((0..32).map(|_| fastrand::u8(..)).collect::<Vec<u8>>());
-                st.creator = actor.clone();
+                st.creator = match &st.gateway {
+                    Some(g) if self.actors.contains_key(&format!("{actor}@{g}")) => {
+                        format!("{actor}@{g}")
+                    }
+                    _ => actor.clone(),
+                };
                 st.reference = json!({
                     "version": 1,
                     "url": "https://testing.only.this/does/not/exist",
@@ -223,10 +296,16 @@ impl<P: Participant> Runner<'_, P> {
             }
             Step::CreatesCms(actor) => {
                 let body = serde_json::to_vec(&st.reference).map_err(|e| e.to_string())?;
-                st.cms = self.actor(actor)?.sign(&body).await?;
+                st.cms = self
+                    .actor_on(st.gateway.as_deref(), actor)?
+                    .sign(&body)
+                    .await?;
             }
             Step::UploadsCms(actor) => {
-                let ex = self.actor(actor)?.upload_reference(&st.cms).await?;
+                let ex = self
+                    .actor_on(st.gateway.as_deref(), actor)?
+                    .upload_reference(&st.cms)
+                    .await?;
                 if !ex.is_error() {
                     uploaded.push(Uploaded {
                         creator: st.creator.clone(),
@@ -239,7 +318,7 @@ impl<P: Participant> Runner<'_, P> {
                 let query: Vec<String> =
                     st.filters.iter().map(|(k, v)| format!("{k}={v}")).collect();
                 let ex = self
-                    .actor(actor)?
+                    .actor_on(st.gateway.as_deref(), actor)?
                     .download_references(&query.join("&"))
                     .await?;
                 st.list = if ex.is_error() {
@@ -264,7 +343,7 @@ impl<P: Participant> Runner<'_, P> {
                 let uuid = uuids
                     .get(&st.thumbprint())
                     .ok_or("the reference's uuid was never seen in a download")?;
-                let p = self.actor(actor)?;
+                let p = self.actor_on(st.gateway.as_deref(), actor)?;
                 let cms = p
                     .sign(json!({ "uuid": uuid }).to_string().as_bytes())
                     .await?;
@@ -297,8 +376,23 @@ impl<P: Participant> Runner<'_, P> {
                 }
             }
             Step::SetFilter(k, v) => st.filters.push((k.clone(), v.clone())),
-            Step::DeleteUploaded | Step::Skip => {}
-            Step::Unknown(s) => return Err(format!("unknown step {s:?}")),
+            Step::SelectGateway(g) => st.gateway = Some(g.clone()),
+            Step::NoEntryWith(k, v) | Step::SomeEntryWith(k, v) => {
+                let list = st.list.as_ref().ok_or("no list downloaded")?;
+                let n = list
+                    .iter()
+                    .filter(|i| i.get(k).and_then(Value::as_str) == Some(v.as_str()))
+                    .count();
+                let want_some = matches!(step, Step::SomeEntryWith(..));
+                if (n > 0) != want_some {
+                    return Err(format!(
+                        "{n} entries with {k} = {v} in a list of {}",
+                        list.len()
+                    ));
+                }
+            }
+            Step::DeleteUploaded | Step::Skip | Step::Wait | Step::Note => {}
+            other => return Err(format!("not a reference step: {other:?}")),
         }
         Ok(())
     }
@@ -312,6 +406,7 @@ struct State {
     last: Option<Exchange>,
     list: Option<Vec<Value>>,
     filters: Vec<(String, String)>,
+    gateway: Option<String>,
 }
 
 impl State {
@@ -343,4 +438,145 @@ mod tests {
         );
         assert_eq!(spec.teardown, vec![Step::DeleteUploaded]);
     }
+}
+
+/// An actor of the certificate spec (`specs/gateway/certificates.md`): the
+/// openssl participant and the keys whose SCA issues the DSCs it "creates".
+pub struct CertActor<'a> {
+    pub participant: &'a OpensslParticipant,
+    pub keys: &'a ParticipantKeys,
+}
+
+#[derive(Default)]
+struct CertState {
+    creator: String,
+    dsc: Vec<u8>,
+    cms: String,
+    last: Option<Exchange>,
+    list: Option<Vec<Value>>,
+    /// (creator, DER) of every accepted upload, for the teardown.
+    uploaded: Vec<(String, Vec<u8>)>,
+}
+
+/// Plays the certificate spec with `/signerCertificate` uploads and deletes and
+/// `/trustList/certificate` downloads (contract §6.1, §8).
+pub async fn run_certificates(
+    spec: &Spec,
+    actors: &HashMap<String, CertActor<'_>>,
+) -> Vec<Outcome> {
+    let mut out = Vec::new();
+    for sc in &spec.scenarios {
+        let mut o = Outcome {
+            scenario: sc.name.clone(),
+            skipped: sc.steps.first() == Some(&Step::Skip),
+            failures: Vec::new(),
+        };
+        if o.skipped {
+            out.push(o);
+            continue;
+        }
+        let mut st = CertState::default();
+        for (i, step) in sc.steps.iter().enumerate() {
+            if let Err(e) = cert_step(step, &mut st, actors).await {
+                o.failures.push(format!("step {} {:?}: {e}", i + 1, step));
+                break;
+            }
+        }
+        if spec.teardown.contains(&Step::DeleteUploadedCertificate) {
+            for (creator, der) in &st.uploaded {
+                if let Some(a) = actors.get(creator) {
+                    if let Ok(cms) = a.participant.sign(der).await {
+                        let _ = a.participant.delete_certificate(&cms, false).await;
+                    }
+                }
+            }
+        }
+        out.push(o);
+    }
+    out
+}
+
+async fn cert_step(
+    step: &Step,
+    st: &mut CertState,
+    actors: &HashMap<String, CertActor<'_>>,
+) -> Result<(), String> {
+    let get = |name: &str| {
+        actors
+            .get(name)
+            .ok_or_else(|| format!("no participant plays {name:?}"))
+    };
+    match step {
+        Step::CreatesCertificate { actor, wrong_csca } => {
+            let a = get(actor)?;
+            let rogue;
+            let sca = if *wrong_csca {
+                rogue = crate::pki::generate(crate::pki::Profile::Sca, &a.keys.country)
+                    .map_err(|e| e.to_string())?;
+                &rogue
+            } else {
+                &a.keys.sca
+            };
+            let cn = format!("DSC {} {}", a.keys.country, crate::model::random_uuid());
+            st.dsc = crate::pki::dsc(sca, &a.keys.country, &cn)
+                .map_err(|e| e.to_string())?
+                .cert_der();
+            st.creator = actor.clone();
+        }
+        Step::CreatesCertificateCms(actor) => {
+            st.cms = get(actor)?.participant.sign(&st.dsc).await?;
+        }
+        Step::UploadsCertificateCms(actor) => {
+            let ex = get(actor)?.participant.upload_certificate(&st.cms).await?;
+            if !ex.is_error() {
+                st.uploaded.push((st.creator.clone(), st.dsc.clone()));
+            }
+            st.last = Some(ex);
+        }
+        Step::DownloadsCertificateList(actor) => {
+            let ex = get(actor)?.participant.download_certificates().await?;
+            st.list = if ex.is_error() {
+                None
+            } else {
+                let v: Value = serde_json::from_slice(&ex.body)
+                    .map_err(|e| format!("list is not JSON: {e}"))?;
+                Some(v.as_array().cloned().ok_or("list is not a JSON array")?)
+            };
+            st.last = Some(ex);
+        }
+        Step::DeletesCertificate { actor, alternate } => {
+            let p = get(actor)?.participant;
+            let cms = p.sign(&st.dsc).await?;
+            st.last = Some(p.delete_certificate(&cms, *alternate).await?);
+        }
+        Step::ResponseOk | Step::ResponseError => {
+            let ex = st.last.as_ref().ok_or("no response yet")?;
+            let want_error = *step == Step::ResponseError;
+            if ex.is_error() != want_error {
+                return Err(format!(
+                    "expected {}, got {} {}",
+                    if want_error { "an error" } else { "no error" },
+                    ex.status,
+                    String::from_utf8_lossy(&ex.body)
+                ));
+            }
+        }
+        Step::CertificateInList | Step::CertificateNotInList => {
+            let list = st.list.as_ref().ok_or("no list downloaded")?;
+            let b64 = crate::model::b64(&st.dsc);
+            let found = list
+                .iter()
+                .any(|i| i.get("certificate").and_then(Value::as_str) == Some(b64.as_str()));
+            if found != (*step == Step::CertificateInList) {
+                return Err(format!(
+                    "certificate {} in a list of {}",
+                    if found { "found" } else { "not found" },
+                    list.len()
+                ));
+            }
+        }
+        Step::Note | Step::Skip => {}
+        other => return Err(format!("not a certificate step: {other:?}")),
+    }
+    Ok(())
 }

@@ -8,7 +8,9 @@ use serde_json::{json, Value};
 
 #[tokio::test]
 async fn upload_list_read_update_delete() {
-    let w = world().await;
+    let Some(w) = world().await else {
+        return;
+    };
     let client = w.client(Some(&w.a.tls));
     let r = reference("XA");
     let up = send(cms_post(
@@ -91,7 +93,9 @@ async fn upload_list_read_update_delete() {
 
 #[tokio::test]
 async fn list_filters_swap_country_and_domain() {
-    let w = world().await;
+    let Some(w) = world().await else {
+        return;
+    };
     for (keys, domain, kind, sig) in [
         (&w.a, "DCC", "DCC", "CMS"),
         (&w.a, "SHC", "FHIR", "NONE"),
@@ -138,7 +142,9 @@ async fn list_filters_swap_country_and_domain() {
 
 #[tokio::test]
 async fn upload_checks_in_contract_order() {
-    let w = world().await;
+    let Some(w) = world().await else {
+        return;
+    };
     let client = w.client(Some(&w.a.tls));
     let post = |ct: &'static str, body: String| {
         send(cms_post(&client, w.url("/trust/reference"), ct, body))
@@ -191,8 +197,10 @@ async fn upload_checks_in_contract_order() {
         v["problem"],
         "CMS Message needs to have binary data as body."
     );
-    let mut two = gateway_double::openssl::SignOptions::default();
-    two.extra_certs_pem.push(w.a.tls.cert_pem());
+    let two = gateway_double::openssl::SignOptions {
+        extra_certs_pem: vec![w.a.tls.cert_pem()],
+        ..Default::default()
+    };
     let v = post(
         "application/cms",
         cms_with(r.to_string().as_bytes(), &w.a.up, &two).await,
@@ -381,7 +389,9 @@ async fn upload_checks_in_contract_order() {
 
 #[tokio::test]
 async fn other_countries_cannot_delete_or_overwrite() {
-    let w = world().await;
+    let Some(w) = world().await else {
+        return;
+    };
     let r = reference("XA");
     let a = send(cms_post(
         &w.client(Some(&w.a.tls)),
@@ -443,7 +453,9 @@ async fn other_countries_cannot_delete_or_overwrite() {
 
 #[tokio::test]
 async fn expired_upload_certificate_fails_the_signature() {
-    let w = world().await;
+    let Some(w) = world().await else {
+        return;
+    };
     let now = time::OffsetDateTime::now_utc();
     let expired = gateway_double::pki::generate_with_validity(
         gateway_double::pki::Profile::Upload,
@@ -469,8 +481,10 @@ async fn expired_upload_certificate_fails_the_signature() {
     assert_eq!(v["problem"], "CMS signature is invalid");
     // Without signed attributes there is no signing-time: the gateway has no
     // explicit expiry check, so the upload passes.
-    let mut o = gateway_double::openssl::SignOptions::default();
-    o.no_attributes = true;
+    let o = gateway_double::openssl::SignOptions {
+        no_attributes: true,
+        ..Default::default()
+    };
     let a = send(cms_post(
         &client,
         w.url("/trust/reference"),
