@@ -28,6 +28,37 @@ pub enum Command {
     /// Probe a running instance's `/health` (exit 0 when it answers 200); for
     /// container health checks, where the image has no curl.
     Healthcheck(HealthcheckArgs),
+    /// The WHO Trust Network Gateway: publish trusted references to our artefacts.
+    #[command(subcommand)]
+    Gateway(GatewayCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GatewayCommand {
+    /// Publish trusted references for the served ValueSets, PlanDefinitions and the
+    /// Libraries they use.
+    Publish {
+        /// Print the references that would be sent, as a JSON array on stdout, without
+        /// contacting the gateway.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Outbox rows, last sync, published references (JSON).
+    Status,
+    /// Download the trust lists, verify them against the trust anchor, store them.
+    Sync {
+        /// DSCs only, checked against the CSCA/UPLOAD entries of the last full sync.
+        #[arg(long)]
+        delta: bool,
+    },
+    /// Upload our DSC (`POST /signerCertificate`, or `/trustedCertificate` when
+    /// DDCC_GATEWAY_DSC_DOMAIN is set).
+    UploadDsc {
+        /// PEM file of the DSC; default: the DSC in Vault (VAULT_ADDR) or the local
+        /// development key store.
+        #[arg(long, value_name = "FILE")]
+        cert: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -57,6 +88,18 @@ pub enum CliError {
     Unhealthy(String),
     #[error(transparent)]
     Keys(#[from] crate::keys::KeysError),
+    #[error(transparent)]
+    Artefacts(#[from] crate::artefacts::ArtefactError),
+    #[error("{count} trusted reference(s) cannot be built:\n{list}")]
+    References { count: usize, list: String },
+    #[error("gateway publish needs DDCC_GATEWAY_URL (the gateway client is not configured); use --dry-run to see the references")]
+    GatewayNotConfigured,
+    #[error(transparent)]
+    Gateway(#[from] crate::gateway::GatewayError),
+    #[error("the gateway refused at least one upload (see \"failed\" above)")]
+    GatewayRefused,
+    #[error("cannot write to stdout: {0}")]
+    Stdout(std::io::Error),
 }
 
 pub async fn run(cli: Cli) -> Result<(), CliError> {
@@ -73,6 +116,85 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             crate::keys::run(cmd, &config).await?;
             Ok(())
         }
+        Command::Gateway(GatewayCommand::Publish { dry_run: true }) => {
+            let (config, _) = Config::load(None)?;
+            if config.server.public_base_url.is_none() {
+                eprintln!(
+                    "ddcc-mediator: warning: DDCC_PUBLIC_BASE_URL is unset; the references point at the local listener {}",
+                    crate::artefacts::public_fhir_base(&config)
+                );
+            }
+            let refs = dry_run_references(&config, |k| std::env::var(k).ok())?;
+            let mut out = serde_json::to_string_pretty(&refs).unwrap_or_else(|_| "[]".into());
+            out.push('\n');
+            use std::io::Write;
+            std::io::stdout()
+                .lock()
+                .write_all(out.as_bytes())
+                .map_err(CliError::Stdout)
+        }
+        Command::Gateway(cmd) => {
+            let (config, _) = Config::load(None)?;
+            let (g, _) = crate::gateway::ops::client_from_env(&config)
+                .await?
+                .ok_or(CliError::GatewayNotConfigured)?;
+            let out = match cmd {
+                GatewayCommand::Publish { .. } => {
+                    let artefacts = crate::services::load_artefacts(&config)?;
+                    let publisher = crate::gateway::ops::publisher(&config)?;
+                    crate::gateway::ops::publish(&g, &publisher, &artefacts).await?
+                }
+                GatewayCommand::Status => g.status().await?,
+                GatewayCommand::Sync { delta } => crate::gateway::ops::sync(&g, delta).await?,
+                GatewayCommand::UploadDsc { cert } => {
+                    let der = dsc_der(&config, cert.as_deref()).await?;
+                    crate::gateway::ops::upload_dsc(&g, &der).await?
+                }
+            };
+            let mut text = serde_json::to_string_pretty(&out).unwrap_or_else(|_| "null".into());
+            text.push('\n');
+            use std::io::Write;
+            std::io::stdout()
+                .lock()
+                .write_all(text.as_bytes())
+                .map_err(CliError::Stdout)?;
+            // Refusals are in the output; the exit status tells scripts about them.
+            let failed = out["delivery"]["failed"]
+                .as_array()
+                .is_some_and(|f| !f.is_empty());
+            if failed {
+                return Err(CliError::GatewayRefused);
+            }
+            Ok(())
+        }
+    }
+}
+
+/// The trusted references `gateway publish` would send for `config`: one per
+/// published artefact, built from the same bytes the service serves. Every artefact
+/// that cannot be referenced (a URL over the gateway's 100 characters, a missing
+/// name or version) is reported, not skipped.
+pub fn dry_run_references(
+    config: &Config,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<Vec<trust_network::reference::TrustedReference>, CliError> {
+    let publisher = crate::artefacts::publisher_from_env(config, env)?;
+    let artefacts = crate::services::load_artefacts(config)?;
+    let mut refs = Vec::new();
+    let mut errors = Vec::new();
+    for a in artefacts.published() {
+        match trust_network::reference::reference_for(&a, &publisher) {
+            Ok(r) => refs.push(r),
+            Err(e) => errors.push(format!("  {} {}: {e}", a.resource_type, a.url)),
+        }
+    }
+    if errors.is_empty() {
+        Ok(refs)
+    } else {
+        Err(CliError::References {
+            count: errors.len(),
+            list: errors.join("\n"),
+        })
     }
 }
 
@@ -104,4 +226,26 @@ async fn healthcheck(args: HealthcheckArgs) -> Result<(), CliError> {
             resp.status()
         )))
     }
+}
+
+/// The DSC to upload: a PEM file, the DSC in Vault, or the local development one.
+async fn dsc_der(config: &Config, file: Option<&std::path::Path>) -> Result<Vec<u8>, CliError> {
+    let bad = |m: String| CliError::Gateway(crate::gateway::GatewayError::Config(m));
+    let pem = match file {
+        Some(p) => std::fs::read_to_string(p).map_err(|e| bad(format!("{}: {e}", p.display())))?,
+        None if std::env::var("VAULT_ADDR").is_ok_and(|v| !v.trim().is_empty()) => {
+            let vcfg = vault_transit::VaultConfig::from_env().map_err(|e| bad(e.to_string()))?;
+            vault_transit::show_dsc(&vcfg)
+                .await
+                .map_err(|e| bad(e.to_string()))?
+                .certificate_pem
+        }
+        None => ddcc_cert::local::LocalSigner::load_or_create(
+            &config.data_dir.join("keys"),
+            &config.ddcc.issuer_country,
+        )
+        .map_err(|e| bad(e.to_string()))?
+        .dsc_pem(),
+    };
+    ddcc_cert::x509::pem_decode("CERTIFICATE", &pem).map_err(|e| bad(e.to_string()))
 }

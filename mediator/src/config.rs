@@ -46,6 +46,9 @@ pub struct Config {
 pub struct DdccConfig {
     /// `DDCC_PROFILES_DIR`: the FHIR artefacts to load (maps, definitions, terminology).
     pub profiles_dir: PathBuf,
+    /// `DDCC_CQL_DIR`: FHIR `Library` resources (CQL business rules) served beside the
+    /// profiles; optional, skipped when the folder does not exist.
+    pub cql_dir: PathBuf,
     /// `DDCC_ISSUER_COUNTRY`: ISO 3166-1 alpha-2 of the issuing authority (CWT `iss`,
     /// the development DSC's `C`). `XA` is a user-assigned code, safe for tests.
     pub issuer_country: String,
@@ -59,6 +62,7 @@ impl Default for DdccConfig {
     fn default() -> Self {
         Self {
             profiles_dir: PathBuf::from("fhir-profiles"),
+            cql_dir: PathBuf::from("cql"),
             issuer_country: "XA".into(),
             issuer_name: None,
             certificate_validity_days: 365,
@@ -363,6 +367,9 @@ impl Config {
         }
         if let Some(v) = get("DDCC_PROFILES_DIR") {
             self.ddcc.profiles_dir = PathBuf::from(v);
+        }
+        if let Some(v) = get("DDCC_CQL_DIR") {
+            self.ddcc.cql_dir = PathBuf::from(v);
         }
         if let Some(v) = get("DDCC_ISSUER_COUNTRY") {
             let v = v.trim().to_ascii_uppercase();

@@ -214,6 +214,31 @@ pub fn payload_config(limit: usize) -> actix_web::web::PayloadConfig {
     actix_web::web::PayloadConfig::new(limit)
 }
 
+/// Trust network gateway faults: the gateway unreachable or failing → 503; a refusal
+/// or a malformed answer from it → 502; our own missing configuration → 503 (the
+/// operation cannot run here until an operator sets it).
+impl From<crate::gateway::GatewayError> for ApiError {
+    fn from(e: crate::gateway::GatewayError) -> Self {
+        use crate::gateway::GatewayError as G;
+        let service = "trust network gateway".to_string();
+        match e {
+            G::Store(s) => ApiError::Internal(format!("gateway bookkeeping: {s}")),
+            e if e.is_transient() => ApiError::Unavailable {
+                service,
+                message: e.to_string(),
+            },
+            e @ (G::Status { .. } | G::Protocol { .. }) => ApiError::Upstream {
+                service,
+                message: e.to_string(),
+            },
+            e => ApiError::Unavailable {
+                service,
+                message: e.to_string(),
+            },
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,12 +1,14 @@
 //! ddcc-mediator: an OpenHIM mediator and FHIR integration hub issuing WHO DDCC
 //! certificates. See `server::build_app` for how the pieces fit together.
 
+pub mod artefacts;
 pub mod audit;
 pub mod catalogue;
 pub mod cli;
 pub mod config;
 pub mod data_keys;
 pub mod error;
+pub mod gateway;
 pub mod keys;
 pub mod mapping;
 pub mod metrics;

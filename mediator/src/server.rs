@@ -38,6 +38,8 @@ pub enum ServeError {
     Server(std::io::Error),
     #[error(transparent)]
     Services(#[from] crate::services::ServicesError),
+    #[error(transparent)]
+    Gateway(#[from] crate::gateway::GatewayError),
 }
 
 async fn not_found(req: HttpRequest) -> Result<actix_web::HttpResponse, ApiError> {
@@ -120,7 +122,14 @@ pub fn start_openhim(state: &AppState) -> Result<Option<openhim::RunnerHandle>, 
 pub async fn serve(config: Config, provenance: Provenance) -> Result<(), ServeError> {
     tracing::info!("{}", config.summary(&provenance));
     let services = Services::build(&config).await?;
-    let state = build_state(config, |b| services.install(b))?;
+    let gateway = crate::gateway::start(&config, services.registry.store.clone())?;
+    let state = build_state(config, |b| {
+        let b = services.install(b);
+        match gateway {
+            Some(g) => b.with_service(g),
+            None => b,
+        }
+    })?;
     let runner = start_openhim(&state)?;
     let addr = format!("{}:{}", state.config.server.host, state.config.server.port);
     let app_state = state.clone();

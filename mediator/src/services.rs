@@ -32,6 +32,8 @@ pub enum ServicesError {
     Store(#[from] ddcc_store::StoreError),
     #[error("encryption-at-rest keys: {0}")]
     DataKeys(#[from] crate::data_keys::DataKeyError),
+    #[error("served artefacts: {0}")]
+    Artefacts(#[from] crate::artefacts::ArtefactError),
 }
 
 /// The signing side once connected: the identity (DSC, kid) and the issuer using it.
@@ -93,6 +95,8 @@ pub struct Services {
     pub validator: Arc<fhir_validator::Validator>,
     pub signing: Arc<SigningSlot>,
     pub registry: Arc<crate::registry::Registry>,
+    /// The artefacts served under `/fhir` and announced on the trust network.
+    pub artefacts: Arc<crate::artefacts::Artefacts>,
     vault: Option<Arc<VaultTransitSigner>>,
 }
 
@@ -199,6 +203,12 @@ impl Services {
             dir = %dir.display(),
             "loaded FHIR artefacts"
         );
+        let artefacts = Arc::new(load_artefacts(config)?);
+        tracing::info!(
+            served = artefacts.all().len(),
+            base = artefacts.public_base(),
+            "serving FHIR artefacts"
+        );
         let mapping = Arc::new(MappingService::new(
             &catalogue,
             Some(config.data_dir.join("structuremaps")),
@@ -253,6 +263,7 @@ impl Services {
                 validator,
                 signing: slot,
                 registry,
+                artefacts,
                 vault,
             });
         }
@@ -278,6 +289,7 @@ impl Services {
             validator,
             signing: slot,
             registry,
+            artefacts,
             vault: None,
         })
     }
@@ -295,6 +307,7 @@ impl Services {
             .with_service(self.mapping)
             .with_service(self.validator)
             .with_service(self.signing)
+            .with_service(self.artefacts)
     }
 }
 
@@ -365,6 +378,20 @@ pub fn resolve_profiles_dir(configured: &Path) -> PathBuf {
         .into_iter()
         .find(|c| c.is_dir())
         .unwrap_or_else(|| configured.to_path_buf())
+}
+
+/// The served artefacts for `config`: the profiles folder, and the CQL folder when it
+/// exists (resolved like the profiles folder).
+pub fn load_artefacts(
+    config: &Config,
+) -> Result<crate::artefacts::Artefacts, crate::artefacts::ArtefactError> {
+    let profiles = resolve_profiles_dir(&config.ddcc.profiles_dir);
+    let cql = resolve_profiles_dir(&config.ddcc.cql_dir);
+    crate::artefacts::Artefacts::load(
+        &profiles,
+        cql.is_dir().then_some(cql.as_path()),
+        &crate::artefacts::public_fhir_base(config),
+    )
 }
 
 /// The SMART Health Card `iss`: the public base without its `/fhir` suffix, since

@@ -39,6 +39,22 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
      CREATE INDEX revocations_pending ON revocations (published_at, seq);",
     ),
     (
+        // Trust network gateway: the upload outbox, the verified trust list, sync state
+        // (crate::gateway).
+        10,
+        "CREATE TABLE gw_outbox (id {SERIAL} PRIMARY KEY, kind TEXT NOT NULL, dedup TEXT NOT NULL, payload TEXT NOT NULL, \
+       state TEXT NOT NULL, attempts {INT} NOT NULL, next_ms {INT} NOT NULL, created_ms {INT} NOT NULL, \
+       updated_ms {INT} NOT NULL, last_error TEXT);
+     CREATE INDEX gw_outbox_due ON gw_outbox (state, next_ms, id);
+     CREATE UNIQUE INDEX gw_outbox_pending ON gw_outbox (dedup) WHERE state = 'pending';
+     CREATE TABLE gw_trust (grp TEXT NOT NULL, country TEXT NOT NULL, domain TEXT NOT NULL, thumbprint TEXT NOT NULL, \
+       kid TEXT NOT NULL, der {BLOB} NOT NULL, PRIMARY KEY (grp, thumbprint));
+     CREATE TABLE gw_state (k TEXT PRIMARY KEY, v TEXT NOT NULL);
+     CREATE TABLE gw_revoked (batch_id TEXT NOT NULL, country TEXT NOT NULL, kid TEXT NOT NULL, \
+       hash_type TEXT NOT NULL, hash TEXT NOT NULL);
+     CREATE INDEX gw_revoked_batch ON gw_revoked (batch_id);",
+    ),
+    (
         20,
         // Encryption at rest: the data key that sealed each body (NULL = clear, written
         // before encryption existed), so a rotation pass finds what to re-seal.

@@ -21,6 +21,7 @@ pub mod codec;
 mod core;
 pub mod crypto;
 mod error;
+pub mod gateway;
 pub mod ids;
 pub mod index;
 mod postgres;
@@ -33,6 +34,7 @@ pub mod time;
 
 pub use crypto::{DataKeys, KeyError};
 pub use error::StoreError;
+pub use gateway::{GatewayStore, OutboxItem, RevokedHash, TrustEntry};
 pub use postgres::PostgresStore;
 pub use revocation::{PendingRevocation, Revocation, SignatureAlg};
 pub use search::{SearchQuery, DEFAULT_COUNT, MAX_COUNT};
@@ -268,6 +270,12 @@ pub trait Store: Send + Sync {
             .await?;
             Ok(())
         })
+    }
+
+    /// The trust network bookkeeping (outbox, verified trust list), where the back
+    /// end keeps it; wrappers that do not forward it have none.
+    fn gateway(&self) -> Option<&dyn GatewayStore> {
+        None
     }
 
     /// One-entry transaction updating the HCID's Folder; see [`FolderUpsert`].

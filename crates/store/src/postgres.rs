@@ -332,4 +332,132 @@ impl Store for PostgresStore {
             async move { pg_tx!(self, |db| core::mark_published(&mut db, seqs, published_at)) },
         )
     }
+
+    fn gateway(&self) -> Option<&dyn crate::GatewayStore> {
+        Some(self)
+    }
+}
+
+impl crate::GatewayStore for PostgresStore {
+    fn outbox_enqueue<'a>(
+        &'a self,
+        kind: &'a str,
+        dedup: &'a str,
+        payload: &'a Value,
+        now_ms: i64,
+    ) -> BoxFuture<'a, Result<i64>> {
+        Box::pin(async move {
+            pg_tx!(self, |db| crate::gateway::outbox_enqueue(
+                &mut db, kind, dedup, payload, now_ms
+            ))
+        })
+    }
+
+    fn outbox_lease(
+        &self,
+        now_ms: i64,
+        lease_ms: i64,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<crate::OutboxItem>>> {
+        Box::pin(async move {
+            pg_tx!(self, |db| crate::gateway::outbox_lease(
+                &mut db, now_ms, lease_ms, limit
+            ))
+        })
+    }
+
+    fn outbox_finish<'a>(
+        &'a self,
+        id: i64,
+        state: &'a str,
+        error: Option<&'a str>,
+        now_ms: i64,
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            pg_tx!(self, |db| crate::gateway::outbox_finish(
+                &mut db, id, state, error, now_ms
+            ))
+        })
+    }
+
+    fn outbox_retry<'a>(
+        &'a self,
+        id: i64,
+        next_ms: i64,
+        error: &'a str,
+        now_ms: i64,
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            pg_tx!(self, |db| crate::gateway::outbox_retry(
+                &mut db, id, next_ms, error, now_ms
+            ))
+        })
+    }
+
+    fn outbox_prune(&self, before_ms: i64) -> BoxFuture<'_, Result<u64>> {
+        Box::pin(async move { pg_tx!(self, |db| crate::gateway::outbox_prune(&mut db, before_ms)) })
+    }
+
+    fn outbox_list<'a>(
+        &'a self,
+        state: Option<&'a str>,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Vec<crate::OutboxItem>>> {
+        Box::pin(async move {
+            pg_tx!(self, |db| crate::gateway::outbox_list(
+                &mut db, state, limit
+            ))
+        })
+    }
+
+    fn trust_list_replace(&self, entries: Vec<crate::TrustEntry>) -> BoxFuture<'_, Result<()>> {
+        Box::pin(async move {
+            pg_tx!(self, |db| crate::gateway::trust_list_replace(
+                &mut db, &entries
+            ))
+        })
+    }
+
+    fn trust_list_replace_groups<'a>(
+        &'a self,
+        groups: &'a [&'a str],
+        entries: Vec<crate::TrustEntry>,
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            pg_tx!(self, |db| crate::gateway::trust_list_replace_groups(
+                &mut db, groups, &entries
+            ))
+        })
+    }
+
+    fn trust_list<'a>(
+        &'a self,
+        group: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<Vec<crate::TrustEntry>>> {
+        Box::pin(async move { pg_tx!(self, |db| crate::gateway::trust_list(&mut db, group)) })
+    }
+
+    fn revoked_replace<'a>(
+        &'a self,
+        batch_ids: &'a [String],
+        hashes: Vec<crate::RevokedHash>,
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            pg_tx!(self, |db| crate::gateway::revoked_replace(
+                &mut db, batch_ids, &hashes
+            ))
+        })
+    }
+
+    fn revoked_hashes(&self) -> BoxFuture<'_, Result<Vec<crate::RevokedHash>>> {
+        Box::pin(async move { pg_tx!(self, |db| crate::gateway::revoked_hashes(&mut db)) })
+    }
+
+    fn gateway_state<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<String>>> {
+        Box::pin(async move { pg_tx!(self, |db| crate::gateway::get_state(&mut db, key)) })
+    }
+
+    fn set_gateway_state<'a>(&'a self, key: &'a str, value: &'a str) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move { pg_tx!(self, |db| crate::gateway::set_state(&mut db, key, value)) })
+    }
 }

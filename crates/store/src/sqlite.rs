@@ -364,4 +364,122 @@ impl Store for SqliteStore {
         let (s, at) = (seqs.to_vec(), published_at.to_owned());
         self.write(move |db| ready(core::mark_published(db, &s, &at)))
     }
+
+    fn gateway(&self) -> Option<&dyn crate::GatewayStore> {
+        Some(self)
+    }
+}
+
+impl crate::GatewayStore for SqliteStore {
+    fn outbox_enqueue<'a>(
+        &'a self,
+        kind: &'a str,
+        dedup: &'a str,
+        payload: &'a Value,
+        now_ms: i64,
+    ) -> BoxFuture<'a, Result<i64>> {
+        let (k, d, p) = (kind.to_owned(), dedup.to_owned(), payload.clone());
+        self.write(move |db| ready(crate::gateway::outbox_enqueue(db, &k, &d, &p, now_ms)))
+    }
+
+    fn outbox_lease(
+        &self,
+        now_ms: i64,
+        lease_ms: i64,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<crate::OutboxItem>>> {
+        self.write(move |db| ready(crate::gateway::outbox_lease(db, now_ms, lease_ms, limit)))
+    }
+
+    fn outbox_finish<'a>(
+        &'a self,
+        id: i64,
+        state: &'a str,
+        error: Option<&'a str>,
+        now_ms: i64,
+    ) -> BoxFuture<'a, Result<()>> {
+        let (s, e) = (state.to_owned(), error.map(str::to_owned));
+        self.write(move |db| {
+            ready(crate::gateway::outbox_finish(
+                db,
+                id,
+                &s,
+                e.as_deref(),
+                now_ms,
+            ))
+        })
+    }
+
+    fn outbox_retry<'a>(
+        &'a self,
+        id: i64,
+        next_ms: i64,
+        error: &'a str,
+        now_ms: i64,
+    ) -> BoxFuture<'a, Result<()>> {
+        let e = error.to_owned();
+        self.write(move |db| ready(crate::gateway::outbox_retry(db, id, next_ms, &e, now_ms)))
+    }
+
+    fn outbox_prune(&self, before_ms: i64) -> BoxFuture<'_, Result<u64>> {
+        self.write(move |db| ready(crate::gateway::outbox_prune(db, before_ms)))
+    }
+
+    fn outbox_list<'a>(
+        &'a self,
+        state: Option<&'a str>,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Vec<crate::OutboxItem>>> {
+        let s = state.map(str::to_owned);
+        self.read_with(move |db| ready(crate::gateway::outbox_list(db, s.as_deref(), limit)))
+    }
+
+    fn trust_list_replace(&self, entries: Vec<crate::TrustEntry>) -> BoxFuture<'_, Result<()>> {
+        self.write(move |db| ready(crate::gateway::trust_list_replace(db, &entries)))
+    }
+
+    fn trust_list_replace_groups<'a>(
+        &'a self,
+        groups: &'a [&'a str],
+        entries: Vec<crate::TrustEntry>,
+    ) -> BoxFuture<'a, Result<()>> {
+        let g: Vec<String> = groups.iter().map(|g| (*g).to_owned()).collect();
+        self.write(move |db| {
+            let refs: Vec<&str> = g.iter().map(String::as_str).collect();
+            ready(crate::gateway::trust_list_replace_groups(
+                db, &refs, &entries,
+            ))
+        })
+    }
+
+    fn trust_list<'a>(
+        &'a self,
+        group: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<Vec<crate::TrustEntry>>> {
+        let g = group.map(str::to_owned);
+        self.read_with(move |db| ready(crate::gateway::trust_list(db, g.as_deref())))
+    }
+
+    fn revoked_replace<'a>(
+        &'a self,
+        batch_ids: &'a [String],
+        hashes: Vec<crate::RevokedHash>,
+    ) -> BoxFuture<'a, Result<()>> {
+        let b = batch_ids.to_vec();
+        self.write(move |db| ready(crate::gateway::revoked_replace(db, &b, &hashes)))
+    }
+
+    fn revoked_hashes(&self) -> BoxFuture<'_, Result<Vec<crate::RevokedHash>>> {
+        self.read_with(move |db| ready(crate::gateway::revoked_hashes(db)))
+    }
+
+    fn gateway_state<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<String>>> {
+        let k = key.to_owned();
+        self.read_with(move |db| ready(crate::gateway::get_state(db, &k)))
+    }
+
+    fn set_gateway_state<'a>(&'a self, key: &'a str, value: &'a str) -> BoxFuture<'a, Result<()>> {
+        let (k, v) = (key.to_owned(), value.to_owned());
+        self.write(move |db| ready(crate::gateway::set_state(db, &k, &v)))
+    }
 }

@@ -88,6 +88,27 @@ pub async fn sign_attached(
     signer: &dyn Signer,
     signing_time_unix: Option<u64>,
 ) -> Result<Vec<u8>, CmsError> {
+    sign(payload, upload_cert_der, signer, signing_time_unix, true).await
+}
+
+/// As [`sign_attached`], but the content is left out (a detached signature, the form
+/// the trust anchor's signatures on onboarded certificates take).
+pub async fn sign_detached(
+    payload: &[u8],
+    cert_der: &[u8],
+    signer: &dyn Signer,
+    signing_time_unix: Option<u64>,
+) -> Result<Vec<u8>, CmsError> {
+    sign(payload, cert_der, signer, signing_time_unix, false).await
+}
+
+async fn sign(
+    payload: &[u8],
+    upload_cert_der: &[u8],
+    signer: &dyn Signer,
+    signing_time_unix: Option<u64>,
+    attach: bool,
+) -> Result<Vec<u8>, CmsError> {
     if signer.algorithm() != Algorithm::Es256 {
         return Err(CmsError::Algorithm);
     }
@@ -151,7 +172,11 @@ pub async fn sign_attached(
         digest_algorithms,
         encap_content_info: EncapsulatedContentInfo {
             econtent_type: ID_DATA,
-            econtent: Some(Any::new(Tag::OctetString, payload.to_vec()).map_err(enc)?),
+            econtent: if attach {
+                Some(Any::new(Tag::OctetString, payload.to_vec()).map_err(enc)?)
+            } else {
+                None
+            },
         },
         certificates: Some(CertificateSet(certs)),
         crls: None,

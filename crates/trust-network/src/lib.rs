@@ -8,3 +8,4 @@
 
 pub mod cms_sign;
 pub mod reference;
+pub mod trustlist;

@@ -8,9 +8,11 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use crate::artefacts::Artefacts;
 use crate::error::{ApiError, Issue};
 use crate::mapping::{MappingError, MappingService};
 use crate::now_unix;
+use crate::routes::artefacts;
 use crate::routes::{fhir_json, json_body};
 use crate::state::AppState;
 
@@ -114,7 +116,19 @@ struct SearchQuery {
     url: Option<String>,
 }
 
-async fn search(state: AppState, query: web::Query<SearchQuery>) -> Result<HttpResponse, ApiError> {
+async fn search(
+    state: AppState,
+    req: HttpRequest,
+    query: web::Query<SearchQuery>,
+) -> Result<HttpResponse, ApiError> {
+    // A map loaded from fhir-profiles/ is a served artefact: its fixed bytes.
+    if let (Some(a), Some(url)) = (state.service::<Artefacts>(), &query.url) {
+        if !a.by_url("StructureMap", url, None).is_empty() {
+            let pairs = vec![("url".to_string(), url.clone())];
+            let bundle = artefacts::search_bundle(&a, "StructureMap", &pairs, req.query_string())?;
+            return Ok(fhir_json(actix_web::http::StatusCode::OK, &bundle));
+        }
+    }
     let svc = service(&state)?;
     let found: Vec<Value> = match &query.url {
         Some(url) => svc.by_url(url).into_iter().collect(),
@@ -129,7 +143,17 @@ async fn search(state: AppState, query: web::Query<SearchQuery>) -> Result<HttpR
     Ok(fhir_json(actix_web::http::StatusCode::OK, &bundle))
 }
 
-async fn read(state: AppState, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+async fn read(
+    state: AppState,
+    req: HttpRequest,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    // A map loaded from fhir-profiles/ is a served artefact: its fixed bytes, ETag.
+    if let Some(a) = state.service::<Artefacts>() {
+        if let Some(served) = a.get("StructureMap", &id) {
+            return Ok(artefacts::respond(&req, served));
+        }
+    }
     let svc = service(&state)?;
     let sm = svc
         .by_id(&id)

@@ -9,6 +9,8 @@ use serde_json::Value;
 
 use crate::error::{ApiError, FHIR_JSON};
 
+pub mod artefacts;
+pub mod gateway_admin;
 pub mod issuing;
 pub mod mapping;
 pub mod ops;
@@ -23,6 +25,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.configure(issuing::configure);
     cfg.configure(validation::configure);
     cfg.configure(verify::configure);
+    cfg.configure(gateway_admin::configure);
+    // Before the registry: the artefact types are served read-only, not from the store.
+    cfg.configure(artefacts::configure);
     // Last: its `/fhir/{type}` patterns must not shadow the named routes above.
     cfg.configure(registry::configure);
     // Feature modules plug in here, one line each, e.g.:

@@ -840,18 +840,14 @@ async fn metadata(state: AppState, req: HttpRequest) -> Result<HttpResponse, Api
     let base = public_base(&state, &req);
     let has_store = state.service::<Registry>().is_some();
     let op = |name: &str, def: &str| json!({"name": name, "definition": def});
-    let mut resources = vec![
-        json!({
-            "type": "StructureMap",
-            "interaction": [{"code": "read"}, {"code": "create"}, {"code": "search-type"}],
-            "searchParam": [{"name": "url", "type": "uri"}],
-            "operation": [op("transform", "http://hl7.org/fhir/OperationDefinition/StructureMap-transform")],
-        }),
+    // The served artefact types (StructureMap among them, with `$transform`).
+    let mut resources = crate::routes::artefacts::capability_resources();
+    resources.extend([
         json!({
             "type": "QuestionnaireResponse",
             "operation": [op("generateHealthCertificate", "http://smart.who.int/ddcc/OperationDefinition/DDCC-QuestionnaireResponse-generateHealthCertificate")],
         }),
-    ];
+    ]);
     if has_store {
         let mut types: Vec<&str> = ddcc_store::index::PARAMS
             .iter()
