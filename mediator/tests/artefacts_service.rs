@@ -904,6 +904,23 @@ async fn a_verifier_matches_every_published_thumbprint() {
                 r["thumbprint"]
             ));
         }
+        // HEAD: the same ETag (the SHA-256 itself), no body.
+        match client.head(url).send().await {
+            Ok(h) => {
+                let etag = h
+                    .headers()
+                    .get("etag")
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string);
+                if h.status().as_u16() != 200 || etag != Some(format!("W/\"{digest}\"")) {
+                    failures.push(format!("{url}: HEAD {} ETag {etag:?}", h.status()));
+                }
+                if !h.bytes().await.map(|b| b.is_empty()).unwrap_or(false) {
+                    failures.push(format!("{url}: HEAD answered a body"));
+                }
+            }
+            Err(e) => failures.push(format!("{url}: HEAD {e}")),
+        }
         let v: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
         if v["version"] != r["referenceVersion"] || v["name"] != r["name"] {
             failures.push(format!("{url}: version/name differ from the reference"));
