@@ -926,6 +926,16 @@ async fn a_verifier_matches_every_published_thumbprint() {
             failures.push(format!("{url}: version/name differ from the reference"));
         }
     }
+    // StructureMaps are answered by the mapping routes; HEAD works there too.
+    let sm = client
+        .head(format!(
+            "{base}/fhir/StructureMap/DDCCCoreDataSetVSToDocument"
+        ))
+        .send()
+        .await
+        .expect("HEAD StructureMap");
+    assert_eq!(sm.status().as_u16(), 200);
+    assert!(sm.headers().contains_key("etag"));
     println!(
         "{} references fetched and hashed; services {services_seen:?}",
         refs.len()
