@@ -810,6 +810,77 @@ fn dry_run_without_the_tls_certificate_names_the_variable() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("DDCC_GATEWAY_URL"));
 }
 
+#[test]
+fn dry_run_refuses_urls_the_gateway_cannot_store() {
+    let dir = std::env::temp_dir().join(format!("ddcc-artefacts-long-{}", std::process::id()));
+    let identity_der = {
+        // Any certificate will do for sslPublicKey: a DER from the corpus-free harness.
+        let rt = actix_web::rt::System::new();
+        let cfg = artefact_config("artefacts-long");
+        let der = rt.block_on(async {
+            ddcc_mediator::services::Services::build_with_env(&cfg, |_| None)
+                .await
+                .expect("services")
+                .signing
+                .get()
+                .expect("local signer")
+                .identity
+                .dsc_der
+        });
+        let _ = std::fs::remove_dir_all(&cfg.data_dir);
+        der
+    };
+    let pem = write_pem(&dir, &identity_der);
+    let long_base = format!("https://{}.example", "x".repeat(60));
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ddcc-mediator"))
+        .args(["gateway", "publish", "--dry-run"])
+        .env("DDCC_TLS_CERT", &pem)
+        .env("DDCC_PUBLIC_BASE_URL", &long_base)
+        .env("DDCC_PROFILES_DIR", root().join("fhir-profiles"))
+        .env("DDCC_CQL_DIR", fixture_cql())
+        .output()
+        .expect("run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "a URL over 100 characters must fail the dry run"
+    );
+    assert!(out.stdout.is_empty(), "nothing on stdout on error");
+    assert!(
+        err.contains("100 characters") && err.contains(&long_base),
+        "{err}"
+    );
+
+    // Not a certificate: the variable and the file are named.
+    std::fs::write(dir.join("not.pem"), "hello").expect("write");
+    let cfg = artefact_config("artefacts-badpem");
+    let not_pem = dir.join("not.pem").display().to_string();
+    let e = ddcc_mediator::artefacts::publisher_from_env(&cfg, |k| {
+        (k == "DDCC_TLS_CERT").then(|| not_pem.clone())
+    })
+    .expect_err("not a PEM certificate");
+    assert!(
+        e.to_string().contains("DDCC_TLS_CERT") && e.to_string().contains("not.pem"),
+        "{e}"
+    );
+    let missing = dir.join("missing.pem").display().to_string();
+    let e = ddcc_mediator::artefacts::publisher_from_env(&cfg, |k| {
+        (k == "DDCC_TLS_CERT").then(|| missing.clone())
+    })
+    .expect_err("missing file");
+    assert!(e.to_string().contains("missing.pem"), "{e}");
+    let p = ddcc_mediator::artefacts::publisher_from_env(&cfg, |k| {
+        (k == "DDCC_TLS_CERT").then(|| pem.display().to_string())
+    })
+    .expect("publisher");
+    assert_eq!((p.country.as_str(), p.domain.as_str()), ("XA", "DDCC"));
+    assert_eq!(
+        p.ssl_public_key,
+        base64::engine::general_purpose::STANDARD.encode(&identity_der)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// What a verifier does with the trust list: fetch each URL, hash the bytes, compare
 /// with the thumbprint. The references come from the binary's dry run, the bytes from
 /// a service listening on a real socket.
@@ -904,11 +975,38 @@ async fn a_verifier_matches_every_published_thumbprint() {
                 r["thumbprint"]
             ));
         }
+        // HEAD: the same ETag (the SHA-256 itself), no body.
+        match client.head(url).send().await {
+            Ok(h) => {
+                let etag = h
+                    .headers()
+                    .get("etag")
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string);
+                if h.status().as_u16() != 200 || etag != Some(format!("W/\"{digest}\"")) {
+                    failures.push(format!("{url}: HEAD {} ETag {etag:?}", h.status()));
+                }
+                if !h.bytes().await.map(|b| b.is_empty()).unwrap_or(false) {
+                    failures.push(format!("{url}: HEAD answered a body"));
+                }
+            }
+            Err(e) => failures.push(format!("{url}: HEAD {e}")),
+        }
         let v: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
         if v["version"] != r["referenceVersion"] || v["name"] != r["name"] {
             failures.push(format!("{url}: version/name differ from the reference"));
         }
     }
+    // StructureMaps are answered by the mapping routes; HEAD works there too.
+    let sm = client
+        .head(format!(
+            "{base}/fhir/StructureMap/DDCCCoreDataSetVSToDocument"
+        ))
+        .send()
+        .await
+        .expect("HEAD StructureMap");
+    assert_eq!(sm.status().as_u16(), 200);
+    assert!(sm.headers().contains_key("etag"));
     println!(
         "{} references fetched and hashed; services {services_seen:?}",
         refs.len()

@@ -40,6 +40,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(
         web::resource(format!("/fhir/{{type:{ROUTED}}}/{{id}}"))
             .route(web::get().to(read))
+            // A verifier may check the ETag (the SHA-256) before downloading.
+            .route(web::head().to(read))
             .default_service(web::to(read_only)),
     );
 }

@@ -23,7 +23,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route(web::post().to(create))
                 .route(web::get().to(search)),
         )
-        .service(web::resource("/fhir/StructureMap/{id}").route(web::get().to(read)));
+        .service(
+            web::resource("/fhir/StructureMap/{id}")
+                .route(web::get().to(read))
+                .route(web::head().to(read)),
+        );
 }
 
 fn service(state: &AppState) -> Result<std::sync::Arc<MappingService>, ApiError> {
