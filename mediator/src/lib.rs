@@ -2,8 +2,10 @@
 //! certificates. See `server::build_app` for how the pieces fit together.
 
 pub mod audit;
+pub mod auth;
 pub mod catalogue;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod error;
 pub mod keys;
