@@ -67,10 +67,13 @@ impl SigningKey {
             std::process::id(),
             fastrand::u64(..)
         ));
-        let ok = std::process::Command::new("openssl")
-            .args(["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"])
-            .args(["-outform", "DER", "-out"])
-            .arg(&path)
+        // PKCS#1 DER: ring's PKCS#8 parser refuses OpenSSL 3's encoding.
+        let ok = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "openssl genrsa -traditional 2048 2>/dev/null | openssl rsa -traditional -outform DER -out '{}' 2>/dev/null",
+                path.display()
+            ))
             .output()
             .is_ok_and(|o| o.status.success());
         if !ok {
@@ -81,7 +84,7 @@ impl SigningKey {
         let _ = std::fs::remove_file(&path);
         Some(Self {
             kid: kid.into(),
-            key: Key::Rsa(rs::RsaKeyPair::from_pkcs8(&der).expect("RSA PKCS#8")),
+            key: Key::Rsa(rs::RsaKeyPair::from_der(&der).expect("RSA PKCS#1")),
         })
     }
 

@@ -506,6 +506,29 @@ impl Denial {
     }
 }
 
+/// For a handler that learns from the body that a request belongs to another group
+/// than its path said (a `batch` to `POST /fhir` issues): the same decision the
+/// middleware makes for `group`, for the caller it identified.
+pub fn require(state: &AppState, caller: &Caller, group: RouteGroup) -> Result<(), ApiError> {
+    let Some(auth) = state.service::<Authenticator>() else {
+        return Ok(());
+    };
+    if !auth.required.contains(&group) {
+        return Ok(());
+    }
+    if !caller.is_authenticated() {
+        return Err(AuthError::Missing.into());
+    }
+    match &auth.issuers {
+        Some(file) if !file.allows(caller, group) => Err(ApiError::Forbidden(format!(
+            "caller {} may not use {} operations",
+            caller.id,
+            group.as_str()
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// The per-issuer signers (from the issuers file), by issuer id.
 pub struct IssuerSlots(pub Vec<(String, Arc<SigningSlot>)>);
 

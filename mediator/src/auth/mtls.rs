@@ -132,13 +132,14 @@ impl PeerCertificate {
         use x509_parser::prelude::FromDer;
         let (_, cert) = x509_parser::certificate::X509Certificate::from_der(der).ok()?;
         let subject = cert.subject();
+        let common_name = subject
+            .iter_common_name()
+            .next()
+            .and_then(|cn| cn.as_str().ok())
+            .map(str::to_string);
         Some(Self {
             subject: subject.to_string(),
-            common_name: subject
-                .iter_common_name()
-                .next()
-                .and_then(|cn| cn.as_str().ok())
-                .map(str::to_string),
+            common_name,
         })
     }
 }
