@@ -258,7 +258,12 @@ impl Services {
     /// Put the services into the app state, with their readiness checks.
     pub fn install(self, mut builder: AppStateBuilder) -> AppStateBuilder {
         for signer in &self.vault {
-            builder = builder.with_readiness(Arc::new(VaultCheck(signer.clone())));
+            // One check per issuer key when there are several (names are report keys).
+            let name = match &self.issuer_slots {
+                Some(_) => format!("vault-transit:{}", signer.config().key_name),
+                None => "vault-transit".to_string(),
+            };
+            builder = builder.with_readiness(Arc::new(VaultCheck(signer.clone(), name)));
         }
         match &self.issuer_slots {
             Some(slots) => {
@@ -476,11 +481,11 @@ impl ReadinessCheck for StoreCheck {
     }
 }
 
-struct VaultCheck(Arc<VaultTransitSigner>);
+struct VaultCheck(Arc<VaultTransitSigner>, String);
 
 impl ReadinessCheck for VaultCheck {
     fn name(&self) -> &str {
-        "vault-transit"
+        &self.1
     }
     fn check(&self) -> CheckFuture<'_> {
         Box::pin(async move {

@@ -497,7 +497,8 @@ const ISSUERS: &str = r#"{
      "callers": ["cert-cn:emr-b", "openhim:emr-b"]}
   ],
   "grant": [
-    {"callers": ["cert-cn:ops"], "groups": ["admin"]}
+    {"callers": ["cert-cn:ops"], "groups": ["admin"]},
+    {"callers": ["openhim:registrar"], "groups": ["register"]}
   ]
 }"#;
 
@@ -669,6 +670,31 @@ async fn openhim_client_ids_are_believed_only_from_trusted_proxies() {
     assert_eq!(resp.status().as_u16(), 401, "the header from anywhere else is not an identity");
     let resp = test::call_service(&app, post("10.1.2.3:5000", "emr-z", "p-3")).await;
     assert_eq!(resp.status().as_u16(), 403);
+
+    // A `batch` to `POST /fhir` issues: a caller allowed to register but not to issue
+    // is refused there too, while its registrations reach the handler.
+    let root = |client: &str, body: Value| {
+        TestRequest::post()
+            .uri("/fhir")
+            .peer_addr("10.1.2.3:5000".parse().expect("addr"))
+            .insert_header((CONTENT_TYPE, "application/fhir+json"))
+            .insert_header(("x-openhim-clientid", client.to_string()))
+            .set_payload(body.to_string())
+            .to_request()
+    };
+    let batch = json!({"resourceType": "Bundle", "type": "batch", "entry": [
+        {"resource": event(&qr, "p-4"), "request": {"method": "POST", "url": "QuestionnaireResponse/$generateHealthCertificate"}}
+    ]});
+    let resp = test::call_service(&app, root("registrar", batch.clone())).await;
+    assert_eq!(resp.status().as_u16(), 403, "registering is not issuing");
+    let resp = test::call_service(&app, root("emr-a", batch)).await;
+    assert_eq!(resp.status().as_u16(), 201, "an issuer's caller may submit the batch");
+    let resp = test::call_service(
+        &app,
+        root("registrar", json!({"resourceType": "Bundle", "type": "collection"})),
+    )
+    .await;
+    assert_eq!(resp.status().as_u16(), 400, "past authentication, refused for its body");
     let _ = std::fs::remove_dir_all(dir);
 }
 

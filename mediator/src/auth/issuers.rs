@@ -195,3 +195,55 @@ impl IssuersFile {
                 .any(|g| g.groups.contains(&group) && g.callers.iter().any(|p| caller.matches(p)))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<IssuersFile, String> {
+        let f: IssuersFile = serde_json::from_str(text).map_err(|e| e.to_string())?;
+        f.validate()?;
+        Ok(f)
+    }
+
+    #[test]
+    fn validation_refuses_ambiguous_or_malformed_files() {
+        let ok = r#"{"issuer": [{"id": "a", "name": "A", "country": "XA", "callers": ["openhim:a"]}]}"#;
+        let f = parse(ok).expect("valid");
+        assert_eq!(f.issuers[0].groups, vec![RouteGroup::Issue, RouteGroup::Register]);
+        let bad = [
+            (r#"{"issuer": []}"#, "no [[issuer]]"),
+            (
+                r#"{"issuer": [{"id": "a", "name": "A", "country": "XA", "callers": ["a"]}]}"#,
+                "must be <kind>:<value>",
+            ),
+            (
+                r#"{"issuer": [{"id": "a", "name": "A", "country": "XA", "callers": ["role:a"]}]}"#,
+                "must be <kind>:<value>",
+            ),
+            (
+                r#"{"issuer": [{"id": "a", "name": "A", "country": "xa", "callers": ["openhim:a"]}]}"#,
+                "country",
+            ),
+            (
+                r#"{"issuer": [{"id": "a/b", "name": "A", "country": "XA", "callers": ["openhim:a"]}]}"#,
+                "issuer id",
+            ),
+            (
+                r#"{"issuer": [{"id": "a", "name": "A", "country": "XA", "callers": ["openhim:a"]},
+                               {"id": "b", "name": "B", "country": "XB", "callers": ["openhim:a"]}]}"#,
+                "both a and b",
+            ),
+            (
+                r#"{"issuer": [{"id": "a", "name": "A", "country": "XA", "callers": ["openhim:a"],
+                                "vault": {"key": "k", "role_id": "r"}}]}"#,
+                "secret_id",
+            ),
+        ];
+        for (text, want) in bad {
+            let err = parse(text).expect_err(text);
+            assert!(err.contains(want), "{text}: {err}");
+        }
+        assert!(parse(r#"{"issuer": [], "bogus": 1}"#).is_err());
+    }
+}

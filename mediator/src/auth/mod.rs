@@ -610,7 +610,9 @@ where
         Box::pin(async move {
             let state = req.app_data::<AppState>().cloned();
             let auth = state.as_ref().and_then(|s| s.service::<Authenticator>());
-            let (Some(state), Some(auth)) = (state, auth) else {
+            // No method configured: the embedded-defaults behaviour, untouched (the
+            // start-up warning says so).
+            let (Some(state), Some(auth)) = (state, auth.filter(|a| a.any_method())) else {
                 return service.call(req).await.map(ServiceResponse::map_into_boxed_body);
             };
             let Some(group) = classify(req.method(), req.path()) else {
