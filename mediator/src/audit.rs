@@ -144,7 +144,10 @@ impl Audit {
         let (client, client_system) = match caller {
             Some(c) if c.is_authenticated() => (Some(c.id.clone()), c.system().to_string()),
             Some(_) => (None, OPENHIM_CLIENT_SYSTEM.to_string()),
-            None => (header(req, OPENHIM_CLIENT), OPENHIM_CLIENT_SYSTEM.to_string()),
+            None => (
+                header(req, OPENHIM_CLIENT),
+                OPENHIM_CLIENT_SYSTEM.to_string(),
+            ),
         };
         Self {
             observer: state.urn().to_string(),

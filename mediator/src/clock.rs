@@ -74,7 +74,11 @@ impl ClockOffsets {
                 "host clock differs from the peer's Date header beyond the threshold; certificate and token validity checks may be wrong"
             );
         } else if offset.abs() <= warn && was_over {
-            tracing::info!(source, offset_s = offset, "host clock back within the threshold");
+            tracing::info!(
+                source,
+                offset_s = offset,
+                "host clock back within the threshold"
+            );
         }
         Some(offset)
     }
@@ -124,7 +128,9 @@ mod tests {
         let off = c.observe("openhim", Some(&date), now, now).expect("parsed");
         assert!((off - 120.5).abs() < 1e-6, "{off}");
         let behind = httpdate::fmt_http_date(at(1_699_999_990.0));
-        let off = c.observe("gateway", Some(&behind), now, now).expect("parsed");
+        let off = c
+            .observe("gateway", Some(&behind), now, now)
+            .expect("parsed");
         assert!((off + 9.5).abs() < 1e-6, "{off}");
         assert_eq!(c.observe("x", None, now, now), None);
         assert_eq!(c.observe("x", Some("yesterday"), now, now), None);

@@ -7,7 +7,6 @@ use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
 use actix_web::{web, App, HttpRequest, HttpServer};
 
-
 use crate::config::{Config, Provenance};
 use crate::error::{self, ApiError};
 use crate::openhim::{self, MediatorDoc, OpenHimClient, RunnerSettings};
@@ -132,7 +131,8 @@ where
                 Box<dyn std::future::Future<Output = Result<ServiceResponse, actix_web::Error>>>,
             >;
             if surface.hides(&hide_state, req.path()) {
-                let err = ApiError::NotFound(format!("no route for {} {}", req.method(), req.path()));
+                let err =
+                    ApiError::NotFound(format!("no route for {} {}", req.method(), req.path()));
                 let resp = req.into_response(actix_web::ResponseError::error_response(&err));
                 Box::pin(async move { Ok(resp) }) as Fut
             } else {

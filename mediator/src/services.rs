@@ -197,7 +197,11 @@ impl Services {
                     let vcfg = issuer_vault_config(issuer, &env)?;
                     vault_slot(vcfg, issuer.country.clone(), p).await
                 } else {
-                    let dir = config.data_dir.join("keys").join("issuers").join(&issuer.id);
+                    let dir = config
+                        .data_dir
+                        .join("keys")
+                        .join("issuers")
+                        .join(&issuer.id);
                     let identity = LocalSigner::load_or_create(&dir, &issuer.country)
                         .map_err(|e| ServicesError::LocalKey(e.to_string()))?;
                     tracing::warn!(issuer = %issuer.id, kid = %identity.kid_b64(), "issuer signs with a local development key: NOT FOR PRODUCTION");
@@ -276,8 +280,10 @@ impl Services {
                 builder = builder.with_service(slots.clone());
             }
             None => {
-                builder = builder
-                    .with_readiness(Arc::new(SigningCheck(self.signing.clone(), "signer".into())));
+                builder = builder.with_readiness(Arc::new(SigningCheck(
+                    self.signing.clone(),
+                    "signer".into(),
+                )));
             }
         }
         builder

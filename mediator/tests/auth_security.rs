@@ -48,12 +48,9 @@ impl SigningKey {
         let rng = SystemRandom::new();
         let doc = rs::EcdsaKeyPair::generate_pkcs8(&rs::ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
             .expect("P-256 key");
-        let kp = rs::EcdsaKeyPair::from_pkcs8(
-            &rs::ECDSA_P256_SHA256_FIXED_SIGNING,
-            doc.as_ref(),
-            &rng,
-        )
-        .expect("P-256 key pair");
+        let kp =
+            rs::EcdsaKeyPair::from_pkcs8(&rs::ECDSA_P256_SHA256_FIXED_SIGNING, doc.as_ref(), &rng)
+                .expect("P-256 key pair");
         Self {
             kid: kid.into(),
             key: Key::Ec(kp),
@@ -252,7 +249,9 @@ async fn count_auth_events(
     outcome: &str,
 ) -> usize {
     let req = TestRequest::get()
-        .uri(&format!("/fhir/AuditEvent?type=110114&outcome={outcome}&_count=500"))
+        .uri(&format!(
+            "/fhir/AuditEvent?type=110114&outcome={outcome}&_count=500"
+        ))
         .to_request();
     let resp = test::call_service(app, req).await;
     assert_eq!(resp.status().as_u16(), 200);
@@ -299,20 +298,65 @@ async fn oidc_bearer_tokens_are_checked_against_the_issuers_jwks() {
         let t = es.token(&good);
         let parts: Vec<&str> = t.split('.').collect();
         let evil = with(&|c| c["azp"] = json!("emr-b"));
-        format!("{}.{}.{}", parts[0], b64(evil.to_string().as_bytes()), parts[2])
+        format!(
+            "{}.{}.{}",
+            parts[0],
+            b64(evil.to_string().as_bytes()),
+            parts[2]
+        )
     };
     let mut cases: Vec<(&str, Option<String>, bool)> = vec![
         ("ES256, valid", Some(es.token(&good)), true),
         ("no token", None, false),
-        ("expired", Some(es.token(&with(&|c| c["exp"] = json!(now() - 600)))), false),
-        ("expired within leeway", Some(es.token(&with(&|c| c["exp"] = json!(now() - 3)))), true),
-        ("not yet valid", Some(es.token(&with(&|c| c["nbf"] = json!(now() + 600)))), false),
-        ("no exp", Some(es.token(&with(&|c| { c.as_object_mut().map(|o| o.remove("exp")); }))), false),
-        ("wrong audience", Some(es.token(&with(&|c| c["aud"] = json!("account")))), false),
-        ("wrong issuer", Some(es.token(&with(&|c| c["iss"] = json!("https://evil.example/realms/ddcc")))), false),
-        ("signed by another key under a known kid", Some(stranger.token(&good)), false),
+        (
+            "expired",
+            Some(es.token(&with(&|c| c["exp"] = json!(now() - 600)))),
+            false,
+        ),
+        (
+            "expired within leeway",
+            Some(es.token(&with(&|c| c["exp"] = json!(now() - 3)))),
+            true,
+        ),
+        (
+            "not yet valid",
+            Some(es.token(&with(&|c| c["nbf"] = json!(now() + 600)))),
+            false,
+        ),
+        (
+            "no exp",
+            Some(es.token(&with(&|c| {
+                c.as_object_mut().map(|o| o.remove("exp"));
+            }))),
+            false,
+        ),
+        (
+            "wrong audience",
+            Some(es.token(&with(&|c| c["aud"] = json!("account")))),
+            false,
+        ),
+        (
+            "wrong issuer",
+            Some(es.token(&with(&|c| {
+                c["iss"] = json!("https://evil.example/realms/ddcc")
+            }))),
+            false,
+        ),
+        (
+            "signed by another key under a known kid",
+            Some(stranger.token(&good)),
+            false,
+        ),
         ("unknown kid", Some(unknown.token(&good)), false),
-        ("alg none", Some(format!("{}.{}.", b64(br#"{"alg":"none","typ":"JWT"}"#), b64(good.to_string().as_bytes()))), false),
+        (
+            "alg none",
+            Some(format!(
+                "{}.{}.",
+                b64(br#"{"alg":"none","typ":"JWT"}"#),
+                b64(good.to_string().as_bytes())
+            )),
+            false,
+        ),
         ("HS256 with the public key as secret", Some(hs256), false),
         ("payload changed after signing", Some(tampered), false),
         ("not a JWT", Some("abc".into()), false),
@@ -333,7 +377,8 @@ async fn oidc_bearer_tokens_are_checked_against_the_issuers_jwks() {
         let resp = test::call_service(&app, register_write(token.as_deref())).await;
         let status = resp.status().as_u16();
         let www = resp.headers().get("www-authenticate").cloned();
-        let body: Value = serde_json::from_slice(&test::read_body(resp).await).unwrap_or(Value::Null);
+        let body: Value =
+            serde_json::from_slice(&test::read_body(resp).await).unwrap_or(Value::Null);
         let ok = if *accepted {
             status == 400
         } else {
@@ -366,10 +411,7 @@ async fn oidc_bearer_tokens_are_checked_against_the_issuers_jwks() {
 
     // Every decision is an AuditEvent, refusals with outcome 4.
     assert_eq!(count_auth_events(&app, "4").await, refused);
-    assert_eq!(
-        count_auth_events(&app, "0").await,
-        cases.len() - refused
-    );
+    assert_eq!(count_auth_events(&app, "0").await, cases.len() - refused);
     idp.handle.stop(false).await;
 }
 
@@ -392,14 +434,19 @@ async fn a_rotated_key_is_fetched_on_its_unknown_kid() {
     let new = SigningKey::ec("k2");
     idp.publish(vec![old.jwk(), new.jwk()]);
     let resp = test::call_service(&app, register_write(Some(&new.token(&c)))).await;
-    assert_eq!(resp.status().as_u16(), 400, "new kid accepted after a refetch");
+    assert_eq!(
+        resp.status().as_u16(),
+        400,
+        "new kid accepted after a refetch"
+    );
     assert_eq!(idp.fetches.load(Ordering::SeqCst), 2);
     // The IdP is discovered, not configured: with it gone, cached keys still work.
     idp.handle.stop(false).await;
     let resp = test::call_service(&app, register_write(Some(&new.token(&c)))).await;
     assert_eq!(resp.status().as_u16(), 400);
     // A key never published cannot be fetched either: 503, the IdP is unreachable.
-    let resp = test::call_service(&app, register_write(Some(&SigningKey::ec("k3").token(&c)))).await;
+    let resp =
+        test::call_service(&app, register_write(Some(&SigningKey::ec("k3").token(&c)))).await;
     assert_eq!(resp.status().as_u16(), 503);
 }
 
@@ -420,7 +467,8 @@ impl Pki {
         std::fs::create_dir_all(&dir).expect("pki dir");
         let ca_key = rcgen::KeyPair::generate().expect("CA key");
         let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
-        p.distinguished_name.push(rcgen::DnType::CommonName, format!("{tag} client CA"));
+        p.distinguished_name
+            .push(rcgen::DnType::CommonName, format!("{tag} client CA"));
         p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
         p.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign];
         let ca = rcgen::CertifiedIssuer::self_signed(p, ca_key).expect("CA");
@@ -437,7 +485,8 @@ impl Pki {
         };
         let mut p = rcgen::CertificateParams::new(sans).expect("params");
         p.distinguished_name.push(rcgen::DnType::CommonName, cn);
-        p.distinguished_name.push(rcgen::DnType::OrganizationName, "DDCC test");
+        p.distinguished_name
+            .push(rcgen::DnType::OrganizationName, "DDCC test");
         p.extended_key_usages = vec![if server {
             rcgen::ExtendedKeyUsagePurpose::ServerAuth
         } else {
@@ -461,8 +510,7 @@ impl Pki {
             );
         if let Some((cert, key)) = identity {
             b = b.identity(
-                reqwest::Identity::from_pem(format!("{cert}\n{key}").as_bytes())
-                    .expect("identity"),
+                reqwest::Identity::from_pem(format!("{cert}\n{key}").as_bytes()).expect("identity"),
             );
         }
         b.build().expect("client")
@@ -528,7 +576,12 @@ async fn client_certificates_select_the_issuer_and_nothing_else_can() {
     let keys: Vec<(&str, Vec<u8>)> = slots
         .0
         .iter()
-        .map(|(id, s)| (id.as_str(), s.get().expect("local signer").identity.public_key.clone()))
+        .map(|(id, s)| {
+            (
+                id.as_str(),
+                s.get().expect("local signer").identity.public_key.clone(),
+            )
+        })
         .collect();
     assert_eq!(keys.len(), 2);
     let registry = svc.registry.clone();
@@ -541,13 +594,15 @@ async fn client_certificates_select_the_issuer_and_nothing_else_can() {
     .expect("rustls config");
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = listener.local_addr().expect("addr").port();
-    let srv = server::run_listener(&state, Surface::Public, listener, Some(tls), false).expect("run");
+    let srv =
+        server::run_listener(&state, Surface::Public, listener, Some(tls), false).expect("run");
     let handle = srv.handle();
     actix_web::rt::spawn(srv);
     let base = format!("https://localhost:{port}");
     let issue_url = format!("{base}/fhir/QuestionnaireResponse/$generateHealthCertificate");
 
-    let client = |cn: Option<&str>| clients.client(&server_ca_pem, cn.map(|cn| clients.leaf(cn, false)));
+    let client =
+        |cn: Option<&str>| clients.client(&server_ca_pem, cn.map(|cn| clients.leaf(cn, false)));
     let post = |c: reqwest::Client, body: Value, headers: Vec<(&'static str, &'static str)>| {
         let url = issue_url.clone();
         async move {
@@ -566,7 +621,10 @@ async fn client_certificates_select_the_issuer_and_nothing_else_can() {
     let documents = || async {
         registry
             .store
-            .search("Bundle", &ddcc_store::SearchQuery::new().with("_count", "500"))
+            .search(
+                "Bundle",
+                &ddcc_store::SearchQuery::new().with("_count", "500"),
+            )
             .await
             .expect("search")
             .len()
@@ -606,14 +664,22 @@ async fn client_certificates_select_the_issuer_and_nothing_else_can() {
     for (who, cn, status) in [
         ("a caller of no issuer", Some("emr-c"), 403),
         ("a caller granted only admin", Some("ops"), 403),
-        ("the router without a client id", Some("openhim-router"), 403),
+        (
+            "the router without a client id",
+            Some("openhim-router"),
+            403,
+        ),
         ("no certificate", None, 401),
     ] {
         let (s, body) = post(client(cn), event(&qr, &format!("refused-{who}")), vec![]).await;
         assert_eq!(s, status, "{who}: {body}");
         assert_eq!(body["resourceType"], "OperationOutcome", "{who}");
     }
-    assert_eq!(documents().await, before, "a refused request stores nothing");
+    assert_eq!(
+        documents().await,
+        before,
+        "a refused request stores nothing"
+    );
 
     // A certificate from another CA never gets a connection.
     let stranger = rogue.leaf("emr-a", false);
@@ -623,7 +689,10 @@ async fn client_certificates_select_the_issuer_and_nothing_else_can() {
         .body(event(&qr, "rogue").to_string())
         .send()
         .await;
-    assert!(err.is_err(), "handshake with an unknown client CA must fail");
+    assert!(
+        err.is_err(),
+        "handshake with an unknown client CA must fail"
+    );
 
     // Reads stay open over TLS without a certificate; the JWKS lists both issuers.
     let jwks: Value = client(None)
@@ -643,7 +712,11 @@ async fn openhim_client_ids_are_believed_only_from_trusted_proxies() {
     let Some(qr) = service::english_response() else {
         return;
     };
-    let dir = std::env::temp_dir().join(format!("ddcc-auth-proxy-{}-{:x}", std::process::id(), fastrand::u64(..)));
+    let dir = std::env::temp_dir().join(format!(
+        "ddcc-auth-proxy-{}-{:x}",
+        std::process::id(),
+        fastrand::u64(..)
+    ));
     std::fs::create_dir_all(&dir).expect("dir");
     let issuers = dir.join("issuers.json");
     std::fs::write(&issuers, ISSUERS).expect("write");
@@ -667,7 +740,11 @@ async fn openhim_client_ids_are_believed_only_from_trusted_proxies() {
     let resp = test::call_service(&app, post("10.1.2.3:5000", "emr-a", "p-1")).await;
     assert_eq!(resp.status().as_u16(), 200);
     let resp = test::call_service(&app, post("192.0.2.7:5000", "emr-a", "p-2")).await;
-    assert_eq!(resp.status().as_u16(), 401, "the header from anywhere else is not an identity");
+    assert_eq!(
+        resp.status().as_u16(),
+        401,
+        "the header from anywhere else is not an identity"
+    );
     let resp = test::call_service(&app, post("10.1.2.3:5000", "emr-z", "p-3")).await;
     assert_eq!(resp.status().as_u16(), 403);
 
@@ -688,13 +765,24 @@ async fn openhim_client_ids_are_believed_only_from_trusted_proxies() {
     let resp = test::call_service(&app, root("registrar", batch.clone())).await;
     assert_eq!(resp.status().as_u16(), 403, "registering is not issuing");
     let resp = test::call_service(&app, root("emr-a", batch)).await;
-    assert_eq!(resp.status().as_u16(), 201, "an issuer's caller may submit the batch");
+    assert_eq!(
+        resp.status().as_u16(),
+        201,
+        "an issuer's caller may submit the batch"
+    );
     let resp = test::call_service(
         &app,
-        root("registrar", json!({"resourceType": "Bundle", "type": "collection"})),
+        root(
+            "registrar",
+            json!({"resourceType": "Bundle", "type": "collection"}),
+        ),
     )
     .await;
-    assert_eq!(resp.status().as_u16(), 400, "past authentication, refused for its body");
+    assert_eq!(
+        resp.status().as_u16(),
+        400,
+        "past authentication, refused for its body"
+    );
     let _ = std::fs::remove_dir_all(dir);
 }
 
@@ -706,7 +794,10 @@ async fn the_public_listener_hides_admin_paths_the_admin_listener_serves_them() 
     cfg.server.workers = 1;
     let svc = services(&cfg, &Env::new()).await;
     let state = server::build_state(cfg, |b| svc.install(b)).expect("state");
-    assert!(state.config.server.admin_listener().is_some(), "separate by default");
+    assert!(
+        state.config.server.admin_listener().is_some(),
+        "separate by default"
+    );
     let start = |surface| {
         let l = TcpListener::bind("127.0.0.1:0").expect("bind");
         let port = l.local_addr().expect("addr").port();
@@ -749,7 +840,10 @@ async fn the_public_listener_hides_admin_paths_the_admin_listener_serves_them() 
     assert!(failures.is_empty(), "{}", failures.join("\n"));
     let (_, metrics) = get(format!("{admin}/metrics")).await;
     assert!(metrics.contains("ddcc_http_requests_total"), "{metrics}");
-    assert!(metrics.contains("# TYPE ddcc_clock_offset_seconds gauge"), "{metrics}");
+    assert!(
+        metrics.contains("# TYPE ddcc_clock_offset_seconds gauge"),
+        "{metrics}"
+    );
     hp.stop(false).await;
     ha.stop(false).await;
 
@@ -758,7 +852,10 @@ async fn the_public_listener_hides_admin_paths_the_admin_listener_serves_them() 
     assert_eq!(shared.server.admin_listener(), None);
     shared.server.admin_addr = None;
     shared.server.port = 4321;
-    assert_eq!(shared.server.admin_listener().as_deref(), Some("127.0.0.1:4322"));
+    assert_eq!(
+        shared.server.admin_listener().as_deref(),
+        Some("127.0.0.1:4322")
+    );
 }
 
 // ------------------------------------------------- OpenBao: one AppRole per issuer
@@ -785,8 +882,12 @@ async fn each_issuer_signs_through_its_own_approle_and_short_tokens_are_renewed(
     };
     bao.enable("transit", "transit").await;
     bao.enable("pki", "pki").await;
-    bao.api(Method::POST, "sys/mounts/pki/tune", Some(json!({"max_lease_ttl": "87600h"})))
-        .await;
+    bao.api(
+        Method::POST,
+        "sys/mounts/pki/tune",
+        Some(json!({"max_lease_ttl": "87600h"})),
+    )
+    .await;
     bao.api(
         Method::POST,
         "pki/root/generate/internal",
@@ -803,10 +904,18 @@ async fn each_issuer_signs_through_its_own_approle_and_short_tokens_are_renewed(
             .env("DDCC_ISSUER_COUNTRY", country)
             .output()
             .expect("keys init runs");
-        assert!(out.status.success(), "keys init {key}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "keys init {key}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     let (status, _) = bao
-        .try_api(Method::POST, "sys/auth/approle", Some(json!({"type": "approle"})))
+        .try_api(
+            Method::POST,
+            "sys/auth/approle",
+            Some(json!({"type": "approle"})),
+        )
         .await;
     assert!(status < 300, "enable approle: {status}");
     let mut creds = HashMap::new();
@@ -821,21 +930,37 @@ async fn each_issuer_signs_through_its_own_approle_and_short_tokens_are_renewed(
         bao.api(
             Method::POST,
             &format!("auth/approle/role/issuer-{issuer}"),
-            Some(json!({"token_policies": [format!("issuer-{issuer}")], "token_ttl": "3s",
-                        "token_max_ttl": "1h", "secret_id_num_uses": 0})),
+            Some(
+                json!({"token_policies": [format!("issuer-{issuer}")], "token_ttl": "3s",
+                        "token_max_ttl": "1h", "secret_id_num_uses": 0}),
+            ),
         )
         .await;
         let role = bao
-            .api(Method::GET, &format!("auth/approle/role/issuer-{issuer}/role-id"), None)
+            .api(
+                Method::GET,
+                &format!("auth/approle/role/issuer-{issuer}/role-id"),
+                None,
+            )
             .await;
         let secret = bao
-            .api(Method::POST, &format!("auth/approle/role/issuer-{issuer}/secret-id"), None)
+            .api(
+                Method::POST,
+                &format!("auth/approle/role/issuer-{issuer}/secret-id"),
+                None,
+            )
             .await;
         creds.insert(
             issuer,
             (
-                role["data"]["role_id"].as_str().expect("role id").to_string(),
-                secret["data"]["secret_id"].as_str().expect("secret id").to_string(),
+                role["data"]["role_id"]
+                    .as_str()
+                    .expect("role id")
+                    .to_string(),
+                secret["data"]["secret_id"]
+                    .as_str()
+                    .expect("secret id")
+                    .to_string(),
             ),
         );
     }
@@ -855,11 +980,21 @@ async fn each_issuer_signs_through_its_own_approle_and_short_tokens_are_renewed(
         vault_transit::VaultTransitSigner::new(cfg).expect("signer")
     };
     use ddcc_cert::signer::Signer as _;
-    assert!(approle(&role_a, &secret_a, "dsc-a").sign(b"m").await.is_ok());
+    assert!(approle(&role_a, &secret_a, "dsc-a")
+        .sign(b"m")
+        .await
+        .is_ok());
     let denied = approle(&role_a, &secret_a, "dsc-b").sign(b"m").await;
-    assert!(denied.is_err(), "policy of A must refuse B's key: {denied:?}");
+    assert!(
+        denied.is_err(),
+        "policy of A must refuse B's key: {denied:?}"
+    );
 
-    let dir = std::env::temp_dir().join(format!("ddcc-auth-vault-{}-{:x}", std::process::id(), fastrand::u64(..)));
+    let dir = std::env::temp_dir().join(format!(
+        "ddcc-auth-vault-{}-{:x}",
+        std::process::id(),
+        fastrand::u64(..)
+    ));
     std::fs::create_dir_all(&dir).expect("dir");
     let issuers = dir.join("issuers.toml");
     std::fs::write(
@@ -905,7 +1040,12 @@ secret_id_file = "{}"
     let keys: Vec<(&str, Vec<u8>)> = slots
         .0
         .iter()
-        .map(|(id, s)| (id.as_str(), s.get().expect("connected").identity.public_key.clone()))
+        .map(|(id, s)| {
+            (
+                id.as_str(),
+                s.get().expect("connected").identity.public_key.clone(),
+            )
+        })
         .collect();
     let signer_a = svc
         .vault
@@ -933,15 +1073,25 @@ secret_id_file = "{}"
 
     let before = registry
         .store
-        .search("Bundle", &ddcc_store::SearchQuery::new().with("_count", "500"))
+        .search(
+            "Bundle",
+            &ddcc_store::SearchQuery::new().with("_count", "500"),
+        )
         .await
         .expect("search")
         .len();
     let resp = test::call_service(&app, post("emr-c", "vc-1".into())).await;
-    assert_eq!(resp.status().as_u16(), 403, "a caller of no issuer signs nothing");
+    assert_eq!(
+        resp.status().as_u16(),
+        403,
+        "a caller of no issuer signs nothing"
+    );
     let after = registry
         .store
-        .search("Bundle", &ddcc_store::SearchQuery::new().with("_count", "500"))
+        .search(
+            "Bundle",
+            &ddcc_store::SearchQuery::new().with("_count", "500"),
+        )
         .await
         .expect("search")
         .len();
@@ -954,7 +1104,13 @@ secret_id_file = "{}"
         let resp = test::call_service(&app, post("emr-a", format!("va-{n}"))).await;
         let status = resp.status().as_u16();
         let body = test::read_body(resp).await;
-        assert_eq!(status, 200, "request {n} at {:?}: {}", started.elapsed(), String::from_utf8_lossy(&body));
+        assert_eq!(
+            status,
+            200,
+            "request {n} at {:?}: {}",
+            started.elapsed(),
+            String::from_utf8_lossy(&body)
+        );
         let doc: Value = serde_json::from_slice(&body).expect("json");
         assert_eq!(signed_by(&doc, &keys), vec!["moh-a"]);
         n += 1;

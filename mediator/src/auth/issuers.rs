@@ -133,7 +133,10 @@ impl IssuersFile {
                 return Err(format!("issuer id {:?} appears twice", i.id));
             }
             if i.country.len() != 2 || !i.country.bytes().all(|b| b.is_ascii_uppercase()) {
-                return Err(format!("issuer {}: country must be ISO 3166-1 alpha-2", i.id));
+                return Err(format!(
+                    "issuer {}: country must be ISO 3166-1 alpha-2",
+                    i.id
+                ));
             }
             if i.callers.is_empty() {
                 return Err(format!("issuer {} has no callers", i.id));
@@ -168,7 +171,10 @@ impl IssuersFile {
         for (n, a) in self.issuers.iter().enumerate() {
             for b in &self.issuers[n + 1..] {
                 if let Some(p) = a.callers.iter().find(|p| b.callers.contains(p)) {
-                    return Err(format!("caller {p:?} is listed under both {} and {}", a.id, b.id));
+                    return Err(format!(
+                        "caller {p:?} is listed under both {} and {}",
+                        a.id, b.id
+                    ));
                 }
             }
         }
@@ -208,9 +214,13 @@ mod tests {
 
     #[test]
     fn validation_refuses_ambiguous_or_malformed_files() {
-        let ok = r#"{"issuer": [{"id": "a", "name": "A", "country": "XA", "callers": ["openhim:a"]}]}"#;
+        let ok =
+            r#"{"issuer": [{"id": "a", "name": "A", "country": "XA", "callers": ["openhim:a"]}]}"#;
         let f = parse(ok).expect("valid");
-        assert_eq!(f.issuers[0].groups, vec![RouteGroup::Issue, RouteGroup::Register]);
+        assert_eq!(
+            f.issuers[0].groups,
+            vec![RouteGroup::Issue, RouteGroup::Register]
+        );
         let bad = [
             (r#"{"issuer": []}"#, "no [[issuer]]"),
             (

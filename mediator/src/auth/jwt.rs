@@ -62,7 +62,10 @@ enum Alg {
 
 #[derive(Debug, Clone)]
 enum KeyMaterial {
-    Rsa { n: Vec<u8>, e: Vec<u8> },
+    Rsa {
+        n: Vec<u8>,
+        e: Vec<u8>,
+    },
     /// Uncompressed P-256 point.
     Ec(Vec<u8>),
 }
@@ -111,11 +114,14 @@ fn parse_jwks(doc: &Value) -> Vec<Jwk> {
     let Some(keys) = doc.get("keys").and_then(Value::as_array) else {
         return Vec::new();
     };
-    let field = |k: &Value, name: &str| -> Option<Vec<u8>> {
-        B64URL.decode(k.get(name)?.as_str()?).ok()
-    };
+    let field =
+        |k: &Value, name: &str| -> Option<Vec<u8>> { B64URL.decode(k.get(name)?.as_str()?).ok() };
     keys.iter()
-        .filter(|k| k.get("use").and_then(Value::as_str).is_none_or(|u| u == "sig"))
+        .filter(|k| {
+            k.get("use")
+                .and_then(Value::as_str)
+                .is_none_or(|u| u == "sig")
+        })
         .filter_map(|k| {
             let material = match k.get("kty").and_then(Value::as_str)? {
                 "RSA" => KeyMaterial::Rsa {
@@ -313,11 +319,7 @@ impl OidcVerifier {
     /// more recent than the refresh floor.
     async fn refresh(&self, seen: Option<Instant>) -> Result<(), AuthError> {
         let _g = self.fetching.lock().await;
-        let last = self
-            .cache
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .fetched;
+        let last = self.cache.read().unwrap_or_else(|p| p.into_inner()).fetched;
         if last != seen {
             return Ok(());
         }
@@ -399,8 +401,8 @@ impl OidcVerifier {
             return Err(AuthError::Audience);
         }
         let leeway = self.settings.leeway_secs;
-        let exp = num(&claims, "exp")?
-            .ok_or_else(|| AuthError::Malformed("token has no exp".into()))?;
+        let exp =
+            num(&claims, "exp")?.ok_or_else(|| AuthError::Malformed("token has no exp".into()))?;
         if now > exp.saturating_add(leeway) {
             return Err(AuthError::Expired);
         }
@@ -416,7 +418,11 @@ impl OidcVerifier {
 /// Test/ops helper: the JWKS cache holds `n` usable keys.
 impl OidcVerifier {
     pub fn cached_keys(&self) -> usize {
-        self.cache.read().unwrap_or_else(|p| p.into_inner()).keys.len()
+        self.cache
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .keys
+            .len()
     }
 }
 

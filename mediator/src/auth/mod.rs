@@ -91,10 +91,7 @@ pub fn classify(method: &Method, path: &str) -> Option<RouteGroup> {
         return None;
     }
     let last = path.rsplit('/').next().unwrap_or("");
-    if matches!(
-        last,
-        "$validate" | "$transform" | "$verify-certificate"
-    ) || path == "/ddcc/verify"
+    if matches!(last, "$validate" | "$transform" | "$verify-certificate") || path == "/ddcc/verify"
     {
         return None;
     }
@@ -306,7 +303,8 @@ impl Authenticator {
                 ))
             }
         };
-        let client_certificates = TlsSettings::from_lookup(env)?.is_some_and(|t| t.client_ca.is_some());
+        let client_certificates =
+            TlsSettings::from_lookup(env)?.is_some_and(|t| t.client_ca.is_some());
         let trusted_proxies = match get("DDCC_OPENHIM_TRUSTED_PROXIES") {
             None => Vec::new(),
             Some(v) => v
@@ -316,7 +314,12 @@ impl Authenticator {
                 .map(|s| {
                     s.parse::<ipnet::IpNet>()
                         .or_else(|_| s.parse::<IpAddr>().map(ipnet::IpNet::from))
-                        .map_err(|_| bad("DDCC_OPENHIM_TRUSTED_PROXIES", format!("{s:?} is not an address or CIDR")))
+                        .map_err(|_| {
+                            bad(
+                                "DDCC_OPENHIM_TRUSTED_PROXIES",
+                                format!("{s:?} is not an address or CIDR"),
+                            )
+                        })
                 })
                 .collect::<Result<_, _>>()?,
         };
@@ -335,8 +338,7 @@ impl Authenticator {
                 "needs the TLS listener with DDCC_TLS_CLIENT_CA".into(),
             ));
         }
-        let any_method =
-            oidc.is_some() || client_certificates || !trusted_proxies.is_empty();
+        let any_method = oidc.is_some() || client_certificates || !trusted_proxies.is_empty();
         let required = match get("DDCC_AUTH_REQUIRED") {
             None if any_method => RouteGroup::ALL.to_vec(),
             None => Vec::new(),
@@ -404,15 +406,19 @@ impl Authenticator {
             .is_some_and(|a| self.trusted_proxies.iter().any(|n| n.contains(&a.ip())))
     }
 
-    fn from_router(&self, p: &PeerCertificate) -> bool {
+    fn is_router(&self, p: &PeerCertificate) -> bool {
         self.router_certificates
             .iter()
             .any(|r| *r == p.subject || p.common_name.as_deref() == Some(r.as_str()))
     }
 
     /// The OpenHIM client header, when this connection may assert it.
-    fn openhim_client(&self, req: &ServiceRequest, peer: Option<&PeerCertificate>) -> Option<String> {
-        let trusted = peer.is_some_and(|p| self.from_router(p)) || self.trusted_peer(req);
+    fn openhim_client(
+        &self,
+        req: &ServiceRequest,
+        peer: Option<&PeerCertificate>,
+    ) -> Option<String> {
+        let trusted = peer.is_some_and(|p| self.is_router(p)) || self.trusted_peer(req);
         if !trusted {
             return None;
         }
@@ -422,7 +428,11 @@ impl Authenticator {
 
     /// Identifies the caller. `bearer` false skips tokens (public routes: a read
     /// must not cost a signature check nor fail on a stale token).
-    async fn identify(&self, req: &ServiceRequest, bearer: bool) -> Result<Option<Caller>, AuthError> {
+    async fn identify(
+        &self,
+        req: &ServiceRequest,
+        bearer: bool,
+    ) -> Result<Option<Caller>, AuthError> {
         if bearer {
             let auth = req
                 .headers()
@@ -535,7 +545,10 @@ pub struct IssuerSlots(pub Vec<(String, Arc<SigningSlot>)>);
 /// The signer for this caller: its issuer's when an issuers file is configured (the
 /// caller's identity is the only input), else the service's single signer. 503 while
 /// that signer is not connected.
-pub fn signing_for(state: &AppState, caller: &Caller) -> Result<(Signing, Arc<SigningSlot>), ApiError> {
+pub fn signing_for(
+    state: &AppState,
+    caller: &Caller,
+) -> Result<(Signing, Arc<SigningSlot>), ApiError> {
     let slot = match (
         state.service::<Authenticator>().and_then(|a| {
             let file = a.issuers.as_ref()?;
@@ -613,12 +626,18 @@ where
             // No method configured: the embedded-defaults behaviour, untouched (the
             // start-up warning says so).
             let (Some(state), Some(auth)) = (state, auth.filter(|a| a.any_method())) else {
-                return service.call(req).await.map(ServiceResponse::map_into_boxed_body);
+                return service
+                    .call(req)
+                    .await
+                    .map(ServiceResponse::map_into_boxed_body);
             };
             let Some(group) = classify(req.method(), req.path()) else {
                 let caller = auth.identify_public(&req).await;
                 req.extensions_mut().insert(caller);
-                return service.call(req).await.map(ServiceResponse::map_into_boxed_body);
+                return service
+                    .call(req)
+                    .await
+                    .map(ServiceResponse::map_into_boxed_body);
             };
             match auth.decide(&req, group).await {
                 Ok(caller) => {
@@ -634,7 +653,10 @@ where
                         .await;
                     }
                     req.extensions_mut().insert(caller);
-                    service.call(req).await.map(ServiceResponse::map_into_boxed_body)
+                    service
+                        .call(req)
+                        .await
+                        .map(ServiceResponse::map_into_boxed_body)
                 }
                 Err(denial) => {
                     let status = denial.error.status_code().as_u16();
@@ -669,12 +691,24 @@ mod tests {
     #[test]
     fn groups_fail_closed() {
         let cases = [
-            ("POST", "/fhir/QuestionnaireResponse/$generateHealthCertificate", Some(RouteGroup::Issue)),
-            ("POST", "/ddcc/generateHealthCertificate", Some(RouteGroup::Issue)),
+            (
+                "POST",
+                "/fhir/QuestionnaireResponse/$generateHealthCertificate",
+                Some(RouteGroup::Issue),
+            ),
+            (
+                "POST",
+                "/ddcc/generateHealthCertificate",
+                Some(RouteGroup::Issue),
+            ),
             ("POST", "/fhir/submitHealthEvent", Some(RouteGroup::Issue)),
             ("POST", "/fhir", Some(RouteGroup::Register)),
             ("POST", "/fhir/Bundle", Some(RouteGroup::Register)),
-            ("POST", "/fhir/Bundle/$revokeHealthCertificate", Some(RouteGroup::Register)),
+            (
+                "POST",
+                "/fhir/Bundle/$revokeHealthCertificate",
+                Some(RouteGroup::Register),
+            ),
             ("PUT", "/fhir/Patient/1", Some(RouteGroup::Register)),
             ("DELETE", "/fhir/Patient/1", Some(RouteGroup::Register)),
             ("POST", "/some/future/write", Some(RouteGroup::Register)),
@@ -721,7 +755,12 @@ mod tests {
     #[test]
     fn settings_from_environment() {
         let env = |pairs: &'static [(&'static str, &'static str)]| {
-            move |k: &str| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())
+            move |k: &str| {
+                pairs
+                    .iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| v.to_string())
+            }
         };
         let none = Authenticator::from_lookup(&env(&[])).expect("no auth");
         assert!(none.required.is_empty() && !none.any_method());
@@ -742,11 +781,16 @@ mod tests {
             &[("DDCC_AUTH_REQUIRED", "issue")][..],
             &[("DDCC_OIDC_ISSUER", "https://idp")][..],
             &[("DDCC_OPENHIM_TRUSTED_PROXIES", "not-an-ip")][..],
-            &[("DDCC_OPENHIM_TRUSTED_PROXIES", "10.0.0.1"), ("DDCC_AUTH_REQUIRED", "everything")][..],
+            &[
+                ("DDCC_OPENHIM_TRUSTED_PROXIES", "10.0.0.1"),
+                ("DDCC_AUTH_REQUIRED", "everything"),
+            ][..],
             &[("DDCC_ISSUERS_FILE", "/nonexistent.json")][..],
         ] {
-            let pairs: Vec<(String, String)> =
-                bad.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+            let pairs: Vec<(String, String)> = bad
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
             let lookup = move |k: &str| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
             assert!(Authenticator::from_lookup(&lookup).is_err(), "{bad:?}");
         }
