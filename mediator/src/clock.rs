@@ -88,6 +88,21 @@ impl ClockOffsets {
         self.observe(source, date, sent, SystemTime::now())
     }
 
+    /// As [`Self::observe_reply`] from a reply's headers (reqwest 0.12 and 0.13 share
+    /// the `http` 1 header map). For the gateway client:
+    /// `state.metrics.clock.observe_headers("gateway", resp.headers(), sent)`.
+    pub fn observe_headers(
+        &self,
+        source: &str,
+        headers: &reqwest::header::HeaderMap,
+        sent: SystemTime,
+    ) -> Option<f64> {
+        let date = headers
+            .get(reqwest::header::DATE)
+            .and_then(|v| v.to_str().ok());
+        self.observe_reply(source, date, sent)
+    }
+
     pub fn get(&self, source: &str) -> Option<f64> {
         self.offsets
             .lock()

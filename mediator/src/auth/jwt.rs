@@ -4,7 +4,6 @@
 //! list here, so `alg: none`, HS* (a public key used as an HMAC secret) and any
 //! algorithm the key was not published for are refused before any crypto runs.
 
-use std::collections::HashMap;
 use std::sync::RwLock;
 use std::time::{Duration, Instant};
 
@@ -427,7 +426,7 @@ impl OidcVerifier {
 }
 
 /// The kids of a JWKS document, for diagnostics.
-pub fn jwks_kids(doc: &Value) -> HashMap<String, String> {
+pub fn jwks_kids(doc: &Value) -> std::collections::HashMap<String, String> {
     parse_jwks(doc)
         .into_iter()
         .filter_map(|k| {

@@ -98,11 +98,7 @@ impl OpenHimClient {
 
     fn observe_date(&self, resp: &reqwest::Response, sent: SystemTime) {
         if let Some(m) = &self.clock {
-            let date = resp
-                .headers()
-                .get(reqwest::header::DATE)
-                .and_then(|v| v.to_str().ok());
-            m.clock.observe_reply("openhim", date, sent);
+            m.clock.observe_headers("openhim", resp.headers(), sent);
         }
     }
 
