@@ -665,6 +665,15 @@ async fn client_certificates_select_the_issuer_and_nothing_else_can() {
     assert_eq!(s, 200, "{doc}");
     assert_eq!(signed_by(&doc, &keys), vec!["moh-b"]);
 
+    // The same event from another issuer's caller is that issuer's certificate, not
+    // a replay of A's (idempotency is per issuer).
+    let (s, doc) = post(client(Some("emr-b")), event(&qr, "a-1"), vec![]).await;
+    assert_eq!(s, 200, "{doc}");
+    assert_eq!(signed_by(&doc, &keys), vec!["moh-b"]);
+    let (s, doc) = post(client(Some("emr-a")), event(&qr, "a-1"), vec![]).await;
+    assert_eq!(s, 200, "{doc}");
+    assert_eq!(signed_by(&doc, &keys), vec!["moh-a"], "A's replay is A's");
+
     // Nothing in the request can choose the key: A's caller asserting B's OpenHIM
     // client id (it is not the router) or naming B in headers still signs as A.
     let (s, doc) = post(

@@ -539,6 +539,16 @@ pub fn require(state: &AppState, caller: &Caller, group: RouteGroup) -> Result<(
     }
 }
 
+/// The id of the caller's issuer when an issuers file is configured (and the caller
+/// is the caller of exactly one issuer).
+pub fn issuer_of(state: &AppState, caller: &Caller) -> Option<String> {
+    let auth = state.service::<Authenticator>()?;
+    match auth.issuers.as_ref()?.issuers_of(caller).as_slice() {
+        [one] => Some(one.id.clone()),
+        _ => None,
+    }
+}
+
 /// The per-issuer signers (from the issuers file), by issuer id.
 pub struct IssuerSlots(pub Vec<(String, Arc<SigningSlot>)>);
 

@@ -168,15 +168,23 @@ async fn generate_inner(
     let (signing, slot) = signing_for(state, caller)?;
     let body = json_body(&body)?;
     let response = input::questionnaire_response(&body).map_err(input_error)?;
-    let document = crate::registry::issue_once(state, response, recorder, Some(audit), || {
-        issue_one(
-            state,
-            &signing.issuer,
-            slot.endpoint.as_deref(),
-            response,
-            recorder,
-        )
-    })
+    let issuer = crate::auth::issuer_of(state, caller);
+    let document = crate::registry::issue_once_in(
+        state,
+        issuer.as_deref(),
+        response,
+        recorder,
+        Some(audit),
+        || {
+            issue_one(
+                state,
+                &signing.issuer,
+                slot.endpoint.as_deref(),
+                response,
+                recorder,
+            )
+        },
+    )
     .await?;
     Ok(fhir_json(StatusCode::OK, &document))
 }
@@ -211,6 +219,7 @@ async fn submit_health_event_inner(
     audit: &crate::audit::Audit,
 ) -> Result<HttpResponse, ApiError> {
     let (signing, slot) = signing_for(&state, caller)?;
+    let issuer = crate::auth::issuer_of(&state, caller);
     let body = json_body(&body)?;
     let entries = input::batch_entries(&body).map_err(input_error)?;
     let mut out = Vec::with_capacity(entries.len());
@@ -218,15 +227,22 @@ async fn submit_health_event_inner(
     for entry in entries {
         let result = match entry {
             Ok(response) => {
-                crate::registry::issue_once(&state, response, &recorder, Some(audit), || {
-                    issue_one(
-                        &state,
-                        &signing.issuer,
-                        slot.endpoint.as_deref(),
-                        response,
-                        &recorder,
-                    )
-                })
+                crate::registry::issue_once_in(
+                    &state,
+                    issuer.as_deref(),
+                    response,
+                    &recorder,
+                    Some(audit),
+                    || {
+                        issue_one(
+                            &state,
+                            &signing.issuer,
+                            slot.endpoint.as_deref(),
+                            response,
+                            &recorder,
+                        )
+                    },
+                )
                 .await
             }
             Err(e) => Err(input_error(e)),
