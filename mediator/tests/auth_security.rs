@@ -1161,3 +1161,111 @@ secret_id_file = "{}"
     );
     let _ = std::fs::remove_dir_all(dir);
 }
+
+// ------------------------------------------------------- the binary, as deployed
+
+/// Kills the child on drop, so a failing assertion leaves no server behind.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[actix_web::test]
+async fn serve_runs_tls_with_client_certificates_and_the_admin_listener() {
+    let free = || {
+        TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("free port")
+    };
+    let (port, admin_port) = (free(), free());
+    let pki = Pki::new("serve");
+    let (cert, key) = pki.leaf("ddcc-mediator", true);
+    let ca_pem = pki.ca.pem();
+    let data = pki.dir.join("data");
+    let child = Child(
+        std::process::Command::new(env!("CARGO_BIN_EXE_ddcc-mediator"))
+            .arg("serve")
+            .env_clear()
+            .env("SERVER_HOST", "127.0.0.1")
+            .env("SERVER_PORT", port.to_string())
+            .env("DDCC_ADMIN_ADDR", format!("127.0.0.1:{admin_port}"))
+            .env("DDCC_DATA_DIR", &data)
+            .env("DDCC_PROFILES_DIR", service::root().join("fhir-profiles"))
+            .env("DDCC_TLS_CERT", pki.write("srv.pem", &cert))
+            .env("DDCC_TLS_KEY", pki.write("srv.key", &key))
+            .env("DDCC_TLS_CLIENT_CA", pki.write("ca.pem", &ca_pem))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("binary starts"),
+    );
+    let anonymous = pki.client(&ca_pem, None);
+    let with_cert = pki.client(&ca_pem, Some(pki.leaf("emr-a", false)));
+    let base = format!("https://localhost:{port}");
+    let mut up = false;
+    for _ in 0..500 {
+        if anonymous.get(format!("{base}/health")).send().await.is_ok() {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(40)).await;
+    }
+    assert!(up, "{base}/health never answered");
+    let status = |r: reqwest::Response| r.status().as_u16();
+    let write = |c: &reqwest::Client| {
+        c.post(format!("{base}/fhir"))
+            .header("content-type", "application/fhir+json")
+            .body(r#"{"resourceType":"Bundle","type":"collection"}"#)
+            .send()
+    };
+    assert_eq!(status(write(&anonymous).await.expect("write")), 401);
+    assert_eq!(
+        status(write(&with_cert).await.expect("write")),
+        400,
+        "authenticated by its certificate"
+    );
+    assert_eq!(
+        status(
+            anonymous
+                .get(format!("{base}/metrics"))
+                .send()
+                .await
+                .expect("metrics")
+        ),
+        404
+    );
+    let plain = reqwest::Client::new();
+    assert!(
+        plain
+            .get(format!("http://127.0.0.1:{port}/health"))
+            .send()
+            .await
+            .map(status)
+            .unwrap_or(0)
+            != 200,
+        "the public listener speaks TLS only"
+    );
+    let metrics = plain
+        .get(format!("http://127.0.0.1:{admin_port}/metrics"))
+        .send()
+        .await
+        .expect("admin listener");
+    assert_eq!(metrics.status().as_u16(), 200);
+    // The container health check, with the service's environment, probes the admin
+    // listener (the public one is TLS).
+    let probe = std::process::Command::new(env!("CARGO_BIN_EXE_ddcc-mediator"))
+        .arg("healthcheck")
+        .env_clear()
+        .env("SERVER_PORT", port.to_string())
+        .env("DDCC_ADMIN_ADDR", format!("127.0.0.1:{admin_port}"))
+        .env("DDCC_TLS_CERT", pki.dir.join("srv.pem"))
+        .status()
+        .expect("healthcheck runs");
+    assert!(probe.success());
+    drop(child);
+}
