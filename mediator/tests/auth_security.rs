@@ -1269,3 +1269,62 @@ async fn serve_runs_tls_with_client_certificates_and_the_admin_listener() {
     assert!(probe.success());
     drop(child);
 }
+
+#[actix_web::test]
+async fn oidc_clients_select_their_issuer() {
+    let Some(qr) = service::english_response() else {
+        return;
+    };
+    let key = SigningKey::ec("k");
+    let idp = Idp::start(vec![key.jwk()]).await;
+    let dir = std::env::temp_dir().join(format!(
+        "ddcc-auth-oidc-issuers-{}-{:x}",
+        std::process::id(),
+        fastrand::u64(..)
+    ));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let issuers = dir.join("issuers.json");
+    std::fs::write(&issuers, ISSUERS).expect("write");
+    let env = env_of(&[
+        ("DDCC_OIDC_ISSUER", idp.issuer.clone()),
+        ("DDCC_OIDC_AUDIENCE", AUDIENCE.into()),
+        ("DDCC_ISSUERS_FILE", issuers.display().to_string()),
+    ]);
+    let cfg = service::config("auth-oidc-issuers");
+    let svc = services(&cfg, &env).await;
+    let slots = svc.issuer_slots.clone().expect("slots");
+    let keys: Vec<(&str, Vec<u8>)> = slots
+        .0
+        .iter()
+        .map(|(id, s)| {
+            (
+                id.as_str(),
+                s.get().expect("local signer").identity.public_key.clone(),
+            )
+        })
+        .collect();
+    let state = server::build_state(cfg, |b| svc.install(b)).expect("state");
+    let app = test::init_service(server::build_app(state, |_| {})).await;
+    let post = |client: &str, id: &str| {
+        TestRequest::post()
+            .uri("/ddcc/generateHealthCertificate")
+            .insert_header((CONTENT_TYPE, "application/fhir+json"))
+            .insert_header((
+                AUTHORIZATION,
+                format!("Bearer {}", key.token(&claims(&idp.issuer, client))),
+            ))
+            .set_payload(event(&qr, id).to_string())
+            .to_request()
+    };
+    let resp = test::call_service(&app, post("emr-a", "o-1")).await;
+    assert_eq!(resp.status().as_u16(), 200);
+    let doc: Value = serde_json::from_slice(&test::read_body(resp).await).expect("json");
+    assert_eq!(signed_by(&doc, &keys), vec!["moh-a"]);
+    // A valid token of a client no issuer lists: authenticated, not allowed.
+    let resp = test::call_service(&app, post("emr-unknown", "o-2")).await;
+    assert_eq!(resp.status().as_u16(), 403);
+    let body: Value = serde_json::from_slice(&test::read_body(resp).await).expect("json");
+    assert_eq!(body["issue"][0]["code"], "forbidden");
+    idp.handle.stop(false).await;
+    let _ = std::fs::remove_dir_all(dir);
+}
