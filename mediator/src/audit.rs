@@ -23,7 +23,7 @@ const OPERATION: &str = "http://smart.who.int/ddcc/OperationDefinition";
 const ENTITY_TYPE: &str = "http://terminology.hl7.org/CodeSystem/audit-entity-type";
 /// The system of the OpenHIM transaction id in `entity.what.identifier`.
 pub const OPENHIM_TX_SYSTEM: &str = "urn:openhim:transaction";
-const OPENHIM_CLIENT_SYSTEM: &str = "urn:openhim:client";
+pub const OPENHIM_CLIENT_SYSTEM: &str = "urn:openhim:client";
 
 /// Search parameters whose values are safe to keep in an audit record; every other
 /// value (identifier, patient, subject, name, birthdate, entity, …) becomes `***`.
@@ -101,6 +101,8 @@ pub fn redact_query(qs: &str) -> String {
 pub struct Audit {
     observer: String,
     client: Option<String>,
+    /// `who.identifier.system` of `client`.
+    client_system: String,
     address: Option<String>,
     transaction: Option<String>,
     subtype: String,
@@ -133,9 +135,24 @@ fn address(req: &HttpRequest) -> Option<String> {
 impl Audit {
     /// A REST interaction (`create`, `read`, `vread`, `search-type`, `transaction`).
     pub fn interaction(state: &AppState, req: &HttpRequest, code: &str, action: Action) -> Self {
+        // With authentication configured the middleware leaves the caller it
+        // identified; the raw header is only believed when nothing checks it.
+        let caller = {
+            use actix_web::HttpMessage;
+            req.extensions().get::<crate::auth::Caller>().cloned()
+        };
+        let (client, client_system) = match caller {
+            Some(c) if c.is_authenticated() => (Some(c.id.clone()), c.system().to_string()),
+            Some(_) => (None, OPENHIM_CLIENT_SYSTEM.to_string()),
+            None => (
+                header(req, OPENHIM_CLIENT),
+                OPENHIM_CLIENT_SYSTEM.to_string(),
+            ),
+        };
         Self {
             observer: state.urn().to_string(),
-            client: header(req, OPENHIM_CLIENT),
+            client,
+            client_system,
             address: address(req),
             transaction: header(req, OPENHIM_TX),
             subtype: code.to_string(),
@@ -177,7 +194,7 @@ impl Audit {
                 "code": "IRCP",
             }]},
             "who": {
-                "identifier": {"system": OPENHIM_CLIENT_SYSTEM, "value": client},
+                "identifier": {"system": self.client_system, "value": client},
                 "display": client,
             },
             "requestor": true,
@@ -288,6 +305,88 @@ impl Audit {
     }
 }
 
+const DCM: &str = "http://dicom.nema.org/resources/ontology/DCM";
+
+/// The AuditEvent of an authentication decision (DICOM "User Authentication"):
+/// who (when identified), the route group asked for, and the outcome. Never the
+/// credential itself.
+pub fn authentication_event(
+    observer: &str,
+    caller: Option<&crate::auth::Caller>,
+    group: &str,
+    status: u16,
+    reason: Option<&str>,
+    address: Option<&str>,
+) -> Value {
+    let (system, who) = match caller {
+        Some(c) => (c.system().to_string(), c.id.clone()),
+        None => ("urn:ddcc:caller".to_string(), "unidentified".to_string()),
+    };
+    let mut agent = json!({
+        "type": {"coding": [{
+            "system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType",
+            "code": "IRCP",
+        }]},
+        "who": {"identifier": {"system": system, "value": who}, "display": who},
+        "requestor": true,
+    });
+    if let Some(addr) = address {
+        agent["network"] = json!({"address": addr, "type": "2"});
+    }
+    let desc = match reason {
+        Some(r) => format!("HTTP {status}: {r}"),
+        None => format!("HTTP {status}"),
+    };
+    json!({
+        "resourceType": "AuditEvent",
+        "type": {"system": DCM, "code": "110114", "display": "User Authentication"},
+        "subtype": [{"system": DCM, "code": "110122", "display": "Login"}],
+        "action": "E",
+        "recorded": ddcc_cert::rfc3339_utc(crate::now_unix()),
+        "outcome": outcome_code(status),
+        "outcomeDesc": desc,
+        "agent": [agent, {
+            "who": {"identifier": {"system": "urn:ietf:rfc:3986", "value": observer}},
+            "requestor": false,
+        }],
+        "source": {
+            "observer": {"identifier": {"system": "urn:ietf:rfc:3986", "value": observer}},
+            "type": [{"system": "http://terminology.hl7.org/CodeSystem/security-source-type", "code": "4"}],
+        },
+        "entity": [{
+            "what": {"identifier": {"system": "urn:ddcc:route-group", "value": group}},
+            "type": {"system": ENTITY_TYPE, "code": "4"},
+            "description": format!("route group {group}"),
+        }],
+    })
+}
+
+/// Writes [`authentication_event`] when the store is configured; a failing write is
+/// logged, as for every other audit record.
+pub async fn record_authentication(
+    state: &AppState,
+    req: &HttpRequest,
+    caller: Option<&crate::auth::Caller>,
+    group: &str,
+    status: u16,
+    reason: Option<&str>,
+) {
+    let Some(reg) = state.service::<crate::registry::Registry>() else {
+        return;
+    };
+    let event = authentication_event(
+        state.urn(),
+        caller,
+        group,
+        status,
+        reason,
+        address(req).as_deref(),
+    );
+    if let Err(e) = reg.store.create(event).await {
+        tracing::error!(error = %e, group, status, "cannot write the AuditEvent of an authentication decision");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -308,6 +407,7 @@ mod tests {
         let audit = Audit {
             observer: "urn:uuid:mediator".into(),
             client: None,
+            client_system: OPENHIM_CLIENT_SYSTEM.into(),
             address: None,
             transaction: Some("tx-1".into()),
             subtype: "search-type".into(),

@@ -206,7 +206,20 @@ async fn healthcheck(args: HealthcheckArgs) -> Result<(), CliError> {
                 .ok()
                 .and_then(|p| p.trim().parse::<u16>().ok())
                 .unwrap_or(crate::config::DEFAULT_PORT);
-            format!("http://127.0.0.1:{port}/health")
+            let tls = std::env::var("DDCC_TLS_CERT").is_ok_and(|v| !v.trim().is_empty());
+            let server = crate::config::ServerConfig {
+                port,
+                admin_addr: std::env::var("DDCC_ADMIN_ADDR").ok(),
+                ..Default::default()
+            };
+            match server.admin_listener() {
+                // The public listener speaks TLS with a certificate this probe need not
+                // trust; the admin listener answers /health in plain HTTP.
+                Some(admin) if tls => {
+                    format!("http://{}/health", admin.replace("0.0.0.0", "127.0.0.1"))
+                }
+                _ => format!("http://127.0.0.1:{port}/health"),
+            }
         }
     };
     let client = reqwest::Client::builder()

@@ -98,6 +98,13 @@ pub struct ServerConfig {
     pub workers: usize,
     /// `DDCC_SHUTDOWN_TIMEOUT_SECS`: grace period for in-flight requests on SIGTERM.
     pub shutdown_timeout_secs: u64,
+    /// `DDCC_ADMIN_ADDR`: the internal listener for `/metrics` and `/admin/**`
+    /// (which the public listener then answers with 404). Unset: loopback on the
+    /// public port + 1. `public`: serve them on the public listener (no separation).
+    pub admin_addr: Option<String>,
+    /// `DDCC_CLOCK_OFFSET_WARN_SECS`: warn when a peer's `Date` differs from our clock
+    /// by more than this.
+    pub clock_offset_warn_secs: u64,
 }
 
 impl Default for ServerConfig {
@@ -109,6 +116,20 @@ impl Default for ServerConfig {
             public_base_url: None,
             workers: 0,
             shutdown_timeout_secs: 30,
+            admin_addr: None,
+            clock_offset_warn_secs: crate::clock::DEFAULT_WARN_SECS,
+        }
+    }
+}
+
+impl ServerConfig {
+    /// The admin listener's address when admin routes are separated from the public
+    /// listener, `None` when they are served publicly (`DDCC_ADMIN_ADDR=public`).
+    pub fn admin_listener(&self) -> Option<String> {
+        match self.admin_addr.as_deref().map(str::trim) {
+            Some(a) if a.eq_ignore_ascii_case("public") => None,
+            Some(a) if !a.is_empty() => Some(a.to_string()),
+            _ => Some(format!("127.0.0.1:{}", self.port.wrapping_add(1))),
         }
     }
 }
@@ -322,6 +343,12 @@ impl Config {
         }
         if let Some(v) = get("DDCC_SHUTDOWN_TIMEOUT_SECS") {
             self.server.shutdown_timeout_secs = parse("DDCC_SHUTDOWN_TIMEOUT_SECS", &v)?;
+        }
+        if let Some(v) = get("DDCC_ADMIN_ADDR") {
+            self.server.admin_addr = Some(v);
+        }
+        if let Some(v) = get("DDCC_CLOCK_OFFSET_WARN_SECS") {
+            self.server.clock_offset_warn_secs = parse("DDCC_CLOCK_OFFSET_WARN_SECS", &v)?;
         }
         if let Some(v) = get("DDCC_DATA_DIR") {
             self.data_dir = PathBuf::from(v);

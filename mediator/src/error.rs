@@ -167,7 +167,24 @@ impl ResponseError for ApiError {
         }
         let mut builder = HttpResponse::build(status);
         builder.insert_header((header::CONTENT_TYPE, FHIR_JSON));
+        if let Self::Unauthorized(_) = self {
+            // RFC 6750: tells the client which scheme to use.
+            builder.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
+        }
         builder.body(self.outcome().to_string())
+    }
+}
+
+impl From<crate::auth::AuthError> for ApiError {
+    fn from(e: crate::auth::AuthError) -> Self {
+        match e {
+            // Our fault (the IdP is ours to reach), not the caller's: retry later.
+            crate::auth::AuthError::IdpUnavailable(m) => ApiError::Unavailable {
+                service: "identity provider".into(),
+                message: m,
+            },
+            other => ApiError::Unauthorized(other.to_string()),
+        }
     }
 }
 

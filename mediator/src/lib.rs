@@ -3,8 +3,10 @@
 
 pub mod artefacts;
 pub mod audit;
+pub mod auth;
 pub mod catalogue;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod data_keys;
 pub mod error;

@@ -33,6 +33,8 @@ struct Inner {
 #[derive(Debug, Default)]
 pub struct Metrics {
     inner: Mutex<Inner>,
+    /// Offsets of peers' `Date` headers against our clock.
+    pub clock: crate::clock::ClockOffsets,
 }
 
 impl Metrics {
@@ -170,6 +172,7 @@ impl Metrics {
             out,
             "ddcc_document_self_check_failures_total {self_check_failures}"
         );
+        self.clock.render(&mut out);
         out
     }
 }

@@ -388,13 +388,34 @@ where
     F: FnOnce() -> Fut,
     Fut: Future<Output = Result<Issued, ApiError>>,
 {
+    issue_once_in(state, None, response, recorder, audit, issue).await
+}
+
+/// [`issue_once`] within an issuer's namespace: with per-issuer keys, the same event
+/// submitted by two issuers' callers is two certificates, and neither caller can
+/// replay (read) the other's.
+pub async fn issue_once_in<F, Fut>(
+    state: &AppState,
+    namespace: Option<&str>,
+    response: &Value,
+    recorder: &Recorder,
+    audit: Option<&crate::audit::Audit>,
+    issue: F,
+) -> Result<Value, ApiError>
+where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = Result<Issued, ApiError>>,
+{
     let Some(registry) = state.service::<Registry>() else {
         let issued = issue().await?;
         recorder.property("edition", issued.edition.clone());
         return Ok(issued.document);
     };
     let store = &registry.store;
-    let key = idempotency_key(response);
+    let key = match namespace {
+        Some(ns) => format!("issuer:{ns}|{}", idempotency_key(response)),
+        None => idempotency_key(response),
+    };
     let token =
         match store
             .claim_key(&key, CLAIM_TTL_MS)

@@ -34,6 +34,8 @@ pub enum ServicesError {
     DataKeys(#[from] crate::data_keys::DataKeyError),
     #[error("served artefacts: {0}")]
     Artefacts(#[from] crate::artefacts::ArtefactError),
+    #[error("authentication: {0}")]
+    Auth(#[from] crate::auth::AuthConfigError),
 }
 
 /// The signing side once connected: the identity (DSC, kid) and the issuer using it.
@@ -93,11 +95,16 @@ pub struct Services {
     pub catalogue: Arc<Catalogue>,
     pub mapping: Arc<MappingService>,
     pub validator: Arc<fhir_validator::Validator>,
+    /// The single signer; with an issuers file, the first issuer's (for `/ddcc/dsc`).
     pub signing: Arc<SigningSlot>,
     pub registry: Arc<crate::registry::Registry>,
     /// The artefacts served under `/fhir` and announced on the trust network.
     pub artefacts: Arc<crate::artefacts::Artefacts>,
-    vault: Option<Arc<VaultTransitSigner>>,
+    pub auth: Arc<crate::auth::Authenticator>,
+    /// One signer per issuer of the issuers file.
+    pub issuer_slots: Option<Arc<crate::auth::IssuerSlots>>,
+    /// The Vault signers connected at start-up (token upkeep, statistics).
+    pub vault: Vec<Arc<VaultTransitSigner>>,
 }
 
 /// The registry store: PostgreSQL when `DATABASE_URL` is set (several instances share
@@ -227,36 +234,51 @@ impl Services {
         };
         let country = config.ddcc.issuer_country.clone();
         let registry = open_store(config, &env).await?;
+        let auth = Arc::new(crate::auth::Authenticator::from_lookup(&env)?);
+        auth.log_summary();
+        let vault_on = env("VAULT_ADDR").is_some_and(|v| !v.trim().is_empty());
 
-        if env("VAULT_ADDR").is_some_and(|v| !v.trim().is_empty()) {
+        if let Some(file) = &auth.issuers {
+            let mut slots = Vec::new();
+            let mut vault = Vec::new();
+            for issuer in &file.issuers {
+                let mut p = parts.clone();
+                p.settings.issuer_name = Some(issuer.name.clone());
+                let (slot, signer) = if vault_on {
+                    let vcfg = issuer_vault_config(issuer, &env)?;
+                    vault_slot(vcfg, issuer.country.clone(), p).await
+                } else {
+                    let dir = config
+                        .data_dir
+                        .join("keys")
+                        .join("issuers")
+                        .join(&issuer.id);
+                    let identity = LocalSigner::load_or_create(&dir, &issuer.country)
+                        .map_err(|e| ServicesError::LocalKey(e.to_string()))?;
+                    tracing::warn!(issuer = %issuer.id, kid = %identity.kid_b64(), "issuer signs with a local development key: NOT FOR PRODUCTION");
+                    (local_slot(identity, &p), None)
+                };
+                vault.extend(signer);
+                slots.push((issuer.id.clone(), slot));
+            }
+            let signing = slots[0].1.clone();
+            return Ok(Services {
+                catalogue,
+                mapping,
+                validator,
+                signing,
+                registry,
+                artefacts,
+                auth,
+                issuer_slots: Some(Arc::new(crate::auth::IssuerSlots(slots))),
+                vault,
+            });
+        }
+
+        if vault_on {
             let vcfg = VaultConfig::from_lookup(&env)
                 .map_err(|e| ServicesError::VaultConfig(e.to_string()))?;
-            let endpoint = format!(
-                "{}/v1/{}/sign/{}",
-                vcfg.addr.trim_end_matches('/'),
-                vcfg.transit_mount.trim_matches('/'),
-                vcfg.key_name
-            );
-            let slot = Arc::new(SigningSlot {
-                state: std::sync::RwLock::new(Err("connecting to Vault transit".into())),
-                endpoint: Some(endpoint),
-            });
-            let vault = match connect_vault(&vcfg, &country).await {
-                Ok((identity, signer)) => {
-                    tracing::info!(kid = %identity.kid_b64(), "signing through Vault transit");
-                    slot.set(Ok(Signing {
-                        issuer: parts.issuer(&identity),
-                        identity,
-                    }));
-                    Some(signer)
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "Vault transit not available at start-up; retrying in the background");
-                    slot.set(Err(e));
-                    tokio::spawn(retry_vault(vcfg, country, parts, slot.clone()));
-                    None
-                }
-            };
+            let (slot, vault) = vault_slot(vcfg, country, parts).await;
             return Ok(Services {
                 catalogue,
                 mapping,
@@ -264,7 +286,9 @@ impl Services {
                 signing: slot,
                 registry,
                 artefacts,
-                vault,
+                auth,
+                issuer_slots: None,
+                vault: vault.into_iter().collect(),
             });
         }
 
@@ -276,31 +300,48 @@ impl Services {
             dir = %keys.display(),
             "signing with a local development key and self-signed SCA: NOT FOR PRODUCTION (set VAULT_ADDR to sign through Vault transit)"
         );
-        let slot = Arc::new(SigningSlot {
-            state: std::sync::RwLock::new(Ok(Signing {
-                issuer: parts.issuer(&identity),
-                identity,
-            })),
-            endpoint: None,
-        });
         Ok(Services {
             catalogue,
             mapping,
             validator,
-            signing: slot,
+            signing: local_slot(identity, &parts),
             registry,
             artefacts,
-            vault: None,
+            auth,
+            issuer_slots: None,
+            vault: Vec::new(),
         })
     }
 
     /// Put the services into the app state, with their readiness checks.
     pub fn install(self, mut builder: AppStateBuilder) -> AppStateBuilder {
-        if let Some(signer) = &self.vault {
-            builder = builder.with_readiness(Arc::new(VaultCheck(signer.clone())));
+        for signer in &self.vault {
+            // One check per issuer key when there are several (names are report keys).
+            let name = match &self.issuer_slots {
+                Some(_) => format!("vault-transit:{}", signer.config().key_name),
+                None => "vault-transit".to_string(),
+            };
+            builder = builder.with_readiness(Arc::new(VaultCheck(signer.clone(), name)));
+        }
+        match &self.issuer_slots {
+            Some(slots) => {
+                for (id, slot) in &slots.0 {
+                    builder = builder.with_readiness(Arc::new(SigningCheck(
+                        slot.clone(),
+                        format!("signer:{id}"),
+                    )));
+                }
+                builder = builder.with_service(slots.clone());
+            }
+            None => {
+                builder = builder.with_readiness(Arc::new(SigningCheck(
+                    self.signing.clone(),
+                    "signer".into(),
+                )));
+            }
         }
         builder
-            .with_readiness(Arc::new(SigningCheck(self.signing.clone())))
+            .with_service(self.auth)
             .with_readiness(Arc::new(StoreCheck(self.registry.clone())))
             .with_service(self.registry)
             .with_service(self.catalogue)
@@ -309,6 +350,95 @@ impl Services {
             .with_service(self.signing)
             .with_service(self.artefacts)
     }
+}
+
+/// A slot holding a local development identity.
+fn local_slot(identity: SigningIdentity, parts: &IssuerParts) -> Arc<SigningSlot> {
+    Arc::new(SigningSlot {
+        state: std::sync::RwLock::new(Ok(Signing {
+            issuer: parts.issuer(&identity),
+            identity,
+        })),
+        endpoint: None,
+    })
+}
+
+/// A slot signing through Vault transit: connected now, or by a background task
+/// with backoff while Vault is unavailable.
+async fn vault_slot(
+    vcfg: VaultConfig,
+    country: String,
+    parts: IssuerParts,
+) -> (Arc<SigningSlot>, Option<Arc<VaultTransitSigner>>) {
+    let endpoint = format!(
+        "{}/v1/{}/sign/{}",
+        vcfg.addr.trim_end_matches('/'),
+        vcfg.transit_mount.trim_matches('/'),
+        vcfg.key_name
+    );
+    let slot = Arc::new(SigningSlot {
+        state: std::sync::RwLock::new(Err("connecting to Vault transit".into())),
+        endpoint: Some(endpoint),
+    });
+    match connect_vault(&vcfg, &country).await {
+        Ok((identity, signer)) => {
+            tracing::info!(kid = %identity.kid_b64(), key = %vcfg.key_name, "signing through Vault transit");
+            slot.set(Ok(Signing {
+                issuer: parts.issuer(&identity),
+                identity,
+            }));
+            (slot, Some(signer))
+        }
+        Err(e) => {
+            tracing::error!(error = %e, key = %vcfg.key_name, "Vault transit not available at start-up; retrying in the background");
+            slot.set(Err(e));
+            tokio::spawn(retry_vault(vcfg, country, parts, slot.clone()));
+            (slot, None)
+        }
+    }
+}
+
+/// An issuer's Vault settings: the shared `VAULT_*` ones (address, TLS, timeouts,
+/// batching) with its own transit key and, when given, its own AppRole, whose
+/// policy should allow only `transit/sign/<its key>` (and reading that key's DSC).
+fn issuer_vault_config(
+    issuer: &crate::auth::issuers::IssuerEntry,
+    env: &impl Fn(&str) -> Option<String>,
+) -> Result<VaultConfig, ServicesError> {
+    let bad = |m: String| ServicesError::VaultConfig(format!("issuer {}: {m}", issuer.id));
+    let v = issuer
+        .vault
+        .as_ref()
+        .ok_or_else(|| bad("no [issuer.vault] section while VAULT_ADDR is set".into()))?;
+    let secret = match (&v.secret_id_file, &v.secret_id_env) {
+        (Some(f), _) => Some(
+            std::fs::read_to_string(f)
+                .map_err(|e| bad(format!("secret_id_file {}: {e}", f.display())))?
+                .trim()
+                .to_string(),
+        ),
+        (None, Some(name)) => Some(
+            env(name)
+                .filter(|s| !s.trim().is_empty())
+                .ok_or_else(|| bad(format!("secret_id_env {name} is not set")))?,
+        ),
+        (None, None) => None,
+    };
+    if v.role_id.is_none() {
+        tracing::warn!(issuer = %issuer.id, "issuer has no AppRole of its own: it signs with the global Vault token, whose policy is not limited to its key");
+    }
+    let own = v.role_id.clone().zip(secret);
+    VaultConfig::from_lookup(|k| match (k, &own) {
+        ("VAULT_TRANSIT_KEY", _) => Some(v.key.clone()),
+        // The DSC read at connection pins the version.
+        ("VAULT_TRANSIT_KEY_VERSION", _) => None,
+        ("VAULT_TOKEN", Some(_)) => None,
+        ("VAULT_ROLE_ID", Some((role, _))) => Some(role.clone()),
+        ("VAULT_SECRET_ID", Some((_, secret))) => Some(secret.clone()),
+        ("VAULT_APPROLE_MOUNT", Some(_)) => v.mount.clone().or_else(|| env(k)),
+        _ => env(k).filter(|s| !s.trim().is_empty()),
+    })
+    .map_err(|e| bad(e.to_string()))
 }
 
 /// Capped exponential backoff until Vault answers with a usable DSC.
@@ -339,11 +469,11 @@ async fn retry_vault(
     }
 }
 
-struct SigningCheck(Arc<SigningSlot>);
+struct SigningCheck(Arc<SigningSlot>, String);
 
 impl ReadinessCheck for SigningCheck {
     fn name(&self) -> &str {
-        "signer"
+        &self.1
     }
     fn check(&self) -> CheckFuture<'_> {
         Box::pin(async move {
@@ -426,11 +556,11 @@ impl ReadinessCheck for StoreCheck {
     }
 }
 
-struct VaultCheck(Arc<VaultTransitSigner>);
+struct VaultCheck(Arc<VaultTransitSigner>, String);
 
 impl ReadinessCheck for VaultCheck {
     fn name(&self) -> &str {
-        "vault-transit"
+        &self.1
     }
     fn check(&self) -> CheckFuture<'_> {
         Box::pin(async move {

@@ -26,7 +26,7 @@ pub struct Inner {
     /// The registration document (urn, version, configDefs).
     pub mediator: MediatorDoc,
     pub started: Instant,
-    pub metrics: Metrics,
+    pub metrics: Arc<Metrics>,
     pub openhim: Arc<OpenHimStatus>,
     pub readiness: ReadinessRegistry,
     /// Run-time config from OpenHIM (configDefs-typed); updated by heartbeats.
@@ -129,11 +129,15 @@ impl AppStateBuilder {
             None => reqwest::Client::builder().use_rustls_tls().build()?,
         };
         let runtime = RuntimeConfig::from_defaults(&self.mediator.defs, &self.mediator.defaults);
+        let metrics = Arc::new(Metrics::default());
+        metrics
+            .clock
+            .set_warn_threshold(self.config.server.clock_offset_warn_secs);
         Ok(AppState(Arc::new(Inner {
             standalone,
             mediator: self.mediator,
             started: Instant::now(),
-            metrics: Metrics::default(),
+            metrics,
             openhim: status,
             readiness,
             runtime: Arc::new(watch::Sender::new(runtime)),

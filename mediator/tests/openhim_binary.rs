@@ -26,7 +26,9 @@ fn spawn(envs: &[(&str, String)]) -> Child {
         .current_dir(&dir)
         .env_clear()
         .stdout(Stdio::null())
-        .stderr(Stdio::piped());
+        .stderr(Stdio::piped())
+        // The admin listener defaults to port + 1, which a parallel test may hold.
+        .env("DDCC_ADMIN_ADDR", "127.0.0.1:0");
     for (k, v) in envs {
         cmd.env(k, v);
     }

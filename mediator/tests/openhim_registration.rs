@@ -351,7 +351,7 @@ async fn stopping_ends_heartbeats_and_metrics_show_the_state() {
         m.state.openhim.heartbeats.load(Ordering::Relaxed) >= 2
     })
     .await;
-    let metrics = reqwest::get(format!("{}/metrics", m.url))
+    let metrics = reqwest::get(format!("{}/metrics", m.admin_url))
         .await
         .expect("metrics")
         .text()
@@ -360,6 +360,27 @@ async fn stopping_ends_heartbeats_and_metrics_show_the_state() {
     assert!(
         metrics.contains("ddcc_openhim_registration_state{state=\"registered\"} 1"),
         "{metrics}"
+    );
+    // The core's Date headers against our clock (same host: well within a second
+    // of Date's resolution).
+    let offset = m
+        .state
+        .metrics
+        .clock
+        .get("openhim")
+        .expect("offset recorded");
+    assert!(offset.abs() < 2.0, "{offset}");
+    assert!(
+        metrics.contains("ddcc_clock_offset_seconds{source=\"openhim\"}"),
+        "{metrics}"
+    );
+    let public = reqwest::get(format!("{}/metrics", m.url))
+        .await
+        .expect("public");
+    assert_eq!(
+        public.status().as_u16(),
+        404,
+        "metrics only on the admin listener"
     );
     let ready: serde_json::Value = reqwest::get(format!("{}/ready", m.url))
         .await

@@ -86,6 +86,7 @@ fn run_against_binary(shared: &std::path::Path, database_url: Option<&str>) -> S
         .current_dir(&data)
         .env_clear()
         .env("SERVER_PORT", port.to_string())
+        .env("DDCC_ADMIN_ADDR", "127.0.0.1:0")
         .env("DDCC_DATA_DIR", &data)
         .env("DDCC_PROFILES_DIR", root().join("fhir-profiles"))
         .stdout(Stdio::null())

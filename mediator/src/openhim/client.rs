@@ -46,6 +46,8 @@ pub struct OpenHimClient {
     use_token: AtomicBool,
     /// `hex(sha512(salt + password))`, fetched once per salt (§2.3 step 2).
     token_hash: Mutex<Option<String>>,
+    /// Where the core's `Date` headers are compared with our clock.
+    clock: Option<std::sync::Arc<crate::metrics::Metrics>>,
 }
 
 impl std::fmt::Debug for OpenHimClient {
@@ -83,7 +85,21 @@ impl OpenHimClient {
             auth: cfg.auth,
             use_token: AtomicBool::new(cfg.auth == OpenHimAuth::Token),
             token_hash: Mutex::new(None),
+            clock: None,
         })
+    }
+
+    /// Records the offset of the core's `Date` headers (registration, heartbeat)
+    /// in these metrics' `ddcc_clock_offset_seconds{source="openhim"}`.
+    pub fn with_clock(mut self, metrics: std::sync::Arc<crate::metrics::Metrics>) -> Self {
+        self.clock = Some(metrics);
+        self
+    }
+
+    fn observe_date(&self, resp: &reqwest::Response, sent: SystemTime) {
+        if let Some(m) = &self.clock {
+            m.clock.observe_headers("openhim", resp.headers(), sent);
+        }
     }
 
     /// Whether requests currently use the token scheme.
@@ -185,6 +201,7 @@ impl OpenHimClient {
 
     /// `POST /mediators` (§3). 201 (or any 2xx) is success.
     pub async fn register(&self, doc: &Value) -> Result<(), ClientError> {
+        let sent = SystemTime::now();
         let resp = self
             .request(Method::POST, "/mediators", "register")
             .await?
@@ -195,6 +212,7 @@ impl OpenHimClient {
                 call: "register",
                 message: e.without_url().to_string(),
             })?;
+        self.observe_date(&resp, sent);
         let status = resp.status();
         self.on_status(status);
         if status.is_success() {
@@ -218,6 +236,7 @@ impl OpenHimClient {
         if want_config {
             body["config"] = Value::Bool(true);
         }
+        let sent = SystemTime::now();
         let resp = self
             .request(
                 Method::POST,
@@ -232,6 +251,7 @@ impl OpenHimClient {
                 call: "heartbeat",
                 message: e.without_url().to_string(),
             })?;
+        self.observe_date(&resp, sent);
         let status = resp.status();
         self.on_status(status);
         if status == StatusCode::NOT_FOUND {

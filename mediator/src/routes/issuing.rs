@@ -9,6 +9,7 @@ use ddcc_issuing::input::{self, InputError};
 use ddcc_issuing::issue::{IssueError, Issued, Issuer};
 use serde_json::{json, Value};
 
+use crate::auth::{signing_for, Caller};
 use crate::error::{ApiError, Issue};
 use crate::now_unix;
 use crate::openhim::{Orchestration, Recorder};
@@ -140,6 +141,7 @@ async fn issue_one(
 async fn generate(
     state: AppState,
     req: actix_web::HttpRequest,
+    caller: Caller,
     recorder: Recorder,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
@@ -150,29 +152,39 @@ async fn generate(
         "generateHealthCertificate",
         crate::audit::Action::Create,
     );
-    let result = generate_inner(&state, &recorder, &audit, body).await;
+    let result = generate_inner(&state, &caller, &recorder, &audit, body).await;
     audit.record_result(&state, &[], &result, true).await;
     result
 }
 
 async fn generate_inner(
     state: &AppState,
+    caller: &Caller,
     recorder: &Recorder,
     audit: &crate::audit::Audit,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    let (signing, slot) = signing(state)?;
+    // The caller's identity alone picks the issuer and its key.
+    let (signing, slot) = signing_for(state, caller)?;
     let body = json_body(&body)?;
     let response = input::questionnaire_response(&body).map_err(input_error)?;
-    let document = crate::registry::issue_once(state, response, recorder, Some(audit), || {
-        issue_one(
-            state,
-            &signing.issuer,
-            slot.endpoint.as_deref(),
-            response,
-            recorder,
-        )
-    })
+    let issuer = crate::auth::issuer_of(state, caller);
+    let document = crate::registry::issue_once_in(
+        state,
+        issuer.as_deref(),
+        response,
+        recorder,
+        Some(audit),
+        || {
+            issue_one(
+                state,
+                &signing.issuer,
+                slot.endpoint.as_deref(),
+                response,
+                recorder,
+            )
+        },
+    )
     .await?;
     Ok(fhir_json(StatusCode::OK, &document))
 }
@@ -182,6 +194,7 @@ async fn generate_inner(
 pub(crate) async fn submit_health_event(
     state: AppState,
     req: actix_web::HttpRequest,
+    caller: Caller,
     recorder: Recorder,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
@@ -193,18 +206,20 @@ pub(crate) async fn submit_health_event(
         "submitHealthEvent",
         crate::audit::Action::Create,
     );
-    let result = submit_health_event_inner(state.clone(), recorder, body, &audit).await;
+    let result = submit_health_event_inner(state.clone(), &caller, recorder, body, &audit).await;
     audit.record_result(&state, &[], &result, true).await;
     result
 }
 
 async fn submit_health_event_inner(
     state: AppState,
+    caller: &Caller,
     recorder: Recorder,
     body: web::Bytes,
     audit: &crate::audit::Audit,
 ) -> Result<HttpResponse, ApiError> {
-    let (signing, slot) = signing(&state)?;
+    let (signing, slot) = signing_for(&state, caller)?;
+    let issuer = crate::auth::issuer_of(&state, caller);
     let body = json_body(&body)?;
     let entries = input::batch_entries(&body).map_err(input_error)?;
     let mut out = Vec::with_capacity(entries.len());
@@ -212,15 +227,22 @@ async fn submit_health_event_inner(
     for entry in entries {
         let result = match entry {
             Ok(response) => {
-                crate::registry::issue_once(&state, response, &recorder, Some(audit), || {
-                    issue_one(
-                        &state,
-                        &signing.issuer,
-                        slot.endpoint.as_deref(),
-                        response,
-                        &recorder,
-                    )
-                })
+                crate::registry::issue_once_in(
+                    &state,
+                    issuer.as_deref(),
+                    response,
+                    &recorder,
+                    Some(audit),
+                    || {
+                        issue_one(
+                            &state,
+                            &signing.issuer,
+                            slot.endpoint.as_deref(),
+                            response,
+                            &recorder,
+                        )
+                    },
+                )
                 .await
             }
             Err(e) => Err(input_error(e)),
@@ -267,10 +289,25 @@ async fn dsc(state: AppState) -> Result<HttpResponse, ApiError> {
         .body(identity.dsc_pem()))
 }
 
-/// The SMART Health Card issuer key set, at `<iss>/.well-known/jwks.json`.
+/// The SMART Health Card issuer key set, at `<iss>/.well-known/jwks.json`: every
+/// issuer's key when an issuers file configures several.
 async fn jwks(state: AppState) -> Result<HttpResponse, ApiError> {
-    let identity = signing(&state)?.0.identity;
-    let set = ddcc_cert::shc::jwks(&[&identity]).map_err(|e| ApiError::internal(e.to_string()))?;
+    let identities = match state.service::<crate::auth::IssuerSlots>() {
+        Some(slots) => slots
+            .0
+            .iter()
+            .filter_map(|(_, slot)| slot.get().ok().map(|s| s.identity))
+            .collect::<Vec<_>>(),
+        None => vec![signing(&state)?.0.identity],
+    };
+    if identities.is_empty() {
+        return Err(ApiError::Unavailable {
+            service: "signer".into(),
+            message: "no issuer's signer is connected".into(),
+        });
+    }
+    let refs: Vec<_> = identities.iter().collect();
+    let set = ddcc_cert::shc::jwks(&refs).map_err(|e| ApiError::internal(e.to_string()))?;
     Ok(HttpResponse::Ok()
         .insert_header((header::CONTENT_TYPE, "application/json"))
         // Verifiers fetch this from browsers and apps on other origins.

@@ -430,6 +430,7 @@ async fn search_inner(
 async fn post_root(
     state: AppState,
     req: HttpRequest,
+    caller: crate::auth::Caller,
     recorder: Recorder,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
@@ -440,7 +441,10 @@ async fn post_root(
             && b.get("type").and_then(Value::as_str) == Some("batch")
     });
     if is_batch {
-        return crate::routes::issuing::submit_health_event(state, req, recorder, body).await;
+        // The path said `register`; the body says issuing.
+        crate::auth::require(&state, &caller, crate::auth::RouteGroup::Issue)?;
+        return crate::routes::issuing::submit_health_event(state, req, caller, recorder, body)
+            .await;
     }
     // Audit (added for BALP): an ITI-65 commits with its event; failures are recorded here.
     let audit = Audit::interaction(&state, &req, "transaction", Action::Create);

@@ -49,6 +49,9 @@ pub struct Downstream(pub String);
 
 pub struct Running {
     pub url: String,
+    /// The admin listener (`/metrics`, `/admin/**`).
+    pub admin_url: String,
+    admin: actix_web::dev::ServerHandle,
     pub state: AppState,
     handle: actix_web::dev::ServerHandle,
     runner: Option<RunnerHandle>,
@@ -64,6 +67,7 @@ impl Running {
     pub async fn stop(mut self) {
         self.stop_openhim().await;
         self.handle.stop(true).await;
+        self.admin.stop(true).await;
     }
 }
 
@@ -83,9 +87,17 @@ pub async fn start_mediator(mut cfg: Config, downstream: &str) -> Running {
         .run();
     let handle = srv.handle();
     actix_web::rt::spawn(srv);
+    let admin_listener = TcpListener::bind("127.0.0.1:0").expect("bind admin");
+    let admin_port = admin_listener.local_addr().expect("addr").port();
+    let admin = server::run_listener(&state, server::Surface::Admin, admin_listener, None, false)
+        .expect("admin listener");
+    let admin_handle = admin.handle();
+    actix_web::rt::spawn(admin);
     let runner = server::start_openhim(&state).expect("openhim task");
     Running {
         url: format!("http://127.0.0.1:{port}"),
+        admin_url: format!("http://127.0.0.1:{admin_port}"),
+        admin: admin_handle,
         state,
         handle,
         runner,
