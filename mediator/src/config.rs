@@ -38,6 +38,64 @@ pub struct Config {
     /// `STANDALONE`: `None` means "decide from whether an OpenHIM URL is configured".
     pub standalone: Option<bool>,
     pub ddcc: DdccConfig,
+    pub registry: RegistryConfig,
+}
+
+/// What the service runs as, `DDCC_MODE`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Issuing, mapping, validation, verification and the registry.
+    #[default]
+    Full,
+    /// Only the FHIR REST store/registry routes (and health/metrics): no issuing, no
+    /// signing key. Another instance's `FHIR_SERVER`.
+    Store,
+}
+
+impl std::str::FromStr for Mode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "full" => Ok(Self::Full),
+            "store" => Ok(Self::Store),
+            other => Err(format!("expected full or store, got {other:?}")),
+        }
+    }
+}
+
+/// Where the registry keeps its resources and how it pages searches.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RegistryConfig {
+    /// `DDCC_MODE`.
+    pub mode: Mode,
+    /// `FHIR_SERVER`: base URL of an external FHIR server (e.g. HAPI, or another
+    /// instance in store mode) holding the registry's resources. Idempotency keys,
+    /// revocations and the audit trail stay in the local store.
+    pub fhir_server: Option<String>,
+    /// `FHIR_SERVER_TIMEOUT_MS`: per request to the FHIR server.
+    pub fhir_server_timeout_ms: u64,
+    /// `FHIR_SERVER_RETRIES`: extra attempts for reads and idempotent writes after a
+    /// connection failure or a 5xx, with doubling backoff.
+    pub fhir_server_retries: u32,
+    /// `DDCC_SEARCH_DEFAULT_COUNT`: page size when a search gives no `_count`.
+    pub search_default_count: usize,
+    /// `DDCC_SEARCH_MAX_COUNT`: larger `_count`s are lowered to this (at most 1000).
+    pub search_max_count: usize,
+}
+
+impl Default for RegistryConfig {
+    fn default() -> Self {
+        Self {
+            mode: Mode::Full,
+            fhir_server: None,
+            fhir_server_timeout_ms: 10_000,
+            fhir_server_retries: 3,
+            search_default_count: 50,
+            search_max_count: ddcc_store::MAX_COUNT,
+        }
+    }
 }
 
 /// What the service issues and from which artefacts.
@@ -75,6 +133,7 @@ impl Default for Config {
             data_dir: PathBuf::from("./data"),
             standalone: None,
             ddcc: DdccConfig::default(),
+            registry: RegistryConfig::default(),
         }
     }
 }
@@ -379,6 +438,24 @@ impl Config {
         }
         if let Some(v) = get("DDCC_CERTIFICATE_VALIDITY_DAYS") {
             self.ddcc.certificate_validity_days = parse("DDCC_CERTIFICATE_VALIDITY_DAYS", &v)?;
+        }
+        if let Some(v) = get("DDCC_MODE") {
+            self.registry.mode = parse("DDCC_MODE", &v)?;
+        }
+        if let Some(v) = get("FHIR_SERVER") {
+            self.registry.fhir_server = Some(v.trim().trim_end_matches('/').to_string());
+        }
+        if let Some(v) = get("FHIR_SERVER_TIMEOUT_MS") {
+            self.registry.fhir_server_timeout_ms = parse("FHIR_SERVER_TIMEOUT_MS", &v)?;
+        }
+        if let Some(v) = get("FHIR_SERVER_RETRIES") {
+            self.registry.fhir_server_retries = parse("FHIR_SERVER_RETRIES", &v)?;
+        }
+        if let Some(v) = get("DDCC_SEARCH_DEFAULT_COUNT") {
+            self.registry.search_default_count = parse("DDCC_SEARCH_DEFAULT_COUNT", &v)?;
+        }
+        if let Some(v) = get("DDCC_SEARCH_MAX_COUNT") {
+            self.registry.search_max_count = parse("DDCC_SEARCH_MAX_COUNT", &v)?;
         }
         if let Some(v) = get("DDCC_LOG_FORMAT") {
             self.log.format = parse("DDCC_LOG_FORMAT", &v)?;

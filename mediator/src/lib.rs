@@ -6,6 +6,7 @@ pub mod catalogue;
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod fhir_server;
 pub mod keys;
 pub mod mapping;
 pub mod metrics;

@@ -30,6 +30,8 @@ pub enum ServicesError {
     VaultConfig(String),
     #[error("registry store: {0}")]
     Store(#[from] ddcc_store::StoreError),
+    #[error("FHIR server client: {0}")]
+    FhirServer(String),
 }
 
 /// The signing side once connected: the identity (DSC, kid) and the issuer using it.
@@ -92,6 +94,8 @@ pub struct Services {
     pub signing: Arc<SigningSlot>,
     pub registry: Arc<crate::registry::Registry>,
     vault: Option<Arc<VaultTransitSigner>>,
+    /// `DDCC_MODE=store`: no signer, so no signer readiness check.
+    store_only: bool,
 }
 
 /// The registry store: PostgreSQL when `DATABASE_URL` is set (several instances share
@@ -110,6 +114,21 @@ async fn open_store(
             }
             None => Arc::new(ddcc_store::SqliteStore::open(&config.data_dir)?),
         };
+    // With `FHIR_SERVER` the store above keeps only keys, revocations and the audit trail.
+    let store: Arc<dyn ddcc_store::Store> = match &config.registry.fhir_server {
+        Some(base) => {
+            let remote = crate::fhir_server::FhirServerStore::new(
+                base,
+                store,
+                std::time::Duration::from_millis(config.registry.fhir_server_timeout_ms),
+                config.registry.fhir_server_retries,
+            )
+            .map_err(|e| ServicesError::FhirServer(e.to_string()))?;
+            tracing::info!(base = %remote.base(), "registry resources on an external FHIR server");
+            Arc::new(remote)
+        }
+        None => store,
+    };
     tracing::info!(backend = store.backend(), "registry store open");
     Ok(Arc::new(crate::registry::Registry { store }))
 }
@@ -177,6 +196,24 @@ impl Services {
         let country = config.ddcc.issuer_country.clone();
         let registry = open_store(config, &env).await?;
 
+        if config.registry.mode == crate::config::Mode::Store {
+            tracing::info!("store mode: FHIR registry routes only, no issuing and no signing key");
+            return Ok(Services {
+                catalogue,
+                mapping,
+                validator,
+                signing: Arc::new(SigningSlot {
+                    state: std::sync::RwLock::new(Err(
+                        "store mode (DDCC_MODE=store) does not issue".into(),
+                    )),
+                    endpoint: None,
+                }),
+                registry,
+                vault: None,
+                store_only: true,
+            });
+        }
+
         if env("VAULT_ADDR").is_some_and(|v| !v.trim().is_empty()) {
             let vcfg = VaultConfig::from_lookup(&env)
                 .map_err(|e| ServicesError::VaultConfig(e.to_string()))?;
@@ -213,6 +250,7 @@ impl Services {
                 signing: slot,
                 registry,
                 vault,
+                store_only: false,
             });
         }
 
@@ -238,6 +276,7 @@ impl Services {
             signing: slot,
             registry,
             vault: None,
+            store_only: false,
         })
     }
 
@@ -246,8 +285,10 @@ impl Services {
         if let Some(signer) = &self.vault {
             builder = builder.with_readiness(Arc::new(VaultCheck(signer.clone())));
         }
+        if !self.store_only {
+            builder = builder.with_readiness(Arc::new(SigningCheck(self.signing.clone())));
+        }
         builder
-            .with_readiness(Arc::new(SigningCheck(self.signing.clone())))
             .with_readiness(Arc::new(StoreCheck(self.registry.clone())))
             .with_service(self.registry)
             .with_service(self.catalogue)

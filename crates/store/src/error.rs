@@ -44,6 +44,10 @@ pub enum StoreError {
     Codec(String),
     #[error("database: {0}")]
     Backend(String),
+    /// An external FHIR server behind the store answered with a server error (HTTP 502):
+    /// unlike `Backend`, it was reachable, so waiting alone may not help.
+    #[error("FHIR server: {0}")]
+    Upstream(String),
 }
 
 impl StoreError {
@@ -64,6 +68,7 @@ impl StoreError {
             StoreError::AlreadyExists { .. } | StoreError::ClaimLost(_) => 409,
             StoreError::VersionConflict { .. } => 412,
             StoreError::Corrupt(_) | StoreError::Codec(_) | StoreError::Backend(_) => 500,
+            StoreError::Upstream(_) => 502,
         }
     }
 }
