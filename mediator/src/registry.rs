@@ -588,11 +588,26 @@ pub fn document_as_issued(stored: &Value) -> Value {
 }
 
 /// The document a DocumentReference's `Binary/{id}` names, with the `Type/id` that
-/// holds it: a Binary with the document's bytes (ITI-65 submissions, and certificates
-/// registered before documents were stored as Bundles), else the document Bundle of
-/// that id. `None` when neither exists any more.
-pub async fn read_document(store: &dyn Store, id: &str) -> Result<Option<(String, Value)>, ApiError> {
-    let gone = |e: &StoreError| matches!(e, StoreError::NotFound { .. } | StoreError::Gone { .. });
+/// holds it: the document Bundle of that id (issued certificates), else a Binary with
+/// the document's bytes (ITI-65 submissions, and certificates registered before
+/// documents were stored as Bundles). The Bundle is asked first because a FHIR server
+/// that is another instance of this service answers `Binary/{id}` for it too, with its
+/// byte view. `None` when neither exists any more.
+pub async fn read_document(
+    store: &dyn Store,
+    id: &str,
+) -> Result<Option<(String, Value)>, ApiError> {
+    match store.read("Bundle", id).await {
+        Ok(b) if b.resource.get("type").and_then(Value::as_str) == Some("document") => {
+            return Ok(Some((
+                format!("Bundle/{id}"),
+                document_as_issued(&b.resource),
+            )));
+        }
+        Ok(_) | Err(StoreError::NotFound { .. }) => {}
+        Err(StoreError::Gone { .. }) => return Ok(None),
+        Err(e) => return Err(store_error(e)),
+    }
     match store.read("Binary", id).await {
         Ok(b) => {
             let document = b
@@ -601,16 +616,12 @@ pub async fn read_document(store: &dyn Store, id: &str) -> Result<Option<(String
                 .and_then(Value::as_str)
                 .and_then(|d| base64::engine::general_purpose::STANDARD.decode(d).ok())
                 .and_then(|bytes| serde_json::from_slice(&bytes).ok())
-                .ok_or_else(|| ApiError::internal(format!("Binary/{id} does not hold a document")))?;
-            return Ok(Some((format!("Binary/{id}"), document)));
+                .ok_or_else(|| {
+                    ApiError::internal(format!("Binary/{id} does not hold a document"))
+                })?;
+            Ok(Some((format!("Binary/{id}"), document)))
         }
-        Err(StoreError::NotFound { .. }) => {}
-        Err(e) if gone(&e) => return Ok(None),
-        Err(e) => return Err(store_error(e)),
-    }
-    match store.read("Bundle", id).await {
-        Ok(b) => Ok(Some((format!("Bundle/{id}"), document_as_issued(&b.resource)))),
-        Err(e) if gone(&e) => Ok(None),
+        Err(StoreError::NotFound { .. } | StoreError::Gone { .. }) => Ok(None),
         Err(e) => Err(store_error(e)),
     }
 }
@@ -790,7 +801,7 @@ pub async fn revoke_audited(
     if let Some(bin) = &binary {
         if let Some((held_by, document)) = read_document(store, bin).await? {
             hcid = hcid_of(&document);
-            let (resource_type, id) = held_by.split_once('/').unwrap_or(("Binary", bin));
+            let (resource_type, id) = held_by.split_once('/').unwrap_or(("Binary", bin.as_str()));
             touched.push(held_by.clone());
             entries.push(TxEntry {
                 full_url: None,

@@ -770,10 +770,11 @@ async fn provide_document_bundle(
     // Only a submission (a transaction that creates) is an ITI-65 Provide Document
     // Bundle; updates and deletes alone (a revocation forwarded by an instance using this
     // one as its FHIR server) are a plain FHIR transaction.
-    let submits = tx
-        .entries
-        .iter()
-        .any(|e| matches!(e.op, ddcc_store::TxOp::Create { .. }));
+    let submits = tx.entries.is_empty()
+        || tx
+            .entries
+            .iter()
+            .any(|e| matches!(e.op, ddcc_store::TxOp::Create { .. }));
     let mut missing = Vec::new();
     if submits && !resources.iter().any(|r| {
         r.get("resourceType").and_then(Value::as_str) == Some("List")

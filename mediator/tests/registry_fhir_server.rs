@@ -1,0 +1,381 @@
+//! `FHIR_SERVER`: instance A (in-process, the real app) keeps the registry's resources
+//! on instance B, the built binary in store mode (`DDCC_MODE=store`, its own SQLite).
+//! Through A: the generate flow (two doses, one Folder, a resubmission answered with
+//! the certificate already issued), the document's byte view, `$docref`, paging, an
+//! ITI-65 submission, revocation — and the data is checked in B over its own HTTP API,
+//! while A's local store holds only the audit trail and the idempotency keys. With B
+//! down, A answers 503 and nothing is half-written: after B is back the same event
+//! issues exactly once.
+
+mod service;
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use actix_web::http::header::{ACCEPT, CONTENT_TYPE};
+use actix_web::test::{self, TestRequest};
+use ddcc_mediator::config::Mode;
+use ddcc_store::{SearchQuery, Store};
+use serde_json::{json, Value};
+use service::{app, config, english_response, root};
+
+const GENERATE: &str = "/fhir/QuestionnaireResponse/$generateHealthCertificate";
+
+/// B, killed however the test ends.
+struct StoreInstance {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for StoreInstance {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// The binary in store mode on `port` over `data`.
+fn start_store(data: &Path, port: u16) -> StoreInstance {
+    std::fs::create_dir_all(data).expect("data dir");
+    let child = Command::new(env!("CARGO_BIN_EXE_ddcc-mediator"))
+        .arg("serve")
+        .current_dir(data)
+        .env_clear()
+        .env("DDCC_MODE", "store")
+        .env("SERVER_HOST", "127.0.0.1")
+        .env("SERVER_PORT", port.to_string())
+        .env("DDCC_DATA_DIR", data)
+        .env("DDCC_PROFILES_DIR", root().join("fhir-profiles"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("binary starts");
+    let addr = format!("127.0.0.1:{port}");
+    let up = (0..500).any(|_| {
+        if std::net::TcpStream::connect(&addr).is_ok() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(40));
+        false
+    });
+    assert!(up, "store instance never listened on {addr}");
+    StoreInstance { child, port }
+}
+
+fn temp(tag: &str) -> PathBuf {
+    std::env::temp_dir().join(format!(
+        "ddcc-{tag}-{}-{:x}",
+        std::process::id(),
+        fastrand::u64(..)
+    ))
+}
+
+async fn call(
+    app: &impl actix_web::dev::Service<
+        actix_http::Request,
+        Response = actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>,
+        Error = actix_web::Error,
+    >,
+    method: &str,
+    path: &str,
+    body: Option<&Value>,
+) -> (u16, Vec<u8>) {
+    let mut req = match method {
+        "POST" => TestRequest::post(),
+        _ => TestRequest::get(),
+    }
+    .uri(path);
+    if let Some(b) = body {
+        req = req
+            .insert_header((CONTENT_TYPE, "application/fhir+json"))
+            .set_payload(b.to_string());
+    }
+    let resp = test::call_service(app, req.to_request()).await;
+    let status = resp.status().as_u16();
+    (status, test::read_body(resp).await.to_vec())
+}
+
+fn json_of(bytes: &[u8]) -> Value {
+    serde_json::from_slice(bytes).unwrap_or(Value::Null)
+}
+
+/// A GET on B's own API.
+async fn b_get(b: &StoreInstance, path: &str) -> (u16, Value) {
+    let r = reqwest::Client::new()
+        .get(format!("http://127.0.0.1:{}/fhir/{path}", b.port))
+        .header(ACCEPT.as_str(), "application/fhir+json")
+        .send()
+        .await
+        .expect("B answers");
+    let s = r.status().as_u16();
+    (s, r.json().await.unwrap_or(Value::Null))
+}
+
+fn resources(bundle: &Value) -> Vec<&Value> {
+    bundle["entry"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| &e["resource"])
+        .collect()
+}
+
+fn set_answer(response: &mut Value, link_id: &str, answer: Value) {
+    let items = response["item"].as_array_mut().expect("items");
+    let item = items
+        .iter_mut()
+        .find(|i| i["linkId"] == link_id)
+        .expect("link id present");
+    item["answer"] = json!([answer]);
+}
+
+fn a_config(b: &StoreInstance, tag: &str) -> ddcc_mediator::Config {
+    let mut cfg = config(tag);
+    cfg.registry.fhir_server = Some(format!("http://127.0.0.1:{}/fhir", b.port));
+    // Quick to give up when B is down, so the outage case does not wait long.
+    cfg.registry.fhir_server_retries = 1;
+    cfg.registry.fhir_server_timeout_ms = 5_000;
+    cfg
+}
+
+#[actix_web::test]
+async fn registry_on_a_store_mode_instance_behaves_as_the_embedded_one() {
+    let Some(mut response) = english_response() else {
+        return;
+    };
+    let b = start_store(&temp("fhir-b"), free_port());
+    let cfg = a_config(&b, "fhir-a");
+    assert_eq!(cfg.registry.mode, Mode::Full);
+    let a_dir = cfg.data_dir.clone();
+    let a = app(cfg).await;
+
+    // B serves only the store: no issuing routes, nothing issuing-related in metadata.
+    let (s, _) = b_get(&b, "QuestionnaireResponse/$generateHealthCertificate").await;
+    assert!(s == 404 || s == 405, "store mode serves no issuing, got {s}");
+    let (s, cs) = b_get(&b, "metadata").await;
+    assert_eq!(s, 200);
+    let types: Vec<&str> = cs["rest"][0]["resource"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r["type"].as_str())
+        .collect();
+    assert!(types.contains(&"DocumentReference") && !types.contains(&"QuestionnaireResponse"));
+
+    // Two doses for one holder through A.
+    let hcid = format!("fhir-server-hcid-{:x}", fastrand::u64(..));
+    set_answer(&mut response, "hcid", json!({"valueString": hcid}));
+    let (s, d1) = call(&a, "POST", GENERATE, Some(&response)).await;
+    assert_eq!(s, 200, "{}", String::from_utf8_lossy(&d1));
+    let d1 = json_of(&d1);
+    let (s, again) = call(&a, "POST", GENERATE, Some(&response)).await;
+    assert_eq!(s, 200);
+    assert_eq!(json_of(&again), d1, "a resubmission gets the issued certificate");
+    let mut second = response.clone();
+    set_answer(&mut second, "date", json!({"valueDate": "2021-04-26"}));
+    set_answer(&mut second, "dose", json!({"valueInteger": 2}));
+    let (s, d2) = call(&a, "POST", GENERATE, Some(&second)).await;
+    assert_eq!(s, 200, "{}", String::from_utf8_lossy(&d2));
+
+    // In B: one Folder for the HCID holding both certificates, each document a Bundle.
+    let (s, folders) = b_get(&b, &format!("List?code=folder&identifier={hcid}")).await;
+    assert_eq!(s, 200);
+    let folders = resources(&folders);
+    assert_eq!(folders.len(), 1, "one Folder per HCID");
+    let folder_items: Vec<String> = folders[0]["entry"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e["item"]["reference"].as_str().map(str::to_string))
+        .collect();
+    let master = d1["identifier"]["value"].as_str().expect("document identifier");
+    let (_, docrefs) = b_get(&b, &format!("DocumentReference?identifier={master}")).await;
+    let docref = resources(&docrefs)
+        .into_iter()
+        .next()
+        .cloned()
+        .expect("the document's DocumentReference is in B");
+    let docref_id = docref["id"].as_str().expect("id").to_string();
+    assert!(folder_items.contains(&format!("DocumentReference/{docref_id}")));
+    assert_eq!(folder_items.len() % 2, 0, "both doses' entries: {folder_items:?}");
+    let url = docref["content"][0]["attachment"]["url"]
+        .as_str()
+        .expect("attachment url")
+        .to_string();
+    let doc_id = url.strip_prefix("Binary/").expect("Binary/{id}").to_string();
+    let (s, stored) = b_get(&b, &format!("Bundle/{doc_id}")).await;
+    assert_eq!(s, 200);
+    assert_eq!(stored["type"], "document");
+    assert_eq!(stored["meta"]["versionId"], "1");
+
+    // Through A: ITI-68 gives the signed document exactly; the Bundle is readable.
+    let (s, bytes) = call(&a, "GET", &format!("/fhir/{url}"), None).await;
+    assert_eq!(s, 200);
+    assert_eq!(json_of(&bytes), d1, "the stored document is what was signed");
+    let (s, _) = call(&a, "GET", &format!("/fhir/Bundle/{doc_id}"), None).await;
+    assert_eq!(s, 200);
+
+    // $docref and paging through A.
+    let patient = docref["subject"]["reference"]
+        .as_str()
+        .expect("subject")
+        .to_string();
+    let (s, found) = call(
+        &a,
+        "GET",
+        &format!("/fhir/DocumentReference/$docref?patient={patient}"),
+        None,
+    )
+    .await;
+    assert_eq!(s, 200, "{}", String::from_utf8_lossy(&found));
+    let found = json_of(&found);
+    assert!(resources(&found)
+        .iter()
+        .any(|r| r["id"].as_str() == Some(docref_id.as_str())));
+    let (s, page) = call(&a, "GET", "/fhir/DocumentReference?_count=1", None).await;
+    assert_eq!(s, 200);
+    let page = json_of(&page);
+    assert_eq!(resources(&page).len(), 1);
+    let next = page["link"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|l| l["relation"] == "next")
+        .and_then(|l| l["url"].as_str())
+        .expect("a next link");
+    let path = &next[next.find("/fhir/").expect("fhir path")..];
+    let (s, page2) = call(&a, "GET", path, None).await;
+    assert_eq!(s, 200);
+    let page2 = json_of(&page2);
+    assert_eq!(resources(&page2).len(), 1);
+    assert_ne!(resources(&page)[0]["id"], resources(&page2)[0]["id"]);
+
+    // Unsupported search parameters are refused by A before B is asked.
+    let (s, oo) = call(&a, "GET", "/fhir/DocumentReference?author=x", None).await;
+    assert_eq!(s, 400);
+    assert_eq!(json_of(&oo)["resourceType"], "OperationOutcome");
+
+    // An ITI-65 submission through A lands in B.
+    let submission = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"fullUrl": "urn:uuid:6e0b7a39-1c4b-4d53-9e4b-2f6f0cf1c001",
+         "resource": {"resourceType": "Binary", "contentType": "text/plain", "data": "aGk="},
+         "request": {"method": "POST", "url": "Binary"}},
+        {"fullUrl": "urn:uuid:6e0b7a39-1c4b-4d53-9e4b-2f6f0cf1c002",
+         "resource": {"resourceType": "DocumentReference", "status": "current",
+            "content": [{"attachment": {"contentType": "text/plain",
+                "url": "urn:uuid:6e0b7a39-1c4b-4d53-9e4b-2f6f0cf1c001"}}]},
+         "request": {"method": "POST", "url": "DocumentReference"}},
+        {"fullUrl": "urn:uuid:6e0b7a39-1c4b-4d53-9e4b-2f6f0cf1c003",
+         "resource": {"resourceType": "List", "status": "current", "mode": "working",
+            "code": {"coding": [{"system": "https://profiles.ihe.net/ITI/MHD/CodeSystem/MHDlistTypes", "code": "submissionset"}]},
+            "entry": [{"item": {"reference": "urn:uuid:6e0b7a39-1c4b-4d53-9e4b-2f6f0cf1c002"}}]},
+         "request": {"method": "POST", "url": "List"}}]});
+    let (s, tr) = call(&a, "POST", "/fhir", Some(&submission)).await;
+    assert_eq!(s, 200, "{}", String::from_utf8_lossy(&tr));
+    let tr = json_of(&tr);
+    let locations: Vec<&str> = tr["entry"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e["response"]["location"].as_str())
+        .collect();
+    assert_eq!(locations.len(), 3);
+    let (s, dr) = b_get(&b, locations[1]).await;
+    assert_eq!(s, 200);
+    assert_eq!(
+        dr["content"][0]["attachment"]["url"].as_str(),
+        Some(locations[0])
+    );
+
+    // Revocation through A: in B the DocumentReference is entered-in-error, the
+    // document is deleted and the Folder no longer lists it.
+    let (s, r) = call(
+        &a,
+        "POST",
+        &format!("/fhir/Bundle/{docref_id}/$revokeHealthCertificate"),
+        None,
+    )
+    .await;
+    assert_eq!(s, 200, "{}", String::from_utf8_lossy(&r));
+    assert_eq!(json_of(&r)["parameter"][0]["valueBoolean"], true);
+    let (_, dr) = b_get(&b, &format!("DocumentReference/{docref_id}")).await;
+    assert_eq!(dr["status"], "entered-in-error");
+    let (s, _) = b_get(&b, &format!("Bundle/{doc_id}")).await;
+    assert_eq!(s, 410);
+    let (s, _) = call(&a, "GET", &format!("/fhir/{url}"), None).await;
+    assert_eq!(s, 410);
+    let (_, folders) = b_get(&b, &format!("List?code=folder&identifier={hcid}")).await;
+    assert!(!resources(&folders)[0]["entry"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|e| e["item"]["reference"] == format!("DocumentReference/{docref_id}")));
+
+    // A's own store: the audit trail and the revocation, none of the registry's data.
+    drop(a);
+    let local = ddcc_store::SqliteStore::open(&a_dir).expect("A's local store");
+    let audit = local
+        .search("AuditEvent", &SearchQuery::new().with("_count", "1000"))
+        .await
+        .expect("audit search");
+    assert!(audit.len() >= 8, "A audits what it did: {}", audit.len());
+    for t in ["DocumentReference", "List", "Bundle", "Binary"] {
+        let here = local.search(t, &SearchQuery::new()).await.expect("search");
+        assert!(here.is_empty(), "A's local store holds no {t}");
+    }
+    assert_eq!(
+        local.pending_revocations(10).await.expect("revocations").len(),
+        1,
+        "the revocation is recorded for the trust network in A"
+    );
+}
+
+#[actix_web::test]
+async fn store_instance_down_is_a_503_and_nothing_is_half_written() {
+    let Some(mut response) = english_response() else {
+        return;
+    };
+    let b_dir = temp("fhir-b-down");
+    let port = free_port();
+    let b = start_store(&b_dir, port);
+    let a = app(a_config(&b, "fhir-a-down")).await;
+    let hcid = format!("fhir-down-hcid-{:x}", fastrand::u64(..));
+    set_answer(&mut response, "hcid", json!({"valueString": hcid}));
+    drop(b);
+
+    let (s, oo) = call(&a, "POST", GENERATE, Some(&response)).await;
+    assert_eq!(s, 503, "{}", String::from_utf8_lossy(&oo));
+    assert_eq!(json_of(&oo)["resourceType"], "OperationOutcome");
+    let (s, _) = call(&a, "GET", "/fhir/DocumentReference", None).await;
+    assert_eq!(s, 503);
+    let (s, _) = call(&a, "GET", "/fhir/Binary/anything", None).await;
+    assert_eq!(s, 503);
+
+    // B back on the same data: nothing of the failed request is there, and the same
+    // event now issues once (its key was released, not left answered or claimed).
+    let b = start_store(&b_dir, port);
+    let (_, before) = b_get(&b, "DocumentReference").await;
+    assert_eq!(before["total"], 0, "nothing half-written: {before}");
+    let (s, d) = call(&a, "POST", GENERATE, Some(&response)).await;
+    assert_eq!(s, 200, "{}", String::from_utf8_lossy(&d));
+    let (s, again) = call(&a, "POST", GENERATE, Some(&response)).await;
+    assert_eq!(s, 200);
+    assert_eq!(json_of(&again), json_of(&d));
+    let (_, folders) = b_get(&b, &format!("List?code=folder&identifier={hcid}")).await;
+    assert_eq!(resources(&folders).len(), 1);
+    let master = json_of(&d)["identifier"]["value"]
+        .as_str()
+        .expect("identifier")
+        .to_string();
+    let (_, docs) = b_get(&b, &format!("DocumentReference?identifier={master}")).await;
+    assert_eq!(resources(&docs).len(), 1, "issued exactly once");
+}
