@@ -17,9 +17,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ddcc_store::{
-    refs, BoxFuture, Claim, ClaimToken, Completed, FolderUpsert, KeyCompletion,
-    PendingRevocation, Result, SearchQuery, Store, StoreError, Stored, TxEntry, TxOp, TxRequest,
-    TxResult,
+    refs, BoxFuture, Claim, ClaimToken, Completed, FolderUpsert, KeyCompletion, PendingRevocation,
+    Result, SearchQuery, Store, StoreError, Stored, TxEntry, TxOp, TxRequest, TxResult,
 };
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -139,9 +138,7 @@ impl FhirServerStore {
     async fn remote_read(&self, resource_type: &str, id: &str) -> Result<Stored> {
         ddcc_store::ids::check_type(resource_type)?;
         ddcc_store::ids::check_id(id)?;
-        let v = self
-            .get_json(&format!("{resource_type}/{id}"), &[])
-            .await?;
+        let v = self.get_json(&format!("{resource_type}/{id}"), &[]).await?;
         stored_from(v, resource_type)
     }
 
@@ -240,8 +237,9 @@ impl FhirServerStore {
                 Ok(v) if v.get("id").is_some() => stored_from(v, rt)?,
                 // A server answering `Prefer: return=minimal` gives only the Location.
                 _ => {
-                    let (t, id, _) = header_location(&headers)
-                        .ok_or_else(|| StoreError::Upstream("create answered no Location".into()))?;
+                    let (t, id, _) = header_location(&headers).ok_or_else(|| {
+                        StoreError::Upstream("create answered no Location".into())
+                    })?;
                     self.remote_read(&t, &id).await?
                 }
             };
@@ -297,7 +295,8 @@ impl FhirServerStore {
             }
             bundle_entries.push(entry);
         }
-        let bundle = json!({"resourceType": "Bundle", "type": "transaction", "entry": bundle_entries});
+        let bundle =
+            json!({"resourceType": "Bundle", "type": "transaction", "entry": bundle_entries});
         let (status, headers, body) = self
             .send(Method::POST, &self.base, &[], Some(&bundle), &[], false)
             .await?;
@@ -495,22 +494,26 @@ fn stored_from(resource: Value, expected_type: &str) -> Result<Stored> {
 
 /// One `transaction-response` entry as a [`TxResult`].
 fn tx_result_from(entry: &Value, sent: &TxEntry) -> Result<TxResult> {
-    let r = entry
-        .get("response")
-        .ok_or_else(|| StoreError::Upstream("transaction-response entry without response".into()))?;
+    let r = entry.get("response").ok_or_else(|| {
+        StoreError::Upstream("transaction-response entry without response".into())
+    })?;
     let status: u16 = r
         .get("status")
         .and_then(Value::as_str)
         .and_then(|s| s.split_whitespace().next())
         .and_then(|s| s.parse().ok())
         .unwrap_or(200);
-    let location = r.get("location").and_then(Value::as_str).unwrap_or_default();
+    let location = r
+        .get("location")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     let (rt, id, v) = match split_location(location) {
         Some(x) => x,
         None => match &sent.op {
-            TxOp::Delete { resource_type, id } | TxOp::Update { resource_type, id, .. } => {
-                (resource_type.clone(), id.clone(), None)
-            }
+            TxOp::Delete { resource_type, id }
+            | TxOp::Update {
+                resource_type, id, ..
+            } => (resource_type.clone(), id.clone(), None),
             _ => {
                 return Err(StoreError::Upstream(format!(
                     "transaction-response entry without location (status {status})"
@@ -519,7 +522,11 @@ fn tx_result_from(entry: &Value, sent: &TxEntry) -> Result<TxResult> {
         },
     };
     let version_id = v
-        .or_else(|| r.get("etag").and_then(Value::as_str).and_then(ddcc_store::bundle::parse_etag))
+        .or_else(|| {
+            r.get("etag")
+                .and_then(Value::as_str)
+                .and_then(ddcc_store::bundle::parse_etag)
+        })
         .unwrap_or(1);
     let location = if status == 204 {
         format!("{rt}/{id}")
@@ -621,7 +628,10 @@ impl Store for FhirServerStore {
     ) -> BoxFuture<'a, Result<Stored>> {
         Box::pin(async move {
             if is_local(resource_type) {
-                return self.local.update(resource_type, id, resource, if_match).await;
+                return self
+                    .local
+                    .update(resource_type, id, resource, if_match)
+                    .await;
             }
             let r = self
                 .remote_transaction(&[TxEntry {
@@ -675,7 +685,12 @@ impl Store for FhirServerStore {
                 .get_json(&format!("{resource_type}/{id}/_history"), &[])
                 .await?;
             let mut out = Vec::new();
-            for e in b.get("entry").and_then(Value::as_array).into_iter().flatten() {
+            for e in b
+                .get("entry")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
                 match e.get("resource") {
                     Some(r) => out.push(stored_from(r.clone(), resource_type)?),
                     // A deletion: a tombstone, as the embedded store lists it.
@@ -783,7 +798,9 @@ impl Store for FhirServerStore {
                 out[*i] = Some(r);
             }
             out.into_iter()
-                .map(|r| r.ok_or_else(|| StoreError::Backend("a transaction entry has no result".into())))
+                .map(|r| {
+                    r.ok_or_else(|| StoreError::Backend("a transaction entry has no result".into()))
+                })
                 .collect()
         })
     }

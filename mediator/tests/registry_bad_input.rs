@@ -16,8 +16,8 @@ use service::{config, root, start};
 #[actix_web::test]
 async fn bad_registry_requests_are_refused_and_change_nothing() {
     let path = root().join("tests/data/registry-bad-input/cases.json");
-    let data: Value = serde_json::from_slice(&std::fs::read(&path).expect("cases file"))
-        .expect("cases are JSON");
+    let data: Value =
+        serde_json::from_slice(&std::fs::read(&path).expect("cases file")).expect("cases are JSON");
     let cases = data["cases"].as_array().expect("cases");
     let (app, handles) = start(config("registry-bad-input")).await;
     let mut differences = Vec::new();
@@ -70,10 +70,7 @@ async fn bad_registry_requests_are_refused_and_change_nothing() {
         "Patient",
         "Composition",
     ] {
-        let found = store
-            .search(t, &SearchQuery::new())
-            .await
-            .expect("search");
+        let found = store.search(t, &SearchQuery::new()).await.expect("search");
         assert!(found.is_empty(), "a refused request stored a {t}");
     }
 }

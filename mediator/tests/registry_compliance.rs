@@ -188,10 +188,8 @@ fn compliance_framework_passes_through_a_fhir_server() {
         return;
     }
     let (_store, store_port) = spawn_binary(&[("DDCC_MODE", "store".to_string())]);
-    let (_front, port) = spawn_binary(&[(
-        "FHIR_SERVER",
-        format!("http://127.0.0.1:{store_port}/fhir"),
-    )]);
+    let (_front, port) =
+        spawn_binary(&[("FHIR_SERVER", format!("http://127.0.0.1:{store_port}/fhir"))]);
     let stdout = harness(&shared, port);
     println!("{stdout}");
     assert_eq!(

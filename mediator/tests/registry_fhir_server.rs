@@ -160,7 +160,10 @@ async fn registry_on_a_store_mode_instance_behaves_as_the_embedded_one() {
 
     // B serves only the store: no issuing routes, nothing issuing-related in metadata.
     let (s, _) = b_get(&b, "QuestionnaireResponse/$generateHealthCertificate").await;
-    assert!(s == 404 || s == 405, "store mode serves no issuing, got {s}");
+    assert!(
+        s == 404 || s == 405,
+        "store mode serves no issuing, got {s}"
+    );
     let (s, cs) = b_get(&b, "metadata").await;
     assert_eq!(s, 200);
     let types: Vec<&str> = cs["rest"][0]["resource"]
@@ -179,7 +182,11 @@ async fn registry_on_a_store_mode_instance_behaves_as_the_embedded_one() {
     let d1 = json_of(&d1);
     let (s, again) = call(&a, "POST", GENERATE, Some(&response)).await;
     assert_eq!(s, 200);
-    assert_eq!(json_of(&again), d1, "a resubmission gets the issued certificate");
+    assert_eq!(
+        json_of(&again),
+        d1,
+        "a resubmission gets the issued certificate"
+    );
     let mut second = response.clone();
     set_answer(&mut second, "date", json!({"valueDate": "2021-04-26"}));
     set_answer(&mut second, "dose", json!({"valueInteger": 2}));
@@ -197,7 +204,9 @@ async fn registry_on_a_store_mode_instance_behaves_as_the_embedded_one() {
         .flatten()
         .filter_map(|e| e["item"]["reference"].as_str().map(str::to_string))
         .collect();
-    let master = d1["identifier"]["value"].as_str().expect("document identifier");
+    let master = d1["identifier"]["value"]
+        .as_str()
+        .expect("document identifier");
     let (_, docrefs) = b_get(&b, &format!("DocumentReference?identifier={master}")).await;
     let docref = resources(&docrefs)
         .into_iter()
@@ -206,12 +215,19 @@ async fn registry_on_a_store_mode_instance_behaves_as_the_embedded_one() {
         .expect("the document's DocumentReference is in B");
     let docref_id = docref["id"].as_str().expect("id").to_string();
     assert!(folder_items.contains(&format!("DocumentReference/{docref_id}")));
-    assert_eq!(folder_items.len() % 2, 0, "both doses' entries: {folder_items:?}");
+    assert_eq!(
+        folder_items.len() % 2,
+        0,
+        "both doses' entries: {folder_items:?}"
+    );
     let url = docref["content"][0]["attachment"]["url"]
         .as_str()
         .expect("attachment url")
         .to_string();
-    let doc_id = url.strip_prefix("Binary/").expect("Binary/{id}").to_string();
+    let doc_id = url
+        .strip_prefix("Binary/")
+        .expect("Binary/{id}")
+        .to_string();
     let (s, stored) = b_get(&b, &format!("Bundle/{doc_id}")).await;
     assert_eq!(s, 200);
     assert_eq!(stored["type"], "document");
@@ -220,7 +236,11 @@ async fn registry_on_a_store_mode_instance_behaves_as_the_embedded_one() {
     // Through A: ITI-68 gives the signed document exactly; the Bundle is readable.
     let (s, bytes) = call(&a, "GET", &format!("/fhir/{url}"), None).await;
     assert_eq!(s, 200);
-    assert_eq!(json_of(&bytes), d1, "the stored document is what was signed");
+    assert_eq!(
+        json_of(&bytes),
+        d1,
+        "the stored document is what was signed"
+    );
     let (s, _) = call(&a, "GET", &format!("/fhir/Bundle/{doc_id}"), None).await;
     assert_eq!(s, 200);
 
@@ -333,7 +353,11 @@ async fn registry_on_a_store_mode_instance_behaves_as_the_embedded_one() {
         assert!(here.is_empty(), "A's local store holds no {t}");
     }
     assert_eq!(
-        local.pending_revocations(10).await.expect("revocations").len(),
+        local
+            .pending_revocations(10)
+            .await
+            .expect("revocations")
+            .len(),
         1,
         "the revocation is recorded for the trust network in A"
     );

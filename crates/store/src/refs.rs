@@ -41,21 +41,20 @@ fn walk(
         Value::Object(obj) => {
             // A Bundle (e.g. the DDCC document) defines its own fullUrls.
             let nested_local;
-            let local =
-                if obj.get("resourceType").and_then(Value::as_str) == Some("Bundle") {
-                    let mut l = local.clone();
-                    if let Some(Value::Array(entries)) = obj.get("entry") {
-                        for e in entries {
-                            if let Some(u) = e.get("fullUrl").and_then(Value::as_str) {
-                                l.insert(u.to_owned());
-                            }
+            let local = if obj.get("resourceType").and_then(Value::as_str) == Some("Bundle") {
+                let mut l = local.clone();
+                if let Some(Value::Array(entries)) = obj.get("entry") {
+                    for e in entries {
+                        if let Some(u) = e.get("fullUrl").and_then(Value::as_str) {
+                            l.insert(u.to_owned());
                         }
                     }
-                    nested_local = l;
-                    &nested_local
-                } else {
-                    local
-                };
+                }
+                nested_local = l;
+                &nested_local
+            } else {
+                local
+            };
             for (k, v) in obj.iter_mut() {
                 if let Value::String(s) = v {
                     if k == "reference" || k == "url" {

@@ -519,8 +519,8 @@ async fn docref(
     query: web::Query<Vec<(String, String)>>,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    let audit = Audit::operation(&state, &req, "docref", Action::Execute)
-        .with_query(req.query_string());
+    let audit =
+        Audit::operation(&state, &req, "docref", Action::Execute).with_query(req.query_string());
     let result = docref_inner(&state, &req, query.into_inner(), &body).await;
     audit.record_result(&state, &[], &result, false).await;
     result
@@ -606,8 +606,9 @@ async fn docref_inner(
             }
             "patient" => {
                 let id = v.strip_prefix("Patient/").unwrap_or(&v);
-                ids::check_id(id)
-                    .map_err(|_| invalid("`patient` must be a Patient id or Patient/{id}".into()))?;
+                ids::check_id(id).map_err(|_| {
+                    invalid("`patient` must be a Patient id or Patient/{id}".into())
+                })?;
                 patient = Some(format!("Patient/{id}"));
             }
             "start" => search.push(("date".into(), format!("ge{v}"))),
@@ -776,10 +777,12 @@ async fn provide_document_bundle(
             .iter()
             .any(|e| matches!(e.op, ddcc_store::TxOp::Create { .. }));
     let mut missing = Vec::new();
-    if submits && !resources.iter().any(|r| {
-        r.get("resourceType").and_then(Value::as_str) == Some("List")
-            && has_code(r, MHD_LIST_TYPES, "submissionset")
-    }) {
+    if submits
+        && !resources.iter().any(|r| {
+            r.get("resourceType").and_then(Value::as_str) == Some("List")
+                && has_code(r, MHD_LIST_TYPES, "submissionset")
+        })
+    {
         missing.push(
             Issue::error(
                 "required",
@@ -1203,8 +1206,14 @@ async fn metadata(state: AppState, req: HttpRequest) -> Result<HttpResponse, Api
     }
     let system_ops = if issuing {
         vec![
-            op("validate", "http://hl7.org/fhir/OperationDefinition/Resource-validate"),
-            op("submitHealthEvent", "http://smart.who.int/ddcc/OperationDefinition/DDCC-submitHealthEvent"),
+            op(
+                "validate",
+                "http://hl7.org/fhir/OperationDefinition/Resource-validate",
+            ),
+            op(
+                "submitHealthEvent",
+                "http://smart.who.int/ddcc/OperationDefinition/DDCC-submitHealthEvent",
+            ),
         ]
     } else {
         Vec::new()
