@@ -323,6 +323,35 @@ impl FhirServerStore {
     }
 }
 
+impl FhirServerStore {
+    /// A Folder is written under `If-Match` of the version just read, so a concurrent
+    /// writer (another instance issuing for the same holder) makes the transaction fail
+    /// with 412 instead of losing its entries; it is then rebuilt from the Folder as it
+    /// is now and sent again.
+    async fn remote_transaction_retrying_folders(
+        &self,
+        entries: &[TxEntry],
+    ) -> Result<Vec<TxResult>> {
+        let has_folder = entries.iter().any(|e| matches!(e.op, TxOp::Folder(_)));
+        let mut attempt = 0;
+        loop {
+            match self.remote_transaction(entries).await {
+                Err(StoreError::VersionConflict { .. })
+                    if has_folder && attempt < FOLDER_RETRIES =>
+                {
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_millis(fastrand::u64(10..50) * attempt))
+                        .await;
+                }
+                other => return other,
+            }
+        }
+    }
+}
+
+/// Rebuilds of a transaction whose Folder changed under it before giving up (409/412).
+const FOLDER_RETRIES: u64 = 5;
+
 /// Client-assigned id of a new Folder: letters first, so servers that refuse numeric
 /// client ids (HAPI's default) accept it.
 fn folder_id(hcid: &str) -> String {
@@ -746,7 +775,7 @@ impl Store for FhirServerStore {
             let remote_results = if remote.is_empty() {
                 Vec::new()
             } else {
-                self.remote_transaction(&remote).await?
+                self.remote_transaction_retrying_folders(&remote).await?
             };
             // fullUrl → `Type/id` as the server assigned them, for the local half.
             let mut map = HashMap::new();

@@ -461,7 +461,9 @@ async fn paged_search(
         }
     }
     let mut q = SearchQuery::from_pairs(rest.clone());
-    q.params.push(("_count".into(), (count + 1).to_string()));
+    // `_count=0` asks for no entries: no extra row, so no `next` that would repeat it.
+    let ask = if count == 0 { 0 } else { count + 1 };
+    q.params.push(("_count".into(), ask.to_string()));
     q.params.push(("_offset".into(), offset.to_string()));
     let mut found = reg.store.search(t, &q).await.map_err(store_error)?;
     let has_next = found.len() > count;
