@@ -376,6 +376,8 @@ async fn store_instance_down_is_a_503_and_nothing_is_half_written() {
     set_answer(&mut response, "hcid", json!({"valueString": hcid}));
     drop(b);
 
+    let (s, _) = call(&a, "GET", "/ready", None).await;
+    assert_eq!(s, 503, "readiness reports the FHIR server down");
     let (s, oo) = call(&a, "POST", GENERATE, Some(&response)).await;
     assert_eq!(s, 503, "{}", String::from_utf8_lossy(&oo));
     assert_eq!(json_of(&oo)["resourceType"], "OperationOutcome");
@@ -402,4 +404,70 @@ async fn store_instance_down_is_a_503_and_nothing_is_half_written() {
         .to_string();
     let (_, docs) = b_get(&b, &format!("DocumentReference?identifier={master}")).await;
     assert_eq!(resources(&docs).len(), 1, "issued exactly once");
+}
+
+/// Two issuing instances sharing one FHIR server, issuing for the same holder at once
+/// once the Folder exists: the Folder is written under `If-Match`, and the loser of a
+/// race rebuilds it, so every dose ends in the one Folder.
+#[actix_web::test]
+async fn two_instances_on_one_fhir_server_keep_one_folder() {
+    let Some(mut response) = english_response() else {
+        return;
+    };
+    let b = start_store(&temp("fhir-b-two"), free_port());
+    let a1 = app(a_config(&b, "fhir-a1")).await;
+    let a2 = app(a_config(&b, "fhir-a2")).await;
+    let hcid = format!("fhir-two-hcid-{:x}", fastrand::u64(..));
+    set_answer(&mut response, "hcid", json!({"valueString": hcid}));
+    let (s, _) = call(&a1, "POST", GENERATE, Some(&response)).await;
+    assert_eq!(s, 200);
+    let dose = |n: i64, date: &str| {
+        let mut r = response.clone();
+        set_answer(&mut r, "dose", json!({"valueInteger": n}));
+        set_answer(&mut r, "date", json!({"valueDate": date}));
+        r
+    };
+    let (d2, d3, d4, d5) = (
+        dose(2, "2021-04-26"),
+        dose(3, "2021-10-26"),
+        dose(4, "2022-04-26"),
+        dose(5, "2022-10-26"),
+    );
+    let (r2, r3, r4, r5) = tokio::join!(
+        call(&a1, "POST", GENERATE, Some(&d2)),
+        call(&a2, "POST", GENERATE, Some(&d3)),
+        call(&a1, "POST", GENERATE, Some(&d4)),
+        call(&a2, "POST", GENERATE, Some(&d5)),
+    );
+    let mut masters = Vec::new();
+    for (s, body) in [r2, r3, r4, r5] {
+        assert_eq!(s, 200, "{}", String::from_utf8_lossy(&body));
+        masters.push(
+            json_of(&body)["identifier"]["value"]
+                .as_str()
+                .expect("id")
+                .to_string(),
+        );
+    }
+    let (_, folders) = b_get(&b, &format!("List?code=folder&identifier={hcid}")).await;
+    let folders = resources(&folders);
+    assert_eq!(folders.len(), 1, "one Folder per HCID");
+    let items: Vec<&str> = folders[0]["entry"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e["item"]["reference"].as_str())
+        .collect();
+    for m in &masters {
+        let (_, found) = b_get(&b, &format!("DocumentReference?identifier={m}")).await;
+        let id = resources(&found)
+            .first()
+            .and_then(|r| r["id"].as_str())
+            .expect("registered")
+            .to_string();
+        assert!(
+            items.contains(&format!("DocumentReference/{id}").as_str()),
+            "dose {m} missing from the Folder: {items:?}"
+        );
+    }
 }
