@@ -592,6 +592,38 @@ mod tests {
     }
 
     #[test]
+    fn registry_mode_fhir_server_and_paging_from_env() {
+        let (cfg, _) = Config::load_with(
+            None,
+            env(&[
+                ("DDCC_MODE", "Store"),
+                ("FHIR_SERVER", " http://hapi:8080/fhir/ "),
+                ("FHIR_SERVER_RETRIES", "0"),
+                ("DDCC_SEARCH_DEFAULT_COUNT", "20"),
+                ("DDCC_SEARCH_MAX_COUNT", "200"),
+            ]),
+        )
+        .expect("load");
+        assert_eq!(cfg.registry.mode, Mode::Store);
+        assert_eq!(
+            cfg.registry.fhir_server.as_deref(),
+            Some("http://hapi:8080/fhir")
+        );
+        assert_eq!(cfg.registry.fhir_server_retries, 0);
+        assert_eq!(
+            (
+                cfg.registry.search_default_count,
+                cfg.registry.search_max_count
+            ),
+            (20, 200)
+        );
+        assert!(Config::load_with(None, env(&[("DDCC_MODE", "issuer")])).is_err());
+        let (cfg, _) = Config::load_with(None, env(&[])).expect("defaults");
+        assert_eq!(cfg.registry.mode, Mode::Full);
+        assert!(cfg.registry.fhir_server.is_none());
+    }
+
+    #[test]
     fn explicit_standalone_wins_over_url() {
         let (cfg, _) = Config::load_with(
             None,
