@@ -185,21 +185,14 @@ impl FhirServerStore {
         let (mut list, id, if_match) = match self.find_folder(&f.hcid).await? {
             Some(s) => (s.resource, s.id, Some(s.version_id)),
             None => {
+                // Boxed: creating a Folder is itself a (one-entry) remote transaction.
+                let created = Box::pin(self.ensure_folder(f)).await?;
+                // The template as given (its references to this transaction's entries
+                // resolve now), with the entries the Folder has by now.
                 let mut t = f.template.clone();
-                let has_hcid = t
-                    .get("identifier")
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                    .any(|i| i.get("value").and_then(Value::as_str) == Some(f.hcid.as_str()));
-                if !has_hcid {
-                    return Err(StoreError::InvalidResource(
-                        "Folder template identifier must carry the HCID".into(),
-                    ));
-                }
-                let id = folder_id(&f.hcid);
-                t["id"] = json!(id);
-                (t, id, None)
+                t["id"] = json!(created.id);
+                t["entry"] = created.resource.get("entry").cloned().unwrap_or(json!([]));
+                (t, created.id, Some(created.version_id))
             }
         };
         apply_folder(&mut list, f);
@@ -211,6 +204,103 @@ impl FhirServerStore {
             request["ifMatch"] = json!(format!("W/\"{v}\""));
         }
         Ok(json!({"resource": list, "request": request}))
+    }
+
+    /// Creates the holder's Folder, empty, under the id derived from the HCID; entries
+    /// are then added under `If-Match` like any Folder update. FHIR has no
+    /// create-if-absent for a given id, so two writers may both write it: the one whose
+    /// write replaced a version (200, not 201) puts back the entries that version had,
+    /// which another writer added in between.
+    async fn ensure_folder(&self, f: &FolderUpsert) -> Result<Stored> {
+        let has_hcid = f
+            .template
+            .get("identifier")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .any(|i| i.get("value").and_then(Value::as_str) == Some(f.hcid.as_str()));
+        if !has_hcid {
+            return Err(StoreError::InvalidResource(
+                "Folder template identifier must carry the HCID".into(),
+            ));
+        }
+        let id = folder_id(&f.hcid);
+        let mut t = f.template.clone();
+        t["id"] = json!(id);
+        t["entry"] = json!([]);
+        if let Some(o) = t.as_object_mut() {
+            o.remove("meta");
+        }
+        // References to entries of the transaction to come do not resolve yet.
+        drop_urn_references(&mut t, 0);
+        let written = self
+            .remote_transaction(&[TxEntry {
+                full_url: None,
+                op: TxOp::Update {
+                    resource_type: "List".into(),
+                    id: id.clone(),
+                    resource: t,
+                    if_match: None,
+                },
+            }])
+            .await?;
+        let replaced = written
+            .first()
+            .filter(|w| w.status != 201 && w.version_id > 1)
+            .map(|w| w.version_id - 1);
+        let Some(previous) = replaced else {
+            return self.remote_read("List", &id).await;
+        };
+        let lost = match self.vread("List", &id, previous).await {
+            Ok(p) => entry_refs(&p.resource),
+            Err(StoreError::NotFound { .. } | StoreError::Gone { .. }) => Vec::new(),
+            Err(e) => return Err(e),
+        };
+        for _ in 0..=FOLDER_RETRIES {
+            let cur = self.remote_read("List", &id).await?;
+            let have = entry_refs(&cur.resource);
+            let missing: Vec<String> = lost.iter().filter(|r| !have.contains(r)).cloned().collect();
+            if missing.is_empty() {
+                return Ok(cur);
+            }
+            let mut list = cur.resource.clone();
+            apply_folder(
+                &mut list,
+                &FolderUpsert {
+                    hcid: f.hcid.clone(),
+                    template: Value::Null,
+                    add: missing,
+                    remove: Vec::new(),
+                },
+            );
+            if let Some(o) = list.as_object_mut() {
+                o.remove("meta");
+            }
+            match self
+                .remote_transaction(&[TxEntry {
+                    full_url: None,
+                    op: TxOp::Update {
+                        resource_type: "List".into(),
+                        id: id.clone(),
+                        resource: list,
+                        if_match: Some(cur.version_id),
+                    },
+                }])
+                .await
+            {
+                Ok(_) => {}
+                Err(StoreError::VersionConflict { .. }) => {
+                    tokio::time::sleep(Duration::from_millis(fastrand::u64(10..50))).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(StoreError::VersionConflict {
+            resource_type: "List".into(),
+            id,
+            expected: previous,
+            actual: None,
+        })
     }
 
     /// The remote half of a transaction: the FHIR transaction Bundle's entries, in
@@ -357,6 +447,45 @@ const FOLDER_RETRIES: u64 = 5;
 fn folder_id(hcid: &str) -> String {
     let h = Sha256::digest(hcid.as_bytes());
     format!("ddcc-folder-{}", hex::encode(&h[..16]))
+}
+
+/// Removes `{reference: "urn:…"}` elements (a template's links to entries not written
+/// yet).
+fn drop_urn_references(v: &mut Value, depth: usize) {
+    if depth > refs::MAX_DEPTH {
+        return;
+    }
+    match v {
+        Value::Object(o) => {
+            o.retain(|_, x| {
+                !x.get("reference")
+                    .and_then(Value::as_str)
+                    .is_some_and(|r| r.starts_with("urn:"))
+            });
+            o.values_mut()
+                .for_each(|x| drop_urn_references(x, depth + 1));
+        }
+        Value::Array(a) => {
+            a.retain(|x| {
+                !x.get("reference")
+                    .and_then(Value::as_str)
+                    .is_some_and(|r| r.starts_with("urn:"))
+            });
+            a.iter_mut().for_each(|x| drop_urn_references(x, depth + 1));
+        }
+        _ => {}
+    }
+}
+
+/// The `entry.item.reference`s of a List.
+fn entry_refs(list: &Value) -> Vec<String> {
+    list.get("entry")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.pointer("/item/reference").and_then(Value::as_str))
+        .map(str::to_string)
+        .collect()
 }
 
 /// The same edit the embedded store makes: drop `remove`, append missing `add`.
@@ -917,6 +1046,20 @@ mod tests {
         assert_eq!(refs, ["DocumentReference/a", "urn:uuid:c"]);
         assert!(folder_id("x").starts_with("ddcc-folder-"));
         assert_ne!(folder_id("x"), folder_id("y"));
+    }
+
+    #[test]
+    fn new_folder_drops_links_to_entries_not_written_yet() {
+        let mut t = json!({"resourceType": "List", "subject": {"reference": "urn:uuid:p"},
+            "identifier": [{"value": "h"}],
+            "entry": [{"item": {"reference": "urn:uuid:d"}}, {"item": {"reference": "DocumentReference/x"}}]});
+        drop_urn_references(&mut t, 0);
+        assert_eq!(
+            t,
+            json!({"resourceType": "List", "identifier": [{"value": "h"}],
+                "entry": [{}, {"item": {"reference": "DocumentReference/x"}}]})
+        );
+        assert_eq!(entry_refs(&t), ["DocumentReference/x"]);
     }
 
     #[test]

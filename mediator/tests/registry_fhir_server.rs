@@ -417,10 +417,42 @@ async fn two_instances_on_one_fhir_server_keep_one_folder() {
     let b = start_store(&temp("fhir-b-two"), free_port());
     let a1 = app(a_config(&b, "fhir-a1")).await;
     let a2 = app(a_config(&b, "fhir-a2")).await;
-    let hcid = format!("fhir-two-hcid-{:x}", fastrand::u64(..));
-    set_answer(&mut response, "hcid", json!({"valueString": hcid}));
-    let (s, _) = call(&a1, "POST", GENERATE, Some(&response)).await;
-    assert_eq!(s, 200);
+    for first_alone in [true, false] {
+        let hcid = format!("fhir-two-hcid-{:x}", fastrand::u64(..));
+        set_answer(&mut response, "hcid", json!({"valueString": hcid}));
+        concurrent_doses(&b, &a1, &a2, &response, &hcid, first_alone).await;
+    }
+}
+
+/// Doses 2–5 issued at once through both instances; with `first_alone`, dose 1 first
+/// (the Folder exists), else with them (the Folder is created in the race).
+async fn concurrent_doses(
+    b: &StoreInstance,
+    a1: &impl actix_web::dev::Service<
+        actix_http::Request,
+        Response = actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>,
+        Error = actix_web::Error,
+    >,
+    a2: &impl actix_web::dev::Service<
+        actix_http::Request,
+        Response = actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>,
+        Error = actix_web::Error,
+    >,
+    response: &Value,
+    hcid: &str,
+    first_alone: bool,
+) {
+    let mut masters = Vec::new();
+    if first_alone {
+        let (s, d1) = call(a1, "POST", GENERATE, Some(response)).await;
+        assert_eq!(s, 200);
+        masters.push(
+            json_of(&d1)["identifier"]["value"]
+                .as_str()
+                .expect("id")
+                .to_string(),
+        );
+    }
     let dose = |n: i64, date: &str| {
         let mut r = response.clone();
         set_answer(&mut r, "dose", json!({"valueInteger": n}));
@@ -434,12 +466,11 @@ async fn two_instances_on_one_fhir_server_keep_one_folder() {
         dose(5, "2022-10-26"),
     );
     let (r2, r3, r4, r5) = tokio::join!(
-        call(&a1, "POST", GENERATE, Some(&d2)),
-        call(&a2, "POST", GENERATE, Some(&d3)),
-        call(&a1, "POST", GENERATE, Some(&d4)),
-        call(&a2, "POST", GENERATE, Some(&d5)),
+        call(a1, "POST", GENERATE, Some(&d2)),
+        call(a2, "POST", GENERATE, Some(&d3)),
+        call(a1, "POST", GENERATE, Some(&d4)),
+        call(a2, "POST", GENERATE, Some(&d5)),
     );
-    let mut masters = Vec::new();
     for (s, body) in [r2, r3, r4, r5] {
         assert_eq!(s, 200, "{}", String::from_utf8_lossy(&body));
         masters.push(
@@ -449,7 +480,7 @@ async fn two_instances_on_one_fhir_server_keep_one_folder() {
                 .to_string(),
         );
     }
-    let (_, folders) = b_get(&b, &format!("List?code=folder&identifier={hcid}")).await;
+    let (_, folders) = b_get(b, &format!("List?code=folder&identifier={hcid}")).await;
     let folders = resources(&folders);
     assert_eq!(folders.len(), 1, "one Folder per HCID");
     let items: Vec<&str> = folders[0]["entry"]
@@ -459,7 +490,7 @@ async fn two_instances_on_one_fhir_server_keep_one_folder() {
         .filter_map(|e| e["item"]["reference"].as_str())
         .collect();
     for m in &masters {
-        let (_, found) = b_get(&b, &format!("DocumentReference?identifier={m}")).await;
+        let (_, found) = b_get(b, &format!("DocumentReference?identifier={m}")).await;
         let id = resources(&found)
             .first()
             .and_then(|r| r["id"].as_str())
@@ -467,7 +498,7 @@ async fn two_instances_on_one_fhir_server_keep_one_folder() {
             .to_string();
         assert!(
             items.contains(&format!("DocumentReference/{id}").as_str()),
-            "dose {m} missing from the Folder: {items:?}"
+            "dose {m} missing from the Folder (first dose alone: {first_alone}): {items:?}"
         );
     }
 }
