@@ -5,7 +5,9 @@
 //! ITI-65 submission, revocation — and the data is checked in B over its own HTTP API,
 //! while A's local store holds only the audit trail and the idempotency keys. With B
 //! down, A answers 503 and nothing is half-written: after B is back the same event
-//! issues exactly once.
+//! issues exactly once. Two issuing instances sharing B keep one Folder per holder.
+//! Server faults (5xx, timeouts) come from `FhirServerDouble`, a test double of an
+//! external FHIR server.
 
 mod service;
 
@@ -501,4 +503,118 @@ async fn concurrent_doses(
             "dose {m} missing from the Folder (first dose alone: {first_alone}): {items:?}"
         );
     }
+}
+
+/// A test double of an external FHIR server that answers every request with `status`
+/// for its first `failures` requests, then with an empty searchset; counts requests.
+struct FhirServerDouble {
+    port: u16,
+    hits: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    handle: actix_web::dev::ServerHandle,
+}
+
+impl FhirServerDouble {
+    fn start(status: u16, failures: usize, delay: Duration) -> Self {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let hits = std::sync::Arc::new(AtomicUsize::new(0));
+        let counter = hits.clone();
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let server = actix_web::HttpServer::new(move || {
+            let counter = counter.clone();
+            actix_web::App::new().default_service(actix_web::web::to(move || {
+                let n = counter.fetch_add(1, Ordering::SeqCst);
+                async move {
+                    tokio::time::sleep(delay).await;
+                    let status = if n < failures {
+                        actix_web::http::StatusCode::from_u16(status).expect("status")
+                    } else {
+                        actix_web::http::StatusCode::OK
+                    };
+                    let body = if n < failures {
+                        json!({"resourceType": "OperationOutcome",
+                               "issue": [{"severity": "error", "code": "exception", "diagnostics": "double failure"}]})
+                    } else {
+                        json!({"resourceType": "Bundle", "type": "searchset", "entry": []})
+                    };
+                    actix_web::HttpResponse::build(status)
+                        .content_type("application/fhir+json")
+                        .body(body.to_string())
+                }
+            }))
+        })
+        .workers(1)
+        .listen(listener)
+        .expect("listen")
+        .run();
+        let handle = server.handle();
+        actix_web::rt::spawn(server);
+        FhirServerDouble { port, hits, handle }
+    }
+
+    fn hits(&self) -> usize {
+        self.hits.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+fn double_config(
+    d: &FhirServerDouble,
+    tag: &str,
+    retries: u32,
+    timeout_ms: u64,
+) -> ddcc_mediator::Config {
+    let mut cfg = config(tag);
+    cfg.registry.fhir_server = Some(format!("http://127.0.0.1:{}/fhir", d.port));
+    cfg.registry.fhir_server_retries = retries;
+    cfg.registry.fhir_server_timeout_ms = timeout_ms;
+    cfg
+}
+
+/// Server errors: a 5xx is a 502, a 503 stays a 503, a timeout is a 503; reads are
+/// retried, so a server that fails once then answers serves the request.
+#[actix_web::test]
+async fn fhir_server_faults_are_502_or_503_and_reads_are_retried() {
+    for (status, want) in [(500u16, 502u16), (502, 502), (503, 503)] {
+        let d = FhirServerDouble::start(status, usize::MAX, Duration::ZERO);
+        let a = app(double_config(&d, "fhir-double-5xx", 2, 5_000)).await;
+        let (s, oo) = call(&a, "GET", "/fhir/DocumentReference?status=current", None).await;
+        assert_eq!(
+            s,
+            want,
+            "server answered {status}: {}",
+            String::from_utf8_lossy(&oo)
+        );
+        assert_eq!(json_of(&oo)["resourceType"], "OperationOutcome");
+        assert_eq!(d.hits(), 3, "a read is tried 1 + 2 times");
+        let (s, _) = call(&a, "GET", "/fhir/Binary/x", None).await;
+        assert_eq!(s, want);
+        d.handle.stop(false).await;
+    }
+
+    let d = FhirServerDouble::start(503, 1, Duration::ZERO);
+    let a = app(double_config(&d, "fhir-double-retry", 2, 5_000)).await;
+    let (s, b) = call(&a, "GET", "/fhir/List?code=folder", None).await;
+    assert_eq!(s, 200, "{}", String::from_utf8_lossy(&b));
+    assert_eq!(d.hits(), 2, "one failure, one retry");
+    d.handle.stop(false).await;
+
+    let d = FhirServerDouble::start(200, 0, Duration::from_secs(3));
+    let a = app(double_config(&d, "fhir-double-slow", 0, 300)).await;
+    let (s, oo) = call(&a, "GET", "/fhir/List?code=folder", None).await;
+    assert_eq!(s, 503, "{}", String::from_utf8_lossy(&oo));
+    d.handle.stop(false).await;
+
+    // A transaction is not retried after the server saw it: a 500 is answered once.
+    let d = FhirServerDouble::start(500, usize::MAX, Duration::ZERO);
+    let a = app(double_config(&d, "fhir-double-tx", 2, 5_000)).await;
+    let (s, _) = call(
+        &a,
+        "POST",
+        "/fhir/Binary",
+        Some(&json!({"resourceType": "Binary", "contentType": "text/plain", "data": "aGk="})),
+    )
+    .await;
+    assert_eq!(s, 502);
+    assert_eq!(d.hits(), 1, "a create is sent once");
+    d.handle.stop(false).await;
 }
