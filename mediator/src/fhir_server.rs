@@ -126,13 +126,24 @@ impl FhirServerStore {
     }
 
     async fn get_json(&self, path: &str, query: &[(String, String)]) -> Result<Value> {
-        let (status, headers, body) = self
-            .send(Method::GET, &self.url(path), query, None, &[], true)
-            .await?;
+        self.get_url(&self.url(path), query, path).await
+    }
+
+    /// `what` names the request in errors (`Type/id`, or the type searched).
+    async fn get_url(&self, url: &str, query: &[(String, String)], what: &str) -> Result<Value> {
+        let (status, headers, body) = self.send(Method::GET, url, query, None, &[], true).await?;
         if !status.is_success() {
-            return Err(status_error(status, &headers, &body, path));
+            return Err(status_error(status, &headers, &body, what));
         }
         parse_json(&body)
+    }
+
+    /// Whether `url` is on the FHIR server's origin (scheme, host, port).
+    fn same_origin(&self, url: &str) -> bool {
+        match (reqwest::Url::parse(&self.base), reqwest::Url::parse(url)) {
+            (Ok(a), Ok(b)) => a.origin() == b.origin(),
+            _ => false,
+        }
     }
 
     async fn remote_read(&self, resource_type: &str, id: &str) -> Result<Stored> {
@@ -142,26 +153,58 @@ impl FhirServerStore {
         stored_from(v, resource_type)
     }
 
+    /// The matches the embedded store would give: as many as `_count` asks (its
+    /// default when absent), following the server's `next` links, since a server may
+    /// answer fewer per page than asked (HAPI caps its pages).
     async fn remote_search(&self, resource_type: &str, query: &SearchQuery) -> Result<Vec<Stored>> {
         // Refuse exactly what the embedded store refuses, before asking the server.
         ddcc_store::check_query(resource_type, query)?;
-        let bundle = self.get_json(resource_type, &query.params).await?;
+        let mut params = query.params.clone();
+        let wanted = match params.iter().rev().find(|(k, _)| k == "_count") {
+            Some((_, v)) => v
+                .trim()
+                .parse::<usize>()
+                .unwrap_or(ddcc_store::DEFAULT_COUNT)
+                .min(ddcc_store::MAX_COUNT + 1),
+            None => {
+                params.push(("_count".into(), ddcc_store::DEFAULT_COUNT.to_string()));
+                ddcc_store::DEFAULT_COUNT
+            }
+        };
+        let mut bundle = self.get_json(resource_type, &params).await?;
         let mut out = Vec::new();
-        for e in bundle
-            .get("entry")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            // `include`/`outcome` entries are not matches.
-            let mode = e.pointer("/search/mode").and_then(Value::as_str);
-            if mode.is_some_and(|m| m != "match") {
-                continue;
+        for _ in 0..MAX_PAGES {
+            for e in bundle
+                .get("entry")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                // `include`/`outcome` entries are not matches.
+                let mode = e.pointer("/search/mode").and_then(Value::as_str);
+                if mode.is_some_and(|m| m != "match") {
+                    continue;
+                }
+                if let Some(r) = e.get("resource") {
+                    out.push(stored_from(r.clone(), resource_type)?);
+                }
             }
-            if let Some(r) = e.get("resource") {
-                out.push(stored_from(r.clone(), resource_type)?);
+            if out.len() >= wanted {
+                break;
             }
+            let Some(next) = next_link(&bundle) else {
+                break;
+            };
+            // Only links to the same server: its answer does not choose where we go.
+            if !self.same_origin(next) {
+                return Err(StoreError::Upstream(
+                    "a search page links outside the FHIR server".into(),
+                ));
+            }
+            let next = next.to_string();
+            bundle = self.get_url(&next, &[], resource_type).await?;
         }
+        out.truncate(wanted);
         Ok(out)
     }
 
@@ -441,6 +484,19 @@ impl FhirServerStore {
 
 /// Rebuilds of a transaction whose Folder changed under it before giving up (409/412).
 const FOLDER_RETRIES: u64 = 5;
+
+/// Pages followed for one search before answering with what was found.
+const MAX_PAGES: usize = 100;
+
+fn next_link(bundle: &Value) -> Option<&str> {
+    bundle
+        .get("link")?
+        .as_array()?
+        .iter()
+        .find(|l| l.get("relation").and_then(Value::as_str) == Some("next"))?
+        .get("url")?
+        .as_str()
+}
 
 /// Client-assigned id of a new Folder: letters first, so servers that refuse numeric
 /// client ids (HAPI's default) accept it.

@@ -47,6 +47,10 @@ fn free_port() -> u16 {
 
 /// The binary in store mode on `port` over `data`.
 fn start_store(data: &Path, port: u16) -> StoreInstance {
+    start_store_with(data, port, &[])
+}
+
+fn start_store_with(data: &Path, port: u16, env: &[(&str, &str)]) -> StoreInstance {
     std::fs::create_dir_all(data).expect("data dir");
     let child = Command::new(env!("CARGO_BIN_EXE_ddcc-mediator"))
         .arg("serve")
@@ -57,6 +61,7 @@ fn start_store(data: &Path, port: u16) -> StoreInstance {
         .env("SERVER_PORT", port.to_string())
         .env("DDCC_DATA_DIR", data)
         .env("DDCC_PROFILES_DIR", root().join("fhir-profiles"))
+        .envs(env.iter().copied())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -617,4 +622,65 @@ async fn fhir_server_faults_are_502_or_503_and_reads_are_retried() {
     assert_eq!(s, 502);
     assert_eq!(d.hits(), 1, "a create is sent once");
     d.handle.stop(false).await;
+}
+
+/// A FHIR server whose pages are smaller than asked (B answers at most 2 per page, as
+/// HAPI caps its own): A follows B's `next` links to fill its pages, and its own paging
+/// still visits every match once.
+#[actix_web::test]
+async fn pages_are_filled_across_a_servers_smaller_pages() {
+    let b = start_store_with(
+        &temp("fhir-b-small-pages"),
+        free_port(),
+        &[("DDCC_SEARCH_MAX_COUNT", "2")],
+    );
+    let a = app(a_config(&b, "fhir-a-small-pages")).await;
+    let tag = format!("small-pages-{:x}", fastrand::u64(..));
+    let mut created = std::collections::BTreeSet::new();
+    for n in 0..7 {
+        let list = json!({"resourceType": "List", "status": "current", "mode": "working",
+            "identifier": [{"system": "urn:test", "value": tag}], "title": format!("l{n}")});
+        let (s, body) = call(&a, "POST", "/fhir/List", Some(&list)).await;
+        assert_eq!(s, 201, "{}", String::from_utf8_lossy(&body));
+        created.insert(json_of(&body)["id"].as_str().expect("id").to_string());
+    }
+    let (_, direct) = b_get(&b, &format!("List?identifier=urn:test|{tag}&_count=5")).await;
+    assert_eq!(resources(&direct).len(), 2, "B's pages hold 2");
+    let mut seen = Vec::new();
+    let mut url = format!("/fhir/List?identifier=urn:test|{tag}&_count=5");
+    for page_no in 0.. {
+        assert!(page_no < 10, "paging does not end");
+        let (s, page) = call(&a, "GET", &url, None).await;
+        assert_eq!(s, 200, "{}", String::from_utf8_lossy(&page));
+        let page = json_of(&page);
+        let got: Vec<String> = resources(&page)
+            .iter()
+            .filter_map(|r| r["id"].as_str().map(str::to_string))
+            .collect();
+        assert_eq!(
+            got.len(),
+            if page_no == 0 { 5 } else { 2 },
+            "page {page_no}"
+        );
+        seen.extend(got);
+        let next = page["link"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|l| l["relation"] == "next")
+            .and_then(|l| l["url"].as_str())
+            .map(str::to_string);
+        match next {
+            Some(n) => url = n[n.find("/fhir/").expect("fhir path")..].to_string(),
+            None => {
+                assert_eq!(page["total"], 7);
+                break;
+            }
+        }
+    }
+    assert_eq!(seen.len(), 7);
+    assert_eq!(
+        seen.into_iter().collect::<std::collections::BTreeSet<_>>(),
+        created
+    );
 }
