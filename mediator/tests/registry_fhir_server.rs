@@ -684,3 +684,105 @@ async fn pages_are_filled_across_a_servers_smaller_pages() {
         created
     );
 }
+
+/// The `Store` trait over a store instance, called directly: versions and conflicts as
+/// the embedded store has them, AuditEvents and idempotency keys local, a completed
+/// key answered with the server's results.
+#[actix_web::test]
+async fn store_trait_over_a_store_instance() {
+    use ddcc_mediator::fhir_server::FhirServerStore;
+    use ddcc_store::{Claim, KeyCompletion, StoreError, TxEntry, TxOp, TxRequest};
+    let b = start_store(&temp("fhir-b-trait"), free_port());
+    let local_dir = temp("fhir-trait-local");
+    let local: std::sync::Arc<dyn Store> =
+        std::sync::Arc::new(ddcc_store::SqliteStore::open(&local_dir).expect("local store"));
+    let store = FhirServerStore::new(
+        &format!("http://127.0.0.1:{}/fhir/", b.port),
+        local.clone(),
+        Duration::from_secs(5),
+        1,
+    )
+    .expect("client");
+    assert_eq!(store.backend(), "fhir-server");
+
+    let binary = json!({"resourceType": "Binary", "contentType": "text/plain", "data": "aGk="});
+    let v1 = store.create(binary.clone()).await.expect("create");
+    assert_eq!((v1.resource_type.as_str(), v1.version_id), ("Binary", 1));
+    assert_eq!(
+        store.read("Binary", &v1.id).await.expect("read").resource["data"],
+        "aGk="
+    );
+    let mut changed = v1.resource.clone();
+    changed["data"] = json!("aG8=");
+    let v2 = store
+        .update("Binary", &v1.id, changed.clone(), Some(1))
+        .await
+        .expect("update");
+    assert_eq!(v2.version_id, 2);
+    let stale = store.update("Binary", &v1.id, changed, Some(1)).await;
+    assert!(
+        matches!(stale, Err(StoreError::VersionConflict { .. })),
+        "{stale:?}"
+    );
+    assert_eq!(
+        store
+            .vread("Binary", &v1.id, 1)
+            .await
+            .expect("vread")
+            .resource["data"],
+        "aGk="
+    );
+    store.delete("Binary", &v1.id).await.expect("delete");
+    assert!(matches!(
+        store.read("Binary", &v1.id).await,
+        Err(StoreError::Gone { .. })
+    ));
+    assert!(matches!(
+        store.read("Binary", "never-there").await,
+        Err(StoreError::NotFound { .. })
+    ));
+    assert!(matches!(
+        store
+            .search("Binary", &SearchQuery::new().with("nope", "x"))
+            .await,
+        Err(StoreError::UnsupportedSearchParam(_))
+    ));
+
+    // An AuditEvent is kept locally.
+    let event = json!({"resourceType": "AuditEvent", "type": {"code": "rest"},
+        "recorded": "2024-01-01T00:00:00Z", "agent": [{"requestor": true}],
+        "source": {"observer": {"display": "test"}}});
+    let e = store.create(event).await.expect("audit");
+    assert!(local.read("AuditEvent", &e.id).await.is_ok());
+    let (s, _) = b_get(&b, &format!("AuditEvent/{}", e.id)).await;
+    assert_eq!(s, 404, "not on the FHIR server");
+
+    // A key completed with a transaction answers a replay with the server's results.
+    let Claim::Claimed(token) = store.claim_key("trait-key", 60_000).await.expect("claim") else {
+        panic!("a fresh key is claimed");
+    };
+    let results = store
+        .transaction(TxRequest {
+            entries: vec![TxEntry {
+                full_url: Some("urn:uuid:7b1d3c4e-0000-4000-8000-000000000001".into()),
+                op: TxOp::Create { resource: binary },
+            }],
+            complete_key: Some(KeyCompletion {
+                claim: token,
+                value: json!({"stored": "urn:uuid:7b1d3c4e-0000-4000-8000-000000000001"}),
+            }),
+            revocations: Vec::new(),
+        })
+        .await
+        .expect("transaction");
+    assert_eq!(results.len(), 1);
+    let Claim::Existing(done) = store.claim_key("trait-key", 60_000).await.expect("replay") else {
+        panic!("a completed key answers the replay");
+    };
+    assert_eq!(done.results, results);
+    assert_eq!(
+        done.value["stored"],
+        format!("Binary/{}", results[0].id),
+        "fullUrls in the answer name what the server stored"
+    );
+}
