@@ -76,8 +76,8 @@ pub struct RegistryConfig {
     pub fhir_server: Option<String>,
     /// `FHIR_SERVER_TIMEOUT_MS`: per request to the FHIR server.
     pub fhir_server_timeout_ms: u64,
-    /// `FHIR_SERVER_RETRIES`: extra attempts for reads and idempotent writes after a
-    /// connection failure or a 5xx, with doubling backoff.
+    /// `FHIR_SERVER_RETRIES`: extra attempts, with doubling backoff, for reads after a
+    /// connection failure or a 5xx, and for writes the server never received.
     pub fhir_server_retries: u32,
     /// `DDCC_SEARCH_DEFAULT_COUNT`: page size when a search gives no `_count`.
     pub search_default_count: usize,

@@ -69,9 +69,11 @@ impl FhirServerStore {
         format!("{}/{}", self.base, path.trim_start_matches('/'))
     }
 
-    /// One HTTP exchange. Reads and idempotent writes (`retry`) are retried after a
-    /// connection failure or a 5xx with doubling backoff; any request is retried when
-    /// the connection was refused, since the server then never saw it.
+    /// One HTTP exchange. Reads (`retry`) are retried after a connection failure or a
+    /// 5xx with doubling backoff; any request is retried when the connection could not
+    /// be made, since the server then never saw it. Writes are FHIR transactions
+    /// (POST), which a server may have committed before its answer was lost, so they are
+    /// not resent once sent.
     async fn send(
         &self,
         method: Method,
