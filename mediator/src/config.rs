@@ -65,7 +65,7 @@ impl std::str::FromStr for Mode {
 }
 
 /// Where the registry keeps its resources and how it pages searches.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RegistryConfig {
     /// `DDCC_MODE`.
@@ -83,6 +83,35 @@ pub struct RegistryConfig {
     pub search_default_count: usize,
     /// `DDCC_SEARCH_MAX_COUNT`: larger `_count`s are lowered to this (at most 1000).
     pub search_max_count: usize,
+}
+
+impl std::fmt::Debug for RegistryConfig {
+    // Hand-written so credentials in the FHIR server URL never reach a log line.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let server = self
+            .fhir_server
+            .as_deref()
+            .map(|u| match u.split_once("://") {
+                Some((scheme, rest)) => match rest.split_once('@') {
+                    Some((_, host))
+                        if !rest.split('/').next().unwrap_or("").is_empty()
+                            && rest.split('/').next().unwrap_or("").contains('@') =>
+                    {
+                        format!("{scheme}://***@{host}")
+                    }
+                    _ => u.to_string(),
+                },
+                None => u.to_string(),
+            });
+        f.debug_struct("RegistryConfig")
+            .field("mode", &self.mode)
+            .field("fhir_server", &server)
+            .field("fhir_server_timeout_ms", &self.fhir_server_timeout_ms)
+            .field("fhir_server_retries", &self.fhir_server_retries)
+            .field("search_default_count", &self.search_default_count)
+            .field("search_max_count", &self.search_max_count)
+            .finish()
+    }
 }
 
 impl Default for RegistryConfig {
@@ -618,6 +647,13 @@ mod tests {
             (20, 200)
         );
         assert!(Config::load_with(None, env(&[("DDCC_MODE", "issuer")])).is_err());
+        let (cfg, _) = Config::load_with(
+            None,
+            env(&[("FHIR_SERVER", "https://u:s3cret-value@hapi/fhir")]),
+        )
+        .expect("load");
+        let shown = format!("{cfg:?}");
+        assert!(!shown.contains("s3cret-value") && shown.contains("***@hapi/fhir"));
         let (cfg, _) = Config::load_with(None, env(&[])).expect("defaults");
         assert_eq!(cfg.registry.mode, Mode::Full);
         assert!(cfg.registry.fhir_server.is_none());

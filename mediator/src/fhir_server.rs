@@ -61,8 +61,16 @@ impl FhirServerStore {
         })
     }
 
-    pub fn base(&self) -> &str {
-        &self.base
+    /// The base without any user and password it carries, for logs.
+    pub fn base_for_logs(&self) -> String {
+        match reqwest::Url::parse(&self.base) {
+            Ok(mut u) => {
+                let _ = u.set_username("");
+                let _ = u.set_password(None);
+                u.to_string()
+            }
+            Err(_) => "(unparsable FHIR_SERVER)".into(),
+        }
     }
 
     fn url(&self, path: &str) -> String {
@@ -1067,6 +1075,24 @@ fn unwrap_completed(done: Completed) -> Completed {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn logs_never_show_credentials() {
+        let local: Arc<dyn Store> = Arc::new(
+            ddcc_store::SqliteStore::open(
+                &std::env::temp_dir().join(format!("ddcc-fhir-server-unit-{}", std::process::id())),
+            )
+            .expect("sqlite"),
+        );
+        let s = FhirServerStore::new(
+            "https://user:secret@hapi:8443/fhir/",
+            local,
+            Duration::from_secs(1),
+            0,
+        )
+        .expect("client");
+        assert_eq!(s.base_for_logs(), "https://hapi:8443/fhir");
+    }
 
     #[test]
     fn locations_of_every_shape() {

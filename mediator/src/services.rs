@@ -124,7 +124,7 @@ async fn open_store(
                 config.registry.fhir_server_retries,
             )
             .map_err(|e| ServicesError::FhirServer(e.to_string()))?;
-            tracing::info!(base = %remote.base(), "registry resources on an external FHIR server");
+            tracing::info!(base = %remote.base_for_logs(), "registry resources on an external FHIR server");
             Arc::new(remote)
         }
         None => store,
