@@ -88,21 +88,16 @@ pub struct RegistryConfig {
 impl std::fmt::Debug for RegistryConfig {
     // Hand-written so credentials in the FHIR server URL never reach a log line.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let server = self
-            .fhir_server
-            .as_deref()
-            .map(|u| match u.split_once("://") {
-                Some((scheme, rest)) => match rest.split_once('@') {
-                    Some((_, host))
-                        if !rest.split('/').next().unwrap_or("").is_empty()
-                            && rest.split('/').next().unwrap_or("").contains('@') =>
-                    {
-                        format!("{scheme}://***@{host}")
-                    }
-                    _ => u.to_string(),
-                },
+        let server = self.fhir_server.as_deref().map(|u| {
+            let Some((scheme, rest)) = u.split_once("://") else {
+                return u.to_string();
+            };
+            let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+            match authority.rsplit_once('@') {
+                Some((_, host)) => format!("{scheme}://***@{host}/{path}"),
                 None => u.to_string(),
-            });
+            }
+        });
         f.debug_struct("RegistryConfig")
             .field("mode", &self.mode)
             .field("fhir_server", &server)

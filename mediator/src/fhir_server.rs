@@ -1080,7 +1080,7 @@ mod tests {
     fn logs_never_show_credentials() {
         let local: Arc<dyn Store> = Arc::new(
             ddcc_store::SqliteStore::open(
-                &std::env::temp_dir().join(format!("ddcc-fhir-server-unit-{}", std::process::id())),
+                std::env::temp_dir().join(format!("ddcc-fhir-server-unit-{}", std::process::id())),
             )
             .expect("sqlite"),
         );
