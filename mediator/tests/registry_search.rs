@@ -245,6 +245,16 @@ async fn docref_answers_the_patients_current_documents() {
         .is_empty());
     assert!(by_get("patient=someone-else".into()).await.is_empty());
 
+    // Its pages link like a search's.
+    let (seen, _, total) = walk(
+        &app,
+        &format!("/fhir/DocumentReference/$docref?patient={patient}&_count=2"),
+        2,
+    )
+    .await;
+    assert_eq!(seen.into_iter().collect::<BTreeSet<_>>(), all);
+    assert_eq!(total, Some(all.len() as u64));
+
     let params = json!({"resourceType": "Parameters", "parameter": [
         {"name": "patient", "valueReference": {"reference": patient}},
         {"name": "type", "valueCoding": {"system": "http://loinc.org", "code": "82593-5"}},

@@ -401,7 +401,7 @@ async fn search_inner(
     check_type(&t)?;
     let reg = registry(&state)?;
     let base = public_base(&state, &req);
-    let bundle = paged_search(&state, &reg, &base, &t, &t, query.into_inner()).await?;
+    let bundle = paged_search(&state, &reg, &base, &t, &t, query.into_inner(), None).await?;
     Ok(fhir_json(StatusCode::OK, &bundle))
 }
 
@@ -411,7 +411,9 @@ async fn search_inner(
 /// parameters with the page's offsets (the store's order is total, so an offset names
 /// the same position while the data is unchanged). `total` is given when this page
 /// shows where the results end, which costs no count query. `path` is what the links
-/// name after the base (`DocumentReference`, `DocumentReference/$docref`).
+/// name after the base (`DocumentReference`, `DocumentReference/$docref`); `link_pairs`
+/// replaces the search parameters in the links when the request named them otherwise
+/// (an operation's parameters, translated into a search).
 async fn paged_search(
     state: &AppState,
     reg: &Registry,
@@ -419,6 +421,7 @@ async fn paged_search(
     t: &str,
     path: &str,
     pairs: Vec<(String, String)>,
+    link_pairs: Option<Vec<(String, String)>>,
 ) -> Result<Value, ApiError> {
     let cfg = &state.config.registry;
     let max = cfg.search_max_count.clamp(1, ddcc_store::MAX_COUNT);
@@ -461,6 +464,7 @@ async fn paged_search(
         }
     }
     let mut q = SearchQuery::from_pairs(rest.clone());
+    let rest = link_pairs.unwrap_or(rest);
     // `_count=0` asks for no entries: no extra row, so no `next` that would repeat it.
     let ask = if count == 0 { 0 } else { count + 1 };
     q.params.push(("_count".into(), ask.to_string()));
@@ -594,6 +598,12 @@ async fn docref_inner(
 ) -> Result<HttpResponse, ApiError> {
     let reg = registry(state)?;
     let pairs = docref_params(pairs, body)?;
+    // The links repeat the operation's own parameters (a POST's body ones included).
+    let link_pairs: Vec<(String, String)> = pairs
+        .iter()
+        .filter(|(k, _)| !matches!(k.as_str(), "_count" | "_offset"))
+        .cloned()
+        .collect();
     let invalid = |msg: String| ApiError::Invalid {
         status: 400,
         issues: vec![Issue::error("invalid", msg)],
@@ -628,6 +638,8 @@ async fn docref_inner(
             }
             // Response-format parameters select nothing.
             "_format" | "_pretty" => {}
+            // Paging, as the searchset's own `next` links carry it.
+            "_count" | "_offset" => search.push((k, v)),
             other => {
                 return Err(ApiError::Invalid {
                     status: 400,
@@ -659,6 +671,7 @@ async fn docref_inner(
         "DocumentReference",
         "DocumentReference/$docref",
         search,
+        Some(link_pairs),
     )
     .await?;
     Ok(fhir_json(StatusCode::OK, &bundle))
