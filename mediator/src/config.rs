@@ -38,6 +38,88 @@ pub struct Config {
     /// `STANDALONE`: `None` means "decide from whether an OpenHIM URL is configured".
     pub standalone: Option<bool>,
     pub ddcc: DdccConfig,
+    pub registry: RegistryConfig,
+}
+
+/// What the service runs as, `DDCC_MODE`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Issuing, mapping, validation, verification and the registry.
+    #[default]
+    Full,
+    /// Only the FHIR REST store/registry routes (and health/metrics): no issuing, no
+    /// signing key. Another instance's `FHIR_SERVER`.
+    Store,
+}
+
+impl std::str::FromStr for Mode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "full" => Ok(Self::Full),
+            "store" => Ok(Self::Store),
+            other => Err(format!("expected full or store, got {other:?}")),
+        }
+    }
+}
+
+/// Where the registry keeps its resources and how it pages searches.
+#[derive(Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RegistryConfig {
+    /// `DDCC_MODE`.
+    pub mode: Mode,
+    /// `FHIR_SERVER`: base URL of an external FHIR server (e.g. HAPI, or another
+    /// instance in store mode) holding the registry's resources. Idempotency keys,
+    /// revocations and the audit trail stay in the local store.
+    pub fhir_server: Option<String>,
+    /// `FHIR_SERVER_TIMEOUT_MS`: per request to the FHIR server.
+    pub fhir_server_timeout_ms: u64,
+    /// `FHIR_SERVER_RETRIES`: extra attempts, with doubling backoff, for reads after a
+    /// connection failure or a 5xx, and for writes the server never received.
+    pub fhir_server_retries: u32,
+    /// `DDCC_SEARCH_DEFAULT_COUNT`: page size when a search gives no `_count`.
+    pub search_default_count: usize,
+    /// `DDCC_SEARCH_MAX_COUNT`: larger `_count`s are lowered to this (at most 1000).
+    pub search_max_count: usize,
+}
+
+impl std::fmt::Debug for RegistryConfig {
+    // Hand-written so credentials in the FHIR server URL never reach a log line.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let server = self.fhir_server.as_deref().map(|u| {
+            let Some((scheme, rest)) = u.split_once("://") else {
+                return u.to_string();
+            };
+            let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+            match authority.rsplit_once('@') {
+                Some((_, host)) => format!("{scheme}://***@{host}/{path}"),
+                None => u.to_string(),
+            }
+        });
+        f.debug_struct("RegistryConfig")
+            .field("mode", &self.mode)
+            .field("fhir_server", &server)
+            .field("fhir_server_timeout_ms", &self.fhir_server_timeout_ms)
+            .field("fhir_server_retries", &self.fhir_server_retries)
+            .field("search_default_count", &self.search_default_count)
+            .field("search_max_count", &self.search_max_count)
+            .finish()
+    }
+}
+
+impl Default for RegistryConfig {
+    fn default() -> Self {
+        Self {
+            mode: Mode::Full,
+            fhir_server: None,
+            fhir_server_timeout_ms: 10_000,
+            fhir_server_retries: 3,
+            search_default_count: 50,
+            search_max_count: ddcc_store::MAX_COUNT,
+        }
+    }
 }
 
 /// What the service issues and from which artefacts.
@@ -79,6 +161,7 @@ impl Default for Config {
             data_dir: PathBuf::from("./data"),
             standalone: None,
             ddcc: DdccConfig::default(),
+            registry: RegistryConfig::default(),
         }
     }
 }
@@ -414,6 +497,24 @@ impl Config {
         if let Some(v) = get("DDCC_CERTIFICATE_VALIDITY_DAYS") {
             self.ddcc.certificate_validity_days = parse("DDCC_CERTIFICATE_VALIDITY_DAYS", &v)?;
         }
+        if let Some(v) = get("DDCC_MODE") {
+            self.registry.mode = parse("DDCC_MODE", &v)?;
+        }
+        if let Some(v) = get("FHIR_SERVER") {
+            self.registry.fhir_server = Some(v.trim().trim_end_matches('/').to_string());
+        }
+        if let Some(v) = get("FHIR_SERVER_TIMEOUT_MS") {
+            self.registry.fhir_server_timeout_ms = parse("FHIR_SERVER_TIMEOUT_MS", &v)?;
+        }
+        if let Some(v) = get("FHIR_SERVER_RETRIES") {
+            self.registry.fhir_server_retries = parse("FHIR_SERVER_RETRIES", &v)?;
+        }
+        if let Some(v) = get("DDCC_SEARCH_DEFAULT_COUNT") {
+            self.registry.search_default_count = parse("DDCC_SEARCH_DEFAULT_COUNT", &v)?;
+        }
+        if let Some(v) = get("DDCC_SEARCH_MAX_COUNT") {
+            self.registry.search_max_count = parse("DDCC_SEARCH_MAX_COUNT", &v)?;
+        }
         if let Some(v) = get("DDCC_LOG_FORMAT") {
             self.log.format = parse("DDCC_LOG_FORMAT", &v)?;
         }
@@ -546,6 +647,45 @@ mod tests {
         );
         assert_eq!(prov.env_vars.len(), 3);
         let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn registry_mode_fhir_server_and_paging_from_env() {
+        let (cfg, _) = Config::load_with(
+            None,
+            env(&[
+                ("DDCC_MODE", "Store"),
+                ("FHIR_SERVER", " http://hapi:8080/fhir/ "),
+                ("FHIR_SERVER_RETRIES", "0"),
+                ("DDCC_SEARCH_DEFAULT_COUNT", "20"),
+                ("DDCC_SEARCH_MAX_COUNT", "200"),
+            ]),
+        )
+        .expect("load");
+        assert_eq!(cfg.registry.mode, Mode::Store);
+        assert_eq!(
+            cfg.registry.fhir_server.as_deref(),
+            Some("http://hapi:8080/fhir")
+        );
+        assert_eq!(cfg.registry.fhir_server_retries, 0);
+        assert_eq!(
+            (
+                cfg.registry.search_default_count,
+                cfg.registry.search_max_count
+            ),
+            (20, 200)
+        );
+        assert!(Config::load_with(None, env(&[("DDCC_MODE", "issuer")])).is_err());
+        let (cfg, _) = Config::load_with(
+            None,
+            env(&[("FHIR_SERVER", "https://u:s3cret-value@hapi/fhir")]),
+        )
+        .expect("load");
+        let shown = format!("{cfg:?}");
+        assert!(!shown.contains("s3cret-value") && shown.contains("***@hapi/fhir"));
+        let (cfg, _) = Config::load_with(None, env(&[])).expect("defaults");
+        assert_eq!(cfg.registry.mode, Mode::Full);
+        assert!(cfg.registry.fhir_server.is_none());
     }
 
     #[test]

@@ -10,6 +10,7 @@ pub mod clock;
 pub mod config;
 pub mod data_keys;
 pub mod error;
+pub mod fhir_server;
 pub mod gateway;
 pub mod keys;
 pub mod mapping;

@@ -42,6 +42,10 @@ pub fn store_error(e: StoreError) -> ApiError {
             service: "store".into(),
             message: m,
         },
+        StoreError::Upstream(m) => ApiError::Upstream {
+            service: "FHIR server".into(),
+            message: m,
+        },
         StoreError::Corrupt(m) | StoreError::Crypto(m) => ApiError::internal(m),
         other => {
             let code = match status {
@@ -185,20 +189,28 @@ fn registration(issued: &Issued, now: &str) -> (Vec<TxEntry>, Value) {
             map.insert(full.to_string(), urn());
         }
     }
-    // The document goes in as a Binary holding the signed bytes, as MHD stores
-    // documents (ITI-68 returns it unchanged), referenced by the document's
-    // DocumentReference. Storing it as a Bundle resource would also have the store
-    // resolve its internal `urn:uuid:` references against the transaction.
-    let bundle_urn = urn();
+    // The document is stored as the Bundle it is (`GET /fhir/Bundle/{id}`; its internal
+    // `urn:uuid:` references resolve against its own entries), under an id chosen here
+    // so its DocumentReference can name the repository's byte view of it, `Binary/{id}`
+    // (ITI-68), which serves exactly the signed document. The maps give documents no
+    // `id`; one they carried would be kept.
+    let doc_id = issued
+        .document
+        .get("id")
+        .and_then(Value::as_str)
+        .filter(|i| ddcc_store::ids::check_id(i).is_ok())
+        .map(str::to_string)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     let bytes = issued.document.to_string();
+    let mut stored_document = issued.document.clone();
+    stored_document["id"] = json!(doc_id);
     entries.push(TxEntry {
-        full_url: Some(bundle_urn.clone()),
-        op: TxOp::Create {
-            resource: json!({
-                "resourceType": "Binary",
-                "contentType": "application/fhir+json",
-                "data": base64::engine::general_purpose::STANDARD.encode(bytes.as_bytes()),
-            }),
+        full_url: Some(urn()),
+        op: TxOp::Update {
+            resource_type: "Bundle".into(),
+            id: doc_id.clone(),
+            resource: stored_document,
+            if_match: None,
         },
     });
     let size = bytes.len();
@@ -235,7 +247,7 @@ fn registration(issued: &Issued, now: &str) -> (Vec<TxEntry>, Value) {
         "date": now,
         "content": [{"attachment": {
             "contentType": "application/fhir+json",
-            "url": bundle_urn,
+            "url": format!("Binary/{doc_id}"),
             "size": size,
         }}],
     });
@@ -574,6 +586,67 @@ fn reference_id<'a>(r: &'a str, t: &str) -> Option<&'a str> {
         .map(|id| id.split('/').next().unwrap_or(id))
 }
 
+/// A document Bundle as it was signed: without the `id` and the `meta.versionId` /
+/// `meta.lastUpdated` the store gave it (issued documents carry none of these).
+pub fn document_as_issued(stored: &Value) -> Value {
+    let mut d = stored.clone();
+    // `shift_remove` keeps the other members in place, so the text is the signed text.
+    if let Some(o) = d.as_object_mut() {
+        o.shift_remove("id");
+        let empty = o
+            .get_mut("meta")
+            .and_then(Value::as_object_mut)
+            .is_some_and(|m| {
+                m.shift_remove("versionId");
+                m.shift_remove("lastUpdated");
+                m.is_empty()
+            });
+        if empty {
+            o.shift_remove("meta");
+        }
+    }
+    d
+}
+
+/// The document a DocumentReference's `Binary/{id}` names, with the `Type/id` that
+/// holds it: the document Bundle of that id (issued certificates), else a Binary with
+/// the document's bytes (ITI-65 submissions, and certificates registered before
+/// documents were stored as Bundles). The Bundle is asked first because a FHIR server
+/// that is another instance of this service answers `Binary/{id}` for it too, with its
+/// byte view. `None` when neither exists any more.
+pub async fn read_document(
+    store: &dyn Store,
+    id: &str,
+) -> Result<Option<(String, Value)>, ApiError> {
+    match store.read("Bundle", id).await {
+        Ok(b) if b.resource.get("type").and_then(Value::as_str) == Some("document") => {
+            return Ok(Some((
+                format!("Bundle/{id}"),
+                document_as_issued(&b.resource),
+            )));
+        }
+        Ok(_) | Err(StoreError::NotFound { .. }) => {}
+        Err(StoreError::Gone { .. }) => return Ok(None),
+        Err(e) => return Err(store_error(e)),
+    }
+    match store.read("Binary", id).await {
+        Ok(b) => {
+            let document = b
+                .resource
+                .get("data")
+                .and_then(Value::as_str)
+                .and_then(|d| base64::engine::general_purpose::STANDARD.decode(d).ok())
+                .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+                .ok_or_else(|| {
+                    ApiError::internal(format!("Binary/{id} does not hold a document"))
+                })?;
+            Ok(Some((format!("Binary/{id}"), document)))
+        }
+        Err(StoreError::NotFound { .. } | StoreError::Gone { .. }) => Ok(None),
+        Err(e) => Err(store_error(e)),
+    }
+}
+
 /// The doses of the certificates already in the holder's Folder (their documents'
 /// Immunizations), for the printable certificate. Revoked documents are no longer
 /// in the Folder; a document that cannot be read is a store fault, not skipped.
@@ -619,19 +692,9 @@ pub async fn earlier_doses(
             else {
                 continue;
             };
-            let binary = match store.read("Binary", bin).await {
-                Ok(s) => s.resource,
-                Err(e) if not_there(&e) => continue,
-                Err(e) => return Err(store_error(e)),
+            let Some((_, document)) = read_document(store, bin).await? else {
+                continue;
             };
-            let document: Value = binary
-                .get("data")
-                .and_then(Value::as_str)
-                .and_then(|d| base64::engine::general_purpose::STANDARD.decode(d).ok())
-                .and_then(|b| serde_json::from_slice(&b).ok())
-                .ok_or_else(|| {
-                    ApiError::internal(format!("Binary/{bin} does not hold a document"))
-                })?;
             doses.extend(
                 document
                     .get("entry")
@@ -756,27 +819,18 @@ pub async fn revoke_audited(
     let mut hcid = None;
     // Audit (added for BALP): what the revocation touches, by `Type/id`.
     let mut touched = removed.clone();
-    touched.extend(binary.iter().map(|b| format!("Binary/{b}")));
     if let Some(bin) = &binary {
-        match store.read("Binary", bin).await {
-            Ok(b) => {
-                let document = b
-                    .resource
-                    .get("data")
-                    .and_then(Value::as_str)
-                    .and_then(|d| base64::engine::general_purpose::STANDARD.decode(d).ok())
-                    .and_then(|bytes| serde_json::from_slice::<Value>(&bytes).ok());
-                hcid = document.as_ref().and_then(hcid_of);
-                entries.push(TxEntry {
-                    full_url: None,
-                    op: TxOp::Delete {
-                        resource_type: "Binary".into(),
-                        id: bin.clone(),
-                    },
-                });
-            }
-            Err(StoreError::NotFound { .. } | StoreError::Gone { .. }) => {}
-            Err(e) => return Err(store_error(e)),
+        if let Some((held_by, document)) = read_document(store, bin).await? {
+            hcid = hcid_of(&document);
+            let (resource_type, id) = held_by.split_once('/').unwrap_or(("Binary", bin.as_str()));
+            touched.push(held_by.clone());
+            entries.push(TxEntry {
+                full_url: None,
+                op: TxOp::Delete {
+                    resource_type: resource_type.into(),
+                    id: id.into(),
+                },
+            });
         }
     }
     // The Folder key is the HCID as issued; the document's link carries it as

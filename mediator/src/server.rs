@@ -118,11 +118,18 @@ where
 {
     let limit = state.config.server.max_body_bytes;
     let hide_state = state.clone();
+    let store_only = state.config.registry.mode == crate::config::Mode::Store;
     App::new()
         .app_data(state.clone())
         .app_data(error::json_config(limit))
         .app_data(error::payload_config(limit))
-        .configure(routes::configure)
+        .configure(|c| {
+            if store_only {
+                routes::configure_store_only(c)
+            } else {
+                routes::configure(c)
+            }
+        })
         .configure(extra)
         .default_service(web::to(not_found))
         .wrap(crate::auth::Authenticate)

@@ -36,6 +36,8 @@ pub enum ServicesError {
     Artefacts(#[from] crate::artefacts::ArtefactError),
     #[error("authentication: {0}")]
     Auth(#[from] crate::auth::AuthConfigError),
+    #[error("FHIR server client: {0}")]
+    FhirServer(String),
 }
 
 /// The signing side once connected: the identity (DSC, kid) and the issuer using it.
@@ -105,6 +107,8 @@ pub struct Services {
     pub issuer_slots: Option<Arc<crate::auth::IssuerSlots>>,
     /// The Vault signers connected at start-up (token upkeep, statistics).
     pub vault: Vec<Arc<VaultTransitSigner>>,
+    /// `DDCC_MODE=store`: no signer, so no signer readiness check.
+    store_only: bool,
 }
 
 /// The registry store: PostgreSQL when `DATABASE_URL` is set (several instances share
@@ -136,6 +140,21 @@ pub(crate) async fn open_store(
                 keys,
             )?),
         };
+    // With `FHIR_SERVER` the store above keeps only keys, revocations and the audit trail.
+    let store: Arc<dyn ddcc_store::Store> = match &config.registry.fhir_server {
+        Some(base) => {
+            let remote = crate::fhir_server::FhirServerStore::new(
+                base,
+                store,
+                std::time::Duration::from_millis(config.registry.fhir_server_timeout_ms),
+                config.registry.fhir_server_retries,
+            )
+            .map_err(|e| ServicesError::FhirServer(e.to_string()))?;
+            tracing::info!(base = %remote.base_for_logs(), "registry resources on an external FHIR server");
+            Arc::new(remote)
+        }
+        None => store,
+    };
     tracing::info!(backend = store.backend(), "registry store open");
     spawn_reencryption(store.clone());
     Ok(Arc::new(crate::registry::Registry { store }))
@@ -238,6 +257,27 @@ impl Services {
         auth.log_summary();
         let vault_on = env("VAULT_ADDR").is_some_and(|v| !v.trim().is_empty());
 
+        if config.registry.mode == crate::config::Mode::Store {
+            tracing::info!("store mode: FHIR registry routes only, no issuing and no signing key");
+            return Ok(Services {
+                catalogue,
+                mapping,
+                validator,
+                signing: Arc::new(SigningSlot {
+                    state: std::sync::RwLock::new(Err(
+                        "store mode (DDCC_MODE=store) does not issue".into(),
+                    )),
+                    endpoint: None,
+                }),
+                registry,
+                artefacts,
+                auth,
+                issuer_slots: None,
+                vault: Vec::new(),
+                store_only: true,
+            });
+        }
+
         if let Some(file) = &auth.issuers {
             let mut slots = Vec::new();
             let mut vault = Vec::new();
@@ -272,6 +312,7 @@ impl Services {
                 auth,
                 issuer_slots: Some(Arc::new(crate::auth::IssuerSlots(slots))),
                 vault,
+                store_only: false,
             });
         }
 
@@ -289,6 +330,7 @@ impl Services {
                 auth,
                 issuer_slots: None,
                 vault: vault.into_iter().collect(),
+                store_only: false,
             });
         }
 
@@ -310,6 +352,7 @@ impl Services {
             auth,
             issuer_slots: None,
             vault: Vec::new(),
+            store_only: false,
         })
     }
 
@@ -333,6 +376,8 @@ impl Services {
                 }
                 builder = builder.with_service(slots.clone());
             }
+            // Store mode has no signer, so no signer readiness check.
+            None if self.store_only => {}
             None => {
                 builder = builder.with_readiness(Arc::new(SigningCheck(
                     self.signing.clone(),

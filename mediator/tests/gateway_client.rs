@@ -650,10 +650,17 @@ async fn admin_publish_then_a_verifier_matches_every_served_url() {
     let g = Arc::new(Gateway::from_settings(&s, store.clone(), "XA").unwrap());
     let state =
         ddcc_mediator::server::build_state(cfg, |b| services.install(b).with_service(g)).unwrap();
+    // Admin routes live on the admin listener only; artefacts on the public one.
+    let admin = at::init_service(ddcc_mediator::server::build_app_for(
+        state.clone(),
+        ddcc_mediator::server::Surface::Admin,
+        |_| {},
+    ))
+    .await;
     let app = at::init_service(ddcc_mediator::server::build_app(state, |_| {})).await;
 
     let resp = at::call_service(
-        &app,
+        &admin,
         at::TestRequest::post()
             .uri("/admin/gateway/publish")
             .to_request(),
@@ -691,7 +698,7 @@ async fn admin_publish_then_a_verifier_matches_every_served_url() {
 
     // Publishing again sends nothing.
     let resp = at::call_service(
-        &app,
+        &admin,
         at::TestRequest::post()
             .uri("/admin/gateway/publish")
             .to_request(),
@@ -706,7 +713,7 @@ async fn admin_publish_then_a_verifier_matches_every_served_url() {
     assert_eq!(again["delivery"]["delivered"], 0);
 
     let resp = at::call_service(
-        &app,
+        &admin,
         at::TestRequest::post()
             .uri("/admin/gateway/upload-dsc")
             .to_request(),
@@ -718,7 +725,7 @@ async fn admin_publish_then_a_verifier_matches_every_served_url() {
     assert_eq!(gw.signer_certificates()[0].raw_der, identity.dsc_der);
 
     let resp = at::call_service(
-        &app,
+        &admin,
         at::TestRequest::post()
             .uri("/admin/gateway/sync")
             .to_request(),
@@ -733,7 +740,7 @@ async fn admin_publish_then_a_verifier_matches_every_served_url() {
     );
 
     let resp = at::call_service(
-        &app,
+        &admin,
         at::TestRequest::get()
             .uri("/admin/gateway/status")
             .to_request(),
@@ -750,9 +757,19 @@ async fn admin_publish_then_a_verifier_matches_every_served_url() {
 #[actix_web::test]
 async fn admin_routes_without_a_client_answer_503() {
     use actix_web::test as at;
-    let app = service::app(service::config("gw-off")).await;
+    let cfg = service::config("gw-off");
+    let services = ddcc_mediator::services::Services::build_with_env(&cfg, |_| None)
+        .await
+        .unwrap();
+    let state = ddcc_mediator::server::build_state(cfg, |b| services.install(b)).unwrap();
+    let admin = at::init_service(ddcc_mediator::server::build_app_for(
+        state,
+        ddcc_mediator::server::Surface::Admin,
+        |_| {},
+    ))
+    .await;
     let resp = at::call_service(
-        &app,
+        &admin,
         at::TestRequest::get()
             .uri("/admin/gateway/status")
             .to_request(),

@@ -72,8 +72,9 @@ impl Drop for Server {
     }
 }
 
-/// Starts the binary (with `DATABASE_URL` when given) and returns the harness output.
-fn run_against_binary(shared: &std::path::Path, database_url: Option<&str>) -> String {
+/// Starts the binary in a fresh data dir with `env` on a free port; returns it and
+/// the port once it listens.
+fn spawn_binary(env: &[(&str, String)]) -> (Server, u16) {
     let port = free_port();
     let data = std::env::temp_dir().join(format!(
         "ddcc-compliance-{}-{:x}",
@@ -91,10 +92,10 @@ fn run_against_binary(shared: &std::path::Path, database_url: Option<&str>) -> S
         .env("DDCC_PROFILES_DIR", root().join("fhir-profiles"))
         .stdout(Stdio::null())
         .stderr(Stdio::null());
-    if let Some(url) = database_url {
-        cmd.env("DATABASE_URL", url);
+    for (k, v) in env {
+        cmd.env(k, v);
     }
-    let _server = Server(cmd.spawn().expect("binary starts"));
+    let server = Server(cmd.spawn().expect("binary starts"));
     let addr = format!("127.0.0.1:{port}");
     let up = (0..500).any(|_| {
         if std::net::TcpStream::connect(&addr).is_ok() {
@@ -104,6 +105,20 @@ fn run_against_binary(shared: &std::path::Path, database_url: Option<&str>) -> S
         false
     });
     assert!(up, "the service never listened on {addr}");
+    (server, port)
+}
+
+/// Starts the binary (with `DATABASE_URL` when given) and returns the harness output.
+fn run_against_binary(shared: &std::path::Path, database_url: Option<&str>) -> String {
+    let env: Vec<(&str, String)> = database_url
+        .map(|u| ("DATABASE_URL", u.to_string()))
+        .into_iter()
+        .collect();
+    let (_server, port) = spawn_binary(&env);
+    harness(shared, port)
+}
+
+fn harness(shared: &std::path::Path, port: u16) -> String {
     let out = Command::new(python())
         .arg(root().join("tests/compliance/run_compliance.py"))
         .arg("--framework")
@@ -155,6 +170,28 @@ fn compliance_framework_passes_with_postgres() {
         return;
     }
     let stdout = run_against_binary(&shared, Some(&url));
+    println!("{stdout}");
+    assert_eq!(
+        stdout.lines().last().unwrap_or(""),
+        "17 passed, 0 failed",
+        "{stdout}"
+    );
+}
+
+/// The same against an instance whose registry lives on a second instance in store
+/// mode (`FHIR_SERVER`): clients see the same answers.
+#[test]
+fn compliance_framework_passes_through_a_fhir_server() {
+    let Some(shared) = shared() else {
+        return;
+    };
+    if !python_with_jsonschema() {
+        return;
+    }
+    let (_store, store_port) = spawn_binary(&[("DDCC_MODE", "store".to_string())]);
+    let (_front, port) =
+        spawn_binary(&[("FHIR_SERVER", format!("http://127.0.0.1:{store_port}/fhir"))]);
+    let stdout = harness(&shared, port);
     println!("{stdout}");
     assert_eq!(
         stdout.lines().last().unwrap_or(""),

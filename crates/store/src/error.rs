@@ -46,6 +46,10 @@ pub enum StoreError {
     Backend(String),
     #[error("encryption at rest: {0}")]
     Crypto(String),
+    /// An external FHIR server behind the store answered with a server error (HTTP 502):
+    /// unlike `Backend`, it was reachable, so waiting alone may not help.
+    #[error("FHIR server: {0}")]
+    Upstream(String),
 }
 
 impl StoreError {
@@ -69,6 +73,7 @@ impl StoreError {
             | StoreError::Codec(_)
             | StoreError::Backend(_)
             | StoreError::Crypto(_) => 500,
+            StoreError::Upstream(_) => 502,
         }
     }
 }

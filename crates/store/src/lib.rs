@@ -37,7 +37,7 @@ pub use error::StoreError;
 pub use gateway::{GatewayStore, OutboxItem, RevokedHash, TrustEntry};
 pub use postgres::PostgresStore;
 pub use revocation::{PendingRevocation, Revocation, SignatureAlg};
-pub use search::{SearchQuery, DEFAULT_COUNT, MAX_COUNT};
+pub use search::{check_query, SearchQuery, DEFAULT_COUNT, MAX_COUNT, MAX_OFFSET};
 pub use sqlite::{SqliteStore, Synchronous, DB_FILE as SQLITE_DB_FILE};
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;

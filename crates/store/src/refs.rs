@@ -12,9 +12,11 @@ use crate::StoreError;
 pub const MAX_DEPTH: usize = 64;
 
 /// Rewrites, in place, `reference` values and Attachment-style `url` values that name a
-/// fullUrl in `map`. `urn:uuid:` references that are in neither `map` nor a nested
-/// Bundle's own entries (a document Bundle inside the transaction keeps its internal
-/// references) give [`StoreError::BrokenReference`].
+/// fullUrl in `map`. `urn:uuid:` references that are in neither `map` nor the entries of
+/// a Bundle that contains them give [`StoreError::BrokenReference`]. A stored Bundle (a
+/// DDCC document, whether the value itself or nested in it) keeps its internal
+/// references: they name its own entries' fullUrls, which FHIR resolves within the
+/// Bundle, not against the transaction.
 pub fn rewrite(value: &mut Value, map: &HashMap<String, String>) -> Result<(), StoreError> {
     walk(value, map, &HashSet::new(), 0)
 }
@@ -37,23 +39,22 @@ fn walk(
             }
         }
         Value::Object(obj) => {
-            // A nested Bundle (e.g. the DDCC document) defines its own fullUrls.
+            // A Bundle (e.g. the DDCC document) defines its own fullUrls.
             let nested_local;
-            let local =
-                if depth > 0 && obj.get("resourceType").and_then(Value::as_str) == Some("Bundle") {
-                    let mut l = local.clone();
-                    if let Some(Value::Array(entries)) = obj.get("entry") {
-                        for e in entries {
-                            if let Some(u) = e.get("fullUrl").and_then(Value::as_str) {
-                                l.insert(u.to_owned());
-                            }
+            let local = if obj.get("resourceType").and_then(Value::as_str) == Some("Bundle") {
+                let mut l = local.clone();
+                if let Some(Value::Array(entries)) = obj.get("entry") {
+                    for e in entries {
+                        if let Some(u) = e.get("fullUrl").and_then(Value::as_str) {
+                            l.insert(u.to_owned());
                         }
                     }
-                    nested_local = l;
-                    &nested_local
-                } else {
-                    local
-                };
+                }
+                nested_local = l;
+                &nested_local
+            } else {
+                local
+            };
             for (k, v) in obj.iter_mut() {
                 if let Value::String(s) = v {
                     if k == "reference" || k == "url" {
@@ -143,6 +144,29 @@ mod tests {
         assert_eq!(dr["content"][0]["attachment"]["url"], "Binary/1");
         assert_eq!(dr["masterIdentifier"]["value"], "urn:uuid:not-a-reference");
         let mut bad = json!({"subject": {"reference": "urn:uuid:nowhere"}});
+        assert!(matches!(
+            rewrite(&mut bad, &map),
+            Err(StoreError::BrokenReference(_))
+        ));
+    }
+
+    #[test]
+    fn stored_bundle_resolves_against_its_own_entries() {
+        let map: HashMap<String, String> =
+            [("urn:uuid:p".to_owned(), "Patient/2".to_owned())].into();
+        let mut doc = json!({"resourceType": "Bundle", "type": "document", "entry": [
+            {"fullUrl": "urn:uuid:c", "resource": {"resourceType": "Composition",
+                "subject": {"reference": "urn:uuid:in"}, "author": [{"reference": "urn:uuid:p"}]}},
+            {"fullUrl": "urn:uuid:in", "resource": {"resourceType": "Patient"}}]});
+        rewrite(&mut doc, &map).unwrap();
+        let composition = &doc["entry"][0]["resource"];
+        assert_eq!(composition["subject"]["reference"], "urn:uuid:in");
+        // A name the Bundle does not define still resolves against the transaction …
+        assert_eq!(composition["author"][0]["reference"], "Patient/2");
+        // … and one neither defines is broken.
+        let mut bad = json!({"resourceType": "Bundle", "type": "document", "entry": [
+            {"fullUrl": "urn:uuid:c", "resource": {"resourceType": "Composition",
+                "subject": {"reference": "urn:uuid:elsewhere"}}}]});
         assert!(matches!(
             rewrite(&mut bad, &map),
             Err(StoreError::BrokenReference(_))

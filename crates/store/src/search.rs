@@ -40,6 +40,16 @@ impl SearchQuery {
 
 pub const DEFAULT_COUNT: usize = 100;
 pub const MAX_COUNT: usize = 1000;
+/// `_offset` beyond this is refused: deep offsets cost a scan of every skipped row, and
+/// no client pages that far through one registry search.
+pub const MAX_OFFSET: usize = 1_000_000;
+
+/// Checks `query` as [`crate::Store::search`] would (supported parameters, well-formed
+/// values) without running it: for front ends that answer searches from elsewhere and
+/// must refuse exactly what the store refuses.
+pub fn check_query(resource_type: &str, query: &SearchQuery) -> Result<(), StoreError> {
+    parse(resource_type, query).map(|_| ())
+}
 const MAX_VALUES: usize = 100;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,6 +113,7 @@ pub(crate) struct Parsed {
     conds: Vec<Cond>,
     sort: Vec<(SortKey, bool)>,
     pub count: usize,
+    pub offset: usize,
 }
 
 fn bad(param: &str, reason: impl Into<String>) -> StoreError {
@@ -238,6 +249,7 @@ pub(crate) fn parse(resource_type: &str, q: &SearchQuery) -> Result<Parsed, Stor
         conds: Vec::new(),
         sort: Vec::new(),
         count: DEFAULT_COUNT,
+        offset: 0,
     };
     for (raw_name, value) in &q.params {
         let (name, modifier) = match raw_name.split_once(':') {
@@ -246,11 +258,27 @@ pub(crate) fn parse(resource_type: &str, q: &SearchQuery) -> Result<Parsed, Stor
         };
         match name {
             "_count" => {
-                // FHIR lets a server return fewer than asked: larger counts are capped.
+                // FHIR lets a server return fewer than asked: larger counts are capped, at
+                // one more than the largest page so a pager can tell whether another
+                // page follows.
                 parsed.count = value
                     .parse::<usize>()
                     .map_err(|_| bad("_count", "expected a non-negative integer"))?
-                    .min(MAX_COUNT);
+                    .min(MAX_COUNT + 1);
+            }
+            // Paging: the results' order is total (the sort keys, then the id), so an
+            // offset names the same position on every request while the data is unchanged.
+            "_offset" => {
+                parsed.offset = value
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|o| *o <= MAX_OFFSET)
+                    .ok_or_else(|| {
+                        bad(
+                            "_offset",
+                            format!("expected an integer from 0 to {MAX_OFFSET}"),
+                        )
+                    })?;
             }
             // Response-format parameters: the HTTP layer honours them; they select nothing.
             "_format" | "_pretty" => {}
@@ -578,7 +606,12 @@ pub(crate) fn compile(p: &Parsed, per_resource_hint: &str) -> Sql {
         .to_owned(),
     );
     order.push("c.id ASC".to_owned());
-    text.push_str(&format!(" ORDER BY {} LIMIT {}", order.join(", "), p.count));
+    text.push_str(&format!(
+        " ORDER BY {} LIMIT {} OFFSET {}",
+        order.join(", "),
+        p.count,
+        p.offset
+    ));
     sql.text = text;
     sql
 }
@@ -612,7 +645,12 @@ mod tests {
         .unwrap();
         assert_eq!(ok.count, 5);
         let capped = parse("Binary", &q(&[("_count", "100000"), ("_format", "json")])).unwrap();
-        assert_eq!(capped.count, MAX_COUNT);
+        assert_eq!(capped.count, MAX_COUNT + 1);
+        let paged = parse("List", &q(&[("_count", "10"), ("_offset", "20")])).unwrap();
+        assert_eq!((paged.count, paged.offset), (10, 20));
+        assert!(compile(&paged, "")
+            .text
+            .ends_with("c.id ASC LIMIT 10 OFFSET 20"));
         let sql = compile(&ok, "");
         let n = sql.params.len();
         assert!(sql.text.contains(&format!("${n}")) && !sql.text.contains(&format!("${}", n + 1)));
@@ -649,6 +687,9 @@ mod tests {
             ("DocumentReference", &[("date", "yesterday")]),
             ("DocumentReference", &[("_count", "-1")]),
             ("DocumentReference", &[("_sort", "status")]),
+            ("DocumentReference", &[("_offset", "-1")]),
+            ("DocumentReference", &[("_offset", "1000001")]),
+            ("DocumentReference", &[("_offset", "x")]),
             ("DocumentReference", &[("_id", "../x")]),
             ("DocumentReference", &[("patient.name", "x")]),
             ("DocumentReference", &[("identifier", "")]),

@@ -26,6 +26,8 @@ both_backends!(
     concurrent_if_match_single_winner,
     concurrent_folder_updates_one_folder,
     revocation_flow,
+    offset_pages_partition_the_matches,
+    stored_document_bundle_keeps_its_references,
 );
 
 fn q(pairs: &[(&str, &str)]) -> SearchQuery {
@@ -1214,5 +1216,106 @@ fn search_value_is_plain_data() {
     assert_eq!(
         a,
         SearchQuery::from_pairs([("patient", "Patient/1"), ("status", "current")])
+    );
+}
+
+/// `_count` + `_offset` pages are disjoint and together give every match, in the same
+/// order as one large page, for any sort.
+async fn offset_pages_partition_the_matches(p: Pair) {
+    let s = p.a.as_ref();
+    let tag = format!(
+        "paging-{}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0)
+    );
+    for n in 0..9 {
+        s.create(
+            json!({"resourceType": "List", "status": "current", "mode": "working",
+            "identifier": [{"system": "urn:test", "value": tag}],
+            "date": format!("2021-01-0{}", 9 - n)}),
+        )
+        .await
+        .expect("create");
+    }
+    let ident = format!("urn:test|{tag}");
+    for sort in [None, Some("date"), Some("-date"), Some("_id")] {
+        let mut base = vec![("identifier", ident.as_str())];
+        if let Some(so) = sort {
+            base.push(("_sort", so));
+        }
+        let mut all_q = base.clone();
+        all_q.push(("_count", "100"));
+        let all = ids(s, "List", &all_q).await;
+        assert_eq!(all.len(), 9);
+        let mut paged = Vec::new();
+        for offset in (0..12).step_by(4) {
+            let off = offset.to_string();
+            let mut page_q = base.clone();
+            page_q.extend([("_count", "4"), ("_offset", off.as_str())]);
+            // Both instances see the same pages (PostgreSQL: another connection).
+            let page = ids(s, "List", &page_q).await;
+            assert_eq!(page, ids(p.b.as_ref(), "List", &page_q).await);
+            paged.extend(page);
+        }
+        assert_eq!(paged, all, "sort {sort:?}");
+    }
+}
+
+/// A document Bundle stored in a transaction keeps its internal `urn:uuid:` references
+/// (they name its own entries, not the transaction's); a reference naming neither is
+/// still refused, and nothing is stored.
+async fn stored_document_bundle_keeps_its_references(p: Pair) {
+    let s = p.a.as_ref();
+    let doc = json!({"resourceType": "Bundle", "type": "document", "entry": [
+        {"fullUrl": "urn:uuid:4f1c0d7e-0000-4000-8000-000000000001",
+         "resource": {"resourceType": "Composition",
+            "subject": {"reference": "urn:uuid:4f1c0d7e-0000-4000-8000-000000000002"}}},
+        {"fullUrl": "urn:uuid:4f1c0d7e-0000-4000-8000-000000000002",
+         "resource": {"resourceType": "Patient"}}]});
+    let tx = |resource: serde_json::Value| {
+        TxRequest::new(vec![
+            TxEntry {
+                full_url: Some("urn:uuid:4f1c0d7e-0000-4000-8000-0000000000d0".into()),
+                op: TxOp::Update {
+                    resource_type: "Bundle".into(),
+                    id: "doc-by-id".into(),
+                    resource,
+                    if_match: None,
+                },
+            },
+            TxEntry {
+                full_url: None,
+                op: TxOp::Create {
+                    resource: json!({"resourceType": "DocumentReference", "status": "current",
+                        "content": [{"attachment": {"url": "urn:uuid:4f1c0d7e-0000-4000-8000-0000000000d0"}}]}),
+                },
+            },
+        ])
+    };
+    let mut broken = doc.clone();
+    broken["entry"][0]["resource"]["subject"]["reference"] =
+        json!("urn:uuid:4f1c0d7e-0000-4000-8000-00000000dead");
+    let before = snapshot(s).await;
+    assert!(matches!(
+        s.transaction(tx(broken)).await,
+        Err(StoreError::BrokenReference(_))
+    ));
+    assert_eq!(
+        snapshot(s).await,
+        before,
+        "a refused transaction stores nothing"
+    );
+    let r = s.transaction(tx(doc.clone())).await.expect("stored");
+    let stored = s.read("Bundle", "doc-by-id").await.expect("read");
+    assert_eq!(
+        stored.resource["entry"], doc["entry"],
+        "internal references kept"
+    );
+    let dr = s.read("DocumentReference", &r[1].id).await.expect("docref");
+    assert_eq!(
+        dr.resource["content"][0]["attachment"]["url"],
+        "Bundle/doc-by-id"
     );
 }

@@ -35,6 +35,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     //   cfg.configure(fhir::configure);   // /fhir/...  (FHIR API: metadata, mapping, store)
 }
 
+/// `DDCC_MODE=store`: health and metrics, and the FHIR REST store/registry only.
+pub fn configure_store_only(cfg: &mut web::ServiceConfig) {
+    cfg.configure(ops::configure);
+    cfg.configure(registry::configure);
+}
+
 // Shared by every route module: FHIR JSON in and out.
 
 pub(crate) fn fhir_json(status: StatusCode, body: &Value) -> HttpResponse {

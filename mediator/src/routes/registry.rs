@@ -21,6 +21,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/fhir/metadata").route(web::get().to(metadata)))
         .service(web::resource(["/fhir", "/fhir/"]).route(web::post().to(post_root)))
         .service(
+            web::resource("/fhir/DocumentReference/$docref")
+                .route(web::get().to(docref))
+                .route(web::post().to(docref)),
+        )
+        .service(
             web::resource("/fhir/DocumentReference/{id}/$getQRCode").route(web::get().to(qr_code)),
         )
         .service(web::resource("/fhir/Binary/{id}").route(web::get().to(binary)))
@@ -395,15 +400,94 @@ async fn search_inner(
 ) -> Result<HttpResponse, ApiError> {
     check_type(&t)?;
     let reg = registry(&state)?;
-    let q = SearchQuery::from_pairs(query.into_inner());
-    let found = reg.store.search(&t, &q).await.map_err(store_error)?;
     let base = public_base(&state, &req);
-    let qs = req.query_string();
-    let self_url = if qs.is_empty() {
-        format!("{base}/{t}")
-    } else {
-        format!("{base}/{t}?{qs}")
+    let bundle = paged_search(&state, &reg, &base, &t, &t, query.into_inner(), None).await?;
+    Ok(fhir_json(StatusCode::OK, &bundle))
+}
+
+/// One page of a search: `_count` (default and maximum configured) and `_offset` are
+/// taken off the query, the store is asked for one result more than the page to learn
+/// whether another follows, and `self`/`next`/`previous` links repeat the other
+/// parameters with the page's offsets (the store's order is total, so an offset names
+/// the same position while the data is unchanged). `total` is given when this page
+/// shows where the results end, which costs no count query. `path` is what the links
+/// name after the base (`DocumentReference`, `DocumentReference/$docref`); `link_pairs`
+/// replaces the search parameters in the links when the request named them otherwise
+/// (an operation's parameters, translated into a search).
+async fn paged_search(
+    state: &AppState,
+    reg: &Registry,
+    base: &str,
+    t: &str,
+    path: &str,
+    pairs: Vec<(String, String)>,
+    link_pairs: Option<Vec<(String, String)>>,
+) -> Result<Value, ApiError> {
+    let cfg = &state.config.registry;
+    let max = cfg.search_max_count.clamp(1, ddcc_store::MAX_COUNT);
+    let mut count = cfg.search_default_count.clamp(1, max);
+    let mut offset = 0usize;
+    let mut rest = Vec::with_capacity(pairs.len());
+    for (k, v) in pairs {
+        match k.as_str() {
+            "_count" => {
+                count = v
+                    .trim()
+                    .parse::<usize>()
+                    .map_err(|_| ApiError::Invalid {
+                        status: 400,
+                        issues: vec![Issue::error(
+                            "invalid",
+                            "_count must be a non-negative integer",
+                        )],
+                    })?
+                    .min(max);
+            }
+            "_offset" => {
+                offset = v
+                    .trim()
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|o| *o <= ddcc_store::MAX_OFFSET)
+                    .ok_or_else(|| ApiError::Invalid {
+                        status: 400,
+                        issues: vec![Issue::error(
+                            "invalid",
+                            format!(
+                                "_offset must be an integer from 0 to {}",
+                                ddcc_store::MAX_OFFSET
+                            ),
+                        )],
+                    })?;
+            }
+            _ => rest.push((k, v)),
+        }
+    }
+    let mut q = SearchQuery::from_pairs(rest.clone());
+    let rest = link_pairs.unwrap_or(rest);
+    // `_count=0` asks for no entries: no extra row, so no `next` that would repeat it.
+    let ask = if count == 0 { 0 } else { count + 1 };
+    q.params.push(("_count".into(), ask.to_string()));
+    q.params.push(("_offset".into(), offset.to_string()));
+    let mut found = reg.store.search(t, &q).await.map_err(store_error)?;
+    let has_next = found.len() > count;
+    found.truncate(count);
+    let link = |relation: &str, at: usize| -> Result<Value, ApiError> {
+        let mut url = reqwest::Url::parse(&format!("{base}/{path}"))
+            .map_err(|e| ApiError::internal(format!("search link: {e}")))?;
+        url.query_pairs_mut()
+            .extend_pairs(rest.iter())
+            .append_pair("_count", &count.to_string())
+            .append_pair("_offset", &at.to_string());
+        Ok(json!({"relation": relation, "url": url.as_str()}))
     };
+    let mut links = vec![link("self", offset)?];
+    if has_next {
+        links.push(link("next", offset + count)?);
+    }
+    if offset > 0 && count > 0 {
+        links.push(link("previous", offset.saturating_sub(count))?);
+    }
     let entries: Vec<Value> = found
         .iter()
         .map(|s| {
@@ -414,14 +498,182 @@ async fn search_inner(
             })
         })
         .collect();
-    let bundle = json!({
+    let mut bundle = json!({
         "resourceType": "Bundle",
         "id": uuid::Uuid::new_v4().to_string(),
         "type": "searchset",
-        "total": entries.len(),
-        "link": [{"relation": "self", "url": self_url}],
+        "link": links,
         "entry": entries,
     });
+    // Past the end of the results a page cannot tell how many there were.
+    if !has_next && count > 0 && (offset == 0 || !found.is_empty()) {
+        bundle["total"] = json!(offset + found.len());
+    }
+    Ok(bundle)
+}
+
+/// The IPA `$docref` parameters this service answers.
+const DOCREF_PARAMS: &[&str] = &["patient", "start", "end", "type", "on-demand"];
+
+/// IPA `DocumentReference/$docref`: the patient's current DocumentReferences as a
+/// searchset, from the query string (GET, POST) and a `Parameters` body (POST).
+/// `start`/`end` bound `DocumentReference.date`; `on-demand` is accepted, and since
+/// every document here is stored, it changes nothing.
+async fn docref(
+    state: AppState,
+    req: HttpRequest,
+    query: web::Query<Vec<(String, String)>>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let audit =
+        Audit::operation(&state, &req, "docref", Action::Execute).with_query(req.query_string());
+    let result = docref_inner(&state, &req, query.into_inner(), &body).await;
+    audit.record_result(&state, &[], &result, false).await;
+    result
+}
+
+fn docref_params(
+    mut pairs: Vec<(String, String)>,
+    body: &[u8],
+) -> Result<Vec<(String, String)>, ApiError> {
+    if !body.iter().all(u8::is_ascii_whitespace) {
+        let b = json_body(body)?;
+        if b.get("resourceType").and_then(Value::as_str) != Some("Parameters") {
+            return Err(ApiError::bad_request(
+                "$docref takes its parameters in the URL or in a Parameters resource",
+            ));
+        }
+        for p in b
+            .get("parameter")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let name = p.get("name").and_then(Value::as_str).unwrap_or_default();
+            let value = if let Some(c) = p.get("valueCoding") {
+                let sys = c.get("system").and_then(Value::as_str).unwrap_or_default();
+                let code = c.get("code").and_then(Value::as_str).unwrap_or_default();
+                Some(if sys.is_empty() {
+                    code.to_string()
+                } else {
+                    format!("{sys}|{code}")
+                })
+            } else if let Some(b) = p.get("valueBoolean").and_then(Value::as_bool) {
+                Some(b.to_string())
+            } else {
+                [
+                    "valueId",
+                    "valueString",
+                    "valueDate",
+                    "valueDateTime",
+                    "valueCode",
+                    "valueUri",
+                ]
+                .iter()
+                .find_map(|k| p.get(*k).and_then(Value::as_str))
+                .map(str::to_string)
+                .or_else(|| {
+                    p.pointer("/valueReference/reference")
+                        .and_then(Value::as_str)
+                        .map(str::to_string)
+                })
+            };
+            let value = value.ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "$docref parameter `{}` has no value of a supported type",
+                    name.chars().take(40).collect::<String>()
+                ))
+            })?;
+            pairs.push((name.to_string(), value));
+        }
+    }
+    Ok(pairs)
+}
+
+async fn docref_inner(
+    state: &AppState,
+    req: &HttpRequest,
+    pairs: Vec<(String, String)>,
+    body: &[u8],
+) -> Result<HttpResponse, ApiError> {
+    let reg = registry(state)?;
+    let pairs = docref_params(pairs, body)?;
+    // The links repeat the operation's own parameters (a POST's body ones included).
+    let link_pairs: Vec<(String, String)> = pairs
+        .iter()
+        .filter(|(k, _)| !matches!(k.as_str(), "_count" | "_offset"))
+        .cloned()
+        .collect();
+    let invalid = |msg: String| ApiError::Invalid {
+        status: 400,
+        issues: vec![Issue::error("invalid", msg)],
+    };
+    let mut patient = None;
+    let mut search: Vec<(String, String)> = vec![("status".into(), "current".into())];
+    let mut types = Vec::new();
+    for (k, v) in pairs {
+        match k.as_str() {
+            "patient" if patient.is_some() => {
+                return Err(invalid("$docref takes one `patient`".into()))
+            }
+            "patient" => {
+                let id = v.strip_prefix("Patient/").unwrap_or(&v);
+                ids::check_id(id).map_err(|_| {
+                    invalid("`patient` must be a Patient id or Patient/{id}".into())
+                })?;
+                patient = Some(format!("Patient/{id}"));
+            }
+            "start" => search.push(("date".into(), format!("ge{v}"))),
+            "end" => search.push(("date".into(), format!("le{v}"))),
+            "type" => {
+                if v.is_empty() {
+                    return Err(invalid("`type` must not be empty".into()));
+                }
+                types.push(v.replace(',', "\\,"));
+            }
+            "on-demand" => {
+                if v != "true" && v != "false" {
+                    return Err(invalid("`on-demand` must be true or false".into()));
+                }
+            }
+            // Response-format parameters select nothing.
+            "_format" | "_pretty" => {}
+            // Paging, as the searchset's own `next` links carry it.
+            "_count" | "_offset" => search.push((k, v)),
+            other => {
+                return Err(ApiError::Invalid {
+                    status: 400,
+                    issues: vec![Issue::error(
+                        "not-supported",
+                        format!(
+                            "$docref parameter `{}` is not supported (supported: {})",
+                            other.chars().take(40).collect::<String>(),
+                            DOCREF_PARAMS.join(", ")
+                        ),
+                    )],
+                })
+            }
+        }
+    }
+    let patient = patient.ok_or_else(|| ApiError::Invalid {
+        status: 400,
+        issues: vec![Issue::error("required", "$docref needs `patient`")],
+    })?;
+    search.push(("patient".into(), patient));
+    if !types.is_empty() {
+        search.push(("type".into(), types.join(",")));
+    }
+    let base = public_base(state, req);
+    let bundle = paged_search(
+        state,
+        &reg,
+        &base,
+        "DocumentReference",
+        "DocumentReference/$docref",
+        search,
+        Some(link_pairs),
+    )
+    .await?;
     Ok(fhir_json(StatusCode::OK, &bundle))
 }
 
@@ -441,6 +693,11 @@ async fn post_root(
             && b.get("type").and_then(Value::as_str) == Some("batch")
     });
     if is_batch {
+        if state.config.registry.mode == crate::config::Mode::Store {
+            return Err(ApiError::bad_request(
+                "this instance runs in store mode (DDCC_MODE=store) and issues nothing: a batch Submit Health Event goes to an issuing instance",
+            ));
+        }
         // The path said `register`; the body says issuing.
         crate::auth::require(&state, &caller, crate::auth::RouteGroup::Issue)?;
         return crate::routes::issuing::submit_health_event(state, req, caller, recorder, body)
@@ -530,11 +787,21 @@ async fn provide_document_bundle(
             issues: malformed,
         });
     }
+    // Only a submission (a transaction that creates) is an ITI-65 Provide Document
+    // Bundle; updates and deletes alone (a revocation forwarded by an instance using this
+    // one as its FHIR server) are a plain FHIR transaction.
+    let submits = tx.entries.is_empty()
+        || tx
+            .entries
+            .iter()
+            .any(|e| matches!(e.op, ddcc_store::TxOp::Create { .. }));
     let mut missing = Vec::new();
-    if !resources.iter().any(|r| {
-        r.get("resourceType").and_then(Value::as_str) == Some("List")
-            && has_code(r, MHD_LIST_TYPES, "submissionset")
-    }) {
+    if submits
+        && !resources.iter().any(|r| {
+            r.get("resourceType").and_then(Value::as_str) == Some("List")
+                && has_code(r, MHD_LIST_TYPES, "submissionset")
+        })
+    {
         missing.push(
             Issue::error(
                 "required",
@@ -543,9 +810,10 @@ async fn provide_document_bundle(
             .at("Bundle.entry"),
         );
     }
-    if !resources
-        .iter()
-        .any(|r| r.get("resourceType").and_then(Value::as_str) == Some("DocumentReference"))
+    if submits
+        && !resources
+            .iter()
+            .any(|r| r.get("resourceType").and_then(Value::as_str) == Some("DocumentReference"))
     {
         missing.push(
             Issue::error("required", "ITI-65 needs at least one DocumentReference")
@@ -626,11 +894,16 @@ async fn binary_inner(
     id: String,
 ) -> Result<HttpResponse, ApiError> {
     check_id(&id)?;
-    let stored = registry(state)?
-        .store
-        .read("Binary", &id)
-        .await
-        .map_err(store_error)?;
+    let reg = registry(state)?;
+    let stored = match reg.store.read("Binary", &id).await {
+        Ok(s) => s,
+        // An issued document is stored as its Bundle; `Binary/{id}` is the
+        // repository's byte view of it, which its DocumentReference names.
+        Err(ddcc_store::StoreError::NotFound { .. }) => {
+            return document_bytes(&reg, req, &id).await;
+        }
+        Err(e) => return Err(store_error(e)),
+    };
     let accept = req
         .headers()
         .get(header::ACCEPT)
@@ -657,6 +930,52 @@ async fn binary_inner(
         &stored,
         None,
     ))
+}
+
+/// `Binary/{id}` for the document Bundle `id`: the signed document's bytes, or with a
+/// FHIR `Accept` the Binary resource holding them. Any other Bundle is not a document
+/// the repository serves as bytes, so it stays a 404.
+async fn document_bytes(
+    reg: &Registry,
+    req: &HttpRequest,
+    id: &str,
+) -> Result<HttpResponse, ApiError> {
+    let stored = match reg.store.read("Bundle", id).await {
+        Ok(s) => s,
+        Err(ddcc_store::StoreError::NotFound { .. }) => {
+            return Err(ApiError::not_found(format!("Binary/{id} not found")))
+        }
+        Err(e) => return Err(store_error(e)),
+    };
+    if stored.resource.get("type").and_then(Value::as_str) != Some("document") {
+        return Err(ApiError::not_found(format!("Binary/{id} not found")));
+    }
+    let bytes = crate::registry::document_as_issued(&stored.resource).to_string();
+    let accept = req
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let resp = if accept.contains("json") || accept.contains("fhir") {
+        let mut binary = json!({
+            "resourceType": "Binary",
+            "id": id,
+            "contentType": "application/fhir+json",
+            "data": base64::engine::general_purpose::STANDARD.encode(bytes.as_bytes()),
+        });
+        if let Some(meta) = stored.resource.get("meta") {
+            binary["meta"] = json!({
+                "versionId": meta.get("versionId"),
+                "lastUpdated": meta.get("lastUpdated"),
+            });
+        }
+        fhir_json(StatusCode::OK, &binary)
+    } else {
+        HttpResponse::Ok()
+            .insert_header((header::CONTENT_TYPE, "application/fhir+json"))
+            .body(bytes)
+    };
+    Ok(with_version_headers(resp, &stored, None))
 }
 
 #[derive(serde::Deserialize)]
@@ -844,6 +1163,7 @@ async fn metadata(state: AppState, req: HttpRequest) -> Result<HttpResponse, Api
     let base = public_base(&state, &req);
     let has_store = state.service::<Registry>().is_some();
     let op = |name: &str, def: &str| json!({"name": name, "definition": def});
+    let issuing = state.config.registry.mode != crate::config::Mode::Store;
     // The served artefact types (StructureMap among them, with `$transform`).
     let mut resources = crate::routes::artefacts::capability_resources();
     resources.extend([
@@ -852,6 +1172,10 @@ async fn metadata(state: AppState, req: HttpRequest) -> Result<HttpResponse, Api
             "operation": [op("generateHealthCertificate", "http://smart.who.int/ddcc/OperationDefinition/DDCC-QuestionnaireResponse-generateHealthCertificate")],
         }),
     ]);
+    if !issuing {
+        // Store mode serves neither artefacts nor issuing.
+        resources.clear();
+    }
     if has_store {
         let mut types: Vec<&str> = ddcc_store::index::PARAMS
             .iter()
@@ -869,10 +1193,16 @@ async fn metadata(state: AppState, req: HttpRequest) -> Result<HttpResponse, Api
                 "searchParam": search_params(t),
             });
             if t == "DocumentReference" {
-                r["operation"] = json!([op(
-                    "getQRCode",
-                    &format!("{base}/OperationDefinition/getQRCode")
-                )]);
+                r["operation"] = json!([
+                    op(
+                        "getQRCode",
+                        &format!("{base}/OperationDefinition/getQRCode")
+                    ),
+                    op(
+                        "docref",
+                        "http://hl7.org/fhir/uv/ipa/OperationDefinition/docref"
+                    ),
+                ]);
             }
             if t == "Bundle" {
                 r["operation"] = json!([op(
@@ -883,10 +1213,27 @@ async fn metadata(state: AppState, req: HttpRequest) -> Result<HttpResponse, Api
             resources.push(r);
         }
     }
-    let mut interaction = vec![json!({"code": "batch"})];
+    let mut interaction = Vec::new();
+    if issuing {
+        interaction.push(json!({"code": "batch"}));
+    }
     if has_store {
         interaction.push(json!({"code": "transaction"}));
     }
+    let system_ops = if issuing {
+        vec![
+            op(
+                "validate",
+                "http://hl7.org/fhir/OperationDefinition/Resource-validate",
+            ),
+            op(
+                "submitHealthEvent",
+                "http://smart.who.int/ddcc/OperationDefinition/DDCC-submitHealthEvent",
+            ),
+        ]
+    } else {
+        Vec::new()
+    };
     let cs = json!({
         "resourceType": "CapabilityStatement",
         "status": "active",
@@ -900,10 +1247,7 @@ async fn metadata(state: AppState, req: HttpRequest) -> Result<HttpResponse, Api
             "mode": "server",
             "resource": resources,
             "interaction": interaction,
-            "operation": [
-                op("validate", "http://hl7.org/fhir/OperationDefinition/Resource-validate"),
-                op("submitHealthEvent", "http://smart.who.int/ddcc/OperationDefinition/DDCC-submitHealthEvent"),
-            ],
+            "operation": system_ops,
         }],
     });
     Ok(fhir_json(StatusCode::OK, &cs))
