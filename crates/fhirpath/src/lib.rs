@@ -26,6 +26,7 @@ mod ops;
 mod parser;
 mod temporal;
 mod units;
+pub use units::CALENDAR_UNITS;
 mod value;
 
 /// A parsed FHIRPath expression.
