@@ -18,6 +18,7 @@ use std::borrow::Cow;
 use std::sync::Arc;
 
 mod ast;
+pub mod calendar;
 mod decimal;
 mod eval;
 mod functions;

@@ -407,19 +407,11 @@ pub fn is_fhir_date(s: &str) -> bool {
                 m.parse::<u32>().unwrap_or(0),
                 d.parse::<u32>().unwrap_or(0),
             );
-            (1..=12).contains(&m) && d >= 1 && d <= days_in_month(y, m)
+            (1..=12).contains(&m)
+                && d >= 1
+                && i64::from(d) <= fhirpath::calendar::days_in_month(i64::from(y), i64::from(m))
         }
         _ => false,
-    }
-}
-
-fn days_in_month(y: u32, m: u32) -> u32 {
-    match m {
-        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
-        4 | 6 | 9 | 11 => 30,
-        2 if (y.is_multiple_of(4) && !y.is_multiple_of(100)) || y.is_multiple_of(400) => 29,
-        2 => 28,
-        _ => 0,
     }
 }
 
