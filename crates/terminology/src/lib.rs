@@ -153,34 +153,31 @@ fn str_of(v: &Value, key: &str) -> Option<String> {
 const MAX_IMPORT_DEPTH: usize = 16;
 const MAX_CONCEPT_DEPTH: usize = 64;
 
-/// Kleene "or": a `true` wins over "cannot tell", which wins over `false`.
-fn any_of(answers: impl Iterator<Item = Result<bool, Error>>) -> Result<bool, Error> {
+/// Kleene logic: the `decisive` answer (`true` for "or", `false` for "and") wins
+/// over "cannot tell", which wins over the other answer.
+fn kleene(
+    answers: impl Iterator<Item = Result<bool, Error>>,
+    decisive: bool,
+) -> Result<bool, Error> {
     let mut unknown = None;
     for a in answers {
         match a {
-            Ok(true) => return Ok(true),
-            Ok(false) => {}
+            Ok(v) if v == decisive => return Ok(v),
+            Ok(_) => {}
             Err(e) => {
                 unknown.get_or_insert(e);
             }
         }
     }
-    unknown.map_or(Ok(false), Err)
+    unknown.map_or(Ok(!decisive), Err)
 }
 
-/// Kleene "and": a `false` wins over "cannot tell", which wins over `true`.
+fn any_of(answers: impl Iterator<Item = Result<bool, Error>>) -> Result<bool, Error> {
+    kleene(answers, true)
+}
+
 fn all_of(answers: impl Iterator<Item = Result<bool, Error>>) -> Result<bool, Error> {
-    let mut unknown = None;
-    for a in answers {
-        match a {
-            Ok(false) => return Ok(false),
-            Ok(true) => {}
-            Err(e) => {
-                unknown.get_or_insert(e);
-            }
-        }
-    }
-    unknown.map_or(Ok(true), Err)
+    kleene(answers, false)
 }
 
 impl Terminology {
