@@ -121,25 +121,6 @@ fn to_boolean(i: &Item<'_>) -> Option<bool> {
     }
 }
 
-const CALENDAR: &[&str] = &[
-    "year",
-    "years",
-    "month",
-    "months",
-    "week",
-    "weeks",
-    "day",
-    "days",
-    "hour",
-    "hours",
-    "minute",
-    "minutes",
-    "second",
-    "seconds",
-    "millisecond",
-    "milliseconds",
-];
-
 fn parse_quantity_text(t: &str) -> Option<(Decimal, String)> {
     let t = t.trim();
     let (num, rest) = match t.find([' ', '\'']) {
@@ -160,7 +141,7 @@ fn parse_quantity_text(t: &str) -> Option<(Decimal, String)> {
         "1".to_string()
     } else if let Some(u) = rest.strip_prefix('\'').and_then(|r| r.strip_suffix('\'')) {
         u.to_string()
-    } else if CALENDAR.contains(&rest) {
+    } else if crate::units::CALENDAR_UNITS.contains(&rest) {
         rest.to_string()
     } else {
         return None;
@@ -214,46 +195,15 @@ fn js_replacement(r: &str) -> String {
             // Java's `${name}`: the IG maps were written for Matchbox (HAPI), where
             // this names a group; FHIRPath.js would leave it as text
             Some('{') => {
-                let mut name = String::new();
-                let mut closed = false;
-                let mut look = it.clone();
-                look.next();
-                for ch in look.by_ref() {
-                    if ch == '}' {
-                        closed = true;
-                        break;
-                    }
-                    name.push(ch);
-                }
-                if closed
-                    && !name.is_empty()
-                    && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-                {
-                    it = look;
-                    out.push_str(&format!("${{{name}}}"));
-                } else {
-                    out.push_str("$$");
+                match group_name(&mut it, '}', |c| c.is_ascii_alphanumeric() || c == '_') {
+                    Some(name) => out.push_str(&format!("${{{name}}}")),
+                    None => out.push_str("$$"),
                 }
             }
-            Some('<') => {
-                let mut name = String::new();
-                let mut closed = false;
-                let mut look = it.clone();
-                look.next();
-                for ch in look.by_ref() {
-                    if ch == '>' {
-                        closed = true;
-                        break;
-                    }
-                    name.push(ch);
-                }
-                if closed && !name.is_empty() {
-                    it = look;
-                    out.push_str(&format!("${{{name}}}"));
-                } else {
-                    out.push_str("$$");
-                }
-            }
+            Some('<') => match group_name(&mut it, '>', |c| c != '>') {
+                Some(name) => out.push_str(&format!("${{{name}}}")),
+                None => out.push_str("$$"),
+            },
             Some(d) if d.is_ascii_digit() => {
                 let mut n = String::new();
                 while let Some(d) = it.peek().copied().filter(char::is_ascii_digit) {
@@ -266,6 +216,30 @@ fn js_replacement(r: &str) -> String {
         }
     }
     out
+}
+
+/// After `$` and an opening `{` or `<` (peeked, not taken): the non-empty name up to
+/// `close`, every character of it `allowed`. The iterator moves past the name only
+/// when there is one; otherwise the `$` stands for itself and the rest is literal text.
+fn group_name(
+    it: &mut std::iter::Peekable<std::str::Chars<'_>>,
+    close: char,
+    allowed: impl Fn(char) -> bool,
+) -> Option<String> {
+    let mut look = it.clone();
+    look.next();
+    let mut name = String::new();
+    for ch in look.by_ref() {
+        if ch == close {
+            if name.is_empty() || !name.chars().all(&allowed) {
+                return None;
+            }
+            *it = look;
+            return Some(name);
+        }
+        name.push(ch);
+    }
+    None
 }
 
 /// FHIRPath regexes follow JavaScript; `(?<name>` is accepted by the regex crate
@@ -1407,4 +1381,29 @@ fn system_now() -> String {
         .and_then(|t| t.add(ms as f64, "ms"));
     base.map(|t| t.format())
         .unwrap_or_else(|| "1970-01-01T00:00:00.000+00:00".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::js_replacement;
+
+    #[test]
+    fn replacement_syntax_maps_to_the_regex_crate() {
+        for (js, ours) in [
+            ("$1-$2", "${1}-${2}"),
+            ("$<year>", "${year}"),
+            ("${year}", "${year}"),
+            ("$&!", "${0}!"),
+            ("$$", "$$"),
+            // Not a group name: the `$` is literal and the rest stays text.
+            ("${bad-name}", "$${bad-name}"),
+            ("${}", "$${}"),
+            ("$<>", "$$<>"),
+            ("$<open", "$$<open"),
+            ("${open", "$${open"),
+            ("a$", "a$$"),
+        ] {
+            assert_eq!(js_replacement(js), ours, "{js}");
+        }
+    }
 }

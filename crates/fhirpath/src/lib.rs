@@ -18,6 +18,7 @@ use std::borrow::Cow;
 use std::sync::Arc;
 
 mod ast;
+pub mod calendar;
 mod decimal;
 mod eval;
 mod functions;
@@ -26,6 +27,7 @@ mod ops;
 mod parser;
 mod temporal;
 mod units;
+pub use units::CALENDAR_UNITS;
 mod value;
 
 /// A parsed FHIRPath expression.

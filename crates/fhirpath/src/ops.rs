@@ -173,31 +173,9 @@ fn arithmetic<'a>(
             let t = temporal(x).ok_or_else(|| Error::Eval("invalid date/time".into()))?;
             let (v, unit) = as_quantity(y)
                 .ok_or_else(|| Error::Eval("date/time arithmetic needs a quantity".into()))?;
-            let allowed = [
-                "year",
-                "years",
-                "month",
-                "months",
-                "week",
-                "weeks",
-                "day",
-                "days",
-                "hour",
-                "hours",
-                "minute",
-                "minutes",
-                "second",
-                "seconds",
-                "millisecond",
-                "milliseconds",
-                "wk",
-                "d",
-                "h",
-                "min",
-                "s",
-                "ms",
-            ];
-            if !allowed.contains(&unit.as_str()) {
+            let time_based = crate::units::CALENDAR_UNITS.contains(&unit.as_str())
+                || matches!(unit.as_str(), "wk" | "d" | "h" | "min" | "s" | "ms");
+            if !time_based {
                 return eval_err(format!(
                     "date/time arithmetic needs a time-based unit, not '{unit}'"
                 ));

@@ -321,25 +321,6 @@ struct Parser<'s> {
     nesting: u32,
 }
 
-const CALENDAR_UNITS: &[&str] = &[
-    "year",
-    "years",
-    "month",
-    "months",
-    "week",
-    "weeks",
-    "day",
-    "days",
-    "hour",
-    "hours",
-    "minute",
-    "minutes",
-    "second",
-    "seconds",
-    "millisecond",
-    "milliseconds",
-];
-
 pub(crate) fn parse(src: &str) -> Result<Expr, Error> {
     let mut lexer = Lexer {
         src,
@@ -625,7 +606,9 @@ impl<'s> Parser<'s> {
             Tok::Number(n) => {
                 let unit = match self.peek() {
                     Tok::Str(u) => Some(u.clone()),
-                    Tok::Ident(w) if CALENDAR_UNITS.contains(&w.as_str()) => Some(w.clone()),
+                    Tok::Ident(w) if crate::units::CALENDAR_UNITS.contains(&w.as_str()) => {
+                        Some(w.clone())
+                    }
                     _ => None,
                 };
                 if let Some(u) = unit {

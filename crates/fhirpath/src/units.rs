@@ -2,6 +2,27 @@
 //! metric prefixes on one base unit, and durations. Anything else converts only
 //! to itself.
 
+/// FHIRPath's calendar duration keywords (`4 days`, `1 year`): written without
+/// quotes, and not UCUM (`1 year` is a calendar year, `1 'a'` is 365.25 days).
+pub const CALENDAR_UNITS: &[&str] = &[
+    "year",
+    "years",
+    "month",
+    "months",
+    "week",
+    "weeks",
+    "day",
+    "days",
+    "hour",
+    "hours",
+    "minute",
+    "minutes",
+    "second",
+    "seconds",
+    "millisecond",
+    "milliseconds",
+];
+
 const PREFIXES: &[(&str, f64)] = &[
     ("da", 1e1),
     ("k", 1e3),

@@ -394,25 +394,7 @@ pub(crate) fn system_type(i: &Item<'_>) -> Option<&'static str> {
 
 /// Text of a quantity as FHIRPath prints it: `5 'mg'`, `4 days`.
 pub(crate) fn quantity_text(value: &Decimal, unit: &str) -> String {
-    const CAL: &[&str] = &[
-        "year",
-        "years",
-        "month",
-        "months",
-        "week",
-        "weeks",
-        "day",
-        "days",
-        "hour",
-        "hours",
-        "minute",
-        "minutes",
-        "second",
-        "seconds",
-        "millisecond",
-        "milliseconds",
-    ];
-    if CAL.contains(&unit) {
+    if crate::units::CALENDAR_UNITS.contains(&unit) {
         format!("{} {}", value.text, unit)
     } else {
         format!("{} '{}'", value.text, unit)

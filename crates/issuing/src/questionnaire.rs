@@ -4,6 +4,7 @@
 //! real calendar dates. Every finding names the item's `linkId`, so an EMR can show
 //! its user which field to fix.
 
+use fhir_validator::questionnaire::{answer_types, items_of, QItem};
 use serde_json::Value;
 use terminology::Terminology;
 
@@ -70,18 +71,14 @@ pub fn check(
             ),
         });
     }
-    let q_items = questionnaire
-        .get("item")
-        .and_then(Value::as_array)
-        .map(Vec::as_slice)
-        .unwrap_or(&[]);
+    let q_items = items_of(questionnaire);
     let r_items = response
         .get("item")
         .and_then(Value::as_array)
         .map(Vec::as_slice)
         .unwrap_or(&[]);
     check_level(
-        q_items,
+        &q_items,
         r_items,
         "QuestionnaireResponse",
         &ctx,
@@ -100,7 +97,7 @@ struct Ctx<'a> {
 const MAX_DEPTH: usize = 32;
 
 fn check_level(
-    q_items: &[Value],
+    q_items: &[QItem],
     r_items: &[Value],
     path: &str,
     t: &Ctx,
@@ -126,32 +123,24 @@ fn check_level(
                 code: IssueCode::Structure,
                 message: "item without linkId".into(),
             }),
-            Some(l)
-                if !q_items
-                    .iter()
-                    .any(|q| q.get("linkId").and_then(Value::as_str) == Some(l)) =>
-            {
-                issues.push(AnswerIssue {
-                    link_id: Some(l.to_string()),
-                    location: loc,
-                    code: IssueCode::Structure,
-                    message: format!("item '{l}' is not defined by the Questionnaire"),
-                })
-            }
+            Some(l) if !q_items.iter().any(|q| q.link_id == l) => issues.push(AnswerIssue {
+                link_id: Some(l.to_string()),
+                location: loc,
+                code: IssueCode::Structure,
+                message: format!("item '{l}' is not defined by the Questionnaire"),
+            }),
             Some(_) => {}
         }
     }
     for q in q_items {
-        let Some(link) = q.get("linkId").and_then(Value::as_str) else {
-            continue;
-        };
-        let ty = q.get("type").and_then(Value::as_str).unwrap_or("");
+        let link = q.link_id.as_str();
+        let ty = q.ty.as_str();
         let matching: Vec<(usize, &Value)> = r_items
             .iter()
             .enumerate()
             .filter(|(_, r)| r.get("linkId").and_then(Value::as_str) == Some(link))
             .collect();
-        let repeats = q.get("repeats").and_then(Value::as_bool).unwrap_or(false);
+        let repeats = q.repeats;
         if matching.len() > 1 && !repeats {
             issues.push(AnswerIssue {
                 link_id: Some(link.to_string()),
@@ -171,7 +160,7 @@ fn check_level(
                     .and_then(Value::as_array)
                     .is_some_and(|a| !a.is_empty())
         });
-        if q.get("required").and_then(Value::as_bool) == Some(true) && !answered {
+        if q.required && !answered {
             issues.push(AnswerIssue {
                 link_id: Some(link.to_string()),
                 location: matching
@@ -200,11 +189,7 @@ fn check_level(
             for (j, a) in answers.iter().enumerate() {
                 check_answer(q, link, ty, a, &format!("{loc}.answer[{j}]"), t, issues);
             }
-            let q_children = q
-                .get("item")
-                .and_then(Value::as_array)
-                .map(Vec::as_slice)
-                .unwrap_or(&[]);
+            let q_children = q.items.as_slice();
             let r_children = r
                 .get("item")
                 .and_then(Value::as_array)
@@ -223,28 +208,8 @@ fn has_value(answer: &Value) -> bool {
         .is_some_and(|o| o.keys().any(|k| k.starts_with("value")))
 }
 
-/// The answer element(s) each Questionnaire item type allows.
-fn allowed_answer_keys(item_type: &str) -> &'static [&'static str] {
-    match item_type {
-        "boolean" => &["valueBoolean"],
-        "decimal" => &["valueDecimal"],
-        "integer" => &["valueInteger"],
-        "date" => &["valueDate"],
-        "dateTime" => &["valueDateTime"],
-        "time" => &["valueTime"],
-        "string" | "text" => &["valueString"],
-        "url" => &["valueUri"],
-        "choice" => &["valueCoding"],
-        "open-choice" => &["valueCoding", "valueString"],
-        "attachment" => &["valueAttachment"],
-        "reference" => &["valueReference"],
-        "quantity" => &["valueQuantity"],
-        _ => &[],
-    }
-}
-
 fn check_answer(
-    q: &Value,
+    q: &QItem,
     link: &str,
     ty: &str,
     answer: &Value,
@@ -265,7 +230,10 @@ fn check_answer(
         return;
     };
     let value_keys: Vec<&String> = obj.keys().filter(|k| k.starts_with("value")).collect();
-    let allowed = allowed_answer_keys(ty);
+    let allowed: Vec<String> = answer_types(ty)
+        .iter()
+        .map(|suffix| format!("value{suffix}"))
+        .collect();
     if ty == "group" || ty == "display" {
         if !value_keys.is_empty() {
             push(
@@ -285,7 +253,7 @@ fn check_answer(
         );
         return;
     };
-    if !allowed.contains(&key.as_str()) {
+    if !allowed.iter().any(|a| a == key.as_str()) {
         push(
             IssueCode::Value,
             format!(
@@ -358,7 +326,7 @@ fn check_answer(
 }
 
 fn check_coding(
-    q: &Value,
+    q: &QItem,
     link: &str,
     coding: &Value,
     t: &Ctx,
@@ -376,12 +344,10 @@ fn check_coding(
         );
         return;
     };
-    if let Some(options) = q.get("answerOption").and_then(Value::as_array) {
-        let ok = options.iter().any(|o| {
-            o.get("valueCoding").is_some_and(|c| {
-                c.get("code").and_then(Value::as_str) == Some(code)
-                    && c.get("system").and_then(Value::as_str) == system
-            })
+    if !q.options.is_empty() {
+        let ok = q.options.iter().any(|c| {
+            c.get("code").and_then(Value::as_str) == Some(code)
+                && c.get("system").and_then(Value::as_str) == system
         });
         if !ok {
             push(
@@ -394,7 +360,7 @@ fn check_coding(
         }
         return;
     }
-    if let Some(vs) = q.get("answerValueSet").and_then(Value::as_str) {
+    if let Some(vs) = q.answer_value_set.as_deref() {
         let also = t.also.get(link).map(Vec::as_slice).unwrap_or(&[]);
         if also
             .iter()
@@ -441,19 +407,11 @@ pub fn is_fhir_date(s: &str) -> bool {
                 m.parse::<u32>().unwrap_or(0),
                 d.parse::<u32>().unwrap_or(0),
             );
-            (1..=12).contains(&m) && d >= 1 && d <= days_in_month(y, m)
+            (1..=12).contains(&m)
+                && d >= 1
+                && i64::from(d) <= fhirpath::calendar::days_in_month(i64::from(y), i64::from(m))
         }
         _ => false,
-    }
-}
-
-fn days_in_month(y: u32, m: u32) -> u32 {
-    match m {
-        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
-        4 | 6 | 9 | 11 => 30,
-        2 if (y.is_multiple_of(4) && !y.is_multiple_of(100)) || y.is_multiple_of(400) => 29,
-        2 => 28,
-        _ => 0,
     }
 }
 

@@ -2,6 +2,7 @@
 //! milliseconds since the Unix epoch (UTC), and a FHIR date of any precision is a closed
 //! range `[lo, hi]` of such milliseconds, which is what date search compares.
 
+use fhirpath::calendar::{civil_from_days, days_from_civil, days_in_month};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Milliseconds since the epoch, now.
@@ -11,31 +12,6 @@ pub fn now_ms() -> i64 {
         // A clock before 1970 is a broken host; the epoch keeps ordering sane.
         Err(_) => 0,
     }
-}
-
-// Howard Hinnant's civil-from-days / days-from-civil, valid over the whole i64 day range
-// we can reach from FHIR years 0001–9999.
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = if y >= 0 { y } else { y - 399 } / 400;
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let era = if z >= 0 { z } else { z - 146_096 } / 146_097;
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
 /// FHIR `instant` text for epoch milliseconds, always UTC with millisecond precision.
@@ -50,19 +26,6 @@ pub fn format_instant(ms: i64) -> String {
         (rem / 1000) % 60,
         rem % 1000
     )
-}
-
-fn is_leap(y: i64) -> bool {
-    (y % 4 == 0 && y % 100 != 0) || y % 400 == 0
-}
-
-fn days_in_month(y: i64, m: i64) -> i64 {
-    match m {
-        2 if is_leap(y) => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
-    }
 }
 
 fn num(s: &str, len: usize) -> Option<i64> {

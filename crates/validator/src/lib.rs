@@ -32,7 +32,7 @@
 
 mod issue;
 mod profile;
-mod questionnaire;
+pub mod questionnaire;
 mod terminology;
 mod types;
 mod validate;

@@ -1,11 +1,13 @@
-//! QuestionnaireResponse against its Questionnaire (when the Questionnaire is
-//! loaded): item linkIds, required items, answer types, repeats, answer options
-//! and answer value sets. The profile checks cannot see these rules.
+//! What a Questionnaire says about its answers: the item tree (linkIds, types,
+//! required, repeats, enableWhen, answerOptions, answerValueSet) and the answer
+//! types each item type takes. The one model of it: the validator checks
+//! QuestionnaireResponses for `$validate` with it, and `ddcc-issuing` gates
+//! certificate issuance with it (stricter, and with its own corrections).
 
 use serde_json::Value;
 
 #[derive(Debug, Clone)]
-pub(crate) struct QItem {
+pub struct QItem {
     pub link_id: String,
     pub ty: String,
     pub required: bool,
@@ -13,12 +15,19 @@ pub(crate) struct QItem {
     /// Required-ness depends on enableWhen, which is not evaluated here.
     pub conditional: bool,
     pub answer_value_set: Option<String>,
-    /// `answerOption.value[x]` values, as given.
+    /// `answerOption.value[x]` values, as given (a Coding option is its object).
     pub options: Vec<Value>,
     pub items: Vec<QItem>,
 }
 
-pub(crate) fn parse_items(items: Option<&Value>, depth: usize) -> Vec<QItem> {
+/// The item tree of a Questionnaire.
+pub fn items_of(questionnaire: &Value) -> Vec<QItem> {
+    parse_items(questionnaire.get("item"), 0)
+}
+
+/// The items of a Questionnaire (or of an item) at nesting `depth`; items without a
+/// linkId are left out, and so is anything nested deeper than 64.
+pub fn parse_items(items: Option<&Value>, depth: usize) -> Vec<QItem> {
     if depth > 64 {
         return Vec::new();
     }
@@ -72,7 +81,7 @@ pub(crate) fn parse_items(items: Option<&Value>, depth: usize) -> Vec<QItem> {
 }
 
 /// The `answer.value[x]` suffixes an item type accepts (R4).
-pub(crate) fn answer_types(ty: &str) -> &'static [&'static str] {
+pub fn answer_types(ty: &str) -> &'static [&'static str] {
     match ty {
         "boolean" => &["Boolean"],
         "decimal" => &["Decimal"],

@@ -665,15 +665,7 @@ impl Validator {
                 return;
             }
             self.fixed_pattern(ctx, def, v, loc);
-            self.binding(
-                ctx,
-                def.binding
-                    .as_ref()
-                    .map(|b| (b.strength, b.value_set.as_str())),
-                v,
-                t,
-                loc,
-            );
+            self.element_binding(ctx, def, v, t, loc);
             self.constraints(ctx, &def.constraints, v, t, loc, res);
             return;
         }
@@ -741,15 +733,7 @@ impl Validator {
         }
         self.fixed_pattern(ctx, def, v, loc);
         if let Some(t) = ty {
-            self.binding(
-                ctx,
-                def.binding
-                    .as_ref()
-                    .map(|b| (b.strength, b.value_set.as_str())),
-                v,
-                t,
-                loc,
-            );
+            self.element_binding(ctx, def, v, t, loc);
             if t == "Reference" {
                 let targets = self.reference_targets(def);
                 note_reference(ctx, v, loc, targets);
@@ -1290,6 +1274,14 @@ impl Validator {
                 );
             }
         }
+    }
+
+    fn element_binding(&self, ctx: &mut Ctx<'_>, def: &ElementDef, v: &Value, t: &str, loc: &str) {
+        let binding = def
+            .binding
+            .as_ref()
+            .map(|b| (b.strength, b.value_set.as_str()));
+        self.binding(ctx, binding, v, t, loc);
     }
 
     fn binding(

@@ -98,6 +98,27 @@ fn expect_invalid(rel: &str) -> bool {
         .any(|s| stem.ends_with(s))
 }
 
+/// Validates every fixture (`verdict` prints each wrong one) and asserts none is wrong.
+fn assert_verdicts(
+    v: &Validator,
+    resources: &[(String, serde_json::Value)],
+    not_resources: &[String],
+) {
+    let mut wrong = 0;
+    for (rel, res) in resources {
+        let issues = v.validate(res, None);
+        if !verdict(rel, &errors(&issues)) {
+            wrong += 1;
+        }
+    }
+    println!(
+        "{} fixtures validated, {wrong} wrong verdicts; not resources (skipped): {not_resources:?}",
+        resources.len()
+    );
+    assert!(resources.len() >= 12);
+    assert_eq!(wrong, 0);
+}
+
 /// Against the IG edition the framework was written for (0.2.1, old canonicals),
 /// vendored in `fhir-profiles/ig-0.2.1/`: no aliases needed, no divergences.
 #[test]
@@ -108,20 +129,7 @@ fn compliance_fixtures_against_ig_0_2_1() {
     };
     let dir = workspace_root().join("fhir-profiles/ig-0.2.1");
     let v = Validator::load_ig(&dir, |_| {}).expect("IG 0.2.1 loads");
-    let mut wrong = 0;
-    for (rel, res) in &resources {
-        let issues = v.validate(res, None);
-        if !verdict(rel, &errors(&issues)) {
-            wrong += 1;
-        }
-    }
-    println!(
-        "{} fixtures validated, {wrong} wrong verdicts; not resources (skipped): {}",
-        resources.len(),
-        not_resources.len()
-    );
-    assert!(resources.len() >= 12);
-    assert_eq!(wrong, 0);
+    assert_verdicts(&v, &resources, &not_resources);
 }
 
 /// Against the current IG through the caller's alias table.
@@ -148,17 +156,5 @@ fn compliance_fixtures_valid_and_invalid() {
         "https://profiles.ihe.net/ITI/MHD/",
     );
     let v = Validator::new(profiles, terminology());
-    let mut wrong = 0;
-    for (rel, res) in &resources {
-        let issues = v.validate(res, None);
-        if !verdict(rel, &errors(&issues)) {
-            wrong += 1;
-        }
-    }
-    println!(
-        "{} fixtures validated, {wrong} wrong verdicts; not resources (skipped): {not_resources:?}",
-        resources.len()
-    );
-    assert!(resources.len() >= 12);
-    assert_eq!(wrong, 0);
+    assert_verdicts(&v, &resources, &not_resources);
 }

@@ -35,25 +35,6 @@ const PRECEDENCE: &[&[&str]] = &[
     &["xor", "or"],
 ];
 
-const CALENDAR_UNITS: &[&str] = &[
-    "year",
-    "years",
-    "month",
-    "months",
-    "week",
-    "weeks",
-    "day",
-    "days",
-    "hour",
-    "hours",
-    "minute",
-    "minutes",
-    "second",
-    "seconds",
-    "millisecond",
-    "milliseconds",
-];
-
 pub(crate) fn is_operator(token: &Token<'_>) -> bool {
     OPERATORS.contains(&token.str())
 }
@@ -200,7 +181,7 @@ fn parse_term(ts: &mut TokenStream<'_>, depth: usize) -> Result<Term, ParseError
         if numeric && next.text.starts_with(['\'', '"']) {
             ts.take();
             Primary::Constant(format!("{} '{}'", tok.text, escape_json(&unquote(next)?)))
-        } else if numeric && CALENDAR_UNITS.contains(&next.str()) {
+        } else if numeric && fhirpath::CALENDAR_UNITS.contains(&next.str()) {
             ts.take();
             Primary::Constant(format!("{} '{}'", tok.text, next.text))
         } else {

@@ -1,0 +1,233 @@
+//! The small R4 core enumerations DDCC profiles bind `required`. The R4 core package
+//! is not shipped, and these short code lists are fixed by the R4 specification.
+
+/// (ValueSet id, CodeSystem id, codes): `http://hl7.org/fhir/ValueSet/<vs>` includes
+/// exactly these codes of the complete CodeSystem `http://hl7.org/fhir/<cs>`.
+pub(crate) const R4_CORE: &[(&str, &str, &[&str])] = &[
+    (
+        "bundle-type",
+        "bundle-type",
+        &[
+            "document",
+            "message",
+            "transaction",
+            "transaction-response",
+            "batch",
+            "batch-response",
+            "history",
+            "searchset",
+            "collection",
+        ],
+    ),
+    (
+        "http-verb",
+        "http-verb",
+        &["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH"],
+    ),
+    (
+        "search-entry-mode",
+        "search-entry-mode",
+        &["match", "include", "outcome"],
+    ),
+    (
+        "immunization-status",
+        "event-status",
+        &["completed", "entered-in-error", "not-done"],
+    ),
+    (
+        "event-status",
+        "event-status",
+        &[
+            "preparation",
+            "in-progress",
+            "not-done",
+            "on-hold",
+            "stopped",
+            "completed",
+            "entered-in-error",
+            "unknown",
+        ],
+    ),
+    (
+        "composition-status",
+        "composition-status",
+        &["preliminary", "final", "amended", "entered-in-error"],
+    ),
+    (
+        "composition-attestation-mode",
+        "composition-attestation-mode",
+        &["personal", "professional", "legal", "official"],
+    ),
+    (
+        "administrative-gender",
+        "administrative-gender",
+        &["male", "female", "other", "unknown"],
+    ),
+    (
+        "identifier-use",
+        "identifier-use",
+        &["usual", "official", "temp", "secondary", "old"],
+    ),
+    (
+        "name-use",
+        "name-use",
+        &[
+            "usual",
+            "official",
+            "temp",
+            "nickname",
+            "anonymous",
+            "old",
+            "maiden",
+        ],
+    ),
+    (
+        "document-reference-status",
+        "document-reference-status",
+        &["current", "superseded", "entered-in-error"],
+    ),
+    (
+        "document-relationship-type",
+        "document-relationship-type",
+        &["replaces", "transforms", "signs", "appends"],
+    ),
+    (
+        "publication-status",
+        "publication-status",
+        &["draft", "active", "retired", "unknown"],
+    ),
+    (
+        "questionnaire-answers-status",
+        "questionnaire-answers-status",
+        &[
+            "in-progress",
+            "completed",
+            "amended",
+            "entered-in-error",
+            "stopped",
+        ],
+    ),
+    (
+        "observation-status",
+        "observation-status",
+        &[
+            "registered",
+            "preliminary",
+            "final",
+            "amended",
+            "corrected",
+            "cancelled",
+            "entered-in-error",
+            "unknown",
+        ],
+    ),
+    (
+        "diagnostic-report-status",
+        "diagnostic-report-status",
+        &[
+            "registered",
+            "partial",
+            "preliminary",
+            "final",
+            "amended",
+            "corrected",
+            "appended",
+            "cancelled",
+            "entered-in-error",
+            "unknown",
+        ],
+    ),
+    (
+        "address-use",
+        "address-use",
+        &["home", "work", "temp", "old", "billing"],
+    ),
+    (
+        "address-type",
+        "address-type",
+        &["postal", "physical", "both"],
+    ),
+    (
+        "link-type",
+        "link-type",
+        &["replaced-by", "replaces", "refer", "seealso"],
+    ),
+    (
+        "list-mode",
+        "list-mode",
+        &["working", "snapshot", "changes"],
+    ),
+    (
+        "list-status",
+        "list-status",
+        &["current", "retired", "entered-in-error"],
+    ),
+    (
+        "specimen-status",
+        "specimen-status",
+        &[
+            "available",
+            "unavailable",
+            "unsatisfactory",
+            "entered-in-error",
+        ],
+    ),
+    (
+        "item-type",
+        "item-type",
+        &[
+            "group",
+            "display",
+            "question",
+            "boolean",
+            "decimal",
+            "integer",
+            "date",
+            "dateTime",
+            "time",
+            "string",
+            "text",
+            "url",
+            "choice",
+            "open-choice",
+            "attachment",
+            "reference",
+            "quantity",
+        ],
+    ),
+    (
+        "questionnaire-enable-behavior",
+        "questionnaire-enable-behavior",
+        &["all", "any"],
+    ),
+    (
+        "questionnaire-enable-operator",
+        "questionnaire-enable-operator",
+        &["exists", "=", "!=", ">", "<", ">=", "<="],
+    ),
+    (
+        "days-of-week",
+        "days-of-week",
+        &["mon", "tue", "wed", "thu", "fri", "sat", "sun"],
+    ),
+    (
+        "narrative-status",
+        "narrative-status",
+        &["generated", "extensions", "additional", "empty"],
+    ),
+    (
+        "quantity-comparator",
+        "quantity-comparator",
+        &["<", "<=", ">=", ">"],
+    ),
+    (
+        "contact-point-system",
+        "contact-point-system",
+        &["phone", "fax", "email", "pager", "url", "sms", "other"],
+    ),
+    (
+        "contact-point-use",
+        "contact-point-use",
+        &["home", "work", "temp", "old", "mobile"],
+    ),
+];
