@@ -245,11 +245,14 @@ pub async fn serve(config: Config, provenance: Provenance) -> Result<(), ServeEr
     let gateway = crate::gateway::start(&config, services.registry.store.clone())?;
     let state = build_state(config, |b| {
         let b = services.install(b);
-        match gateway {
+        match gateway.clone() {
             Some(g) => b.with_service(g),
             None => b,
         }
     })?;
+    if let Some(g) = &gateway {
+        g.attach_clock(state.metrics.clone());
+    }
     let runner = start_openhim(&state)?;
     let addr = format!("{}:{}", state.config.server.host, state.config.server.port);
     let scheme = if tls.is_some() { "https" } else { "http" };

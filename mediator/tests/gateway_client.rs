@@ -649,7 +649,11 @@ async fn admin_publish_then_a_verifier_matches_every_served_url() {
         .unwrap();
     let g = Arc::new(Gateway::from_settings(&s, store.clone(), "XA").unwrap());
     let state =
-        ddcc_mediator::server::build_state(cfg, |b| services.install(b).with_service(g)).unwrap();
+        ddcc_mediator::server::build_state(cfg, |b| services.install(b).with_service(g.clone()))
+            .unwrap();
+    // As `serve` does: the gateway's `Date` headers feed the clock-offset metric.
+    g.attach_clock(state.metrics.clone());
+    let metrics = state.metrics.clone();
     // Admin routes live on the admin listener only; artefacts on the public one.
     let admin = at::init_service(ddcc_mediator::server::build_app_for(
         state.clone(),
@@ -670,6 +674,18 @@ async fn admin_publish_then_a_verifier_matches_every_served_url() {
     let out: Value = at::read_body_json(resp).await;
     let created = out["plan"]["create"].as_u64().unwrap();
     assert!(created > 0, "{out}");
+    // The double's replies carry `Date`; both clocks are this machine's.
+    let offset = metrics
+        .clock
+        .get("gateway")
+        .expect("gateway clock offset recorded");
+    assert!(offset.abs() < 5.0, "offset {offset}");
+    let resp = at::call_service(&admin, at::TestRequest::get().uri("/metrics").to_request()).await;
+    let text = String::from_utf8(at::read_body(resp).await.to_vec()).unwrap();
+    assert!(
+        text.contains("ddcc_clock_offset_seconds{source=\"gateway\"}"),
+        "{text}"
+    );
     assert_eq!(
         out["delivery"]["delivered"].as_u64(),
         Some(created),

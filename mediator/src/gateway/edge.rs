@@ -2,7 +2,8 @@
 //! scripted edge in unit tests and against real sockets (mTLS) otherwise.
 
 use std::path::Path;
-use std::time::Duration;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, SystemTime};
 
 use ddcc_store::BoxFuture;
 
@@ -54,6 +55,11 @@ pub enum EdgeError {
 
 pub trait HttpEdge: Send + Sync {
     fn send(&self, req: EdgeRequest) -> BoxFuture<'_, Result<EdgeResponse, EdgeError>>;
+
+    /// From now on, record the offset of the gateway's `Date` headers against our
+    /// clock in `metrics` (the metrics exist only once the app state is built, after
+    /// the client). Edges without real replies ignore it.
+    fn attach_clock(&self, _metrics: Arc<crate::metrics::Metrics>) {}
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -78,6 +84,7 @@ fn read(path: &Path) -> Result<Vec<u8>, EdgeConfigError> {
 pub struct ReqwestEdge {
     base: String,
     http: reqwest::Client,
+    clock: OnceLock<Arc<crate::metrics::Metrics>>,
 }
 
 impl ReqwestEdge {
@@ -123,6 +130,7 @@ impl ReqwestEdge {
             http: b
                 .build()
                 .map_err(|e| EdgeConfigError::Client(e.to_string()))?,
+            clock: OnceLock::new(),
         })
     }
 }
@@ -150,6 +158,7 @@ impl HttpEdge for ReqwestEdge {
             if !req.body.is_empty() || req.method != Method::Get {
                 r = r.body(req.body);
             }
+            let sent = SystemTime::now();
             let resp = r.send().await.map_err(|e| {
                 let connect = e.is_connect();
                 let text = e.without_url().to_string();
@@ -159,6 +168,13 @@ impl HttpEdge for ReqwestEdge {
                     EdgeError::Lost(text)
                 }
             })?;
+            if let Some(m) = self.clock.get() {
+                let date = resp
+                    .headers()
+                    .get(reqwest::header::DATE)
+                    .and_then(|v| v.to_str().ok());
+                m.clock.observe("gateway", date, sent, SystemTime::now());
+            }
             let status = resp.status().as_u16();
             let body = resp
                 .bytes()
@@ -169,5 +185,10 @@ impl HttpEdge for ReqwestEdge {
                 body: body.to_vec(),
             })
         })
+    }
+
+    fn attach_clock(&self, metrics: Arc<crate::metrics::Metrics>) {
+        // Set once: a second attach (tests building several apps) keeps the first.
+        let _ = self.clock.set(metrics);
     }
 }

@@ -840,6 +840,13 @@ fn status_outcome(what: &str, r: EdgeResponse) -> Outcome {
 
 /// For `serve`: the client from the environment with its background tasks running,
 /// or `None` when `DDCC_GATEWAY_URL` is unset.
+impl Gateway {
+    /// Records the gateway's clock offset in `metrics` (`ddcc_clock_offset_seconds`).
+    pub fn attach_clock(&self, metrics: Arc<crate::metrics::Metrics>) {
+        self.edge.attach_clock(metrics);
+    }
+}
+
 pub fn start(
     config: &crate::Config,
     store: Arc<dyn Store>,
