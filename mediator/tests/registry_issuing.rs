@@ -12,8 +12,8 @@ use ddcc_mediator::registry::Registry;
 use ddcc_mediator::server;
 use ddcc_mediator::services::Services;
 use ddcc_store::{
-    BoxFuture, Claim, ClaimToken, PendingRevocation, SearchQuery, Store, StoreError, Stored,
-    TxRequest, TxResult,
+    BoxFuture, Claim, ClaimToken, PendingRevocation, Revocation, RevocationLookup, SearchQuery,
+    Store, StoreError, Stored, TxRequest, TxResult,
 };
 use serde_json::{json, Value};
 use service::{app, config, english_response, start, Handles};
@@ -532,6 +532,12 @@ impl Store for FailingTransactions {
         at: &'a str,
     ) -> BoxFuture<'a, ddcc_store::Result<u64>> {
         self.0.mark_published(seqs, at)
+    }
+    fn find_revocation<'a>(
+        &'a self,
+        lookup: &'a RevocationLookup,
+    ) -> BoxFuture<'a, ddcc_store::Result<Option<Revocation>>> {
+        self.0.find_revocation(lookup)
     }
 }
 

@@ -32,7 +32,7 @@ pub mod time;
 
 pub use error::StoreError;
 pub use postgres::PostgresStore;
-pub use revocation::{PendingRevocation, Revocation, SignatureAlg};
+pub use revocation::{PendingRevocation, Revocation, RevocationLookup, SignatureAlg};
 pub use search::{SearchQuery, DEFAULT_COUNT, MAX_COUNT};
 pub use sqlite::{SqliteStore, Synchronous, DB_FILE as SQLITE_DB_FILE};
 
@@ -250,6 +250,12 @@ pub trait Store: Send + Sync {
         seqs: &'a [i64],
         published_at: &'a str,
     ) -> BoxFuture<'a, Result<u64>>;
+
+    /// The recorded revocation matching any hash of `lookup`, published or not.
+    fn find_revocation<'a>(
+        &'a self,
+        lookup: &'a RevocationLookup,
+    ) -> BoxFuture<'a, Result<Option<Revocation>>>;
 
     /// Records a revocation on its own (idempotent on the UVCI and signature hashes).
     fn record_revocation(&self, revocation: Revocation) -> BoxFuture<'_, Result<()>> {
