@@ -30,8 +30,7 @@ use crate::core::{self, Dialect};
 use crate::sql::{Db, Row, SqlVal};
 use crate::{
     BoxFuture, Claim, ClaimToken, PendingRevocation, Result, Revocation, RevocationLookup,
-    SearchQuery, Store, StoreError,
-    Stored, TxRequest, TxResult,
+    SearchQuery, Store, StoreError, Stored, TxRequest, TxResult,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

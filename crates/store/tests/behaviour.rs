@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use common::Pair;
 use ddcc_store::{
-    Claim, FolderUpsert, KeyCompletion, Revocation, RevocationLookup, SearchQuery, SignatureAlg, Store, StoreError,
-    TxEntry, TxOp, TxRequest,
+    Claim, FolderUpsert, KeyCompletion, Revocation, RevocationLookup, SearchQuery, SignatureAlg,
+    Store, StoreError, TxEntry, TxOp, TxRequest,
 };
 use serde_json::json;
 
@@ -1213,7 +1213,10 @@ async fn revocation_flow(p: Pair) {
     let none = "0".repeat(64);
     for (what, l) in [
         ("uvci", lookup(&rev.uvci_hash, &none, &none)),
-        ("country+uvci", lookup(&none, &rev.country_code_uvci_hash, &none)),
+        (
+            "country+uvci",
+            lookup(&none, &rev.country_code_uvci_hash, &none),
+        ),
         ("signature", lookup(&none, &none, &rev.signature_hash)),
     ] {
         let found = p.b.find_revocation(&l).await.unwrap();
@@ -1226,7 +1229,9 @@ async fn revocation_flow(p: Pair) {
         Some(rev2)
     );
     assert_eq!(
-        s.find_revocation(&lookup(&none, &none, &none)).await.unwrap(),
+        s.find_revocation(&lookup(&none, &none, &none))
+            .await
+            .unwrap(),
         None
     );
 }

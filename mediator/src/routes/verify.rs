@@ -347,7 +347,11 @@ fn core_data_set(state: &AppState, v: &Verification, notes: &mut Vec<Value>) -> 
     let mapping = match state.require::<MappingService>("mapping") {
         Ok(m) => m,
         Err(_) => {
-            notes.push(note("warning", "not-supported", "no mapping service: core data set not derived"));
+            notes.push(note(
+                "warning",
+                "not-supported",
+                "no mapping service: core data set not derived",
+            ));
             return None;
         }
     };
