@@ -9,6 +9,8 @@
 //! usage, expiry) all run and all report.
 
 pub mod clock;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod hc1;
 pub mod icao;
 pub mod jcs;
