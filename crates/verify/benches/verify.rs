@@ -116,10 +116,17 @@ fn main() {
         "vaccination": {"vaccine": {"code": "XM0GQ8"}, "date": "2021-06-01", "dose": 1,
             "country": {"code": "USA"}},
         "certificate": {"hcid": {"value": "BENCH123"}}});
-    let card = block_on(ddcc_cert::shc::issue(&bundle, "https://x.example", t - 60, &id))
-        .expect("shc")
-        .qr_numeric;
-    let seal = block_on(ddcc_cert::icao::issue(&cds, &id)).expect("icao").to_string();
+    let card = block_on(ddcc_cert::shc::issue(
+        &bundle,
+        "https://x.example",
+        t - 60,
+        &id,
+    ))
+    .expect("shc")
+    .qr_numeric;
+    let seal = block_on(ddcc_cert::icao::issue(&cds, &id))
+        .expect("icao")
+        .to_string();
     let _ = std::fs::remove_dir_all(&dir);
     for (name, text) in [("shc", card), ("icao", seal)] {
         assert!(verify_any(&text, &trust, t).valid, "{name}");

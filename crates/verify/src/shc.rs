@@ -34,7 +34,7 @@ pub fn numeric_decode(body: &str) -> Result<String, String> {
     if bytes.is_empty() {
         return Err("no digits after shc:/".into());
     }
-    if bytes.len() % 2 != 0 {
+    if !bytes.len().is_multiple_of(2) {
         return Err(format!("odd number of digits ({})", bytes.len()));
     }
     let mut out = String::with_capacity(bytes.len() / 2);

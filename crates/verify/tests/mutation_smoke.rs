@@ -174,6 +174,16 @@ fn mutated_certificates_of_every_layer_get_a_verdict() {
         .unwrap_or(0x5eed_dcc0_u64);
     let (seeds, trust) = seeds();
     let t = now();
+    // `DDCC_FUZZ_CORPUS_DIR`: also write the seeds as a cargo-fuzz corpus (the
+    // selector byte, then the layer's bytes).
+    if let Some(dir) = std::env::var_os("DDCC_FUZZ_CORPUS_DIR") {
+        std::fs::create_dir_all(&dir).expect("corpus dir");
+        for (i, (selector, bytes)) in seeds.iter().enumerate() {
+            let mut file = vec![*selector];
+            file.extend_from_slice(bytes);
+            std::fs::write(Path::new(&dir).join(format!("seed-{i:02}")), file).expect("seed");
+        }
+    }
     // The unmutated seeds of the full texts verify: the harness reaches the end.
     for (selector, bytes) in &seeds {
         if *selector == 0 {
