@@ -1052,6 +1052,14 @@ impl Store for FhirServerStore {
         self.local.reencrypt(limit)
     }
 
+    /// Revocations are recorded locally (they are ours to publish).
+    fn find_revocation<'a>(
+        &'a self,
+        lookup: &'a ddcc_store::RevocationLookup,
+    ) -> BoxFuture<'a, Result<Option<ddcc_store::Revocation>>> {
+        self.local.find_revocation(lookup)
+    }
+
     /// The gateway outbox and the verified trust list stay in the local store.
     fn gateway(&self) -> Option<&dyn ddcc_store::gateway::GatewayStore> {
         self.local.gateway()

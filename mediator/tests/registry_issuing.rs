@@ -12,8 +12,8 @@ use ddcc_mediator::registry::Registry;
 use ddcc_mediator::server;
 use ddcc_mediator::services::Services;
 use ddcc_store::{
-    BoxFuture, Claim, ClaimToken, PendingRevocation, SearchQuery, Store, StoreError, Stored,
-    TxRequest, TxResult,
+    BoxFuture, Claim, ClaimToken, PendingRevocation, Revocation, RevocationLookup, SearchQuery,
+    Store, StoreError, Stored, TxRequest, TxResult,
 };
 use serde_json::{json, Value};
 use service::{app, config, english_response, start, Handles};
@@ -535,6 +535,12 @@ impl Store for FailingTransactions {
     }
     fn reencrypt(&self, limit: usize) -> BoxFuture<'_, ddcc_store::Result<usize>> {
         self.0.reencrypt(limit)
+    }
+    fn find_revocation<'a>(
+        &'a self,
+        lookup: &'a RevocationLookup,
+    ) -> BoxFuture<'a, ddcc_store::Result<Option<Revocation>>> {
+        self.0.find_revocation(lookup)
     }
 }
 

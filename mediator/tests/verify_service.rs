@@ -213,6 +213,81 @@ async fn trusted_certificates_replace_the_default_trust() {
     assert_eq!(failed_checks(&answer), ["unknown-signer"]);
 }
 
+/// A SMART Health Card verifies against a `trustedJwks` (the issuer's
+/// `/.well-known/jwks.json`), a requested rule without an installed engine is a
+/// warning, and a JWKS that is not JSON is a 422.
+#[actix_web::test]
+async fn shc_against_a_trusted_jwks_and_the_rules_hook() {
+    let (app, Handles { identity, .. }) = start(config("verify")).await;
+    let now = ddcc_mediator::now_unix();
+    let bundle = json!({"resourceType": "Bundle", "type": "collection", "entry": [
+        {"fullUrl": "urn:uuid:p", "resource": {"resourceType": "Patient", "name": [{"text": "Eve Test"}], "birthDate": "1990-01-01"}},
+        {"fullUrl": "urn:uuid:i", "resource": {"resourceType": "Immunization", "status": "completed",
+            "vaccineCode": {"coding": [{"system": "http://id.who.int/icd11/mms", "code": "XM0GQ8"}]},
+            "patient": {"reference": "urn:uuid:p"}, "occurrenceDateTime": "2021-06-01"}}
+    ]});
+    let card = ddcc_cert::shc::issue(&bundle, "https://issuer.example.org", now - 60, &identity)
+        .await
+        .expect("shc");
+    let jwks = ddcc_cert::shc::jwks(&[&identity])
+        .expect("jwks")
+        .to_string();
+    let rule = json!({"name": "rule", "valueCanonical": "http://example.org/Library/DDCCPass"});
+    let (status, answer) = post(
+        &app,
+        "/fhir/$verify-certificate",
+        &request(
+            &card.qr_numeric,
+            &[json!({"name": "trustedJwks", "valueString": jwks}), rule],
+        ),
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    assert!(valid(&answer), "{answer}");
+    assert_eq!(
+        param(&answer, "format").map(|p| &p["valueCode"]),
+        Some(&json!("shc"))
+    );
+    let cds = &param(&answer, "coreDataSet").expect("coreDataSet")["resource"];
+    assert_eq!(cds["entry"][0]["resource"]["name"], "Eve Test");
+    let notes: Vec<&str> = param(&answer, "issues").expect("issues")["resource"]["issue"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|i| i["severity"] == "warning")
+        .filter_map(|i| i["diagnostics"].as_str())
+        .collect();
+    assert!(
+        notes.iter().any(|n| n.contains("no rule engine")),
+        "{answer}"
+    );
+
+    // A foreign JWKS does not vouch for our card.
+    let foreign = json!({"keys": [{"kty": "EC", "crv": "P-256",
+        "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU", "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"}]});
+    let (_, answer) = post(
+        &app,
+        "/fhir/$verify-certificate",
+        &request(
+            &card.qr_numeric,
+            &[json!({"name": "trustedJwks", "valueString": foreign.to_string()})],
+        ),
+    )
+    .await;
+    assert_eq!(failed_checks(&answer), ["unknown-signer"]);
+
+    let (status, answer) = post(
+        &app,
+        "/fhir/$verify-certificate",
+        &request(
+            &card.qr_numeric,
+            &[json!({"name": "trustedJwks", "valueString": "{"})],
+        ),
+    )
+    .await;
+    assert_eq!(status, 422, "{answer}");
+}
+
 #[actix_web::test]
 async fn malformed_requests_and_inputs_never_500() {
     let (app, _) = start(config("verify")).await;
@@ -254,7 +329,15 @@ async fn malformed_requests_and_inputs_never_500() {
     // Garbage of every layer is a verdict, not an HTTP error.
     for (qr, check) in [
         ("", "prefix"),
-        ("shc:/5676290952432060346029243740446031222959532654603460292540772804336028702864716745222809286133314564376531415906402203064504590856435503414245413640370636654171372412363803043756220467374075323239254334433260573601064529315312707424283950386922127667105845", "prefix"),
+        ("shc:/5676290952432060346029243740446031222959532654603460292540772804336028702864716745222809286133314564376531415906402203064504590856435503414245413640370636654171372412363803043756220467374075323239254334433260573601064529315312707424283950386922127667105845", "jws"),
+        ("shc:/567", "numeric"),
+        ("shc:/99", "numeric"),
+        ("shc:/1/2/5676", "numeric"),
+        ("shc:/56762909", "jws"),
+        ("{", "json"),
+        ("{}", "structure"),
+        (r#"{"data": {"hdr": {"t": "icao.vacc", "v": 1, "is": "UTO"}, "msg": {}}, "sig": {"alg": "ES256", "cer": "AAAA", "sigvl": "AAAA"}}"#, "certificate"),
+        ("XYZ:abc", "prefix"),
         ("HC1:::::", "base45"),
         ("HC1:6BFOXN*TS0BI$ZD4N9:9S6RCVN5+O30K3/XIV0W23NTDE", "decompression"),
     ] {
@@ -268,8 +351,75 @@ async fn malformed_requests_and_inputs_never_500() {
     }
 }
 
-/// Everything `$generateHealthCertificate` puts in a document's QR codes as HC1
-/// (`who` and `dcc`) verifies with the default trust, and fails when tampered.
+fn serialized(r: &Value) -> Option<String> {
+    let data = r["content"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["format"]["code"] == "serialized")
+        .and_then(|c| c["attachment"]["data"].as_str())?;
+    String::from_utf8(
+        base64::engine::general_purpose::STANDARD
+            .decode(data)
+            .ok()?,
+    )
+    .ok()
+}
+
+/// The QR payloads of an issued document, by kind (`who`, `dcc`, `shc`, `icao`).
+fn qr_payloads(doc: &Value) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for e in doc["entry"].as_array().into_iter().flatten() {
+        let r = &e["resource"];
+        if r["resourceType"] != "DocumentReference" {
+            continue;
+        }
+        let kind = r["type"]["coding"][0]["code"]
+            .as_str()
+            .or_else(|| r["category"][0]["coding"][0]["code"].as_str())
+            .unwrap_or("?")
+            .to_string();
+        if let Some(text) = serialized(r) {
+            out.push((kind, text));
+        }
+    }
+    out.sort();
+    out
+}
+
+/// The fields a verifier compares, from one core data set (a `vaccination` object
+/// or the first of a list). Codes are compared as `system|code`.
+fn key_fields(cds: &Value) -> Vec<(&'static str, Option<String>)> {
+    let v = match &cds["vaccination"] {
+        Value::Array(a) => a.first().cloned().unwrap_or(Value::Null),
+        other => other.clone(),
+    };
+    let text = |x: &Value| match x {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    };
+    vec![
+        ("name", text(&cds["name"])),
+        ("birthDate", text(&cds["birthDate"])),
+        (
+            "vaccine",
+            v["vaccine"]["code"]
+                .as_str()
+                .map(|c| format!("{}|{c}", v["vaccine"]["system"].as_str().unwrap_or(""))),
+        ),
+        ("dose", text(&v["dose"])),
+        (
+            "date",
+            text(&v["date"]).map(|d| d.chars().take(10).collect()),
+        ),
+    ]
+}
+
+/// Everything `$generateHealthCertificate` puts in a document's QR codes (`who`,
+/// `dcc`, `shc`, `icao`) verifies with the default trust, maps back to the core data
+/// set it was issued from, and fails with the right check when tampered; revoking
+/// the certificate makes its EU DCC fail `revocation`.
 #[actix_web::test]
 async fn issued_documents_verify() {
     let Some(shared) = shared() else { return };
@@ -286,48 +436,179 @@ async fn issued_documents_verify() {
     )
     .await;
     assert_eq!(status, 200, "{doc}");
-    let mut seen = Vec::new();
-    for e in doc["entry"].as_array().into_iter().flatten() {
-        let r = &e["resource"];
-        if r["resourceType"] != "DocumentReference" {
-            continue;
-        }
-        let kind = r["type"]["coding"][0]["code"]
-            .as_str()
-            .or_else(|| r["category"][0]["coding"][0]["code"].as_str())
-            .unwrap_or("?")
-            .to_string();
-        if kind != "who" && kind != "dcc" {
-            continue;
-        }
-        let data = r["content"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|c| c["format"]["code"] == "serialized")
-            .and_then(|c| c["attachment"]["data"].as_str())
-            .expect("serialized content");
-        let text = String::from_utf8(
-            base64::engine::general_purpose::STANDARD
-                .decode(data)
-                .expect("base64"),
+    let payloads = qr_payloads(&doc);
+    let kinds: Vec<&str> = payloads.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(kinds, ["dcc", "icao", "shc", "who"]);
+
+    // The WHO payload is the core data set the certificate was issued from.
+    let who_text = &payloads.iter().find(|(k, _)| k == "who").expect("who").1;
+    let (_, answer) = post(&app, "/fhir/$verify-certificate", &request(who_text, &[])).await;
+    let issued_cds: Value = serde_json::from_str(
+        param(&answer, "payload")
+            .and_then(|p| p["valueString"].as_str())
+            .expect("payload"),
+    )
+    .expect("json");
+    let want = key_fields(&issued_cds);
+
+    // What an encoding cannot carry, or carries in another code system, with why.
+    let dcc_payload: Value = {
+        let text = &payloads.iter().find(|(k, _)| k == "dcc").expect("dcc").1;
+        let (_, answer) = post(&app, "/fhir/$verify-certificate", &request(text, &[])).await;
+        serde_json::from_str(
+            param(&answer, "payload")
+                .and_then(|p| p["valueString"].as_str())
+                .expect("payload"),
         )
-        .expect("utf-8");
+        .expect("json")
+    };
+    let known: Vec<(&str, &str, Option<String>, &str)> = vec![
+        (
+            "dcc",
+            "vaccine",
+            dcc_payload["v"][0]["vp"].as_str().map(|vp| {
+                format!("https://ec.europa.eu/health/documents/community-register/html/|{vp}")
+            }),
+            "the EU DCC carries the vaccine type as the SNOMED `vp` value set, which the IG map copies",
+        ),
+        (
+            "shc",
+            "dose",
+            None,
+            "a SMART Health Card Immunization has no protocolApplied (SHC data minimisation)",
+        ),
+    ];
+
+    let mut diffs = Vec::new();
+    let mut compared = 0;
+    for (kind, text) in &payloads {
         // Issued just now: the default clock (now) is inside iat..exp.
-        let (status, answer) = post(&app, "/fhir/$verify-certificate", &request(&text, &[])).await;
+        let (status, answer) = post(&app, "/fhir/$verify-certificate", &request(text, &[])).await;
         assert_eq!(status, 200, "{kind}: {answer}");
         assert!(valid(&answer), "{kind}: {answer}");
-        for (what, bad, check) in tampered(&text) {
-            let (_, answer) = post(&app, "/fhir/$verify-certificate", &request(&bad, &[])).await;
-            assert!(!valid(&answer), "{kind} {what} still verifies");
-            assert!(
-                failed_checks(&answer).iter().any(|c| c == check),
-                "{kind} {what}: expected {check}, got {:?}",
-                failed_checks(&answer)
-            );
+        let Some(bundle) = param(&answer, "coreDataSet").map(|p| p["resource"].clone()) else {
+            diffs.push(format!("{kind}: no coreDataSet in {answer}"));
+            continue;
+        };
+        let first = bundle["entry"][0]["resource"].clone();
+        for ((field, issued), (_, mapped)) in want.iter().zip(key_fields(&first)) {
+            compared += 1;
+            let expected = known
+                .iter()
+                .find(|(k, f, _, _)| k == kind && f == field)
+                .map(|(_, _, v, _)| v.clone())
+                .unwrap_or_else(|| issued.clone());
+            if mapped != expected {
+                diffs.push(format!(
+                    "{kind} {field}: issued {issued:?}, expected {expected:?}, mapped {mapped:?}"
+                ));
+            }
         }
-        seen.push(kind);
+        for (what, bad, check) in tamper_any(kind, text) {
+            let (_, answer) = post(&app, "/fhir/$verify-certificate", &request(&bad, &[])).await;
+            if valid(&answer) || !failed_checks(&answer).iter().any(|c| c == check) {
+                diffs.push(format!(
+                    "{kind} {what}: expected {check}, got {:?}",
+                    failed_checks(&answer)
+                ));
+            }
+        }
     }
-    seen.sort();
-    assert_eq!(seen, ["dcc", "who"]);
+    println!(
+        "{} key fields compared over {} encodings ({} known differences: {}); {} differences",
+        compared,
+        payloads.len(),
+        known.len(),
+        known
+            .iter()
+            .map(|k| format!("{} {}: {}", k.0, k.1, k.3))
+            .collect::<Vec<_>>()
+            .join("; "),
+        diffs.len()
+    );
+    assert!(diffs.is_empty(), "{diffs:#?}");
+
+    // Revoke: the EU DCC now fails `revocation` (the registry recorded its hashes).
+    let master = doc["identifier"]["value"].as_str().expect("identifier");
+    let params =
+        json!({"resourceType": "Parameters", "parameter": [{"name": "id", "valueString": master}]});
+    let (status, answer) = post(
+        &app,
+        "/fhir/Bundle/$revokeHealthCertificate",
+        &params.to_string(),
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    let dcc_text = &payloads.iter().find(|(k, _)| k == "dcc").expect("dcc").1;
+    let (_, answer) = post(&app, "/fhir/$verify-certificate", &request(dcc_text, &[])).await;
+    assert!(!valid(&answer), "{answer}");
+    assert_eq!(failed_checks(&answer), ["revocation"]);
+    // The signer is still named: genuine, but revoked.
+    assert!(param(&answer, "signerSubject").is_some());
+}
+
+/// One flipped byte of signature, payload or kid for any of the four encodings,
+/// with the check it must fail.
+fn tamper_any(kind: &str, text: &str) -> Vec<(&'static str, String, &'static str)> {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+    match kind {
+        "who" | "dcc" => tampered(text),
+        "shc" => {
+            let jws = ddcc_cert::shc::numeric_decode(text).expect("numeric");
+            let parts: Vec<String> = jws.split('.').map(str::to_string).collect();
+            let flip_part = |i: usize| {
+                let mut p = parts.clone();
+                let mut bytes = B64.decode(&p[i]).expect("b64");
+                let at = bytes.len() / 2;
+                bytes[at] ^= 0x01;
+                p[i] = B64.encode(bytes);
+                ddcc_cert::shc::numeric_encode(&p.join(".")).expect("numeric")
+            };
+            let mut header: Value =
+                serde_json::from_slice(&B64.decode(&parts[0]).expect("b64")).expect("header");
+            let mut kid = header["kid"].as_str().expect("kid").as_bytes().to_vec();
+            kid[0] ^= 0x01;
+            header["kid"] = Value::String(String::from_utf8(kid).expect("ascii"));
+            let mut p = parts.clone();
+            p[0] = B64.encode(header.to_string());
+            vec![
+                ("signature byte", flip_part(2), "signature"),
+                ("payload byte", flip_part(1), "signature"),
+                (
+                    "kid byte",
+                    ddcc_cert::shc::numeric_encode(&p.join(".")).expect("numeric"),
+                    "unknown-signer",
+                ),
+            ]
+        }
+        "icao" => {
+            let seal: Value = serde_json::from_str(text).expect("json");
+            let flip_sig = |field: &str| {
+                let mut s = seal.clone();
+                let mut bytes = B64
+                    .decode(s["sig"][field].as_str().expect("b64"))
+                    .expect("b64");
+                let at = bytes.len() - 1;
+                bytes[at] ^= 0x01;
+                s["sig"][field] = Value::String(B64.encode(bytes));
+                s.to_string()
+            };
+            let mut data = seal.clone();
+            let name = data["data"]["msg"]["pid"]["n"]
+                .as_str()
+                .expect("name")
+                .to_string();
+            let mut bytes = name.into_bytes();
+            bytes[0] ^= 0x01;
+            data["data"]["msg"]["pid"]["n"] =
+                Value::String(String::from_utf8(bytes).expect("utf8"));
+            vec![
+                ("signature byte", flip_sig("sigvl"), "signature"),
+                ("payload byte", data.to_string(), "signature"),
+                // The signer certificate stands in for the kid in a VDS-NC.
+                ("certificate byte", flip_sig("cer"), "unknown-signer"),
+            ]
+        }
+        other => panic!("unexpected QR kind {other}"),
+    }
 }

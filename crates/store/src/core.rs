@@ -12,7 +12,7 @@ use crate::sql::{int, opt_blob, text, Db, Row, SqlVal};
 use crate::time::{format_instant, now_ms};
 use crate::{
     codec, refs, search, Claim, ClaimToken, Completed, FolderUpsert, PendingRevocation, Result,
-    Revocation, SearchQuery, StoreError, Stored, TxOp, TxRequest, TxResult,
+    Revocation, RevocationLookup, SearchQuery, StoreError, Stored, TxOp, TxRequest, TxResult,
 };
 
 /// Versioned schema. `{INT}`, `{BLOB}` and `{SERIAL}` are filled per dialect. Never edit
@@ -943,6 +943,37 @@ pub async fn pending_revocations<D: Db>(
             })
         })
         .collect()
+}
+
+pub async fn find_revocation<D: Db>(
+    db: &mut D,
+    lookup: &RevocationLookup,
+) -> Result<Option<Revocation>> {
+    // uvci_hash leads the UNIQUE index; the other two are rarely the only match.
+    let rows = db
+        .query(
+            "SELECT uvci_hash, signature_hash, country_code_uvci_hash, kid, revoked_at, document_id \
+             FROM revocations WHERE uvci_hash = $1 OR country_code_uvci_hash = $2 OR signature_hash = $3 \
+             ORDER BY seq LIMIT 1",
+            &[
+                SqlVal::Text(lookup.uvci_hash.clone()),
+                SqlVal::Text(lookup.country_code_uvci_hash.clone()),
+                SqlVal::Text(lookup.signature_hash.clone()),
+            ],
+        )
+        .await?;
+    rows.first()
+        .map(|r| {
+            Ok(Revocation {
+                uvci_hash: text(r, 0)?,
+                signature_hash: text(r, 1)?,
+                country_code_uvci_hash: text(r, 2)?,
+                kid: text(r, 3)?,
+                revoked_at: text(r, 4)?,
+                document_id: text(r, 5)?,
+            })
+        })
+        .transpose()
 }
 
 pub async fn mark_published<D: Db>(db: &mut D, seqs: &[i64], at: &str) -> Result<u64> {

@@ -36,7 +36,7 @@ pub use crypto::{DataKeys, KeyError};
 pub use error::StoreError;
 pub use gateway::{GatewayStore, OutboxItem, RevokedHash, TrustEntry};
 pub use postgres::PostgresStore;
-pub use revocation::{PendingRevocation, Revocation, SignatureAlg};
+pub use revocation::{PendingRevocation, Revocation, RevocationLookup, SignatureAlg};
 pub use search::{check_query, SearchQuery, DEFAULT_COUNT, MAX_COUNT, MAX_OFFSET};
 pub use sqlite::{SqliteStore, Synchronous, DB_FILE as SQLITE_DB_FILE};
 
@@ -259,6 +259,12 @@ pub trait Store: Send + Sync {
     /// records from before encryption, or older keys after a rotation) and returns how
     /// many changed; repeat until 0, then retired keys may be removed.
     fn reencrypt(&self, limit: usize) -> BoxFuture<'_, Result<usize>>;
+
+    /// The recorded revocation matching any hash of `lookup`, published or not.
+    fn find_revocation<'a>(
+        &'a self,
+        lookup: &'a RevocationLookup,
+    ) -> BoxFuture<'a, Result<Option<Revocation>>>;
 
     /// Records a revocation on its own (idempotent on the UVCI and signature hashes).
     fn record_revocation(&self, revocation: Revocation) -> BoxFuture<'_, Result<()>> {

@@ -24,8 +24,8 @@ use crate::core::{self, Dialect};
 use crate::crypto::DataKeys;
 use crate::sql::{Db, Row, SqlVal};
 use crate::{
-    BoxFuture, Claim, ClaimToken, PendingRevocation, Result, SearchQuery, Store, StoreError,
-    Stored, TxRequest, TxResult,
+    BoxFuture, Claim, ClaimToken, PendingRevocation, Result, Revocation, RevocationLookup,
+    SearchQuery, Store, StoreError, Stored, TxRequest, TxResult,
 };
 
 const DIALECT: Dialect = Dialect {
@@ -321,6 +321,13 @@ impl Store for PostgresStore {
 
     fn pending_revocations(&self, limit: usize) -> BoxFuture<'_, Result<Vec<PendingRevocation>>> {
         Box::pin(async move { pg_tx!(self, |db| core::pending_revocations(&mut db, limit)) })
+    }
+
+    fn find_revocation<'a>(
+        &'a self,
+        lookup: &'a RevocationLookup,
+    ) -> BoxFuture<'a, Result<Option<Revocation>>> {
+        Box::pin(async move { pg_tx!(self, |db| core::find_revocation(&mut db, lookup)) })
     }
 
     fn mark_published<'a>(

@@ -28,6 +28,15 @@ pub struct Revocation {
     pub document_id: String,
 }
 
+/// The three full hashes (lowercase hex) of a certificate being verified: a stored
+/// revocation matching any one of them revokes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RevocationLookup {
+    pub uvci_hash: String,
+    pub country_code_uvci_hash: String,
+    pub signature_hash: String,
+}
+
 /// A stored revocation with its sequence number, for publication bookkeeping.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PendingRevocation {

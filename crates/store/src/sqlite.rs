@@ -30,8 +30,8 @@ use crate::core::{self, Dialect};
 use crate::crypto::{DataKeys, KEY_FILE};
 use crate::sql::{Db, Row, SqlVal};
 use crate::{
-    BoxFuture, Claim, ClaimToken, PendingRevocation, Result, SearchQuery, Store, StoreError,
-    Stored, TxRequest, TxResult,
+    BoxFuture, Claim, ClaimToken, PendingRevocation, Result, Revocation, RevocationLookup,
+    SearchQuery, Store, StoreError, Stored, TxRequest, TxResult,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -354,6 +354,14 @@ impl Store for SqliteStore {
 
     fn pending_revocations(&self, limit: usize) -> BoxFuture<'_, Result<Vec<PendingRevocation>>> {
         self.read_with(move |db| ready(core::pending_revocations(db, limit)))
+    }
+
+    fn find_revocation<'a>(
+        &'a self,
+        lookup: &'a RevocationLookup,
+    ) -> BoxFuture<'a, Result<Option<Revocation>>> {
+        let lookup = lookup.clone();
+        self.read_with(move |db| ready(core::find_revocation(db, &lookup)))
     }
 
     fn mark_published<'a>(

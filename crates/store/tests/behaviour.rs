@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use common::Pair;
 use ddcc_store::{
-    Claim, FolderUpsert, KeyCompletion, Revocation, SearchQuery, SignatureAlg, Store, StoreError,
-    TxEntry, TxOp, TxRequest,
+    Claim, FolderUpsert, KeyCompletion, Revocation, RevocationLookup, SearchQuery, SignatureAlg,
+    Store, StoreError, TxEntry, TxOp, TxRequest,
 };
 use serde_json::json;
 
@@ -1204,6 +1204,37 @@ async fn revocation_flow(p: Pair) {
             .unwrap(),
         0,
         "already published"
+    );
+
+    // Looked up by any one of the three hashes, published or not.
+    let lookup = |u: &str, c: &str, sg: &str| RevocationLookup {
+        uvci_hash: u.into(),
+        country_code_uvci_hash: c.into(),
+        signature_hash: sg.into(),
+    };
+    let none = "0".repeat(64);
+    for (what, l) in [
+        ("uvci", lookup(&rev.uvci_hash, &none, &none)),
+        (
+            "country+uvci",
+            lookup(&none, &rev.country_code_uvci_hash, &none),
+        ),
+        ("signature", lookup(&none, &none, &rev.signature_hash)),
+    ] {
+        let found = p.b.find_revocation(&l).await.unwrap();
+        assert_eq!(found.as_ref(), Some(&rev), "{what}");
+    }
+    assert_eq!(
+        s.find_revocation(&lookup(&rev2.uvci_hash, &none, &none))
+            .await
+            .unwrap(),
+        Some(rev2)
+    );
+    assert_eq!(
+        s.find_revocation(&lookup(&none, &none, &none))
+            .await
+            .unwrap(),
+        None
     );
 }
 

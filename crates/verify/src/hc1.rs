@@ -1,13 +1,12 @@
 //! `HC1:` (EU DCC / WHO DDCC:VS CWT) verification.
 
-use std::io::Read;
-
 use base64::Engine as _;
 use ciborium::value::Value as Cbor;
 use serde_json::Value as Json;
 
-use crate::trust::{Dsc, PublicKey, TrustList};
-use crate::{CheckKind, CwtInfo, Issue, SignerInfo, Verification};
+use crate::revocation::{RevocationHashes, SignatureScheme};
+use crate::trust::{Dsc, PublicKey, TrustSource};
+use crate::{CheckKind, Format, SignerInfo, Verification};
 
 /// Largest decompressed COSE we inflate. A genuine DCC is under 3 KiB; a QR code
 /// holds under 3 KiB compressed, which zlib could inflate to megabytes.
@@ -34,28 +33,21 @@ const EKU_VACCINATION: [&str; 2] = ["1.3.6.1.4.1.1847.2021.1.2", "1.3.6.1.4.1.0.
 const EKU_RECOVERY: [&str; 2] = ["1.3.6.1.4.1.1847.2021.1.3", "1.3.6.1.4.1.0.1847.2021.1.3"];
 
 /// Verify an `HC1:` text against `trust` at `validation_time_unix` (seconds).
-pub fn verify_hc1(text: &str, trust: &TrustList, validation_time_unix: i64) -> Verification {
-    let mut v = Verification {
-        valid: false,
-        kid: None,
-        signer: None,
-        payload: None,
-        cwt: CwtInfo::default(),
-        issues: Vec::new(),
-    };
+pub fn verify_hc1<T: TrustSource + ?Sized>(
+    text: &str,
+    trust: &T,
+    validation_time_unix: i64,
+) -> Verification {
+    let mut v = Verification::new(Some(Format::Hc1));
     run(text, trust, validation_time_unix, &mut v);
-    v.valid = v.issues.is_empty();
-    v
+    v.finish()
 }
 
 fn fail(v: &mut Verification, check: CheckKind, message: impl Into<String>) {
-    v.issues.push(Issue {
-        check,
-        message: message.into(),
-    });
+    v.fail(check, message);
 }
 
-fn run(text: &str, trust: &TrustList, now: i64, v: &mut Verification) {
+fn run<T: TrustSource + ?Sized>(text: &str, trust: &T, now: i64, v: &mut Verification) {
     // Scanners often append a newline; anything else before the prefix is wrong.
     let text = text.trim_end_matches(['\r', '\n']);
     let Some(body) = text.strip_prefix(crate::hc1::PREFIX) else {
@@ -127,6 +119,7 @@ fn run(text: &str, trust: &TrustList, now: i64, v: &mut Verification) {
     }
 
     check_signature(&sign1, trust, now, &cert_types, v);
+    check_revocation(&sign1, trust, v);
 
     match v.cwt.iat {
         Some(iat) if iat > now => fail(
@@ -157,17 +150,42 @@ fn inflate(raw: &[u8]) -> Result<Vec<u8>, String> {
     if raw.first() != Some(&0x78) {
         return Err("input is not zlib-compressed".into());
     }
-    let mut out = Vec::new();
-    flate2::read::ZlibDecoder::new(raw)
-        .take(MAX_DECOMPRESSED as u64 + 1)
-        .read_to_end(&mut out)
-        .map_err(|e| format!("zlib: {e}"))?;
-    if out.len() > MAX_DECOMPRESSED {
-        return Err(format!(
-            "decompressed size exceeds {MAX_DECOMPRESSED} bytes (decompression bomb?)"
-        ));
+    crate::inflate_capped(flate2::read::ZlibDecoder::new(raw), MAX_DECOMPRESSED)
+        .map_err(|e| format!("zlib: {e}"))
+}
+
+/// The UVCI of a DCC payload: `ci` of its first vaccination, test or recovery entry.
+fn dcc_uvci(payload: &Json) -> Option<&str> {
+    ["v", "t", "r"]
+        .iter()
+        .find_map(|k| payload.get(*k)?.get(0)?.get("ci")?.as_str())
+}
+
+fn check_revocation<T: TrustSource + ?Sized>(sign1: &Sign1, trust: &T, v: &mut Verification) {
+    let Some(uvci) = v.payload.as_ref().and_then(dcc_uvci) else {
+        return;
+    };
+    let Some(country) = v
+        .cwt
+        .iss
+        .clone()
+        .or_else(|| v.signer.as_ref().and_then(|s| s.country.clone()))
+    else {
+        return;
+    };
+    let scheme = match sign1.alg {
+        Some(ALG_PS256) => SignatureScheme::Rsa,
+        _ => SignatureScheme::Ecdsa,
+    };
+    let hashes = RevocationHashes::new(&country, uvci, &sign1.signature, scheme);
+    if trust.is_revoked(&hashes) {
+        fail(
+            v,
+            CheckKind::Revocation,
+            format!("certificate {uvci} is on the revocation list"),
+        );
     }
-    Ok(out)
+    v.revocation = Some(hashes);
 }
 
 struct Sign1 {
@@ -268,9 +286,9 @@ fn parse_sign1(bytes: &[u8], v: &mut Verification) -> Option<Sign1> {
     })
 }
 
-fn check_signature(
+fn check_signature<T: TrustSource + ?Sized>(
     sign1: &Sign1,
-    trust: &TrustList,
+    trust: &T,
     now: i64,
     cert_types: &[&str],
     v: &mut Verification,
@@ -278,7 +296,7 @@ fn check_signature(
     let Some(kid) = v.kid else {
         return;
     };
-    let candidates = trust.get(&kid);
+    let candidates = trust.dscs_for_kid(&kid);
     if candidates.is_empty() {
         let kid_b64 = base64::engine::general_purpose::STANDARD.encode(kid);
         fail(
@@ -345,7 +363,12 @@ fn key_usage_violation(eku: &[String], cert_types: &[&str]) -> Option<String> {
     None
 }
 
-fn verify_with(dsc: &Dsc, alg: Option<i128>, tbs: &[u8], sig: &[u8]) -> Result<(), String> {
+pub(crate) fn verify_with(
+    dsc: &Dsc,
+    alg: Option<i128>,
+    tbs: &[u8],
+    sig: &[u8],
+) -> Result<(), String> {
     use ring::signature::{UnparsedPublicKey, ECDSA_P256_SHA256_FIXED, RSA_PSS_2048_8192_SHA256};
     let outcome = match (alg, &dsc.key) {
         (Some(ALG_ES256), PublicKey::P256(key)) => {

@@ -1,17 +1,57 @@
 //! `POST /fhir/$verify-certificate` (alias `POST /ddcc/verify`): is a scanned QR
-//! genuine and current, and if not, which check failed. The answer is always 200
-//! with the verdict inside; only a malformed request is an HTTP error.
+//! (`HC1:`, `shc:/` or ICAO VDS-NC JSON) genuine, current and not revoked, and if
+//! not, which check failed; what it says, as the DDCC core data set (through the IG's
+//! `Cert*toCoreDataSet` maps); and, when a rule engine is installed, each requested
+//! rule's result. The answer is always 200 with the verdict inside; only a malformed
+//! request is an HTTP error.
+
+use std::sync::Arc;
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 use base64::Engine as _;
-use ddcc_verify::{verify_hc1, CheckKind, TrustList, Verification};
+use ddcc_verify::{verify_any, CheckKind, Format, TrustList, Verification};
 use serde_json::{json, Value};
 
 use crate::error::{ApiError, Issue};
+use crate::mapping::MappingService;
 use crate::now_unix;
+use crate::registry::{store_error, Registry};
 use crate::routes::{fhir_json, json_body};
 use crate::state::AppState;
+
+/// The IG maps from each certificate's payload to the DDCC core data set
+/// (`fhir-profiles/maps/verify/`). A WHO `HC1:` payload already is one.
+pub const DCC_TO_CORE_DATA_SET: &str =
+    "http://smart.who.int/ddcc/StructureMap/CertDCCtoCoreDataSet";
+pub const SHC_TO_CORE_DATA_SET: &str =
+    "http://smart.who.int/ddcc/StructureMap/CertSHCtoCoreDataSet";
+pub const ICAO_TO_CORE_DATA_SET: &str =
+    "http://smart.who.int/ddcc/StructureMap/CertICAOtoCoreDataSet";
+
+/// Business rules over a verified certificate's core data set (the `rule`
+/// parameter: a PlanDefinition or Library canonical). The CQL engine installs one as
+/// a [`Rules`] service; without it a requested rule is reported as not evaluated.
+pub trait RuleEngine: Send + Sync {
+    /// `core_data_set` is the Bundle of core data sets the certificate maps to.
+    fn evaluate(
+        &self,
+        rule: &str,
+        core_data_set: &Value,
+        validation_time_unix: i64,
+    ) -> Result<RuleOutcome, String>;
+}
+
+/// One rule's verdict.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleOutcome {
+    pub passed: bool,
+    /// Why, in the rule's words, when it says.
+    pub message: Option<String>,
+}
+
+/// The app-state slot for the rule engine (`AppStateBuilder::with_service`).
+pub struct Rules(pub Arc<dyn RuleEngine>);
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/fhir/$verify-certificate").route(web::post().to(verify)))
@@ -22,6 +62,8 @@ struct Request {
     qr: String,
     validation_time: i64,
     trusted: Vec<(usize, String)>,
+    trusted_jwks: Vec<(usize, String)>,
+    rules: Vec<String>,
 }
 
 fn parse_request(body: &Value) -> Result<Request, ApiError> {
@@ -38,6 +80,8 @@ fn parse_request(body: &Value) -> Result<Request, ApiError> {
     let mut qr = None;
     let mut validation_time = None;
     let mut trusted = Vec::new();
+    let mut trusted_jwks = Vec::new();
+    let mut rules = Vec::new();
     for (i, p) in params.iter().enumerate() {
         let at = format!("Parameters.parameter[{i}]");
         let string_value = |keys: &[&str]| {
@@ -82,8 +126,22 @@ fn parse_request(body: &Value) -> Result<Request, ApiError> {
                     })?;
                 trusted.push((i, text));
             }
-            // Unknown parameters (e.g. `rule`, not implemented yet) are ignored, as
-            // FHIR operations may be extended.
+            Some("trustedJwks") => {
+                let text = string_value(&["valueString"]).ok_or_else(|| {
+                    invalid(
+                        "required",
+                        "trustedJwks needs a valueString (a JWKS as JSON)",
+                        &at,
+                    )
+                })?;
+                trusted_jwks.push((i, text));
+            }
+            Some("rule") => {
+                let rule = string_value(&["valueCanonical", "valueUri", "valueString"])
+                    .ok_or_else(|| invalid("required", "rule needs a valueCanonical", &at))?;
+                rules.push(rule);
+            }
+            // Unknown parameters are ignored, as FHIR operations may be extended.
             _ => {}
         }
     }
@@ -92,6 +150,8 @@ fn parse_request(body: &Value) -> Result<Request, ApiError> {
         qr,
         validation_time: validation_time.unwrap_or_else(now_unix),
         trusted,
+        trusted_jwks,
+        rules,
     })
 }
 
@@ -102,9 +162,10 @@ fn invalid(code: &str, message: impl Into<String>, at: &str) -> ApiError {
     }
 }
 
-fn trust_list(state: &AppState, trusted: &[(usize, String)]) -> Result<TrustList, ApiError> {
+fn trust_list(state: &AppState, request: &Request) -> Result<TrustList, ApiError> {
     let mut list = TrustList::new();
-    if trusted.is_empty() {
+    let (trusted, trusted_jwks) = (&request.trusted, &request.trusted_jwks);
+    if trusted.is_empty() && trusted_jwks.is_empty() {
         // Offline default: what this service signs must verify here.
         let signing = state
             .require::<crate::services::SigningSlot>("signer")?
@@ -127,6 +188,17 @@ fn trust_list(state: &AppState, trusted: &[(usize, String)]) -> Result<TrustList
             );
         }
     }
+    for (i, text) in trusted_jwks {
+        let added = serde_json::from_str::<Value>(text)
+            .map_err(|e| format!("not JSON: {e}"))
+            .and_then(|jwks| list.add_jwks(None, &jwks).map_err(|e| e.to_string()));
+        if let Err(e) = added {
+            issues.push(
+                Issue::error("invalid", format!("trustedJwks: {e}"))
+                    .at(format!("Parameters.parameter[{i}]")),
+            );
+        }
+    }
     if issues.is_empty() {
         Ok(list)
     } else {
@@ -145,8 +217,13 @@ fn issue_code(check: CheckKind) -> &'static str {
         | CheckKind::Decompression
         | CheckKind::Cbor
         | CheckKind::Cose
-        | CheckKind::Kid => "structure",
-        CheckKind::UnknownSigner | CheckKind::Signature => "security",
+        | CheckKind::Kid
+        | CheckKind::Numeric
+        | CheckKind::Jws
+        | CheckKind::Json
+        | CheckKind::Structure
+        | CheckKind::Certificate => "structure",
+        CheckKind::UnknownSigner | CheckKind::Signature | CheckKind::Revocation => "security",
         CheckKind::DscValidity
         | CheckKind::KeyUsage
         | CheckKind::NotYetValid
@@ -154,7 +231,7 @@ fn issue_code(check: CheckKind) -> &'static str {
     }
 }
 
-fn outcome(v: &Verification, note: Option<&str>) -> Value {
+fn outcome(v: &Verification, notes: &[Value]) -> Value {
     let mut issues: Vec<Value> = v
         .issues
         .iter()
@@ -167,10 +244,7 @@ fn outcome(v: &Verification, note: Option<&str>) -> Value {
             })
         })
         .collect();
-    if let Some(note) = note {
-        issues
-            .push(json!({"severity": "information", "code": "not-supported", "diagnostics": note}));
-    }
+    issues.extend(notes.iter().cloned());
     // OperationOutcome needs at least one issue.
     if issues.is_empty() {
         issues.push(json!({
@@ -182,13 +256,26 @@ fn outcome(v: &Verification, note: Option<&str>) -> Value {
     json!({"resourceType": "OperationOutcome", "issue": issues})
 }
 
-fn response(v: &Verification, note: Option<&str>) -> Value {
+/// What the route adds to the library's verdict.
+struct Extras {
+    core_data_set: Option<Value>,
+    rules: Vec<Value>,
+    notes: Vec<Value>,
+}
+
+fn response(v: &Verification, extras: &Extras) -> Value {
     let mut params = vec![json!({"name": "valid", "valueBoolean": v.valid})];
+    if let Some(format) = v.format {
+        params.push(json!({"name": "format", "valueCode": format.name()}));
+    }
     if let Some(kid) = v.kid {
         params.push(json!({
             "name": "kid",
             "valueString": base64::engine::general_purpose::STANDARD.encode(kid),
         }));
+    }
+    if let Some(kid) = &v.jws_kid {
+        params.push(json!({"name": "kid", "valueString": kid}));
     }
     if let Some(signer) = &v.signer {
         if let Some(country) = &signer.country {
@@ -207,21 +294,187 @@ fn response(v: &Verification, note: Option<&str>) -> Value {
     if let Some(payload) = &v.payload {
         params.push(json!({"name": "payload", "valueString": payload.to_string()}));
     }
-    params.push(json!({"name": "issues", "resource": outcome(v, note)}));
+    if let Some(cds) = &extras.core_data_set {
+        params.push(json!({"name": "coreDataSet", "resource": cds}));
+    }
+    params.extend(extras.rules.iter().cloned());
+    params.push(json!({"name": "issues", "resource": outcome(v, &extras.notes)}));
     json!({"resourceType": "Parameters", "parameter": params})
+}
+
+fn note(severity: &str, code: &str, diagnostics: impl Into<String>) -> Value {
+    json!({"severity": severity, "code": code, "diagnostics": diagnostics.into()})
+}
+
+/// The map and its source for a decoded payload; `None` for a WHO payload, which is
+/// a core data set already, and when nothing was decoded.
+fn core_data_set_source(v: &Verification) -> Option<Result<(&'static str, Value), Value>> {
+    let payload = v.payload.as_ref()?;
+    Some(match v.format? {
+        Format::Hc1 if ["v", "t", "r"].iter().any(|k| payload.get(*k).is_some()) => {
+            // The map reads the CWT claims by their numeric keys, as JSON text keys.
+            let mut cwt = serde_json::Map::new();
+            if let Some(iss) = &v.cwt.iss {
+                cwt.insert("1".into(), json!(iss));
+            }
+            if let Some(exp) = v.cwt.exp {
+                cwt.insert("4".into(), json!(exp));
+            }
+            if let Some(iat) = v.cwt.iat {
+                cwt.insert("6".into(), json!(iat));
+            }
+            cwt.insert("-260".into(), json!({"1": payload}));
+            Ok((DCC_TO_CORE_DATA_SET, Value::Object(cwt)))
+        }
+        Format::Hc1 => Err(json!({
+            "resourceType": "Bundle",
+            "type": "collection",
+            "entry": [{"resource": payload}],
+        })),
+        Format::Shc => Ok((SHC_TO_CORE_DATA_SET, payload.clone())),
+        Format::Icao => Ok((ICAO_TO_CORE_DATA_SET, json!({"data": payload}))),
+    })
+}
+
+/// The core data set of a decoded certificate, as a `collection` Bundle of core data
+/// set entries (what the IG maps produce). A map failure is a note, not an error:
+/// the verdict on the signature stands either way.
+fn core_data_set(state: &AppState, v: &Verification, notes: &mut Vec<Value>) -> Option<Value> {
+    let (map, source) = match core_data_set_source(v)? {
+        Ok(pair) => pair,
+        Err(ready) => return Some(ready),
+    };
+    let mapping = match state.require::<MappingService>("mapping") {
+        Ok(m) => m,
+        Err(_) => {
+            notes.push(note(
+                "warning",
+                "not-supported",
+                "no mapping service: core data set not derived",
+            ));
+            return None;
+        }
+    };
+    match mapping.transform(map, &source, now_unix()) {
+        Ok(bundle) => Some(bundle),
+        Err(e) => {
+            notes.push(note(
+                "warning",
+                "processing",
+                format!("core data set: {map} failed: {e}"),
+            ));
+            None
+        }
+    }
+}
+
+fn rule_results(
+    state: &AppState,
+    request: &Request,
+    core_data_set: Option<&Value>,
+    notes: &mut Vec<Value>,
+) -> Vec<Value> {
+    if request.rules.is_empty() {
+        return Vec::new();
+    }
+    let Some(engine) = state.service::<Rules>() else {
+        notes.push(note(
+            "warning",
+            "not-supported",
+            "no rule engine is installed: the requested rules were not evaluated",
+        ));
+        return Vec::new();
+    };
+    let Some(cds) = core_data_set else {
+        notes.push(note(
+            "warning",
+            "processing",
+            "no core data set: the requested rules were not evaluated",
+        ));
+        return Vec::new();
+    };
+    request
+        .rules
+        .iter()
+        .map(|rule| {
+            let mut part = vec![json!({"name": "rule", "valueCanonical": rule})];
+            match engine.0.evaluate(rule, cds, request.validation_time) {
+                Ok(outcome) => {
+                    part.push(json!({"name": "passed", "valueBoolean": outcome.passed}));
+                    if let Some(m) = outcome.message {
+                        part.push(json!({"name": "message", "valueString": m}));
+                    }
+                }
+                Err(e) => {
+                    notes.push(note("warning", "processing", format!("rule {rule}: {e}")));
+                    part.push(json!({"name": "error", "valueString": e}));
+                }
+            }
+            json!({"name": "ruleResult", "part": part})
+        })
+        .collect()
+}
+
+/// Ask the registry whether we revoked the certificate; if so, mark its hashes
+/// revoked in the trust list and verify again, so the `revocation` check reports it
+/// the same way as a synced revocation list would.
+async fn apply_store_revocations(
+    state: &AppState,
+    trust: &mut TrustList,
+    v: &Verification,
+) -> Result<bool, ApiError> {
+    let Some(hashes) = &v.revocation else {
+        return Ok(false);
+    };
+    let Some(registry) = state.service::<Registry>() else {
+        return Ok(false);
+    };
+    let (uvci_hash, country_code_uvci_hash, signature_hash) = hashes.hex();
+    let lookup = ddcc_store::RevocationLookup {
+        uvci_hash,
+        country_code_uvci_hash,
+        signature_hash,
+    };
+    let found = registry
+        .store
+        .find_revocation(&lookup)
+        .await
+        .map_err(store_error)?;
+    let Some(revocation) = found else {
+        return Ok(false);
+    };
+    // Only the hashes the stored entry actually matched are marked.
+    let truncated = hashes.truncated();
+    let (u, c, s) = hashes.hex();
+    for (i, (mine, stored)) in [
+        (u, &revocation.uvci_hash),
+        (c, &revocation.country_code_uvci_hash),
+        (s, &revocation.signature_hash),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        if &mine == stored {
+            trust.add_revoked_hash(truncated[i]);
+        }
+    }
+    Ok(true)
 }
 
 async fn verify(state: AppState, body: web::Bytes) -> Result<HttpResponse, ApiError> {
     let request = parse_request(&json_body(&body)?)?;
-    let trust = trust_list(&state, &request.trusted)?;
-    let verification = verify_hc1(&request.qr, &trust, request.validation_time);
-    let text = request.qr.trim_start();
-    let note = if text.starts_with("shc:/") {
-        Some("SMART Health Card verification is not implemented yet; only HC1 is")
-    } else if text.starts_with('{') {
-        Some("ICAO VDS-NC verification is not implemented yet; only HC1 is")
-    } else {
-        None
+    let mut trust = trust_list(&state, &request)?;
+    let mut verification = verify_any(&request.qr, &trust, request.validation_time);
+    if apply_store_revocations(&state, &mut trust, &verification).await? {
+        verification = verify_any(&request.qr, &trust, request.validation_time);
+    }
+    let mut notes = Vec::new();
+    let core_data_set = core_data_set(&state, &verification, &mut notes);
+    let rules = rule_results(&state, &request, core_data_set.as_ref(), &mut notes);
+    let extras = Extras {
+        core_data_set,
+        rules,
+        notes,
     };
-    Ok(fhir_json(StatusCode::OK, &response(&verification, note)))
+    Ok(fhir_json(StatusCode::OK, &response(&verification, &extras)))
 }
