@@ -140,14 +140,24 @@ async fn load(
         w.await.expect("client task");
     }
     if kill_after.is_some() {
-        assert!(killed, "the load ended before the kill ({} acks)", acks.len());
+        assert!(
+            killed,
+            "the load ended before the kill ({} acks)",
+            acks.len()
+        );
     }
     let sent = sent.lock().expect("sent").clone();
     (acks, sent)
 }
 
 /// Searches `type?name=value` and returns the matches.
-async fn search(http: &reqwest::Client, base: &str, t: &str, name: &str, value: &str) -> Vec<Value> {
+async fn search(
+    http: &reqwest::Client,
+    base: &str,
+    t: &str,
+    name: &str,
+    value: &str,
+) -> Vec<Value> {
     let url = format!(
         "{base}/fhir/{t}?{name}={}",
         value.replace('|', "%7C").replace(':', "%3A")
@@ -208,7 +218,9 @@ async fn check_document(
         problems.push(format!("document {i}: subject is not {patient_ref}"));
     }
     if reference(&set["entry"][0]["item"]) != doc_ref {
-        problems.push(format!("document {i}: the SubmissionSet does not list {doc_ref}"));
+        problems.push(format!(
+            "document {i}: the SubmissionSet does not list {doc_ref}"
+        ));
     }
     if let Some(ack) = ack {
         let stored = vec![
@@ -218,7 +230,9 @@ async fn check_document(
             patient_ref.clone(),
         ];
         if ack != &stored {
-            problems.push(format!("document {i}: acknowledged {ack:?}, stored {stored:?}"));
+            problems.push(format!(
+                "document {i}: acknowledged {ack:?}, stored {stored:?}"
+            ));
         }
         for location in ack {
             let (status, body) = get_json(http, &format!("{base}/fhir/{location}")).await;
@@ -272,7 +286,11 @@ async fn kill9_during_load(backend: Backend) {
         todo.append(&mut unsent);
         let (new_acks, sent) = load(&mut service, &run, todo.clone(), kill_after).await;
         acks.extend(new_acks);
-        unanswered = sent.iter().copied().filter(|i| !acks.contains_key(i)).collect();
+        unanswered = sent
+            .iter()
+            .copied()
+            .filter(|i| !acks.contains_key(i))
+            .collect();
         unsent = todo.into_iter().filter(|i| !sent.contains(i)).collect();
     }
     assert!(
@@ -287,8 +305,12 @@ async fn kill9_during_load(backend: Backend) {
         let checks: Vec<_> = chunk
             .iter()
             .map(|&i| {
-                let (http, base, run, ack) =
-                    (http.clone(), base.clone(), run.clone(), acks.get(&i).cloned());
+                let (http, base, run, ack) = (
+                    http.clone(),
+                    base.clone(),
+                    run.clone(),
+                    acks.get(&i).cloned(),
+                );
                 tokio::spawn(
                     async move { check_document(&http, &base, &run, i, ack.as_ref()).await },
                 )
@@ -302,7 +324,12 @@ async fn kill9_during_load(backend: Backend) {
         "{backend:?}: {} acknowledged, {cut_off_but_stored} committed but cut off before the answer",
         acks.len()
     );
-    assert!(problems.is_empty(), "{} problems:\n{}", problems.len(), problems.join("\n"));
+    assert!(
+        problems.is_empty(),
+        "{} problems:\n{}",
+        problems.len(),
+        problems.join("\n")
+    );
     assert_eq!(acks.len(), DOCUMENTS - cut_off_but_stored);
 }
 

@@ -37,7 +37,11 @@ fn dose(hcid: &str, n: i64) -> Value {
     set_answer(&mut r, "hcid", json!({"valueString": hcid}));
     set_answer(&mut r, "dose", json!({"valueInteger": n}));
     set_answer(&mut r, "total_doses", json!({"valueInteger": DOSES}));
-    set_answer(&mut r, "date", json!({"valueDate": format!("2021-04-{:02}", n)}));
+    set_answer(
+        &mut r,
+        "date",
+        json!({"valueDate": format!("2021-04-{:02}", n)}),
+    );
     r
 }
 
@@ -111,24 +115,47 @@ async fn two_instances_on_one_postgres_keep_one_folder_per_hcid() {
     .await;
     let mut masters = BTreeSet::new();
     for (n, (d1, d2)) in first.iter().zip(&again).enumerate() {
-        assert_eq!(d1, d2, "dose {}: the resubmission gets the first document", n + 1);
-        masters.insert(d1["identifier"]["value"].as_str().expect("identifier").to_owned());
+        assert_eq!(
+            d1,
+            d2,
+            "dose {}: the resubmission gets the first document",
+            n + 1
+        );
+        masters.insert(
+            d1["identifier"]["value"]
+                .as_str()
+                .expect("identifier")
+                .to_owned(),
+        );
     }
     assert_eq!(masters.len(), DOSES as usize, "one certificate per dose");
 
     for base in &bases {
-        let (status, found) =
-            get_json(&http, &format!("{base}/fhir/List?code=folder&identifier={hcid}")).await;
+        let (status, found) = get_json(
+            &http,
+            &format!("{base}/fhir/List?code=folder&identifier={hcid}"),
+        )
+        .await;
         assert_eq!(status, 200, "{found}");
         let folders = resources(&found);
-        assert_eq!(folders.len(), 1, "one Folder for the HCID, seen from {base}: {found}");
+        assert_eq!(
+            folders.len(),
+            1,
+            "one Folder for the HCID, seen from {base}: {found}"
+        );
         let items = folder_items(&folders[0]);
         let unique: BTreeSet<&String> = items.iter().collect();
-        assert_eq!(unique.len(), items.len(), "no document twice in the Folder: {items:?}");
+        assert_eq!(
+            unique.len(),
+            items.len(),
+            "no document twice in the Folder: {items:?}"
+        );
         for master in &masters {
-            let (_, docs) =
-                get_json(&http, &format!("{base}/fhir/DocumentReference?identifier={master}"))
-                    .await;
+            let (_, docs) = get_json(
+                &http,
+                &format!("{base}/fhir/DocumentReference?identifier={master}"),
+            )
+            .await;
             let docs = resources(&docs);
             assert_eq!(docs.len(), 1, "document {master} registered once");
             let reference = format!("DocumentReference/{}", docs[0]["id"].as_str().unwrap_or(""));
