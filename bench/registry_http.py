@@ -7,13 +7,16 @@ pre-filled with `cargo run --release -p ddcc-store --example prefill` (run id
 
 usage: bench/registry_http.py --url http://127.0.0.1:4321 --samples prefill-samples.txt
                               [--registrations 2000] [--concurrency 8] [--searches 500]
-                              [--label sqlite-1e5]
+                              [--label sqlite-1e5] [--pid <service pid>]
+With --pid, each measure also reports the service's CPU time per request (from
+/proc/<pid>/stat), which a shared, loaded machine distorts far less than latency.
 Prints one JSON line per measure and a Markdown table at the end.
 """
 import argparse
 import base64
 import http.client
 import json
+import os
 import random
 import statistics
 import threading
@@ -61,6 +64,15 @@ def iti65_bundle(tag, n):
     }
 
 
+def cpu_ms(pid):
+    """User + system CPU time of `pid` in milliseconds, or None."""
+    if not pid:
+        return None
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) * 1000 / os.sysconf("SC_CLK_TCK")
+
+
 def pct(sorted_ms, p):
     if not sorted_ms:
         return None
@@ -104,7 +116,7 @@ def registrations(host, port, total, concurrency):
             "p50_ms": pct(lat, 0.5), "p95_ms": pct(lat, 0.95)}
 
 
-def searches(host, port, samples, count, rng):
+def searches(host, port, samples, count, rng, pid):
     shapes = {
         "ITI-67 patient": lambda i, p: {"patient": f"Patient/{p}"},
         "ITI-67 patient+status+type": lambda i, p: {
@@ -120,6 +132,7 @@ def searches(host, port, samples, count, rng):
     for name, make in shapes.items():
         path = "/fhir/List" if name.startswith("ITI-66") else "/fhir/DocumentReference"
         lat, misses = [], 0
+        before = cpu_ms(pid)
         for _ in range(count):
             i, p = rng.choice(samples)
             url = path + "?" + urllib.parse.urlencode(make(i, p))
@@ -131,9 +144,12 @@ def searches(host, port, samples, count, rng):
             if r.status != 200 or not json.loads(body).get("entry"):
                 misses += 1
         lat.sort()
-        out.append({"measure": name, "requests": count, "misses": misses,
-                    "mean_ms": round(statistics.fmean(lat), 3),
-                    "p50_ms": pct(lat, 0.5), "p95_ms": pct(lat, 0.95)})
+        row = {"measure": name, "requests": count, "misses": misses,
+               "mean_ms": round(statistics.fmean(lat), 3),
+               "p50_ms": pct(lat, 0.5), "p95_ms": pct(lat, 0.95)}
+        if before is not None:
+            row["service_cpu_ms_per_request"] = round((cpu_ms(pid) - before) / count, 2)
+        out.append(row)
     return out
 
 
@@ -145,6 +161,7 @@ def main():
     ap.add_argument("--concurrency", type=int, default=8)
     ap.add_argument("--searches", type=int, default=500)
     ap.add_argument("--label", default="")
+    ap.add_argument("--pid", type=int, default=0)
     args = ap.parse_args()
     u = urllib.parse.urlparse(args.url)
     samples = []
@@ -153,11 +170,18 @@ def main():
             i, p = line.split()
             samples.append((int(i), p))
     rng = random.Random(7)
-    rows = searches(u.hostname, u.port, samples, args.searches, rng)
+    def measured(run):
+        before = cpu_ms(args.pid)
+        r = run()
+        if before is not None:
+            r["service_cpu_ms_per_request"] = round((cpu_ms(args.pid) - before) / r["requests"], 2)
+        return r
+
+    rows = searches(u.hostname, u.port, samples, args.searches, rng, args.pid)
     for c in sorted({1, args.concurrency}):
-        rows.append(registrations(u.hostname, u.port, args.registrations, c))
-    print("| label | measure | result | p50 ms | p95 ms |")
-    print("|---|---|---|---|---|")
+        rows.append(measured(lambda c=c: registrations(u.hostname, u.port, args.registrations, c)))
+    print("| label | measure | result | p50 ms | p95 ms | service CPU ms/request |")
+    print("|---|---|---|---|---|---|")
     for r in rows:
         r["label"] = args.label
         print(json.dumps(r), flush=True)
@@ -166,7 +190,8 @@ def main():
             res = f"{r['per_s']} /s at c={r['concurrency']} ({r['errors']} errors)"
         else:
             res = f"mean {r['mean_ms']} ms ({r['misses']} misses)"
-        print(f"| {args.label} | {r['measure']} | {res} | {r['p50_ms']} | {r['p95_ms']} |")
+        cpu = r.get("service_cpu_ms_per_request", "")
+        print(f"| {args.label} | {r['measure']} | {res} | {r['p50_ms']} | {r['p95_ms']} | {cpu} |")
 
 
 if __name__ == "__main__":

@@ -53,7 +53,7 @@ for size in ${sizes//,/ }; do
   done
   echo "=== $backend at $size documents, store $(store_size), load $(cut -d' ' -f1-3 /proc/loadavg)" >&2
   python3 bench/registry_http.py --url "http://127.0.0.1:$port" --samples "$samples" \
-    --label "$backend $size" "${@:4}"
+    --label "$backend $size" --pid "$pid" "${@:4}"
   kill -TERM "$pid"
   wait "$pid" || true
 done

@@ -150,6 +150,16 @@ async fn two_instances_on_one_postgres_keep_one_folder_per_hcid() {
             items.len(),
             "no document twice in the Folder: {items:?}"
         );
+        // Every certificate adds the same set (document + one per QR kind).
+        assert_eq!(
+            items.len() % DOSES as usize,
+            0,
+            "whole certificates only: {items:?}"
+        );
+        for item in &items {
+            let (status, body) = get_json(&http, &format!("{base}/fhir/{item}")).await;
+            assert_eq!(status, 200, "Folder item {item} resolves: {body}");
+        }
         for master in &masters {
             let (_, docs) = get_json(
                 &http,
