@@ -265,6 +265,7 @@ async fn kill9_during_load(backend: Backend) {
     let mut unanswered: Vec<usize> = Vec::new();
     let mut unsent: Vec<usize> = (0..DOCUMENTS).collect();
     let mut cut_off_but_stored = 0;
+    let mut unanswered_at_kills = 0;
     // Two kills, then a run to completion.
     for kill_after in [Some(300), Some(300), None] {
         let mut service = Service::start(&backend, &work).await;
@@ -272,6 +273,7 @@ async fn kill9_during_load(backend: Backend) {
         // A careful client looks up what was never answered by its identifier and
         // resubmits only what is absent.
         let mut todo = Vec::new();
+        unanswered_at_kills += unanswered.len();
         for &i in &unanswered {
             let ident = format!("{DOC_SYSTEM}|{}", urn(&run, "doc", i));
             if search(&http, &base, "DocumentReference", "identifier", &ident)
@@ -321,7 +323,7 @@ async fn kill9_during_load(backend: Backend) {
         }
     }
     println!(
-        "{backend:?}: {} acknowledged, {cut_off_but_stored} committed but cut off before the answer",
+        "{backend:?}: {} acknowledged; {unanswered_at_kills} in flight at the kills, of which {cut_off_but_stored} committed",
         acks.len()
     );
     assert!(
@@ -331,6 +333,17 @@ async fn kill9_during_load(backend: Backend) {
         problems.join("\n")
     );
     assert_eq!(acks.len(), DOCUMENTS - cut_off_but_stored);
+    // With eight clients always sending, the kills cut requests off mid-flight.
+    assert!(
+        unanswered_at_kills > 0,
+        "no request was in flight at the kills"
+    );
+    drop(service);
+    // Left in place when the test fails, for a look at the logs and the store.
+    let _ = std::fs::remove_dir_all(&work);
+    if let Backend::Sqlite(dir) = &backend {
+        let _ = std::fs::remove_dir_all(dir);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -176,4 +176,5 @@ async fn two_instances_on_one_postgres_keep_one_folder_per_hcid() {
         }
     }
     drop((a, b));
+    let _ = std::fs::remove_dir_all(&work);
 }
