@@ -34,6 +34,8 @@ def main():
     ap.add_argument("--requests", type=int, default=2000)
     ap.add_argument("--seconds", type=float, default=60)
     ap.add_argument("--label", default="")
+    ap.add_argument("--same-holder", action="store_true",
+                    help="keep the example's HCID: every certificate joins one ever-growing Folder")
     args = ap.parse_args()
 
     template = json.load(open(args.body))
@@ -45,6 +47,13 @@ def main():
         with lock:
             counter[0] += 1
             template["identifier"] = {"system": "urn:ddcc-mediator:bench", "value": f"{time.time_ns()}-{counter[0]}"}
+            if not args.same_holder:
+                # One holder per certificate, as a vaccination campaign has. With one
+                # HCID every certificate would join one Folder and list all its doses,
+                # so the cost would grow with the run's length.
+                for item in template.get("item", []):
+                    if item.get("linkId") == "hcid":
+                        item["answer"] = [{"valueString": f"bench-{time.time_ns()}-{counter[0]}"}]
             return json.dumps(template).encode()
 
     lock = threading.Lock()
