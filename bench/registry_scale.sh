@@ -36,13 +36,15 @@ store_size() {
 
 for size in ${sizes//,/ }; do
   echo "=== $backend: fill $have -> $size" >&2
-  PREFILL_SAMPLES=$samples "$prefill" "$backend" "$target" "$have" "$size"
+  # The prefill and the service share the data keys (encryption at rest).
+  mkdir -p "$work/data"
+  DDCC_DATA_KEY_FILE="$work/data/data-keys.json" PREFILL_SAMPLES=$samples "$prefill" "$backend" "$target" "$have" "$size"
   have=$size
   envs=(SERVER_PORT="$port" DDCC_PROFILES_DIR="$PWD/fhir-profiles" RUST_LOG=warn)
   if [ "$backend" = sqlite ]; then
     envs+=(DDCC_DATA_DIR="$target")
   else
-    envs+=(DATABASE_URL="$target" DDCC_DATA_DIR="$work/data")
+    envs+=(DATABASE_URL="$target" DDCC_DATA_DIR="$work/data" DDCC_DATA_KEY_FILE="$work/data/data-keys.json")
   fi
   env -i PATH="$PATH" "${envs[@]}" "$bin" serve 2>"$work/service-$size.log" &
   pid=$!

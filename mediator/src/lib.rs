@@ -20,6 +20,7 @@ pub mod pipeline;
 pub mod readiness;
 pub mod registry;
 pub mod routes;
+pub mod rules;
 pub mod server;
 pub mod services;
 pub mod state;

@@ -34,6 +34,8 @@ pub enum ServicesError {
     DataKeys(#[from] crate::data_keys::DataKeyError),
     #[error("served artefacts: {0}")]
     Artefacts(#[from] crate::artefacts::ArtefactError),
+    #[error("CQL rules: {0}")]
+    Rules(#[from] ddcc_cql::CqlError),
     #[error("authentication: {0}")]
     Auth(#[from] crate::auth::AuthConfigError),
     #[error("FHIR server client: {0}")]
@@ -102,6 +104,8 @@ pub struct Services {
     pub registry: Arc<crate::registry::Registry>,
     /// The artefacts served under `/fhir` and announced on the trust network.
     pub artefacts: Arc<crate::artefacts::Artefacts>,
+    /// The CQL business rules of `$verify-certificate` (absent without `cql/`).
+    pub rules: Option<Arc<crate::rules::CqlRules>>,
     pub auth: Arc<crate::auth::Authenticator>,
     /// One signer per issuer of the issuers file.
     pub issuer_slots: Option<Arc<crate::auth::IssuerSlots>>,
@@ -239,6 +243,16 @@ impl Services {
             &catalogue,
             Some(config.data_dir.join("structuremaps")),
         ));
+        let rules = crate::rules::CqlRules::load(
+            &config.ddcc.cql_dir,
+            &dir.join("plandefinitions"),
+            catalogue.terminology.clone(),
+            mapping.clone(),
+        )?
+        .map(Arc::new);
+        if rules.is_none() {
+            tracing::warn!(dir = %config.ddcc.cql_dir.display(), "no CQL rules: `rule` parameters of $verify-certificate are not evaluated");
+        }
         let validator = Arc::new(crate::validation::build(&catalogue));
         let parts = IssuerParts {
             validator: validator.clone(),
@@ -271,6 +285,7 @@ impl Services {
                 }),
                 registry,
                 artefacts,
+                rules: rules.clone(),
                 auth,
                 issuer_slots: None,
                 vault: Vec::new(),
@@ -309,6 +324,7 @@ impl Services {
                 signing,
                 registry,
                 artefacts,
+                rules: rules.clone(),
                 auth,
                 issuer_slots: Some(Arc::new(crate::auth::IssuerSlots(slots))),
                 vault,
@@ -327,6 +343,7 @@ impl Services {
                 signing: slot,
                 registry,
                 artefacts,
+                rules: rules.clone(),
                 auth,
                 issuer_slots: None,
                 vault: vault.into_iter().collect(),
@@ -349,6 +366,7 @@ impl Services {
             signing: local_slot(identity, &parts),
             registry,
             artefacts,
+            rules,
             auth,
             issuer_slots: None,
             vault: Vec::new(),
@@ -385,7 +403,7 @@ impl Services {
                 )));
             }
         }
-        builder
+        builder = builder
             .with_service(self.auth)
             .with_readiness(Arc::new(StoreCheck(self.registry.clone())))
             .with_service(self.registry)
@@ -393,7 +411,11 @@ impl Services {
             .with_service(self.mapping)
             .with_service(self.validator)
             .with_service(self.signing)
-            .with_service(self.artefacts)
+            .with_service(self.artefacts);
+        match self.rules {
+            Some(r) => builder.with_service(Arc::new(crate::routes::verify::Rules(r))),
+            None => builder,
+        }
     }
 }
 

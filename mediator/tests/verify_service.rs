@@ -214,8 +214,8 @@ async fn trusted_certificates_replace_the_default_trust() {
 }
 
 /// A SMART Health Card verifies against a `trustedJwks` (the issuer's
-/// `/.well-known/jwks.json`), a requested rule without an installed engine is a
-/// warning, and a JWKS that is not JSON is a 422.
+/// `/.well-known/jwks.json`), a requested rule the engine does not know is a warning
+/// and an `error` part (never a pass), and a JWKS that is not JSON is a 422.
 #[actix_web::test]
 async fn shc_against_a_trusted_jwks_and_the_rules_hook() {
     let (app, Handles { identity, .. }) = start(config("verify")).await;
@@ -258,9 +258,14 @@ async fn shc_against_a_trusted_jwks_and_the_rules_hook() {
         .filter_map(|i| i["diagnostics"].as_str())
         .collect();
     assert!(
-        notes.iter().any(|n| n.contains("no rule engine")),
+        notes
+            .iter()
+            .any(|n| n.contains("no rule with canonical http://example.org/Library/DDCCPass")),
         "{answer}"
     );
+    let verdicts = rule_verdicts(&answer);
+    assert_eq!(verdicts.len(), 1, "{answer}");
+    assert_eq!(verdicts[0].1, None, "an unknown rule never passes");
 
     // A foreign JWKS does not vouch for our card.
     let foreign = json!({"keys": [{"kty": "EC", "crv": "P-256",
@@ -611,4 +616,126 @@ fn tamper_any(kind: &str, text: &str) -> Vec<(&'static str, String, &'static str
         }
         other => panic!("unexpected QR kind {other}"),
     }
+}
+
+/// The IG's English example (stored with the tests, so this runs without ../shared).
+fn english_example() -> Value {
+    let p = service::root().join("mediator/tests/data/QuestionnaireResponse-DDCCVS-English.json");
+    serde_json::from_slice(&std::fs::read(p).expect("example")).expect("json")
+}
+
+fn rule_verdicts(answer: &Value) -> Vec<(String, Option<bool>, String)> {
+    answer["parameter"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|p| p["name"] == "ruleResult")
+        .map(|p| {
+            let part = |n: &str| {
+                p["part"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .find(|x| x["name"] == n)
+                    .cloned()
+                    .unwrap_or(Value::Null)
+            };
+            (
+                part("rule")["valueCanonical"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+                part("passed")["valueBoolean"].as_bool(),
+                format!(
+                    "{}{}",
+                    part("message")["valueString"],
+                    part("error")["valueString"]
+                ),
+            )
+        })
+        .collect()
+}
+
+/// The CQL rules of `cql/`, bound by the PlanDefinitions, run on what a verified
+/// certificate says: the IG example records dose 1 of 2, so "any dose" passes and
+/// "full series" does not; an unknown rule is an error, not a pass.
+#[actix_web::test]
+async fn rules_from_cql_run_on_the_verified_certificate() {
+    let (app, _) = start(config("verify-rules")).await;
+    let (status, doc) = post(
+        &app,
+        "/fhir/QuestionnaireResponse/$generateHealthCertificate",
+        &english_example().to_string(),
+    )
+    .await;
+    assert_eq!(status, 200, "{doc}");
+    let payloads = qr_payloads(&doc);
+    let who = &payloads.iter().find(|(k, _)| k == "who").expect("who").1;
+    let rules = [
+        "http://ddcc-mediator.org/fhir/PlanDefinition/venue-any-dose",
+        "http://ddcc-mediator.org/fhir/PlanDefinition/travel-full-series",
+        "http://example.org/PlanDefinition/unknown",
+    ];
+    let extra: Vec<Value> = rules
+        .iter()
+        .map(|r| json!({"name": "rule", "valueCanonical": r}))
+        .collect();
+    let (status, answer) = post(&app, "/fhir/$verify-certificate", &request(who, &extra)).await;
+    assert_eq!(status, 200, "{answer}");
+    assert!(valid(&answer), "{answer}");
+    let verdicts = rule_verdicts(&answer);
+    assert_eq!(verdicts.len(), 3, "{answer}");
+    assert_eq!(verdicts[0].1, Some(true), "venue: {:?}", verdicts[0]);
+    assert!(verdicts[0].2.contains("AnyDosePass"), "{:?}", verdicts[0]);
+    assert_eq!(verdicts[1].1, Some(false), "travel: {:?}", verdicts[1]);
+    assert!(verdicts[1].2.contains("DDCCPass"), "{:?}", verdicts[1]);
+    assert_eq!(verdicts[2].1, None, "unknown rule: {:?}", verdicts[2]);
+    assert!(
+        !verdicts[2].2.is_empty(),
+        "the unknown rule names its error"
+    );
+}
+
+/// Without `trustedCertificate`, the DSCs and revocation hashes the trust-network sync
+/// verified and stored are trusted beside our own DSC: a foreign issuer's certificate
+/// fails before its DSC is synced and passes after.
+#[actix_web::test]
+async fn synced_trust_list_verifies_foreign_certificates() {
+    let (app, handles) = start(config("verify-synced")).await;
+    let foreign_dir = std::env::temp_dir().join(format!(
+        "ddcc-foreign-issuer-{}-{:x}",
+        std::process::id(),
+        fastrand::u64(..)
+    ));
+    let foreign =
+        ddcc_cert::local::LocalSigner::load_or_create(&foreign_dir, "XB").expect("foreign issuer");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let text = issue_dcc(&foreign, now - 60, now + 86_400).await;
+
+    let (_, before) = post(&app, "/fhir/$verify-certificate", &request(&text, &[])).await;
+    assert!(!valid(&before), "unknown issuer must not verify: {before}");
+
+    let gw = handles.registry.store.gateway().expect("gateway store");
+    let der = foreign.dsc_der.clone();
+    use sha2::Digest as _;
+    gw.trust_list_replace(vec![ddcc_store::gateway::TrustEntry {
+        group: "DSC".into(),
+        country: "XB".into(),
+        domain: "DCC".into(),
+        thumbprint: hex::encode(sha2::Sha256::digest(&der)),
+        kid: foreign.kid_b64(),
+        der,
+    }])
+    .await
+    .expect("store the synced list");
+    let (_, after) = post(&app, "/fhir/$verify-certificate", &request(&text, &[])).await;
+    assert!(valid(&after), "synced DSC trusted: {after}");
+    // Our own certificates still verify beside the synced list.
+    let own = issue_dcc(&handles.identity, now - 60, now + 86_400).await;
+    let (_, own_answer) = post(&app, "/fhir/$verify-certificate", &request(&own, &[])).await;
+    assert!(valid(&own_answer), "{own_answer}");
+    let _ = std::fs::remove_dir_all(&foreign_dir);
 }

@@ -63,7 +63,14 @@ async fn main() {
         }
         "postgres" => {
             let conc: usize = rest.get(1).and_then(|c| c.parse().ok()).unwrap_or(4);
-            let s = PostgresStore::connect(target, conc)
+            // The service that later reads these rows needs the same data keys: both
+            // take them from DDCC_DATA_KEY_FILE (bench/registry_scale.sh sets it).
+            let key_file = std::env::var_os("DDCC_DATA_KEY_FILE").expect(
+                "postgres needs DDCC_DATA_KEY_FILE, the data-key file the service reads too",
+            );
+            let keys = ddcc_store::DataKeys::from_key_file(std::path::Path::new(&key_file))
+                .expect("data keys");
+            let s = PostgresStore::connect(target, conc, Arc::new(keys))
                 .await
                 .expect("connect postgres");
             (Arc::new(s), conc)

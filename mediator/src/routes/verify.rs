@@ -162,10 +162,68 @@ fn invalid(code: &str, message: impl Into<String>, at: &str) -> ApiError {
     }
 }
 
-fn trust_list(state: &AppState, request: &Request) -> Result<TrustList, ApiError> {
+/// What the trust-network sync verified and stored: DSCs (DER) and revoked-certificate
+/// hashes (the first 16 bytes of the EU revocation hashes).
+#[derive(Default)]
+struct Synced {
+    dscs: Vec<Vec<u8>>,
+    revoked: Vec<[u8; 16]>,
+}
+
+/// The synced trust list, if the gateway client has stored one. A store failure
+/// leaves a note and verification proceeds against our own DSC alone.
+async fn synced_trust(state: &AppState, notes: &mut Vec<Value>) -> Synced {
+    let Some(registry) = state.service::<crate::registry::Registry>() else {
+        return Synced::default();
+    };
+    let Some(gw) = registry.store.gateway() else {
+        return Synced::default();
+    };
+    let mut synced = Synced::default();
+    match gw.trusted_dscs().await {
+        Ok(d) => synced.dscs = d,
+        Err(e) => notes.push(note(
+            "warning",
+            "transient",
+            format!("the synced trust list could not be read: {e}"),
+        )),
+    }
+    match gw.revoked_hashes().await {
+        Ok(hashes) => {
+            use base64::Engine;
+            synced.revoked = hashes
+                .iter()
+                .filter_map(|h| {
+                    base64::engine::general_purpose::STANDARD
+                        .decode(h.hash.trim())
+                        .ok()
+                        .and_then(|b| <[u8; 16]>::try_from(b.get(..16)?).ok())
+                })
+                .collect();
+        }
+        Err(e) => notes.push(note(
+            "warning",
+            "transient",
+            format!("the synced revocation list could not be read: {e}"),
+        )),
+    }
+    synced
+}
+
+fn trust_list(state: &AppState, request: &Request, synced: &Synced) -> Result<TrustList, ApiError> {
     let mut list = TrustList::new();
     let (trusted, trusted_jwks) = (&request.trusted, &request.trusted_jwks);
     if trusted.is_empty() && trusted_jwks.is_empty() {
+        // The trust network's verified DSCs (other countries' issuers, ours once
+        // uploaded) and its revocation batches.
+        for der in &synced.dscs {
+            if let Err(e) = list.add_der(der) {
+                tracing::warn!(error = %e, "a synced DSC does not parse; skipped");
+            }
+        }
+        for h in &synced.revoked {
+            list.add_revoked_hash(*h);
+        }
         // Offline default: what this service signs must verify here.
         let signing = state
             .require::<crate::services::SigningSlot>("signer")?
@@ -463,12 +521,19 @@ async fn apply_store_revocations(
 
 async fn verify(state: AppState, body: web::Bytes) -> Result<HttpResponse, ApiError> {
     let request = parse_request(&json_body(&body)?)?;
-    let mut trust = trust_list(&state, &request)?;
+    let mut notes = Vec::new();
+    // Offline verification (`trustedCertificate`/`trustedJwks`) trusts exactly what
+    // the caller gave; otherwise the synced trust list joins our own DSC.
+    let synced = if request.trusted.is_empty() && request.trusted_jwks.is_empty() {
+        synced_trust(&state, &mut notes).await
+    } else {
+        Synced::default()
+    };
+    let mut trust = trust_list(&state, &request, &synced)?;
     let mut verification = verify_any(&request.qr, &trust, request.validation_time);
     if apply_store_revocations(&state, &mut trust, &verification).await? {
         verification = verify_any(&request.qr, &trust, request.validation_time);
     }
-    let mut notes = Vec::new();
     let core_data_set = core_data_set(&state, &verification, &mut notes);
     let rules = rule_results(&state, &request, core_data_set.as_ref(), &mut notes);
     let extras = Extras {

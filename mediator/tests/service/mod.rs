@@ -52,6 +52,7 @@ pub fn config(tag: &str) -> Config {
         )),
         ddcc: DdccConfig {
             profiles_dir: root().join("fhir-profiles"),
+            cql_dir: root().join("cql"),
             ..Default::default()
         },
         ..Default::default()
