@@ -881,6 +881,23 @@ pub async fn revoke_audited(
     Ok(true)
 }
 
+/// The signed document a revocation request names (by DocumentReference id, document
+/// identifier or document id), as issued; `None` when there is none.
+pub async fn document_to_revoke(store: &dyn Store, id: &str) -> Result<Option<Value>, ApiError> {
+    let Some(docref) = find_document_reference(store, id).await? else {
+        return Ok(read_document(store, id).await?.map(|(_, d)| d));
+    };
+    let Some(bin) = docref
+        .resource
+        .pointer("/content/0/attachment/url")
+        .and_then(Value::as_str)
+        .and_then(|u| reference_id(u, "Binary"))
+    else {
+        return Ok(None);
+    };
+    Ok(read_document(store, bin).await?.map(|(_, d)| d))
+}
+
 async fn find_document_reference(
     store: &dyn Store,
     id: &str,

@@ -695,6 +695,35 @@ async fn client_certificates_select_the_issuer_and_nothing_else_can() {
     assert_eq!(s, 200, "{doc}");
     assert_eq!(signed_by(&doc, &keys), vec!["moh-b"]);
 
+    // Revocation is scoped like signing: only the issuer that signed a certificate
+    // may revoke it.
+    let (s, a_doc) = post(client(Some("emr-a")), event(&qr, "a-revoke"), vec![]).await;
+    assert_eq!(s, 200, "{a_doc}");
+    let hcid = a_doc["identifier"]["value"]
+        .as_str()
+        .expect("document identifier")
+        .to_string();
+    let revoke = |c: reqwest::Client| {
+        let url = format!("{base}/fhir/Bundle/$revokeHealthCertificate");
+        let body = json!({"resourceType": "Parameters", "parameter": [{"name": "id", "valueString": hcid.clone()}]});
+        async move {
+            let r = c
+                .post(url)
+                .header("content-type", "application/fhir+json")
+                .body(body.to_string())
+                .send()
+                .await
+                .expect("revoke");
+            let status = r.status().as_u16();
+            (status, r.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let (s, body) = revoke(client(Some("emr-b"))).await;
+    assert_eq!(s, 403, "B's caller must not revoke A's certificate: {body}");
+    let (s, body) = revoke(client(Some("emr-a"))).await;
+    assert_eq!(s, 200, "{body}");
+    assert_eq!(body["parameter"][0]["valueBoolean"], true, "{body}");
+
     // Refusals: nothing issued, nothing stored.
     let before = documents().await;
     for (who, cn, status) in [

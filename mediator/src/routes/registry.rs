@@ -1077,11 +1077,13 @@ fn revoke_target(body: &Value) -> Result<String, ApiError> {
 
 async fn run_revoke(
     state: &AppState,
+    caller: &crate::auth::Caller,
     recorder: &Recorder,
     id: &str,
     audit: &Audit,
 ) -> Result<HttpResponse, ApiError> {
     let reg = registry(state)?;
+    check_revoke_scope(state, caller, reg.store.as_ref(), id).await?;
     let revoked = crate::registry::revoke_audited(
         reg.store.as_ref(),
         id,
@@ -1103,6 +1105,51 @@ async fn run_revoke(
     ))
 }
 
+/// With an issuers file, a caller of one issuer revokes only what that issuer signed:
+/// the document's `Bundle.signature` must verify with that issuer's DSC key. (A caller
+/// granted `register` without being an issuer's, e.g. an operator's tool, is not
+/// restricted.)
+async fn check_revoke_scope(
+    state: &AppState,
+    caller: &crate::auth::Caller,
+    store: &dyn ddcc_store::Store,
+    id: &str,
+) -> Result<(), ApiError> {
+    let Some(issuer) = crate::auth::issuer_of(state, caller) else {
+        return Ok(());
+    };
+    let Some(slot) = state
+        .service::<crate::auth::IssuerSlots>()
+        .and_then(|slots| {
+            slots
+                .0
+                .iter()
+                .find(|(i, _)| *i == issuer)
+                .map(|(_, s)| s.clone())
+        })
+    else {
+        return Ok(());
+    };
+    let identity = slot
+        .get()
+        .map_err(|message| ApiError::Unavailable {
+            service: "signer".into(),
+            message,
+        })?
+        .identity;
+    // Unknown ids fall through to the revocation's own 404.
+    let Some(document) = crate::registry::document_to_revoke(store, id).await? else {
+        return Ok(());
+    };
+    if ddcc_cert::bundle_sig::verify(&document, &identity.public_key).is_ok() {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden(format!(
+            "certificate {id} was not signed by issuer {issuer}: only its issuer may revoke it"
+        )))
+    }
+}
+
 fn revoke_audit(state: &AppState, req: &HttpRequest) -> Audit {
     Audit::operation(state, req, "revokeHealthCertificate", Action::Delete)
 }
@@ -1110,12 +1157,13 @@ fn revoke_audit(state: &AppState, req: &HttpRequest) -> Audit {
 async fn revoke(
     state: AppState,
     req: HttpRequest,
+    caller: crate::auth::Caller,
     recorder: Recorder,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     let audit = revoke_audit(&state, &req);
     let result = match json_body(&body).and_then(|b| revoke_target(&b)) {
-        Ok(id) => run_revoke(&state, &recorder, &id, &audit).await,
+        Ok(id) => run_revoke(&state, &caller, &recorder, &id, &audit).await,
         Err(e) => Err(e),
     };
     audit.record_result(&state, &[], &result, true).await;
@@ -1125,13 +1173,14 @@ async fn revoke(
 async fn revoke_instance(
     state: AppState,
     req: HttpRequest,
+    caller: crate::auth::Caller,
     recorder: Recorder,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
     let audit = revoke_audit(&state, &req);
     let result = match check_id(&id) {
-        Ok(()) => run_revoke(&state, &recorder, &id, &audit).await,
+        Ok(()) => run_revoke(&state, &caller, &recorder, &id, &audit).await,
         Err(e) => Err(e),
     };
     audit.record_result(&state, &[], &result, true).await;
