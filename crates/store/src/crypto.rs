@@ -149,14 +149,7 @@ impl DataKeys {
             write_key_file(path, &file)?;
         }
         check_mode(path)?;
-        let text = std::fs::read_to_string(path).map_err(|e| KeyError::File {
-            path: shown.clone(),
-            reason: e.to_string(),
-        })?;
-        let file: KeyFile = serde_json::from_str(&text).map_err(|e| KeyError::File {
-            path: shown.clone(),
-            reason: e.to_string(),
-        })?;
+        let file = read_key_file(path)?;
         let blind = decode_key(&file.blind, "blind", &shown)?;
         let mut keys = Vec::new();
         for (id, k) in &file.keys {
@@ -169,16 +162,8 @@ impl DataKeys {
     /// sealed with older keys stay readable until [`crate::Store::reencrypt`] has
     /// re-sealed them; only then may an old key be removed ([`Self::remove_from_key_file`]).
     pub fn rotate_key_file(path: &Path) -> Result<String, KeyError> {
-        let shown = path.display().to_string();
         check_mode(path)?;
-        let text = std::fs::read_to_string(path).map_err(|e| KeyError::File {
-            path: shown.clone(),
-            reason: e.to_string(),
-        })?;
-        let mut file: KeyFile = serde_json::from_str(&text).map_err(|e| KeyError::File {
-            path: shown.clone(),
-            reason: e.to_string(),
-        })?;
+        let mut file = read_key_file(path)?;
         let next = (1..)
             .map(|n| format!("k{n}"))
             .find(|id| !file.keys.contains_key(id))
@@ -191,18 +176,10 @@ impl DataKeys {
 
     /// Drops a retired data key from the key file (never the current one).
     pub fn remove_from_key_file(path: &Path, id: &str) -> Result<(), KeyError> {
-        let shown = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| KeyError::File {
-            path: shown.clone(),
-            reason: e.to_string(),
-        })?;
-        let mut file: KeyFile = serde_json::from_str(&text).map_err(|e| KeyError::File {
-            path: shown.clone(),
-            reason: e.to_string(),
-        })?;
+        let mut file = read_key_file(path)?;
         if file.current == id {
             return Err(KeyError::File {
-                path: shown,
+                path: path.display().to_string(),
                 reason: format!("{id} is the current key"),
             });
         }
@@ -285,6 +262,15 @@ pub fn sealed_key_id(bytes: &[u8]) -> Option<&str> {
     let (&len, rest) = rest.split_first()?;
     let id = rest.get(..len as usize)?;
     std::str::from_utf8(id).ok()
+}
+
+fn read_key_file(path: &Path) -> Result<KeyFile, KeyError> {
+    let err = |reason: String| KeyError::File {
+        path: path.display().to_string(),
+        reason,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+    serde_json::from_str(&text).map_err(|e| err(e.to_string()))
 }
 
 fn write_key_file(path: &Path, file: &KeyFile) -> Result<(), KeyError> {
