@@ -34,8 +34,6 @@ pub enum ServicesError {
     DataKeys(#[from] crate::data_keys::DataKeyError),
     #[error("served artefacts: {0}")]
     Artefacts(#[from] crate::artefacts::ArtefactError),
-    #[error("CQL rules: {0}")]
-    Rules(#[from] ddcc_cql::CqlError),
     #[error("authentication: {0}")]
     Auth(#[from] crate::auth::AuthConfigError),
     #[error("FHIR server client: {0}")]
@@ -243,13 +241,21 @@ impl Services {
             &catalogue,
             Some(config.data_dir.join("structuremaps")),
         ));
-        let rules = crate::rules::CqlRules::load(
+        // Rules are an optional part of verification: a cql/ folder the rule engine
+        // cannot load (e.g. a Library without ELM) is logged loudly and verification
+        // runs without rules, answering each requested rule as not evaluated.
+        let rules = match crate::rules::CqlRules::load(
             &config.ddcc.cql_dir,
             &dir.join("plandefinitions"),
             catalogue.terminology.clone(),
             mapping.clone(),
-        )?
-        .map(Arc::new);
+        ) {
+            Ok(r) => r.map(Arc::new),
+            Err(e) => {
+                tracing::error!(dir = %config.ddcc.cql_dir.display(), error = %e, "CQL rules cannot be loaded");
+                None
+            }
+        };
         if rules.is_none() {
             tracing::warn!(dir = %config.ddcc.cql_dir.display(), "no CQL rules: `rule` parameters of $verify-certificate are not evaluated");
         }
