@@ -1009,8 +1009,11 @@ pub async fn reencrypt<D: Db>(db: &mut D, limit: usize) -> Result<usize> {
     let rows = db
         .query(
             &format!(
+                // `kid < $1 OR kid > $1` rather than `<>`: both databases answer
+                // the ranges from the `res_kid` index, so a store with nothing to
+                // re-seal is not scanned whole at every start-up.
                 "SELECT rtype, id, version, body, kid FROM res WHERE body IS NOT NULL \
-                 AND (kid IS NULL OR kid <> $1) LIMIT {limit}"
+                 AND (kid IS NULL OR kid < $1 OR kid > $1) LIMIT {limit}"
             ),
             std::slice::from_ref(&current),
         )
