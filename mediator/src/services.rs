@@ -417,7 +417,8 @@ impl Services {
             .with_service(self.mapping)
             .with_service(self.validator)
             .with_service(self.signing)
-            .with_service(self.artefacts);
+            .with_service(self.artefacts)
+            .with_service(Arc::new(crate::routes::verify::SyncedTrust::default()));
         match self.rules {
             Some(r) => builder.with_service(Arc::new(crate::routes::verify::Rules(r))),
             None => builder,

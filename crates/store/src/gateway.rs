@@ -154,6 +154,13 @@ pub trait GatewayStore: Send + Sync {
 
     fn gateway_state<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<String>>>;
 
+    /// Changes (to a fresh value) in the same transaction as every change of the
+    /// trust list or the revocation hashes, so a verifier can keep what it built from
+    /// them until this differs. `None` until the first sync.
+    fn trust_generation(&self) -> BoxFuture<'_, Result<Option<String>>> {
+        self.gateway_state(TRUST_GENERATION)
+    }
+
     fn set_gateway_state<'a>(&'a self, key: &'a str, value: &'a str) -> BoxFuture<'a, Result<()>>;
 }
 
@@ -379,9 +386,17 @@ async fn insert_entries<D: Db>(db: &mut D, entries: &[TrustEntry]) -> Result<()>
     Ok(())
 }
 
+/// The `gw_state` key of [`GatewayStore::trust_generation`].
+pub const TRUST_GENERATION: &str = "trust_generation";
+
+async fn bump_trust_generation<D: Db>(db: &mut D) -> Result<()> {
+    set_state(db, TRUST_GENERATION, &crate::ids::new_id()).await
+}
+
 pub(crate) async fn trust_list_replace<D: Db>(db: &mut D, entries: &[TrustEntry]) -> Result<()> {
     db.exec("DELETE FROM gw_trust", &[]).await?;
-    insert_entries(db, entries).await
+    insert_entries(db, entries).await?;
+    bump_trust_generation(db).await
 }
 
 pub(crate) async fn trust_list_replace_groups<D: Db>(
@@ -396,7 +411,8 @@ pub(crate) async fn trust_list_replace_groups<D: Db>(
         )
         .await?;
     }
-    insert_entries(db, entries).await
+    insert_entries(db, entries).await?;
+    bump_trust_generation(db).await
 }
 
 pub(crate) async fn trust_list<D: Db>(db: &mut D, group: Option<&str>) -> Result<Vec<TrustEntry>> {
@@ -482,7 +498,7 @@ pub(crate) async fn revoked_replace<D: Db>(
         )
         .await?;
     }
-    Ok(())
+    bump_trust_generation(db).await
 }
 
 pub(crate) async fn revoked_hashes<D: Db>(db: &mut D) -> Result<Vec<RevokedHash>> {

@@ -24,8 +24,8 @@ pub use icao::verify_icao;
 pub use revocation::{RevocationHashes, SignatureScheme};
 pub use shc::{verify_shc, MAX_SHC_INFLATED};
 pub use trust::{
-    decode_certificate_text, jwk_thumbprint, kid_of, Dsc, JwkKey, PublicKey, TrustError, TrustList,
-    TrustSource,
+    decode_certificate_text, jwk_thumbprint, kid_of, Dsc, JwkKey, Layered, PublicKey, TrustError,
+    TrustList, TrustSource,
 };
 
 use serde::Serialize;

@@ -300,6 +300,42 @@ impl TrustList {
     }
 }
 
+/// Two trust sources read as one, so a large list built once (e.g. the synced trust
+/// network list) is shared across verifications instead of copied into each
+/// request's list. Per kid or thumbprint the first source that knows it answers
+/// (kids are SHA-256 prefixes of the certificate, so both sources holding one kid
+/// means both hold the same certificate); issuers and revocations come from both.
+pub struct Layered<'a, A: TrustSource + ?Sized, B: TrustSource + ?Sized> {
+    pub first: &'a A,
+    pub second: &'a B,
+}
+
+impl<A: TrustSource + ?Sized, B: TrustSource + ?Sized> TrustSource for Layered<'_, A, B> {
+    fn dscs_for_kid(&self, kid: &[u8]) -> &[Dsc] {
+        match self.first.dscs_for_kid(kid) {
+            [] => self.second.dscs_for_kid(kid),
+            found => found,
+        }
+    }
+
+    fn keys_for_thumbprint(&self, thumbprint: &str) -> &[JwkKey] {
+        match self.first.keys_for_thumbprint(thumbprint) {
+            [] => self.second.keys_for_thumbprint(thumbprint),
+            found => found,
+        }
+    }
+
+    fn certificates_with_subject(&self, subject_der: &[u8]) -> Vec<&Dsc> {
+        let mut all = self.first.certificates_with_subject(subject_der);
+        all.extend(self.second.certificates_with_subject(subject_der));
+        all
+    }
+
+    fn is_revoked(&self, hashes: &crate::RevocationHashes) -> bool {
+        self.first.is_revoked(hashes) || self.second.is_revoked(hashes)
+    }
+}
+
 impl TrustSource for TrustList {
     fn dscs_for_kid(&self, kid: &[u8]) -> &[Dsc] {
         <[u8; 8]>::try_from(kid)

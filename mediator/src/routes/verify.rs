@@ -10,7 +10,7 @@ use std::sync::Arc;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 use base64::Engine as _;
-use ddcc_verify::{verify_any, CheckKind, Format, TrustList, Verification};
+use ddcc_verify::{verify_any, CheckKind, Format, Layered, TrustList, Verification};
 use serde_json::{json, Value};
 
 use crate::error::{ApiError, Issue};
@@ -162,68 +162,102 @@ fn invalid(code: &str, message: impl Into<String>, at: &str) -> ApiError {
     }
 }
 
-/// What the trust-network sync verified and stored: DSCs (DER) and revoked-certificate
-/// hashes (the first 16 bytes of the EU revocation hashes).
+/// The trust list the trust-network sync verified and stored (DSCs and revoked-
+/// certificate hashes), parsed once per change: verification reads one generation
+/// value from the store and reuses the parsed list while it is unchanged. One per app
+/// state (`Services::install`), so apps over different stores never share it.
 #[derive(Default)]
-struct Synced {
-    dscs: Vec<Vec<u8>>,
-    revoked: Vec<[u8; 16]>,
+pub struct SyncedTrust(std::sync::Mutex<Option<(Option<String>, Arc<TrustList>)>>);
+
+impl SyncedTrust {
+    fn cached(&self, generation: &Option<String>) -> Option<Arc<TrustList>> {
+        let slot = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        slot.as_ref()
+            .filter(|(g, _)| g == generation)
+            .map(|(_, list)| list.clone())
+    }
+
+    fn keep(&self, generation: Option<String>, list: Arc<TrustList>) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some((generation, list));
+    }
 }
 
 /// The synced trust list, if the gateway client has stored one. A store failure
 /// leaves a note and verification proceeds against our own DSC alone.
-async fn synced_trust(state: &AppState, notes: &mut Vec<Value>) -> Synced {
+async fn synced_trust(state: &AppState, notes: &mut Vec<Value>) -> Arc<TrustList> {
+    let empty = || Arc::new(TrustList::new());
     let Some(registry) = state.service::<crate::registry::Registry>() else {
-        return Synced::default();
+        return empty();
     };
     let Some(gw) = registry.store.gateway() else {
-        return Synced::default();
+        return empty();
     };
-    let mut synced = Synced::default();
+    let cache = state.service::<SyncedTrust>();
+    let generation = match gw.trust_generation().await {
+        Ok(g) => g,
+        Err(e) => {
+            notes.push(note(
+                "warning",
+                "transient",
+                format!("the synced trust list could not be read: {e}"),
+            ));
+            return empty();
+        }
+    };
+    if let Some(list) = cache.as_ref().and_then(|c| c.cached(&generation)) {
+        return list;
+    }
+    let mut list = TrustList::new();
     match gw.trusted_dscs().await {
-        Ok(d) => synced.dscs = d,
-        Err(e) => notes.push(note(
-            "warning",
-            "transient",
-            format!("the synced trust list could not be read: {e}"),
-        )),
+        Ok(dscs) => {
+            for der in &dscs {
+                if let Err(e) = list.add_der(der) {
+                    tracing::warn!(error = %e, "a synced DSC does not parse; skipped");
+                }
+            }
+        }
+        Err(e) => {
+            notes.push(note(
+                "warning",
+                "transient",
+                format!("the synced trust list could not be read: {e}"),
+            ));
+            return empty();
+        }
     }
     match gw.revoked_hashes().await {
         Ok(hashes) => {
             use base64::Engine;
-            synced.revoked = hashes
-                .iter()
-                .filter_map(|h| {
-                    base64::engine::general_purpose::STANDARD
-                        .decode(h.hash.trim())
-                        .ok()
-                        .and_then(|b| <[u8; 16]>::try_from(b.get(..16)?).ok())
-                })
-                .collect();
+            for h in &hashes {
+                let decoded = base64::engine::general_purpose::STANDARD
+                    .decode(h.hash.trim())
+                    .ok()
+                    .and_then(|b| <[u8; 16]>::try_from(b.get(..16)?).ok());
+                if let Some(h) = decoded {
+                    list.add_revoked_hash(h);
+                }
+            }
         }
-        Err(e) => notes.push(note(
-            "warning",
-            "transient",
-            format!("the synced revocation list could not be read: {e}"),
-        )),
+        Err(e) => {
+            notes.push(note(
+                "warning",
+                "transient",
+                format!("the synced revocation list could not be read: {e}"),
+            ));
+            return empty();
+        }
     }
-    synced
+    let list = Arc::new(list);
+    if let Some(c) = cache {
+        c.keep(generation, list.clone());
+    }
+    list
 }
 
-fn trust_list(state: &AppState, request: &Request, synced: &Synced) -> Result<TrustList, ApiError> {
+fn trust_list(state: &AppState, request: &Request) -> Result<TrustList, ApiError> {
     let mut list = TrustList::new();
     let (trusted, trusted_jwks) = (&request.trusted, &request.trusted_jwks);
     if trusted.is_empty() && trusted_jwks.is_empty() {
-        // The trust network's verified DSCs (other countries' issuers, ours once
-        // uploaded) and its revocation batches.
-        for der in &synced.dscs {
-            if let Err(e) = list.add_der(der) {
-                tracing::warn!(error = %e, "a synced DSC does not parse; skipped");
-            }
-        }
-        for h in &synced.revoked {
-            list.add_revoked_hash(*h);
-        }
         // Offline default: what this service signs must verify here.
         let signing = state
             .require::<crate::services::SigningSlot>("signer")?
@@ -523,16 +557,24 @@ async fn verify(state: AppState, body: web::Bytes) -> Result<HttpResponse, ApiEr
     let request = parse_request(&json_body(&body)?)?;
     let mut notes = Vec::new();
     // Offline verification (`trustedCertificate`/`trustedJwks`) trusts exactly what
-    // the caller gave; otherwise the synced trust list joins our own DSC.
+    // the caller gave; otherwise the synced trust list (other countries' issuers, ours
+    // once uploaded, the network's revocations) joins our own DSC.
     let synced = if request.trusted.is_empty() && request.trusted_jwks.is_empty() {
         synced_trust(&state, &mut notes).await
     } else {
-        Synced::default()
+        Arc::new(TrustList::new())
     };
-    let mut trust = trust_list(&state, &request, &synced)?;
-    let mut verification = verify_any(&request.qr, &trust, request.validation_time);
+    let mut trust = trust_list(&state, &request)?;
+    let check = |trust: &TrustList| {
+        let both = Layered {
+            first: trust,
+            second: synced.as_ref(),
+        };
+        verify_any(&request.qr, &both, request.validation_time)
+    };
+    let mut verification = check(&trust);
     if apply_store_revocations(&state, &mut trust, &verification).await? {
-        verification = verify_any(&request.qr, &trust, request.validation_time);
+        verification = check(&trust);
     }
     let core_data_set = core_data_set(&state, &verification, &mut notes);
     let rules = rule_results(&state, &request, core_data_set.as_ref(), &mut notes);
