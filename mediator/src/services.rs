@@ -277,29 +277,17 @@ impl Services {
         auth.log_summary();
         let vault_on = env("VAULT_ADDR").is_some_and(|v| !v.trim().is_empty());
 
-        if config.registry.mode == crate::config::Mode::Store {
+        let store_only = config.registry.mode == crate::config::Mode::Store;
+        let (signing, issuer_slots, vault) = if store_only {
             tracing::info!("store mode: FHIR registry routes only, no issuing and no signing key");
-            return Ok(Services {
-                catalogue,
-                mapping,
-                validator,
-                signing: Arc::new(SigningSlot {
-                    state: std::sync::RwLock::new(Err(
-                        "store mode (DDCC_MODE=store) does not issue".into(),
-                    )),
-                    endpoint: None,
-                }),
-                registry,
-                artefacts,
-                rules: rules.clone(),
-                auth,
-                issuer_slots: None,
-                vault: Vec::new(),
-                store_only: true,
+            let slot = Arc::new(SigningSlot {
+                state: std::sync::RwLock::new(Err(
+                    "store mode (DDCC_MODE=store) does not issue".into()
+                )),
+                endpoint: None,
             });
-        }
-
-        if let Some(file) = &auth.issuers {
+            (slot, None, Vec::new())
+        } else if let Some(file) = &auth.issuers {
             let mut slots = Vec::new();
             let mut vault = Vec::new();
             for issuer in &file.issuers {
@@ -323,60 +311,39 @@ impl Services {
                 slots.push((issuer.id.clone(), slot));
             }
             let signing = slots[0].1.clone();
-            return Ok(Services {
-                catalogue,
-                mapping,
-                validator,
+            (
                 signing,
-                registry,
-                artefacts,
-                rules: rules.clone(),
-                auth,
-                issuer_slots: Some(Arc::new(crate::auth::IssuerSlots(slots))),
+                Some(Arc::new(crate::auth::IssuerSlots(slots))),
                 vault,
-                store_only: false,
-            });
-        }
-
-        if vault_on {
+            )
+        } else if vault_on {
             let vcfg = VaultConfig::from_lookup(&env)
                 .map_err(|e| ServicesError::VaultConfig(e.to_string()))?;
             let (slot, vault) = vault_slot(vcfg, country, parts).await;
-            return Ok(Services {
-                catalogue,
-                mapping,
-                validator,
-                signing: slot,
-                registry,
-                artefacts,
-                rules: rules.clone(),
-                auth,
-                issuer_slots: None,
-                vault: vault.into_iter().collect(),
-                store_only: false,
-            });
-        }
-
-        let keys = config.data_dir.join("keys");
-        let identity = LocalSigner::load_or_create(&keys, &country)
-            .map_err(|e| ServicesError::LocalKey(e.to_string()))?;
-        tracing::warn!(
-            kid = %identity.kid_b64(),
-            dir = %keys.display(),
-            "signing with a local development key and self-signed SCA: NOT FOR PRODUCTION (set VAULT_ADDR to sign through Vault transit)"
-        );
+            (slot, None, vault.into_iter().collect())
+        } else {
+            let keys = config.data_dir.join("keys");
+            let identity = LocalSigner::load_or_create(&keys, &country)
+                .map_err(|e| ServicesError::LocalKey(e.to_string()))?;
+            tracing::warn!(
+                kid = %identity.kid_b64(),
+                dir = %keys.display(),
+                "signing with a local development key and self-signed SCA: NOT FOR PRODUCTION (set VAULT_ADDR to sign through Vault transit)"
+            );
+            (local_slot(identity, &parts), None, Vec::new())
+        };
         Ok(Services {
             catalogue,
             mapping,
             validator,
-            signing: local_slot(identity, &parts),
+            signing,
             registry,
             artefacts,
             rules,
             auth,
-            issuer_slots: None,
-            vault: Vec::new(),
-            store_only: false,
+            issuer_slots,
+            vault,
+            store_only,
         })
     }
 
