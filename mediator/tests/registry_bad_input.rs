@@ -132,6 +132,8 @@ async fn the_same_through_a_fhir_server() {
             .env("SERVER_PORT", port.to_string())
             .env("DDCC_DATA_DIR", &data)
             .env("DDCC_PROFILES_DIR", root().join("fhir-profiles"))
+            // The admin listener (default: port + 1) on any free port: tests run in parallel.
+            .env("DDCC_ADMIN_ADDR", "127.0.0.1:0")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

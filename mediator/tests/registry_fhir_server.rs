@@ -61,6 +61,8 @@ fn start_store_with(data: &Path, port: u16, env: &[(&str, &str)]) -> StoreInstan
         .env("SERVER_PORT", port.to_string())
         .env("DDCC_DATA_DIR", data)
         .env("DDCC_PROFILES_DIR", root().join("fhir-profiles"))
+        // The admin listener (default: port + 1) on any free port: tests run in parallel.
+        .env("DDCC_ADMIN_ADDR", "127.0.0.1:0")
         .envs(env.iter().copied())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
